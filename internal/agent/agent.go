@@ -1,0 +1,134 @@
+// Package agent defines what dispatch needs from the program behind a
+// session, and the classification of a failed turn. Drivers live in
+// sub-packages: claude (the Claude Code CLI), echo (in-process) and fake
+// (tests).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Agent starts agent processes. One Process serves one live session.
+type Agent interface {
+	Start(ctx context.Context, spec Spec) (Process, error)
+}
+
+// Spec says how to start one session's agent.
+type Spec struct {
+	ChatID string
+	// SessionID is the agent conversation id. With Resume it is resumed
+	// (claude: --resume ID); otherwise a new conversation is started with
+	// this id (claude: --session-id ID).
+	SessionID string
+	Resume    bool
+	// Log receives the agent's own output (stderr, unknown lines); it is the
+	// session's log. Never nil when started by dispatch.
+	Log *slog.Logger
+	// Env adds marker variables (for example the owning state dir) to the
+	// agent's environment on top of the configured agent.env.
+	Env map[string]string
+}
+
+// Process is one running agent. Turn is called by one goroutine at a time;
+// every other method is safe for concurrent use.
+type Process interface {
+	// Turn sends the texts as one user message and waits for the agent's
+	// final result. It returns a *TurnError on failure. If ctx is cancelled
+	// the turn is abandoned (the process is left to the caller to stop).
+	Turn(ctx context.Context, texts []string) (Result, error)
+	// SessionID is the conversation id the agent reported (or was given).
+	SessionID() string
+	// Done is closed once the process has exited and been reaped.
+	Done() <-chan struct{}
+	// ExitErr describes how the process ended; valid after Done.
+	ExitErr() error
+	// LastOutput is when the agent last produced any output (or started).
+	LastOutput() time.Time
+	// Pid is the process (and process group) id, 0 for in-process agents.
+	Pid() int
+	// Stop ends the process in three steps: close stdin and wait, SIGTERM
+	// the group and wait, SIGKILL the group; it returns once the process has
+	// been reaped. Idempotent.
+	Stop(ctx context.Context) error
+}
+
+// Result is a successful turn.
+type Result struct {
+	Text      string
+	SessionID string
+	Duration  time.Duration
+}
+
+// Kind classifies a failed turn where it arises.
+type Kind int
+
+const (
+	// Fault is the session's own failure: crash, protocol error, an error
+	// result. It counts toward error_count and toward the message's attempts.
+	Fault Kind = iota
+	// Outage is an unreachable or overloaded AI API (connection refused,
+	// timeout, 5xx, 529, 429). It counts toward nothing; the message stays
+	// pending and the daemon's API breaker opens.
+	Outage
+	// ContextTooLong is a fault after which the session must restart clean
+	// (without resume).
+	ContextTooLong
+	// ResumeFailed means the saved conversation cannot be resumed ("No
+	// conversation found"); the session starts fresh.
+	ResumeFailed
+	// Auth is a rejected credential (401/403): a fault with an operator hint.
+	Auth
+	// Exited means the process ended during the turn (crash).
+	Exited
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Fault:
+		return "fault"
+	case Outage:
+		return "outage"
+	case ContextTooLong:
+		return "context_too_long"
+	case ResumeFailed:
+		return "resume_failed"
+	case Auth:
+		return "auth"
+	case Exited:
+		return "exited"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// TurnError is a failed turn with its classification.
+type TurnError struct {
+	Kind   Kind
+	Status int // HTTP status reported by the agent, 0 if none
+	Msg    string
+}
+
+func (e *TurnError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("%s (status %d): %s", e.Kind, e.Status, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Kind, e.Msg)
+}
+
+// KindOf returns the classification of err; errors that are not a
+// *TurnError are faults.
+func KindOf(err error) Kind {
+	var te *TurnError
+	if errors.As(err, &te) {
+		return te.Kind
+	}
+	return Fault
+}
+
+// Errorf builds a *TurnError.
+func Errorf(k Kind, format string, args ...any) *TurnError {
+	return &TurnError{Kind: k, Msg: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,121 @@
+// Package clock lets every interval and timeout in dispatch be driven by an
+// injected clock, so tests can cross exact boundaries (2h vs 2h+1s) without
+// sleeping.
+package clock
+
+import (
+	"sync"
+	"time"
+)
+
+// Clock is the small slice of the time package dispatch uses.
+type Clock interface {
+	Now() time.Time
+	// NewTimer returns a timer that fires once after d.
+	NewTimer(d time.Duration) Timer
+}
+
+// Timer is a one-shot timer; C fires once. Stop reports whether it stopped
+// the timer before it fired.
+type Timer interface {
+	C() <-chan time.Time
+	Stop() bool
+}
+
+// Real is the wall clock.
+type Real struct{}
+
+func (Real) Now() time.Time { return time.Now() }
+
+func (Real) NewTimer(d time.Duration) Timer { return realTimer{time.NewTimer(d)} }
+
+type realTimer struct{ t *time.Timer }
+
+func (r realTimer) C() <-chan time.Time { return r.t.C }
+func (r realTimer) Stop() bool          { return r.t.Stop() }
+
+// Fake is a manually advanced clock for tests. Timers fire (in deadline
+// order) when Advance moves the clock past their deadline.
+type Fake struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
+}
+
+// NewFake returns a fake clock set to start.
+func NewFake(start time.Time) *Fake { return &Fake{now: start} }
+
+func (f *Fake) Now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.now
+}
+
+func (f *Fake) NewTimer(d time.Duration) Timer {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := &fakeTimer{f: f, when: f.now.Add(d), c: make(chan time.Time, 1)}
+	if d <= 0 {
+		t.fired = true
+		t.c <- f.now
+		return t
+	}
+	f.timers = append(f.timers, t)
+	return t
+}
+
+// Advance moves the clock forward by d, firing every timer that falls due.
+func (f *Fake) Advance(d time.Duration) {
+	f.mu.Lock()
+	f.now = f.now.Add(d)
+	now := f.now
+	var keep []*fakeTimer
+	for _, t := range f.timers {
+		if !t.when.After(now) {
+			t.fired = true
+			select {
+			case t.c <- now:
+			default:
+			}
+		} else {
+			keep = append(keep, t)
+		}
+	}
+	f.timers = keep
+	f.mu.Unlock()
+}
+
+// Set moves the clock to t (which must not be earlier than Now).
+func (f *Fake) Set(t time.Time) { f.Advance(t.Sub(f.Now())) }
+
+// Pending reports how many timers are waiting to fire.
+func (f *Fake) Pending() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.timers)
+}
+
+type fakeTimer struct {
+	f     *Fake
+	when  time.Time
+	c     chan time.Time
+	fired bool
+}
+
+func (t *fakeTimer) C() <-chan time.Time { return t.c }
+
+func (t *fakeTimer) Stop() bool {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	if t.fired {
+		return false
+	}
+	for i, x := range t.f.timers {
+		if x == t {
+			t.f.timers = append(t.f.timers[:i], t.f.timers[i+1:]...)
+			break
+		}
+	}
+	t.fired = true
+	return true
+}

@@ -1,0 +1,98 @@
+// Package config loads dispatch's YAML configuration (SPEC 3.1). Every key
+// is optional; defaults equal the seed's constants. A broken file, an unknown
+// key or a bad value is an error that names the key.
+package config
+
+import "time"
+
+// Config is the whole configuration. Field tags name the YAML keys.
+type Config struct {
+	StateDir string   `yaml:"state_dir"`
+	Health   Health   `yaml:"health"`
+	Queue    Queue    `yaml:"queue"`
+	Restart  Restart  `yaml:"restart"`
+	Sessions Sessions `yaml:"sessions"`
+	Agent    Agent    `yaml:"agent"`
+	API      API      `yaml:"api"`
+	Log      Log      `yaml:"log"`
+	// ShutdownTimeout bounds how long SIGTERM waits for in-flight turns.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+type Health struct {
+	CheckInterval         time.Duration `yaml:"check_interval"`
+	FirstCheckDelay       time.Duration `yaml:"first_check_delay"`
+	CheckTimeout          time.Duration `yaml:"check_timeout"`
+	IdleTimeout           time.Duration `yaml:"idle_timeout"`
+	MaxErrors             int           `yaml:"max_errors"`
+	StuckTimeout          time.Duration `yaml:"stuck_timeout"`
+	FirstTurnStuckTimeout time.Duration `yaml:"first_turn_stuck_timeout"`
+}
+
+type Queue struct {
+	// MaxAttempts is how many failed attempts make a message dead.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxBatch caps how many waiting messages go to the agent in one turn.
+	MaxBatch int `yaml:"max_batch"`
+}
+
+type Restart struct {
+	MaxRestarts    int           `yaml:"max_restarts"`
+	Window         time.Duration `yaml:"window"`
+	BackoffInitial time.Duration `yaml:"backoff_initial"`
+	BackoffMax     time.Duration `yaml:"backoff_max"`
+}
+
+type Sessions struct {
+	Master       string `yaml:"master"`
+	ExemptSuffix string `yaml:"exempt_suffix"`
+}
+
+type Agent struct {
+	Kind    string            `yaml:"kind"`
+	Command string            `yaml:"command"`
+	Args    []string          `yaml:"args"`
+	Env     map[string]string `yaml:"env"`
+	// Dir is the agent's working directory (default: state_dir/work).
+	Dir string `yaml:"dir"`
+	// StopGrace is the wait after each of the first two stop steps.
+	StopGrace time.Duration `yaml:"stop_grace"`
+}
+
+type API struct {
+	// Socket overrides the control socket path (default state_dir/dispatch.sock).
+	Socket string `yaml:"socket"`
+	// Listen is an optional TCP address; it requires TokenFile.
+	Listen    string `yaml:"listen"`
+	TokenFile string `yaml:"token_file"`
+}
+
+type Log struct {
+	Level     string `yaml:"level"`       // debug | info | warn | error
+	MaxSizeMB int    `yaml:"max_size_mb"` // rotate a log file past this size
+	MaxFiles  int    `yaml:"max_files"`   // rotated files kept per log
+}
+
+// Default returns the configuration with every default filled in; StateDir
+// is resolved from $XDG_STATE_HOME or ~/.local/state.
+func Default() Config {
+	return Config{
+		StateDir: "~/.local/state/dispatch",
+		Health: Health{
+			CheckInterval:         5 * time.Minute,
+			FirstCheckDelay:       30 * time.Second,
+			CheckTimeout:          30 * time.Second,
+			IdleTimeout:           2 * time.Hour,
+			MaxErrors:             3,
+			StuckTimeout:          10 * time.Minute,
+			FirstTurnStuckTimeout: 30 * time.Minute,
+		},
+		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50},
+		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
+		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg"},
+		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
+			StopGrace: 3 * time.Second},
+		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
+		ShutdownTimeout: 15 * time.Second,
+	}
+}
