@@ -1,6 +1,7 @@
 // Package config loads dispatch's YAML configuration (SPEC 3.1). Every key
 // is optional; defaults equal the seed's constants. A broken file, an unknown
-// key or a bad value is an error that names the key.
+// key or a bad value is an error that names the key. REFERENCE.md lists
+// every key with its default.
 package config
 
 import "time"
@@ -73,8 +74,10 @@ type Log struct {
 	MaxFiles  int    `yaml:"max_files"`   // rotated files kept per log
 }
 
-// Default returns the configuration with every default filled in; StateDir
-// is resolved from $XDG_STATE_HOME or ~/.local/state.
+// Default returns the configuration with every default filled in. StateDir
+// is the literal "~/.local/state/dispatch": Load and Parse resolve it
+// ($XDG_STATE_HOME/dispatch when that variable is set, and "~" expanded), so
+// use Load, not Default, for a configuration to run with.
 func Default() Config {
 	return Config{
 		StateDir: "~/.local/state/dispatch",

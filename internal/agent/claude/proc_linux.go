@@ -1,0 +1,27 @@
+package claude
+
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysProcAttr puts the CLI in its own process group (so the whole group can
+// be signalled) and has the kernel SIGKILL it if the daemon dies, even by
+// kill -9.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// waitExited blocks until pid has exited but leaves it unreaped (WNOWAIT):
+// while it is a zombie its pid, which is also the group id, cannot be
+// reused, so signalling the group afterwards cannot hit a stranger.
+func waitExited(pid int) {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return
+		}
+	}
+}

@@ -1,0 +1,15 @@
+//go:build unix && !linux
+
+package claude
+
+import "syscall"
+
+// sysProcAttr puts the CLI in its own process group. There is no parent
+// death signal outside Linux.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// waitExited returns at once: without waitid(WNOWAIT) the group is
+// signalled right after reaping, a small window for pid reuse.
+func waitExited(int) {}

@@ -1,0 +1,540 @@
+package claude
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/clock"
+)
+
+const (
+	// maxLine bounds one stdout line; longer lines are dropped with a
+	// warning rather than exhausting memory. Real lines reach a few MB.
+	maxLine = 64 << 20
+	// maxErrLine bounds one stderr line.
+	maxErrLine = 1 << 20
+	// stderrTail is how many stderr lines are kept for error messages.
+	stderrTail = 20
+	// tailLineLen bounds one kept stderr line.
+	tailLineLen = 1 << 10
+	// drainTimeout bounds the wait for stdout/stderr EOF once the process
+	// group is gone; a grandchild that left the group could otherwise hold
+	// the pipes open forever.
+	drainTimeout = 2 * time.Second
+)
+
+// Process is one running Claude Code CLI. It implements agent.Process.
+type Process struct {
+	spec   agent.Spec
+	log    *slog.Logger
+	clk    clock.Clock
+	grace  time.Duration
+	cmd    *exec.Cmd
+	pid    int
+	stdin  *os.File // our write end
+	stdout *os.File // our read end
+	stderr *os.File // our read end
+
+	stdinOnce sync.Once
+	lastOut   atomic.Int64 // unix nanoseconds
+	outDone   chan struct{}
+	errDone   chan struct{}
+	done      chan struct{}
+
+	mu        sync.Mutex
+	sessionID string
+	waiting   chan ResultLine // the turn waiting for a result, if any
+	skip      int             // results still due to abandoned turns
+	broken    error           // set when an abandoned turn left stdin mid-line
+	reaped    bool            // no more group signals: the pid may be reused
+	stopped   bool            // Stop was called
+	tail      []string        // last stderr lines
+	noConv    string          // the CLI said "No conversation found"
+	exitErr   error
+}
+
+var _ agent.Process = (*Process)(nil)
+
+// start runs cmd with pipes of our own (not cmd.StdoutPipe: with *os.File
+// ends, cmd.Wait does not wait for a grandchild that still holds a pipe) and
+// starts the reader and waiter goroutines.
+func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	pipe := func() (r, w *os.File, err error) {
+		r, w, err = os.Pipe()
+		if err == nil {
+			files = append(files, r, w)
+		}
+		return r, w, err
+	}
+	inR, inW, err1 := pipe()
+	outR, outW, err2 := pipe()
+	errR, errW, err3 := pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("claude: pipes: %w", err)
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	if err := cmd.Start(); err != nil {
+		closeAll()
+		return nil, fmt.Errorf("claude: start %s: %w", cmd.Path, err)
+	}
+	// The child holds its ends now; ours must go, or EOF never comes.
+	inR.Close()
+	outW.Close()
+	errW.Close()
+
+	p := &Process{
+		spec:      spec,
+		clk:       cfg.Clock,
+		grace:     cfg.StopGrace,
+		cmd:       cmd,
+		pid:       cmd.Process.Pid,
+		stdin:     inW,
+		stdout:    outR,
+		stderr:    errR,
+		outDone:   make(chan struct{}),
+		errDone:   make(chan struct{}),
+		done:      make(chan struct{}),
+		sessionID: spec.SessionID,
+	}
+	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
+	p.touch()
+	go p.readStdout()
+	go p.readStderr()
+	go p.wait()
+	return p, nil
+}
+
+// SessionID is the id given at start, or for a new conversation the one
+// the CLI reported in its init line. A resumed id is never replaced.
+func (p *Process) SessionID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.sessionID
+}
+
+// Done is closed once the CLI has exited, its group has been killed and
+// reaped, and the readers have finished.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr is nil when the CLI exited with status 0; otherwise a
+// *agent.TurnError of Kind ResumeFailed when the CLI said "No conversation
+// found", else of Kind Exited with the exit status and the stderr tail.
+// Valid after Done.
+func (p *Process) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exitErr
+}
+
+// LastOutput is when the CLI last wrote a line (stdout or stderr), or when
+// it started.
+func (p *Process) LastOutput() time.Time { return time.Unix(0, p.lastOut.Load()) }
+
+// Pid is the CLI's pid, which is also its process group id.
+func (p *Process) Pid() int { return p.pid }
+
+func (p *Process) touch() { p.lastOut.Store(p.clk.Now().UnixNano()) }
+
+// Turn writes the texts as one user message (one text block each) and
+// waits for the result line, the end of the process, or ctx.
+func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error) {
+	if len(texts) == 0 {
+		return agent.Result{}, agent.Errorf(agent.Fault, "claude: empty turn")
+	}
+	select {
+	case <-p.done:
+		return agent.Result{}, p.turnExitErr()
+	default:
+	}
+	line, err := userLine(texts)
+	if err != nil {
+		return agent.Result{}, agent.Errorf(agent.Fault, "claude: encode message: %v", err)
+	}
+	ch := make(chan ResultLine, 1)
+	p.mu.Lock()
+	if p.broken != nil {
+		err := p.broken
+		p.mu.Unlock()
+		return agent.Result{}, agent.Errorf(agent.Fault, "claude: %v", err)
+	}
+	p.waiting = ch
+	p.mu.Unlock()
+
+	start := p.clk.Now()
+	if n, err := p.write(ctx, line); err != nil {
+		p.mu.Lock()
+		if p.waiting == ch {
+			p.waiting = nil
+		}
+		if n > 0 && n < len(line) {
+			p.broken = errors.New("an abandoned turn left a partial line on stdin; restart the agent")
+		}
+		p.mu.Unlock()
+		if ctx.Err() != nil {
+			return agent.Result{}, fmt.Errorf("claude: turn abandoned while writing: %w", ctx.Err())
+		}
+		// Stdin is closed (Stop) or broken (the CLI is gone): the process
+		// is ending; report how.
+		select {
+		case <-p.done:
+			return agent.Result{}, p.turnExitErr()
+		case <-ctx.Done():
+			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+		}
+	}
+
+	select {
+	case r := <-ch:
+		return p.finish(r, start)
+	case <-p.done:
+		// Done closes only after stdout is drained, so a result that came
+		// before the exit is already in ch.
+		select {
+		case r := <-ch:
+			return p.finish(r, start)
+		default:
+			return agent.Result{}, p.turnExitErr()
+		}
+	case <-ctx.Done():
+		p.mu.Lock()
+		if p.waiting == ch { // no result yet: the next one is this turn's
+			p.waiting = nil
+			p.skip++
+		}
+		p.mu.Unlock()
+		return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+	}
+}
+
+// finish turns a result line into the turn's outcome.
+func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
+	if te := Classify(r); te != nil {
+		return agent.Result{}, te
+	}
+	return agent.Result{Text: r.Result, SessionID: p.SessionID(), Duration: p.clk.Now().Sub(start)}, nil
+}
+
+// write writes line to stdin; ctx interrupts a write blocked on a full pipe
+// (a CLI that stopped reading) through the write deadline.
+func (p *Process) write(ctx context.Context, line []byte) (int, error) {
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		_ = p.stdin.SetWriteDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	n, err := p.stdin.Write(line)
+	if !stop() {
+		<-fired
+		_ = p.stdin.SetWriteDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// turnExitErr is the error of a turn that the process's end cut short.
+func (p *Process) turnExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exitErr != nil {
+		return p.exitErr
+	}
+	msg := "agent exited before answering"
+	if p.stopped {
+		msg = "agent stopped before answering"
+	}
+	return &agent.TurnError{Kind: agent.Exited, Msg: msg}
+}
+
+// userLine is the stream-json user message for texts, newline-terminated.
+func userLine(texts []string) ([]byte, error) {
+	type block struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	type message struct {
+		Role    string  `json:"role"`
+		Content []block `json:"content"`
+	}
+	msg := struct {
+		Type    string  `json:"type"`
+		Message message `json:"message"`
+	}{Type: "user", Message: message{Role: "user"}}
+	for _, t := range texts {
+		msg.Message.Content = append(msg.Message.Content, block{Type: "text", Text: t})
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(msg); err != nil { // Encode appends the newline
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Stop ends the process: close stdin and wait StopGrace, SIGTERM the group
+// and wait StopGrace, SIGKILL the group; it returns once the process has
+// been reaped. If ctx ends first the group is SIGKILLed at once and ctx's
+// error returned. Idempotent and safe concurrently with Turn.
+func (p *Process) Stop(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+
+	p.closeStdin()
+	if p.await(ctx, p.grace) {
+		return nil
+	}
+	if ctx.Err() == nil {
+		p.signal(syscall.SIGTERM)
+		if p.await(ctx, p.grace) {
+			return nil
+		}
+	}
+	p.signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("claude: stop: %w", ctx.Err())
+	}
+}
+
+// await reports whether the process ended within d (on p's clock).
+func (p *Process) await(ctx context.Context, d time.Duration) bool {
+	t := p.clk.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return true
+	case <-t.C():
+	case <-ctx.Done():
+	}
+	return false
+}
+
+func (p *Process) closeStdin() { p.stdinOnce.Do(func() { p.stdin.Close() }) }
+
+// signal sends sig to the process group unless the leader has been reaped.
+func (p *Process) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reaped {
+		_ = syscall.Kill(-p.pid, sig)
+	}
+}
+
+// wait waits for the CLI to exit, kills what is left of its group, reaps
+// it, waits for the readers and closes done.
+func (p *Process) wait() {
+	waitExited(p.pid)
+	p.mu.Lock()
+	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftover grandchildren
+	p.reaped = true
+	p.mu.Unlock()
+	werr := p.cmd.Wait()
+	p.closeStdin()
+
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	for _, c := range []chan struct{}{p.outDone, p.errDone} {
+		select {
+		case <-c:
+		case <-ctx.Done():
+			p.log.Warn("agent pipes still held after its group was killed; closing them")
+			p.stdout.Close()
+			p.stderr.Close()
+			<-c
+		}
+	}
+
+	p.mu.Lock()
+	p.exitErr = p.exitError(werr)
+	p.waiting = nil
+	p.mu.Unlock()
+	p.log.Debug("agent exited", "err", werr)
+	close(p.done)
+}
+
+// exitError describes the end of the process (see ExitErr). p.mu is held.
+func (p *Process) exitError(werr error) error {
+	if p.noConv != "" {
+		return &agent.TurnError{Kind: agent.ResumeFailed, Msg: p.noConv}
+	}
+	if werr == nil {
+		return nil
+	}
+	msg := "agent exited: " + werr.Error()
+	if p.stopped {
+		msg = "agent stopped: " + werr.Error()
+	}
+	if len(p.tail) > 0 {
+		msg += "; stderr: " + strings.Join(p.tail, "\n")
+	}
+	return &agent.TurnError{Kind: agent.Exited, Msg: msg}
+}
+
+// readStdout handles stdout line by line until EOF.
+func (p *Process) readStdout() {
+	defer close(p.outDone)
+	defer p.stdout.Close()
+	r := bufio.NewReaderSize(p.stdout, 64<<10)
+	for {
+		line, tooLong, err := readLine(r, maxLine)
+		if tooLong {
+			p.touch()
+			p.log.Warn("agent output line too long; dropped", "limit", maxLine)
+		} else if len(line) > 0 {
+			p.touch()
+			p.handle(line)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrClosed) {
+				p.log.Debug("agent stdout", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// handle acts on one stdout line. Only system/init and result matter;
+// everything else, including non-JSON, is logged at debug and ignored.
+func (p *Process) handle(line []byte) {
+	var head struct {
+		Type      string          `json:"type"`
+		Subtype   string          `json:"subtype"`
+		SessionID json.RawMessage `json:"session_id"`
+	}
+	if err := json.Unmarshal(line, &head); err != nil {
+		p.log.Debug("agent non-JSON line ignored", "line", clip(line, 200))
+		return
+	}
+	switch head.Type {
+	case "system":
+		if head.Subtype == "init" {
+			p.onInit(rawString(head.SessionID))
+		}
+	case "result":
+		r, err := parseResult(line)
+		if err != nil {
+			r = ResultLine{IsError: true, Subtype: "unparseable", Result: "unparseable result line: " + err.Error()}
+		}
+		p.deliver(r)
+	case "assistant", "user", "stream_event":
+	default:
+		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
+	}
+}
+
+// onInit records the id the CLI reports for a new conversation. A resumed
+// run keeps the id it resumed with, whatever the CLI says.
+func (p *Process) onInit(id string) {
+	if id == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.spec.Resume {
+		if id != p.sessionID {
+			p.log.Debug("agent reported another session id on resume; keeping the resumed one",
+				"resumed", p.sessionID, "reported", id)
+		}
+		return
+	}
+	p.sessionID = id
+}
+
+// deliver hands a result to the waiting turn, or drops it when it belongs
+// to an abandoned one.
+func (p *Process) deliver(r ResultLine) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if te := Classify(r); te != nil && te.Kind == agent.ResumeFailed {
+		p.noConv = te.Msg
+	}
+	switch {
+	case p.skip > 0: // results come in order: this one is an abandoned turn's
+		p.skip--
+		p.log.Debug("late result of an abandoned turn dropped")
+	case p.waiting != nil:
+		p.waiting <- r // buffered, never blocks
+		p.waiting = nil
+	default:
+		p.log.Debug("agent result with no turn waiting", "is_error", r.IsError, "result", clip([]byte(r.message()), 200))
+	}
+}
+
+// readStderr logs stderr lines to the session log and keeps the last few.
+func (p *Process) readStderr() {
+	defer close(p.errDone)
+	defer p.stderr.Close()
+	r := bufio.NewReaderSize(p.stderr, 16<<10)
+	for {
+		line, tooLong, err := readLine(r, maxErrLine)
+		if len(line) > 0 || tooLong {
+			p.touch()
+			s := clip(line, tailLineLen)
+			p.log.Info("agent stderr", "line", s)
+			p.mu.Lock()
+			p.tail = append(p.tail, s)
+			if len(p.tail) > stderrTail {
+				p.tail = p.tail[len(p.tail)-stderrTail:]
+			}
+			if strings.Contains(s, "No conversation found") {
+				p.noConv = s
+			}
+			p.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readLine reads one line without its newline. A line longer than max is
+// consumed and reported as tooLong, keeping only its first max bytes.
+func readLine(r *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := r.ReadSlice('\n')
+		if room := max - len(line); len(frag) > room {
+			tooLong = true
+			frag = frag[:room]
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return bytes.TrimRight(line, "\r\n"), tooLong, err
+		}
+	}
+}
+
+// clip is b as a string, cut to n bytes.
+func clip(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}

@@ -1,0 +1,234 @@
+package fake
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/clock"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func start(t *testing.T, a *Agent, chat, id string, resume bool) agent.Process {
+	t.Helper()
+	p, err := a.Start(context.Background(), agent.Spec{ChatID: chat, SessionID: id, Resume: resume})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+func turn(p agent.Process, texts ...string) (agent.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return p.Turn(ctx, texts)
+}
+
+func mustReply(t *testing.T, p agent.Process, want string, texts ...string) {
+	t.Helper()
+	res, err := turn(p, texts...)
+	if err != nil || res.Text != want {
+		t.Fatalf("Turn(%q) = %q, %v; want %q", texts, res.Text, err, want)
+	}
+}
+
+func wantKind(t *testing.T, err error, k agent.Kind) {
+	t.Helper()
+	var te *agent.TurnError
+	if !errors.As(err, &te) || te.Kind != k {
+		t.Fatalf("err = %v, want kind %v", err, k)
+	}
+}
+
+func isDone(p agent.Process) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+func TestEchoAndResume(t *testing.T) {
+	a := New()
+	p := start(t, a, "alice", "s1", false)
+	mustReply(t, p, "echo: hi (turn 1)", "hi")
+	mustReply(t, p, "echo: a\nb (turn 2)", "a", "b")
+	if a.Live() != 1 {
+		t.Errorf("Live = %d", a.Live())
+	}
+	p.Stop(context.Background())
+	if !isDone(p) || p.ExitErr() != nil || a.Live() != 0 {
+		t.Fatalf("after Stop: done %v, ExitErr %v, Live %d", isDone(p), p.ExitErr(), a.Live())
+	}
+	p2 := start(t, a, "alice", "s1", true)
+	mustReply(t, p2, "echo: again (turn 3)", "again")
+
+	starts := a.Starts()
+	if len(starts) != 2 || starts[0].Resume || !starts[1].Resume || starts[1].SessionID != "s1" {
+		t.Errorf("Starts = %+v", starts)
+	}
+	if ts := a.TurnsFor("alice"); len(ts) != 3 || ts[1].Texts[1] != "b" || ts[2].SessionID != "s1" {
+		t.Errorf("Turns = %+v", ts)
+	}
+}
+
+func TestKnobs(t *testing.T) {
+	a := New()
+	p := start(t, a, "c", "s", false)
+
+	a.Fail(agent.Outage, 2)
+	for range 2 {
+		_, err := turn(p, "x")
+		wantKind(t, err, agent.Outage)
+	}
+	mustReply(t, p, "echo: x (turn 1)", "x")
+
+	a.CrashNext()
+	_, err := turn(p, "x")
+	wantKind(t, err, agent.Exited)
+	if !isDone(p) || agent.KindOf(p.ExitErr()) != agent.Exited || a.Live() != 0 {
+		t.Fatalf("after crash: done %v, ExitErr %v, Live %d", isDone(p), p.ExitErr(), a.Live())
+	}
+	_, err = turn(p, "x")
+	wantKind(t, err, agent.Exited)
+
+	p = start(t, a, "c", "s", true)
+	a.HangNext()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Turn(ctx, []string{"x"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("hung turn = %v", err)
+	}
+
+	a.HangNext()
+	errc := make(chan error, 1)
+	go func() { _, err := turn(p, "x"); errc <- err }()
+	time.Sleep(20 * time.Millisecond)
+	p.Stop(context.Background())
+	wantKind(t, <-errc, agent.Exited)
+
+	boom := errors.New("boom")
+	a.SetStartErr(boom)
+	if _, err := a.Start(context.Background(), agent.Spec{ChatID: "c"}); !errors.Is(err, boom) {
+		t.Fatalf("Start = %v", err)
+	}
+	a.SetStartErr(nil)
+	if n := len(a.Starts()); n != 3 {
+		t.Errorf("%d starts recorded, want 3", n)
+	}
+}
+
+func TestDirectives(t *testing.T) {
+	a := New()
+	p := start(t, a, "c", "s", false)
+	for _, tt := range []struct {
+		text string
+		kind agent.Kind
+	}{{"ERROR", agent.Fault}, {"OUTAGE", agent.Outage}, {"OVERLOADED", agent.Outage}, {"TOOLONG", agent.ContextTooLong}} {
+		_, err := turn(p, tt.text)
+		wantKind(t, err, tt.kind)
+	}
+	_, err := turn(p, "CRASH now")
+	wantKind(t, err, agent.Exited)
+
+	a.SetDirectives(false)
+	p = start(t, a, "c", "s", true)
+	mustReply(t, p, "echo: CRASH (turn 1)", "CRASH")
+}
+
+func TestScriptAndDelay(t *testing.T) {
+	clk := clock.NewFake(time.Unix(0, 0))
+	a := New()
+	a.SetClock(clk)
+	a.SetScript(func(chat string, texts []string) (agent.Result, error) {
+		if texts[0] == "bad" {
+			return agent.Result{}, agent.Errorf(agent.Auth, "no key")
+		}
+		return agent.Result{Text: chat + ":" + texts[0]}, nil
+	})
+	p := start(t, a, "bob", "s", false)
+	res, err := turn(p, "hi")
+	if err != nil || res.Text != "bob:hi" || res.SessionID != "s" {
+		t.Fatalf("Turn = %+v, %v", res, err)
+	}
+	_, err = turn(p, "bad")
+	wantKind(t, err, agent.Auth)
+
+	a.SetDelay(time.Hour)
+	a.SetChatDelay("bob", time.Minute)
+	done := make(chan agent.Result, 1)
+	go func() { r, _ := turn(p, "slow"); done <- r }()
+	for clk.Pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	clk.Advance(time.Minute)
+	if r := <-done; r.Text != "bob:slow" || r.Duration != time.Minute {
+		t.Fatalf("delayed turn = %+v", r)
+	}
+	if !p.LastOutput().Equal(clk.Now()) {
+		t.Errorf("LastOutput = %v, want %v", p.LastOutput(), clk.Now())
+	}
+}
+
+func TestStrictResumeAndCrash(t *testing.T) {
+	a := New()
+	a.SetStrictResume(true)
+	p := start(t, a, "c", "unknown", true)
+	if !isDone(p) || agent.KindOf(p.ExitErr()) != agent.ResumeFailed {
+		t.Fatalf("strict resume: done %v, ExitErr %v", isDone(p), p.ExitErr())
+	}
+	_, err := turn(p, "x")
+	wantKind(t, err, agent.ResumeFailed)
+
+	p = start(t, a, "c", "known", false)
+	mustReply(t, p, "echo: x (turn 1)", "x")
+	if !a.Crash("c") || !isDone(p) || a.Crash("c") {
+		t.Fatal("Crash did not end the live process exactly once")
+	}
+	p = start(t, a, "c", "known", true)
+	mustReply(t, p, "echo: y (turn 2)", "y")
+	if a.Process("c") != p {
+		t.Error("Process(chat) is not the live one")
+	}
+	a.Forget("known")
+	p.Stop(context.Background())
+	p = start(t, a, "c", "known", true)
+	if agent.KindOf(p.ExitErr()) != agent.ResumeFailed {
+		t.Errorf("resume of a forgotten id: ExitErr %v", p.ExitErr())
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	a := New()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			chat := string(rune('a' + i))
+			p, err := a.Start(context.Background(), agent.Spec{ChatID: chat, SessionID: chat})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer p.Stop(context.Background())
+			for range 20 {
+				a.Fail(agent.Outage, 1)
+				a.SetChatDelay(chat, 0)
+				turn(p, "x")
+				_ = a.Turns()
+				_ = a.Live()
+			}
+		})
+	}
+	wg.Wait()
+	if a.Live() != 0 || len(a.Turns()) != 160 {
+		t.Errorf("Live %d, turns %d", a.Live(), len(a.Turns()))
+	}
+}

@@ -1,0 +1,383 @@
+// Package api is dispatch's HTTP control API (SPEC 3.3), served on the unix
+// control socket. Every request is validated here; bad input gets a 4xx with
+// a reason and never reaches the store.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/supervisor"
+)
+
+// Input limits (SPEC 3.3).
+const (
+	MaxChatID  = 256
+	MaxText    = 1 << 20
+	MaxID      = 256
+	maxBody    = 8 << 20 // a 1 MiB text JSON-escaped can grow; past this: 413
+	maxCtlBody = 64 << 10
+)
+
+// Backend is what the API drives: the supervisor and its store.
+type Backend interface {
+	Submit(ctx context.Context, chat, text, id string) (string, bool, error)
+	Message(ctx context.Context, id string) (store.Message, error)
+	Messages(ctx context.Context, f store.Filter) ([]store.Message, error)
+	Status(ctx context.Context) (supervisor.Status, error)
+	Kill(ctx context.Context, chat string) error
+	Restart(ctx context.Context, chat string, clean bool) error
+	Exempt(ctx context.Context, chat string, on bool) error
+	RetryMessage(ctx context.Context, id string) error
+	DropMessage(ctx context.Context, id string) error
+	Healthy() bool
+	Ready(ctx context.Context) error
+}
+
+// Handler returns the API's routes.
+func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+	h := &handler{b: b, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/messages", h.postMessage)
+	mux.HandleFunc("GET /v1/messages/{id}", h.getMessage)
+	mux.HandleFunc("GET /v1/status", h.status)
+	mux.HandleFunc("GET /v1/sessions", h.sessions)
+	mux.HandleFunc("POST /v1/sessions/kill", h.kill)
+	mux.HandleFunc("POST /v1/sessions/restart", h.restart)
+	mux.HandleFunc("POST /v1/sessions/exempt", h.exempt)
+	mux.HandleFunc("GET /v1/queue", h.queue)
+	mux.HandleFunc("POST /v1/queue/retry", h.retry)
+	mux.HandleFunc("POST /v1/queue/drop", h.drop)
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
+	if reg != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return recoverer(log, mux)
+}
+
+type handler struct {
+	b   Backend
+	log *slog.Logger
+}
+
+// MessageIn is the body of POST /v1/messages.
+type MessageIn struct {
+	ChatID string `json:"chat_id"`
+	Text   string `json:"text"`
+	ID     string `json:"id,omitempty"`
+}
+
+// Accepted is the answer to POST /v1/messages.
+type Accepted struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// MessageOut is one message as the API shows it.
+type MessageOut struct {
+	ID        string `json:"id"`
+	ChatID    string `json:"chat_id"`
+	State     string `json:"state"`
+	Attempts  int    `json:"attempts"`
+	Failures  int    `json:"failures"`
+	Text      string `json:"text,omitempty"`
+	Reply     string `json:"reply"`
+	Error     string `json:"error"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// Out converts a stored message; text is included only when withText.
+func Out(m store.Message, withText bool) MessageOut {
+	o := MessageOut{
+		ID: m.ID, ChatID: m.ChatID, State: string(m.State), Attempts: m.Attempts, Failures: m.Failures,
+		Reply: m.Reply, Error: m.Error,
+		CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339Nano), UpdatedAt: m.UpdatedAt.UTC().Format(time.RFC3339Nano),
+	}
+	if withText {
+		o.Text = m.Text
+	}
+	return o
+}
+
+// ValidChatID checks a chat id against SPEC 3.3: 1–256 bytes of printable
+// UTF-8 without control characters.
+func ValidChatID(s string) error {
+	return validKey("chat_id", s, MaxChatID)
+}
+
+func validKey(name, s string, limit int) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%s is required", name)
+	case len(s) > limit:
+		return fmt.Errorf("%s is %d bytes; the limit is %d", name, len(s), limit)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%s is not valid UTF-8", name)
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return fmt.Errorf("%s contains a control or non-printable character (%U)", name, r)
+		}
+	}
+	return nil
+}
+
+// status codes for validation failures
+type inputError struct {
+	code int
+	msg  string
+}
+
+func (e *inputError) Error() string { return e.msg }
+
+func validMessage(in MessageIn) error {
+	if err := ValidChatID(in.ChatID); err != nil {
+		return &inputError{http.StatusBadRequest, err.Error()}
+	}
+	if in.ID != "" {
+		if err := validKey("id", in.ID, MaxID); err != nil {
+			return &inputError{http.StatusBadRequest, err.Error()}
+		}
+	}
+	switch {
+	case in.Text == "":
+		return &inputError{http.StatusBadRequest, "text is required"}
+	case len(in.Text) > MaxText:
+		return &inputError{http.StatusRequestEntityTooLarge, fmt.Sprintf("text is %d bytes; the limit is %d", len(in.Text), MaxText)}
+	case !utf8.ValidString(in.Text):
+		return &inputError{http.StatusBadRequest, "text is not valid UTF-8"}
+	}
+	return nil
+}
+
+func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
+	var in MessageIn
+	if !decode(w, r, &in, maxBody) {
+		return
+	}
+	if err := validMessage(in); err != nil {
+		var ie *inputError
+		errors.As(err, &ie)
+		writeError(w, ie.code, ie.msg)
+		return
+	}
+	id, dup, err := h.b.Submit(r.Context(), in.ChatID, in.Text, in.ID)
+	if err != nil {
+		h.fail(w, "accept message", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Duplicate: dup})
+}
+
+func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
+	m, err := h.b.Message(r.Context(), r.PathValue("id"))
+	if err != nil {
+		h.fail(w, "get message", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Out(m, false))
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	st, err := h.b.Status(r.Context())
+	if err != nil {
+		h.fail(w, "status", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
+	st, err := h.b.Status(r.Context())
+	if err != nil {
+		h.fail(w, "sessions", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st.Sessions)
+}
+
+// ChatRequest is the body of the session operations.
+type ChatRequest struct {
+	ChatID string `json:"chat_id"`
+	Clean  bool   `json:"clean,omitempty"`
+	Off    bool   `json:"off,omitempty"`
+}
+
+func (h *handler) chatOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, in ChatRequest) error) {
+	var in ChatRequest
+	if !decode(w, r, &in, maxCtlBody) {
+		return
+	}
+	if err := ValidChatID(in.ChatID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := op(r.Context(), in); err != nil {
+		h.fail(w, "session operation", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "chat_id": in.ChatID})
+}
+
+func (h *handler) kill(w http.ResponseWriter, r *http.Request) {
+	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Kill(ctx, in.ChatID) })
+}
+
+func (h *handler) restart(w http.ResponseWriter, r *http.Request) {
+	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Restart(ctx, in.ChatID, in.Clean) })
+}
+
+func (h *handler) exempt(w http.ResponseWriter, r *http.Request) {
+	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Exempt(ctx, in.ChatID, !in.Off) })
+}
+
+func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.Filter{ChatID: q.Get("chat"), State: store.State(q.Get("state"))}
+	switch f.State {
+	case "", store.Pending, store.Inflight, store.Done, store.Dead:
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("state %q is not one of pending, inflight, done, dead", f.State))
+		return
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 100000")
+			return
+		}
+		f.Limit = n
+	}
+	msgs, err := h.b.Messages(r.Context(), f)
+	if err != nil {
+		h.fail(w, "list queue", err)
+		return
+	}
+	out := make([]MessageOut, len(msgs))
+	for i, m := range msgs {
+		out[i] = Out(m, true)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// IDRequest is the body of the queue operations.
+type IDRequest struct {
+	ID string `json:"id"`
+}
+
+func (h *handler) idOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) {
+	var in IDRequest
+	if !decode(w, r, &in, maxCtlBody) {
+		return
+	}
+	if err := validKey("id", in.ID, MaxID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := op(r.Context(), in.ID); err != nil {
+		h.fail(w, "queue operation", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": in.ID})
+}
+
+func (h *handler) retry(w http.ResponseWriter, r *http.Request) { h.idOp(w, r, h.b.RetryMessage) }
+func (h *handler) drop(w http.ResponseWriter, r *http.Request)  { h.idOp(w, r, h.b.DropMessage) }
+
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request) {
+	if !h.b.Healthy() {
+		writeError(w, http.StatusServiceUnavailable, "the supervisor's loops are not ticking")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h *handler) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := h.b.Ready(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// fail maps a backend error to a status.
+func (h *handler) fail(w http.ResponseWriter, what string, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, supervisor.ErrUnknownChat):
+		writeError(w, http.StatusNotFound, "unknown chat")
+	case errors.Is(err, supervisor.ErrClosing):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
+	default:
+		h.log.Error(what, "err", err)
+		writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+	}
+}
+
+// decode reads a JSON body of at most limit bytes into v, answering 400/413
+// itself on failure.
+func decode(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", limit))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: more than one value")
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// recoverer turns a handler panic into a 500; the daemon keeps serving.
+func recoverer(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("api handler panic", "panic", v, "path", r.URL.Path)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,176 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// maxSocketPath is the longest unix socket path the OS accepts
+// (sun_path is 108 bytes on Linux, 104 elsewhere, including the NUL).
+func maxSocketPath() int {
+	if runtime.GOOS == "linux" {
+		return 107
+	}
+	return 103
+}
+
+// Validate checks every value and the rules between values. It reports all
+// problems found, each naming its key ("config: queue.max_attempts: must be
+// at least 1"), joined with errors.Join; each is a *Error.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, a...)})
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			bad(key, "must be greater than 0, got %s", d)
+		}
+	}
+	atLeast := func(key string, v, min int) bool {
+		if v < min {
+			bad(key, "must be at least %d", min)
+			return false
+		}
+		return true
+	}
+
+	if c.StateDir == "" {
+		bad("state_dir", "must not be empty")
+	} else if strings.ContainsRune(c.StateDir, 0) {
+		bad("state_dir", "must not contain a NUL byte")
+	}
+
+	h := c.Health
+	positive("health.check_interval", h.CheckInterval)
+	if h.FirstCheckDelay < 0 {
+		bad("health.first_check_delay", "must not be negative, got %s", h.FirstCheckDelay)
+	}
+	positive("health.check_timeout", h.CheckTimeout)
+	positive("health.idle_timeout", h.IdleTimeout)
+	atLeast("health.max_errors", h.MaxErrors, 1)
+	positive("health.stuck_timeout", h.StuckTimeout)
+	positive("health.first_turn_stuck_timeout", h.FirstTurnStuckTimeout)
+
+	r := c.Restart
+	restartsOK := atLeast("restart.max_restarts", r.MaxRestarts, 1)
+	positive("restart.window", r.Window)
+	positive("restart.backoff_initial", r.BackoffInitial)
+	positive("restart.backoff_max", r.BackoffMax)
+	if r.BackoffInitial > 0 && r.BackoffMax > 0 && r.BackoffMax < r.BackoffInitial {
+		bad("restart.backoff_max", "must be at least restart.backoff_initial (%s), got %s", r.BackoffInitial, r.BackoffMax)
+	}
+
+	q := c.Queue
+	if atLeast("queue.max_attempts", q.MaxAttempts, 1) && restartsOK && q.MaxAttempts > r.MaxRestarts {
+		// A poison message must go dead before it can use up the
+		// session's restart budget.
+		bad("queue.max_attempts", "must not exceed restart.max_restarts (%d), got %d", r.MaxRestarts, q.MaxAttempts)
+	}
+	atLeast("queue.max_batch", q.MaxBatch, 1)
+
+	s := c.Sessions
+	if err := chatIDProblem(s.Master); err != "" {
+		bad("sessions.master", "%s", err)
+	}
+	if s.ExemptSuffix == "" {
+		bad("sessions.exempt_suffix", "must not be empty (every chat would be exempt from idle reaping)")
+	} else if !utf8.ValidString(s.ExemptSuffix) || hasControl(s.ExemptSuffix) {
+		bad("sessions.exempt_suffix", "must be printable UTF-8 without control characters")
+	}
+
+	a := c.Agent
+	switch a.Kind {
+	case "claude":
+		if strings.TrimSpace(a.Command) == "" {
+			bad("agent.command", `must not be empty when agent.kind is "claude"`)
+		}
+	case "echo":
+	default:
+		bad("agent.kind", `must be "claude" or "echo"`)
+	}
+	if strings.ContainsRune(a.Command, 0) {
+		bad("agent.command", "must not contain a NUL byte")
+	}
+	for i, arg := range a.Args {
+		if strings.ContainsRune(arg, 0) {
+			bad(fmt.Sprintf("agent.args[%d]", i), "must not contain a NUL byte")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(a.Env)) {
+		v := a.Env[k]
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			bad("agent.env", "invalid variable name %q", k)
+		case strings.ContainsRune(v, 0):
+			bad("agent.env."+k, "must not contain a NUL byte")
+		}
+	}
+	if strings.ContainsRune(a.Dir, 0) {
+		bad("agent.dir", "must not contain a NUL byte")
+	}
+	positive("agent.stop_grace", a.StopGrace)
+
+	api := c.API
+	if c.StateDir != "" || api.Socket != "" {
+		key := "state_dir"
+		hint := "use a shorter state_dir or set api.socket"
+		if api.Socket != "" {
+			key, hint = "api.socket", "use a shorter path"
+		}
+		if p := c.SocketPath(); len(p) > maxSocketPath() {
+			bad(key, "control socket path %q is %d bytes, over the %d-byte unix socket limit; %s", p, len(p), maxSocketPath(), hint)
+		}
+	}
+	if api.Listen != "" {
+		if _, _, err := net.SplitHostPort(api.Listen); err != nil {
+			bad("api.listen", "invalid TCP address %q (want host:port, e.g. 127.0.0.1:8080)", api.Listen)
+		}
+		if api.TokenFile == "" {
+			bad("api.token_file", "required when api.listen is set")
+		}
+	}
+
+	l := c.Log
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", `must be "debug", "info", "warn" or "error"`)
+	}
+	atLeast("log.max_size_mb", l.MaxSizeMB, 1)
+	atLeast("log.max_files", l.MaxFiles, 1)
+
+	positive("shutdown_timeout", c.ShutdownTimeout)
+
+	return errors.Join(errs...)
+}
+
+// chatIDProblem applies SPEC 3.3's chat id rule: 1–256 bytes of printable
+// UTF-8 without control characters. It returns "" when id is valid.
+func chatIDProblem(id string) string {
+	switch {
+	case id == "":
+		return "must not be empty"
+	case len(id) > 256:
+		return "must be at most 256 bytes"
+	case !utf8.ValidString(id) || hasControl(id):
+		return "must be printable UTF-8 without control characters"
+	}
+	return ""
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,211 @@
+// Package daemon wires dispatch together and runs it: the state directory
+// and its lock, logs, store, agent driver, supervisor and control socket,
+// and the orderly shutdown of all of them.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/agent/claude"
+	"github.com/dispatchd/dispatch/internal/agent/echo"
+	"github.com/dispatchd/dispatch/internal/api"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/logging"
+	"github.com/dispatchd/dispatch/internal/session"
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/supervisor"
+)
+
+// Options are the daemon's non-config inputs.
+type Options struct {
+	Version string
+	Stderr  io.Writer // manager log lines are echoed here (foreground)
+	// Ready is called once the control socket is serving.
+	Ready func()
+}
+
+// ErrLocked means another daemon owns the state directory.
+var ErrLocked = errors.New("another dispatch daemon is running")
+
+// Run runs the daemon until ctx is cancelled (the first SIGTERM/SIGINT),
+// then shuts down in order: stop accepting, let in-flight turns finish for
+// up to shutdown_timeout, stop every agent, close the store.
+func Run(ctx context.Context, cfg config.Config, opt Options) error {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	unlock, err := lock(cfg.LockPath())
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	logs, err := logging.Open(cfg.StateDir, cfg.Log, opt.Stderr)
+	if err != nil {
+		return fmt.Errorf("logs: %w", err)
+	}
+	defer logs.Close()
+	log := logs.Manager()
+
+	st, err := store.Open(cfg.DBPath(), clock.Real{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ag, err := newAgent(cfg)
+	if err != nil {
+		return err
+	}
+	sup := supervisor.New(supervisorConfig(cfg, opt.Version), st, ag, clock.Real{}, logs)
+
+	ln, err := listenUnix(cfg.SocketPath())
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(sup, sup.Metrics().Registry, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
+	if err := sup.Start(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("dispatch daemon started", "pid", os.Getpid(), "version", opt.Version,
+		"state_dir", cfg.StateDir, "socket", cfg.SocketPath(), "agent", cfg.Agent.Kind)
+	if opt.Ready != nil {
+		opt.Ready()
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	case err := <-serveErr:
+		log.Error("control socket failed", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	sup.Shutdown(sctx)
+	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer hcancel()
+	_ = srv.Shutdown(hctx)
+	_ = os.Remove(cfg.SocketPath())
+	log.Info("dispatch daemon stopped")
+	return nil
+}
+
+func newAgent(cfg config.Config) (agent.Agent, error) {
+	switch cfg.Agent.Kind {
+	case "echo":
+		return echo.New(clock.Real{}), nil
+	case "claude":
+		dir := cfg.WorkDir()
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("agent.dir: %w", err)
+		}
+		return claude.New(claude.Config{
+			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env,
+			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+		}), nil
+	}
+	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
+}
+
+func supervisorConfig(cfg config.Config, version string) supervisor.Config {
+	h := cfg.Health
+	return supervisor.Config{
+		CheckInterval:   h.CheckInterval,
+		FirstCheckDelay: h.FirstCheckDelay,
+		CheckTimeout:    h.CheckTimeout,
+		Rules: session.Rules{
+			MaxErrors:             h.MaxErrors,
+			StuckTimeout:          h.StuckTimeout,
+			FirstTurnStuckTimeout: h.FirstTurnStuckTimeout,
+			IdleTimeout:           h.IdleTimeout,
+			Master:                cfg.Sessions.Master,
+			ExemptSuffix:          cfg.Sessions.ExemptSuffix,
+			MaxRestarts:           cfg.Restart.MaxRestarts,
+			RestartWindow:         cfg.Restart.Window,
+			BackoffInitial:        cfg.Restart.BackoffInitial,
+			BackoffMax:            cfg.Restart.BackoffMax,
+		},
+		MaxAttempts: cfg.Queue.MaxAttempts,
+		MaxBatch:    cfg.Queue.MaxBatch,
+		// three steps of StopGrace each, plus reaping
+		StopTimeout: 3*cfg.Agent.StopGrace + 5*time.Second,
+		ProbeMin:    time.Second,
+		ProbeMax:    time.Minute,
+		Recovery:    4,
+		Version:     version,
+		Env:         map[string]string{"DISPATCH_STATE_DIR": cfg.StateDir},
+	}
+}
+
+// lock takes the state directory's lock file (flock), so only one daemon
+// runs per state dir. The lock dies with the process, even on kill -9.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		pid, _ := io.ReadAll(io.LimitReader(f, 32))
+		f.Close()
+		holder := strings.TrimSpace(string(pid))
+		if holder == "" {
+			holder = "unknown"
+		}
+		return nil, fmt.Errorf("%w for state dir %s (pid %s; lock %s)", ErrLocked, filepath.Dir(path), holder, path)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = f.Truncate(0)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
+// 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// listenUnix listens on the control socket with mode 0600, replacing a stale
+// socket file left by a killed daemon (the lock proves it is stale).
+func listenUnix(path string) (net.Listener, error) {
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("control socket path %s is %d bytes; unix sockets allow at most %d: use a shorter state_dir or set api.socket", path, len(path), maxSocketPath)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	_ = os.Remove(path)
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, nil
+}

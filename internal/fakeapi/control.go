@@ -1,0 +1,79 @@
+package fakeapi
+
+import (
+	"net/http"
+	"time"
+)
+
+// ControlPrefix is the path prefix of the control endpoints.
+const ControlPrefix = "/_control/"
+
+// ControlHandler returns the HTTP control interface, for shells and test
+// processes that cannot call the Go API:
+//
+//	GET  /_control/mode                    {"mode":"ok"}
+//	POST /_control/mode?m=529              switch mode
+//	POST /_control/mode?m=refuse&for=3s    switch, and back to the previous mode after 3s
+//	POST /_control/slow?d=5s               set the ModeSlow delay
+//	GET  /_control/requests                recorded POST /v1/messages as a JSON array
+//	GET  /_control/requests?all=1          every recorded request
+//
+// When served on the API listener (EnableControl), ModeRefuse also refuses
+// the control endpoints; use for=DURATION or a separate listener to leave it.
+func (s *Server) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+ControlPrefix+"mode", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]Mode{"mode": s.Mode()})
+	})
+	mux.HandleFunc("POST "+ControlPrefix+"mode", func(w http.ResponseWriter, r *http.Request) {
+		m, err := ParseMode(r.FormValue("m"))
+		if err != nil {
+			controlError(w, err.Error())
+			return
+		}
+		if f := r.FormValue("for"); f != "" {
+			d, err := time.ParseDuration(f)
+			if err != nil || d <= 0 {
+				controlError(w, "bad duration for=: "+f)
+				return
+			}
+			// Answer before refusing, or the reply would be lost with the listener.
+			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
+			http.NewResponseController(w).Flush()
+			s.SetModeFor(m, d)
+			return
+		}
+		if m == ModeRefuse {
+			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
+			http.NewResponseController(w).Flush()
+		}
+		s.SetMode(m)
+		if m != ModeRefuse {
+			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
+		}
+	})
+	mux.HandleFunc("POST "+ControlPrefix+"slow", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.FormValue("d"))
+		if err != nil || d < 0 {
+			controlError(w, "bad duration d=: "+r.FormValue("d"))
+			return
+		}
+		s.SetSlow(d)
+		writeJSON(w, http.StatusOK, map[string]string{"slow": d.String()})
+	})
+	mux.HandleFunc("GET "+ControlPrefix+"requests", func(w http.ResponseWriter, r *http.Request) {
+		recs := s.Requests()
+		if r.FormValue("all") != "" {
+			recs = s.AllRequests()
+		}
+		if recs == nil {
+			recs = []Recorded{}
+		}
+		writeJSON(w, http.StatusOK, recs)
+	})
+	return mux
+}
+
+func controlError(w http.ResponseWriter, msg string) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": msg})
+}

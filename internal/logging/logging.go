@@ -1,0 +1,166 @@
+// Package logging owns the daemon's log files under <state_dir>/logs: the
+// manager log, the session lifecycle log and one log per chat in sessions/.
+// Every file is written as slog text lines and rotated by size with
+// timberjack.
+package logging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/DeRuina/timberjack"
+
+	"github.com/dispatchd/dispatch/internal/config"
+)
+
+const (
+	// maxOpenSessions bounds the session log files open at once; there can
+	// be thousands of chats but only about 1024 file descriptors.
+	maxOpenSessions = 64
+	// defaultMaxSizeMB is used when the configured size is not positive.
+	defaultMaxSizeMB = 20
+	fileMode         = 0o600 // logs hold message text
+	dirMode          = 0o700
+)
+
+// Logs is the set of open log files. It is safe for concurrent use.
+type Logs struct {
+	manager   *slog.Logger
+	lifecycle *slog.Logger // writes to the lifecycle file and the manager log
+	level     slog.Level
+
+	managerW   *timberjack.Logger
+	lifecycleW *timberjack.Logger
+	sessions   *sessionFiles
+}
+
+// ManagerPath is the daemon's own log file.
+func ManagerPath(stateDir string) string {
+	return filepath.Join(stateDir, "logs", "manager.log")
+}
+
+// LifecyclePath is the log with one line per session start, stop, restart,
+// reap, failure and the like.
+func LifecyclePath(stateDir string) string {
+	return filepath.Join(stateDir, "logs", "session_lifecycle.log")
+}
+
+// SessionPath is the log file of one chat; the chat id is never used raw.
+func SessionPath(stateDir, chat string) string {
+	return filepath.Join(sessionsDir(stateDir), SafeName(chat)+".log")
+}
+
+func sessionsDir(stateDir string) string {
+	return filepath.Join(stateDir, "logs", "sessions")
+}
+
+// ParseLevel parses a configured level: debug, info, warn or error, in any
+// case ("" means info). Offsets such as "info+2" are accepted as in slog.
+func ParseLevel(s string) (slog.Level, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return slog.LevelInfo, nil
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// Open creates <stateDir>/logs and <stateDir>/logs/sessions and opens the
+// manager and lifecycle logs, so that an unwritable state dir fails here
+// rather than silently later. When stderr is not nil, manager lines are also
+// written there (a daemon in the foreground).
+func Open(stateDir string, cfg config.Log, stderr io.Writer) (*Logs, error) {
+	return open(stateDir, cfg, stderr, maxOpenSessions)
+}
+
+// open is Open with the size of the session file cache as a knob for tests.
+func open(stateDir string, cfg config.Log, stderr io.Writer, maxOpen int) (*Logs, error) {
+	level, err := ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(sessionsDir(stateDir), dirMode); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	newFile := func(path string) *timberjack.Logger {
+		size := cfg.MaxSizeMB
+		if size <= 0 {
+			size = defaultMaxSizeMB
+		}
+		return &timberjack.Logger{
+			Filename:   path,
+			MaxSize:    size,
+			MaxBackups: max(cfg.MaxFiles, 0), // 0 keeps every backup
+			FileMode:   fileMode,
+		}
+	}
+	l := &Logs{
+		level:      level,
+		managerW:   newFile(ManagerPath(stateDir)),
+		lifecycleW: newFile(LifecyclePath(stateDir)),
+		sessions:   newSessionFiles(sessionsDir(stateDir), maxOpen, newFile),
+	}
+	// An empty write opens (creates) the file now.
+	for _, w := range []*timberjack.Logger{l.managerW, l.lifecycleW} {
+		if _, err := w.Write(nil); err != nil {
+			return nil, errors.Join(fmt.Errorf("open log: %w", err), l.Close())
+		}
+	}
+
+	opts := &slog.HandlerOptions{Level: level}
+	manager := slog.Handler(slog.NewTextHandler(l.managerW, opts))
+	if stderr != nil {
+		manager = slog.NewMultiHandler(manager, slog.NewTextHandler(stderr, opts))
+	}
+	l.manager = slog.New(manager)
+	// The lifecycle file records every event whatever the configured level.
+	all := &slog.HandlerOptions{Level: slog.LevelDebug}
+	l.lifecycle = slog.New(slog.NewMultiHandler(slog.NewTextHandler(l.lifecycleW, all), manager))
+	return l, nil
+}
+
+// Manager returns the logger of logs/manager.log.
+func (l *Logs) Manager() *slog.Logger { return l.manager }
+
+// Lifecycle records a session lifecycle event (start, stop, restart, reap,
+// failure, resume_failed, dead_letter, ...) for chat with a free-text
+// reason: one line in logs/session_lifecycle.log and the same line in the
+// manager log. Failures are logged at WARN, everything else at INFO.
+func (l *Logs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
+	level := slog.LevelInfo
+	switch event {
+	case "failure", "resume_failed", "dead_letter":
+		level = slog.LevelWarn
+	}
+	all := make([]slog.Attr, 0, 3+len(attrs))
+	all = append(all, slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason))
+	all = append(all, attrs...)
+	l.lifecycle.LogAttrs(context.Background(), level, "lifecycle", all...)
+}
+
+// Session returns the logger of chat's file, logs/sessions/<SafeName>.log;
+// its lines carry chat=<id>. The file is opened on the first write and may
+// be closed again when other chats need the descriptor; the logger keeps
+// working and reopens it on its next write. Lines written after Close are
+// dropped.
+func (l *Logs) Session(chat string) *slog.Logger {
+	w := &sessionWriter{files: l.sessions, name: SafeName(chat)}
+	h := slog.NewTextHandler(w, &slog.HandlerOptions{Level: l.level})
+	return slog.New(h).With(slog.String("chat", chat))
+}
+
+// Close closes every log file and stops timberjack's background goroutines.
+// Lines logged to Manager or Lifecycle afterwards are still appended, but
+// without rotation; session lines are dropped. Close is idempotent.
+func (l *Logs) Close() error {
+	return errors.Join(l.sessions.close(), l.managerW.Close(), l.lifecycleW.Close())
+}

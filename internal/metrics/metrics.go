@@ -1,0 +1,136 @@
+// Package metrics defines dispatch's Prometheus metrics. Everything lives in
+// its own registry (no globals), and gauges that describe current state are
+// read at scrape time from a Source, so they can never drift.
+package metrics
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Source reports current state at scrape time.
+type Source interface {
+	SessionStates() map[string]int // sessions by state
+	LiveProcesses() int
+	MessageStates() map[string]int // messages by state
+	APIUp() bool
+	OutageSeconds() float64
+}
+
+// Metrics holds the counters and histograms that events update.
+type Metrics struct {
+	Registry      *prometheus.Registry
+	Restarts      *prometheus.CounterVec
+	Checks        prometheus.Counter
+	CheckDuration prometheus.Histogram
+	Reaped        prometheus.Counter
+	Accepted      prometheus.Counter
+	Duplicates    prometheus.Counter
+	Done          prometheus.Counter
+	TurnDuration  *prometheus.HistogramVec
+	DeadLetters   prometheus.Counter
+	Panics        prometheus.Counter
+	Lifecycle     *prometheus.CounterVec
+}
+
+// New creates the metrics and registers them, with src's state gauges.
+func New(src Source) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatch_restarts_total", Help: "Automatic session restarts by reason.",
+		}, []string{"reason"}),
+		Checks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_health_checks_total", Help: "Health checks run.",
+		}),
+		CheckDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dispatch_health_check_duration_seconds", Help: "Duration of one health check.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 8),
+		}),
+		Reaped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_sessions_reaped_total", Help: "Sessions stopped for being idle.",
+		}),
+		Accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_messages_accepted_total", Help: "Messages durably accepted.",
+		}),
+		Duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_messages_duplicate_total", Help: "Sends answered as duplicates of a stored client id.",
+		}),
+		Done: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_messages_done_total", Help: "Messages answered.",
+		}),
+		TurnDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "dispatch_turn_duration_seconds", Help: "Duration of agent turns by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"outcome"}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_dead_letters_total", Help: "Messages moved to the dead state.",
+		}),
+		Panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_panics_total", Help: "Panics caught in sessions and checks.",
+		}),
+		Lifecycle: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatch_lifecycle_events_total", Help: "Session lifecycle events by kind.",
+		}, []string{"event"}),
+	}
+	m.Registry.MustRegister(m.Restarts, m.Checks, m.CheckDuration, m.Reaped, m.Accepted, m.Duplicates,
+		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&stateCollector{src: src})
+	return m
+}
+
+// ReasonLabel folds a restart reason ("dead: exit status 3", "errors=3")
+// into a small label set.
+func ReasonLabel(reason string) string {
+	if i := strings.IndexAny(reason, ":= ("); i > 0 {
+		reason = reason[:i]
+	}
+	switch reason {
+	case "dead", "errors", "stuck", "stale_queue", "panic", "start", "context":
+		return reason
+	}
+	return "other"
+}
+
+// ObserveTurn records one turn.
+func (m *Metrics) ObserveTurn(d time.Duration, outcome string) {
+	m.TurnDuration.WithLabelValues(outcome).Observe(d.Seconds())
+}
+
+var (
+	descSessions = prometheus.NewDesc("dispatch_sessions", "Sessions by state.", []string{"state"}, nil)
+	descProcs    = prometheus.NewDesc("dispatch_agent_processes", "Live agent processes.", nil, nil)
+	descMessages = prometheus.NewDesc("dispatch_messages", "Stored messages by state.", []string{"state"}, nil)
+	descAPIUp    = prometheus.NewDesc("dispatch_api_up", "1 while the AI API is considered reachable.", nil, nil)
+	descOutage   = prometheus.NewDesc("dispatch_api_outage_seconds_total", "Time the AI API has been down.", nil, nil)
+)
+
+type stateCollector struct{ src Source }
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSessions, descProcs, descMessages, descAPIUp, descOutage} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	states := c.src.SessionStates()
+	for _, s := range []string{"starting", "idle", "busy", "stopped", "failed"} {
+		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(states[s]), s)
+	}
+	ch <- prometheus.MustNewConstMetric(descProcs, prometheus.GaugeValue, float64(c.src.LiveProcesses()))
+	msgs := c.src.MessageStates()
+	for _, s := range []string{"pending", "inflight", "done", "dead"} {
+		ch <- prometheus.MustNewConstMetric(descMessages, prometheus.GaugeValue, float64(msgs[s]), s)
+	}
+	up := 0.0
+	if c.src.APIUp() {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descAPIUp, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(descOutage, prometheus.CounterValue, c.src.OutageSeconds())
+}

@@ -1,0 +1,72 @@
+package session
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+// Store is the part of the durable store a session uses.
+type Store interface {
+	HasPending(ctx context.Context, chatID string) (bool, error)
+	Claim(ctx context.Context, chatID string, max int) ([]store.Message, error)
+	Complete(ctx context.Context, ids []string, reply string) error
+	Requeue(ctx context.Context, ids []string, errText string) error
+	Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error)
+	SaveSession(ctx context.Context, rec store.SessionRecord) error
+}
+
+// Outcome is what a gated turn came to, as the gate needs to know it.
+type Outcome int
+
+const (
+	// Released: the admission was not used (nothing to send, or stopped).
+	Released Outcome = iota
+	// Answered: the API answered (success, or a failure that is not an outage).
+	Answered
+	// Unreachable: the turn failed as an outage.
+	Unreachable
+)
+
+// Gate admits turns. The API breaker implements it: while the API is down it
+// admits only a probe, and after recovery it bounds how many turns run at
+// once. A session that is not admitted is woken through wake when it may
+// try again.
+type Gate interface {
+	Admit(chat string, wake func()) bool
+	Done(chat string, o Outcome)
+}
+
+// Observer receives what a session does, for the lifecycle log and metrics.
+type Observer interface {
+	// Lifecycle is one start, stop, restart, reap, failure, resume_failed,
+	// dead_letter or panic event with its reason.
+	Lifecycle(chat, event, reason string)
+	// Turn is one finished turn: its duration, and its error (nil on success).
+	Turn(chat string, d time.Duration, n int, err error)
+}
+
+// Deps are what every session shares.
+type Deps struct {
+	Store    Store
+	Agent    agent.Agent
+	Clock    clock.Clock
+	Gate     Gate // nil admits everything
+	Observer Observer
+	Rules    Rules
+	// MaxAttempts is queue.max_attempts; MaxBatch caps one turn's messages.
+	MaxAttempts int
+	MaxBatch    int
+	// StopTimeout bounds one agent stop (three steps).
+	StopTimeout time.Duration
+	// Log returns the session's own log.
+	Log func(chat string) *slog.Logger
+	// Env is added to every agent's environment (owner markers).
+	Env map[string]string
+	// NewID makes a fresh agent session id.
+	NewID func() string
+}

@@ -1,0 +1,752 @@
+// Package session runs one chat's agent: it starts and stops the agent
+// process, hands it the chat's waiting messages in order, records every
+// outcome durably, and restarts the agent under the restart policy.
+//
+// Each Session is an actor: a single goroutine owns its state and reacts to
+// commands, process exits, turn results and timers. Readers see a published
+// Snapshot, so a health check or a status call never waits on a session.
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+// State is a session's externally visible state (SPEC 3.2).
+type State string
+
+const (
+	Starting State = "starting"
+	Idle     State = "idle"
+	Busy     State = "busy"
+	Stopped  State = "stopped"
+	Failed   State = "failed"
+)
+
+// Snapshot is a session's state at one moment, for health checks and status.
+type Snapshot struct {
+	ChatID         string
+	State          State
+	ProcUp         bool
+	Busy           bool
+	Held           bool // waiting for the API gate
+	RestartPending bool
+	ErrorCount     int
+	Turns          int64
+	Restarts       int64 // automatic restarts since the daemon started
+	SessionID      string
+	ExemptFlag     bool
+	FailReason     string
+	Pid            int
+	FirstTurn      bool // the turn in flight is the process's first
+	CreatedAt      time.Time
+	LastActivity   time.Time
+	LastHandover   time.Time
+	TurnStarted    time.Time
+	LastOutput     time.Time
+}
+
+// Causes for cancelling a turn in flight: they decide whether the turn's
+// messages are charged an attempt.
+var (
+	errStuck    = errors.New("turn stuck: no output past the stuck timeout")
+	errStopped  = errors.New("session stopped")
+	errShutdown = errors.New("daemon shutting down")
+)
+
+// Session is one chat's agent session.
+type Session struct {
+	chat string
+	d    *Deps
+	log  *slog.Logger
+
+	cmds   chan func(*actor)
+	wake   chan struct{}
+	turnCh chan turnResult
+	done   chan struct{}
+
+	mu   sync.Mutex
+	pub  Snapshot
+	proc agent.Process
+}
+
+// New creates the session for chat from its stored record (zero for a new
+// chat) and starts its actor. The agent is started lazily, by Notify, or at
+// once when start is true (a session that was live before a restart).
+func New(d *Deps, rec store.SessionRecord, start bool) *Session {
+	now := d.Clock.Now()
+	s := &Session{
+		chat:   rec.ChatID,
+		d:      d,
+		log:    d.Log(rec.ChatID),
+		cmds:   make(chan func(*actor), 8),
+		wake:   make(chan struct{}, 1),
+		turnCh: make(chan turnResult, 1),
+		done:   make(chan struct{}),
+	}
+	a := &actor{
+		s:            s,
+		state:        Stopped,
+		sessionID:    rec.SessionID,
+		exempt:       rec.Exempt,
+		turns:        rec.Turns,
+		createdAt:    rec.CreatedAt,
+		lastActivity: rec.LastActivity,
+	}
+	if a.createdAt.IsZero() {
+		a.createdAt = now
+	}
+	if a.lastActivity.IsZero() {
+		a.lastActivity = now
+	}
+	if rec.Failed {
+		a.state = Failed
+		a.failReason = rec.FailReason
+	}
+	s.publish(a)
+	go s.loop(a, start && !rec.Failed)
+	return s
+}
+
+// ChatID is the session's chat.
+func (s *Session) ChatID() string { return s.chat }
+
+// Notify tells the session that messages may be waiting. It never blocks.
+func (s *Session) Notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Snapshot returns the session's published state, with the agent's latest
+// output time read at this moment.
+func (s *Session) Snapshot() Snapshot {
+	s.mu.Lock()
+	snap, proc := s.pub, s.proc
+	s.mu.Unlock()
+	if proc != nil {
+		snap.LastOutput = proc.LastOutput()
+	}
+	return snap
+}
+
+// Restart asks for an automatic restart for reason (a health verdict). It
+// never blocks: the restart happens in the session's own goroutine, and a
+// request while one is already pending is ignored.
+func (s *Session) Restart(reason string) bool {
+	return s.send(func(a *actor) { a.autoRestart(reason, reason == ReasonStuck) })
+}
+
+// Reap stops an idle session to free its agent, if it is still reapable
+// when the session gets to it.
+func (s *Session) Reap(ok func(Snapshot) bool) bool {
+	return s.send(func(a *actor) {
+		if ok(s.Snapshot()) {
+			a.stop("reap", "idle timeout", errStopped)
+		}
+	})
+}
+
+// Kill stops the session's agent and keeps its session_id (operator).
+func (s *Session) Kill(ctx context.Context) error {
+	return s.call(ctx, func(a *actor) { a.stop("stop", "operator kill", errStopped) })
+}
+
+// OperatorRestart restarts the session now (clean: without resume) and
+// clears the failed state and restart history.
+func (s *Session) OperatorRestart(ctx context.Context, clean bool) error {
+	return s.call(ctx, func(a *actor) { a.operatorRestart(clean) })
+}
+
+// SetExempt sets or clears the run-time idle exemption.
+func (s *Session) SetExempt(ctx context.Context, on bool) error {
+	return s.call(ctx, func(a *actor) {
+		a.exempt = on
+		a.save()
+	})
+}
+
+// Shutdown lets a turn in flight finish until ctx is done, then stops the
+// agent and ends the actor. The session stays marked live in the store so
+// the next daemon resumes it.
+func (s *Session) Shutdown(ctx context.Context) {
+	select {
+	case s.cmds <- func(a *actor) { a.shutdown(ctx) }:
+	case <-s.done:
+		return
+	}
+	<-s.done
+}
+
+// Done is closed when the session's actor has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+func (s *Session) send(f func(*actor)) bool {
+	select {
+	case s.cmds <- f:
+		return true
+	default:
+		return false
+	}
+}
+
+// call runs f in the actor and waits for it.
+func (s *Session) call(ctx context.Context, f func(*actor)) error {
+	ran := make(chan struct{})
+	select {
+	case s.cmds <- func(a *actor) { defer close(ran); f(a) }:
+	case <-s.done:
+		return errors.New("session is shut down")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-s.done:
+		return errors.New("session is shut down")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Session) publish(a *actor) {
+	snap := Snapshot{
+		ChatID:         s.chat,
+		State:          a.state,
+		ProcUp:         a.proc != nil,
+		Busy:           a.turn != nil,
+		Held:           a.held,
+		RestartPending: a.restartTimer != nil,
+		ErrorCount:     a.errorCount,
+		Turns:          a.turns,
+		Restarts:       a.restarts,
+		SessionID:      a.sessionID,
+		ExemptFlag:     a.exempt,
+		FailReason:     a.failReason,
+		CreatedAt:      a.createdAt,
+		LastActivity:   a.lastActivity,
+		LastHandover:   a.lastHandover,
+	}
+	if a.proc != nil {
+		snap.Pid = a.proc.Pid()
+	}
+	if a.turn != nil {
+		snap.TurnStarted = a.turn.started
+		snap.FirstTurn = a.turn.first
+	}
+	s.mu.Lock()
+	s.pub = snap
+	s.proc = a.proc
+	s.mu.Unlock()
+}
+
+// loop is the actor. Every state change happens here.
+func (s *Session) loop(a *actor, start bool) {
+	defer close(s.done)
+	if start {
+		s.guard(a, func() { a.startProc(); a.pump() })
+	}
+	for !a.exited {
+		var procDone <-chan struct{}
+		if a.proc != nil {
+			procDone = a.proc.Done()
+		}
+		var timer <-chan time.Time
+		if a.restartTimer != nil {
+			timer = a.restartTimer.C()
+		}
+		select {
+		case <-s.wake:
+			s.guard(a, a.pump)
+		case f := <-s.cmds:
+			s.guard(a, func() { f(a) })
+		case <-procDone:
+			s.guard(a, a.onExit)
+		case r := <-s.turnCh:
+			s.guard(a, func() { a.act(a.onTurn(r)); a.pump() })
+		case <-timer:
+			a.restartTimer = nil
+			s.guard(a, func() { a.startProc(); a.pump() })
+		}
+		s.publish(a)
+	}
+}
+
+// guard runs f, turning a panic into a logged, counted event and a restart:
+// a panic in one session never touches another.
+func (s *Session) guard(a *actor, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			reason := fmt.Sprintf("panic: %v", r)
+			s.log.Error("session panic", "chat", s.chat, "panic", r, "stack", string(debug.Stack()))
+			s.d.Observer.Lifecycle(s.chat, "panic", reason)
+			if !a.exited && a.state != Failed && a.state != Stopped {
+				a.scheduleRestart("panic")
+			}
+		}
+	}()
+	f()
+}
+
+// actor is the state owned by the session's goroutine.
+type actor struct {
+	s *Session
+
+	state        State
+	proc         agent.Process
+	procFirst    bool // the process has not finished a turn yet
+	turn         *turnState
+	held         bool
+	sessionID    string
+	exempt       bool
+	errorCount   int
+	turns        int64
+	restarts     int64
+	history      []time.Time
+	restartTimer clock.Timer
+	failReason   string
+	authLogged   bool
+	createdAt    time.Time
+	lastActivity time.Time
+	lastHandover time.Time
+	draining     bool
+	exited       bool
+}
+
+type turnState struct {
+	msgs    []store.Message
+	cancel  context.CancelCauseFunc
+	ctx     context.Context
+	started time.Time
+	first   bool
+}
+
+type turnResult struct {
+	res agent.Result
+	err error
+}
+
+func (a *actor) now() time.Time { return a.s.d.Clock.Now() }
+
+// record is the session's durable form.
+func (a *actor) record() store.SessionRecord {
+	return store.SessionRecord{
+		ChatID:       a.s.chat,
+		SessionID:    a.sessionID,
+		Exempt:       a.exempt,
+		Live:         a.proc != nil || a.restartTimer != nil || a.state == Starting,
+		Failed:       a.state == Failed,
+		FailReason:   a.failReason,
+		Turns:        a.turns,
+		Restarts:     a.restarts,
+		CreatedAt:    a.createdAt,
+		LastActivity: a.lastActivity,
+	}
+}
+
+func (a *actor) save() {
+	a.saveRecord(a.record())
+}
+
+func (a *actor) saveRecord(rec store.SessionRecord) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.s.d.Store.SaveSession(ctx, rec); err != nil {
+		a.s.log.Error("save session", "chat", a.s.chat, "err", err)
+	}
+}
+
+// startProc starts the agent, resuming the saved conversation when there is
+// one. A start failure is handled like an exit: restart under the policy.
+func (a *actor) startProc() {
+	if a.proc != nil || a.state == Failed || a.exited {
+		return
+	}
+	resume := a.sessionID != ""
+	if !resume {
+		a.sessionID = a.s.d.NewID()
+	}
+	a.state = Starting
+	a.s.publish(a)
+	spec := agent.Spec{ChatID: a.s.chat, SessionID: a.sessionID, Resume: resume, Log: a.s.log, Env: a.s.d.Env}
+	proc, err := a.s.d.Agent.Start(context.Background(), spec)
+	if err != nil {
+		a.s.log.Error("agent start failed", "chat", a.s.chat, "err", err)
+		a.s.d.Observer.Lifecycle(a.s.chat, "failure", "start failed: "+err.Error())
+		a.scheduleRestart("start failed")
+		return
+	}
+	a.proc = proc
+	a.procFirst = true
+	a.state = Idle
+	a.errorCount = 0
+	a.save()
+	how := "new session " + a.sessionID
+	if resume {
+		how = "resume " + a.sessionID
+	}
+	a.s.d.Observer.Lifecycle(a.s.chat, "start", how)
+}
+
+// pump hands waiting messages to the agent when the session can take them.
+func (a *actor) pump() {
+	if a.turn != nil || a.state == Failed || a.restartTimer != nil || a.draining || a.exited {
+		return
+	}
+	d := a.s.d
+	if a.proc == nil {
+		// Start an agent only for real work: a stopped session woken with
+		// nothing waiting stays stopped.
+		if ok, err := d.Store.HasPending(context.Background(), a.s.chat); err != nil || !ok {
+			if err != nil {
+				a.s.log.Error("check pending", "chat", a.s.chat, "err", err)
+			}
+			return
+		}
+		a.startProc()
+		if a.proc == nil {
+			return
+		}
+	}
+	if d.Gate != nil && !d.Gate.Admit(a.s.chat, a.s.Notify) {
+		a.held = true
+		return
+	}
+	a.held = false
+	msgs, err := d.Store.Claim(context.Background(), a.s.chat, d.MaxBatch)
+	if err != nil || len(msgs) == 0 {
+		if err != nil {
+			a.s.log.Error("claim messages", "chat", a.s.chat, "err", err)
+		}
+		if d.Gate != nil {
+			d.Gate.Done(a.s.chat, Released)
+		}
+		return
+	}
+	texts := make([]string, len(msgs))
+	for i, m := range msgs {
+		texts[i] = m.Text
+	}
+	now := a.now()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a.turn = &turnState{msgs: msgs, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
+	a.state = Busy
+	a.lastActivity, a.lastHandover = now, now
+	proc, ch := a.proc, a.s.turnCh
+	a.s.log.Info("turn start", "chat", a.s.chat, "messages", len(msgs), "first_id", msgs[0].ID)
+	go func() {
+		res, err := proc.Turn(ctx, texts)
+		ch <- turnResult{res: res, err: err}
+	}()
+}
+
+// followUp is what a finished turn asks the session to do next.
+type followUp int
+
+const (
+	carryOn    followUp = iota
+	restartErr          // error_count reached max_errors
+	startFresh          // the conversation cannot be resumed
+	startClean          // the context is too long to resume
+)
+
+// onTurn records a finished turn's outcome and classifies it. It only
+// records; the caller acts on the returned follow-up, so that a turn that
+// finishes while the session is stopping never starts a new agent.
+func (a *actor) onTurn(r turnResult) followUp {
+	t := a.turn
+	a.turn = nil
+	if t == nil {
+		return carryOn
+	}
+	d := a.s.d
+	now := a.now()
+	a.lastActivity = now
+	if a.state == Busy {
+		a.state = Idle
+	}
+	ids := make([]string, len(t.msgs))
+	for i, m := range t.msgs {
+		ids[i] = m.ID
+	}
+	dur := now.Sub(t.started)
+	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
+	if r.err == nil {
+		// The agent answered, even if the turn was being cancelled.
+		if err := d.Store.Complete(context.Background(), ids, r.res.Text); err != nil {
+			a.s.log.Error("complete messages", "chat", a.s.chat, "err", err)
+		}
+		a.errorCount = 0
+		a.turns++
+		a.procFirst = false
+		a.s.log.Info("turn done", "chat", a.s.chat, "messages", len(ids), "duration", dur)
+		a.gateDone(Answered)
+		a.save()
+		return carryOn
+	}
+
+	// A cancelled turn: stuck is the messages' fault, a stop is not.
+	if cause := context.Cause(t.ctx); cause != nil {
+		if errors.Is(cause, errStuck) {
+			a.gateDone(Answered)
+			a.fail(ids, errStuck.Error())
+		} else {
+			a.gateDone(Released)
+			a.requeue(ids, cause.Error())
+		}
+		return carryOn
+	}
+
+	kind := agent.KindOf(r.err)
+	a.s.log.Warn("turn failed", "chat", a.s.chat, "kind", kind.String(), "err", r.err)
+	switch kind {
+	case agent.Outage:
+		a.gateDone(Unreachable)
+		a.requeue(ids, r.err.Error())
+		return carryOn
+	case agent.ResumeFailed:
+		a.gateDone(Answered)
+		a.requeue(ids, r.err.Error())
+		return startFresh
+	case agent.ContextTooLong:
+		a.gateDone(Answered)
+		a.fail(ids, r.err.Error())
+		return startClean
+	case agent.Exited:
+		// The process died during the turn; onExit restarts it.
+		a.gateDone(Answered)
+		a.fail(ids, r.err.Error())
+		return carryOn
+	}
+	// Fault, Auth: the session's own error.
+	a.gateDone(Answered)
+	a.fail(ids, r.err.Error())
+	if kind == agent.Auth && !a.authLogged {
+		a.authLogged = true
+		a.s.log.Error("agent rejected its credentials", "chat", a.s.chat, "err", r.err)
+		d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
+	}
+	a.errorCount++
+	if a.errorCount >= d.Rules.MaxErrors {
+		return restartErr
+	}
+	return carryOn
+}
+
+// act carries out a turn's follow-up.
+func (a *actor) act(f followUp) {
+	switch f {
+	case restartErr:
+		a.autoRestart(fmt.Sprintf("errors=%d", a.errorCount), false)
+	case startFresh:
+		a.freshStart("no conversation to resume")
+	case startClean:
+		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "context too long: restarting clean")
+		a.stopProc(errStopped)
+		a.sessionID = ""
+		a.startProc()
+	}
+}
+
+func (a *actor) gateDone(o Outcome) {
+	if a.s.d.Gate != nil {
+		a.s.d.Gate.Done(a.s.chat, o)
+	}
+}
+
+func (a *actor) requeue(ids []string, why string) {
+	if err := a.s.d.Store.Requeue(context.Background(), ids, why); err != nil {
+		a.s.log.Error("requeue messages", "chat", a.s.chat, "err", err)
+	}
+}
+
+// fail charges the messages one failed attempt; those past the limit are
+// dead letters, logged one by one.
+func (a *actor) fail(ids []string, why string) {
+	dead, err := a.s.d.Store.Fail(context.Background(), ids, why, a.s.d.MaxAttempts)
+	if err != nil {
+		a.s.log.Error("fail messages", "chat", a.s.chat, "err", err)
+	}
+	for _, id := range dead {
+		a.s.d.Observer.Lifecycle(a.s.chat, "dead_letter", fmt.Sprintf("message %s: %s", id, why))
+	}
+}
+
+// onExit handles the agent process ending on its own.
+func (a *actor) onExit() {
+	proc := a.proc
+	if proc == nil {
+		return
+	}
+	exitErr := proc.ExitErr()
+	f := a.finishTurn() // the turn in flight, if any, reports the exit
+	a.proc = nil
+	a.held = false
+	_ = proc.Stop(context.Background()) // already reaped: kills leftovers, returns at once
+	if f == startFresh || agent.KindOf(exitErr) == agent.ResumeFailed {
+		a.freshStart(fmt.Sprint(exitErr))
+		return
+	}
+	if f == startClean {
+		a.sessionID = ""
+	}
+	reason := "dead: agent exited"
+	if exitErr != nil {
+		reason = "dead: " + exitErr.Error()
+	}
+	a.s.log.Warn("agent exited", "chat", a.s.chat, "err", exitErr)
+	a.scheduleRestart(reason)
+}
+
+// freshStart drops a conversation that cannot be resumed and starts a new
+// one; the pending messages are processed by the new agent.
+func (a *actor) freshStart(why string) {
+	a.s.d.Observer.Lifecycle(a.s.chat, "resume_failed", fmt.Sprintf("session %s: %s; starting fresh", a.sessionID, why))
+	a.stopProc(errStopped)
+	a.sessionID = ""
+	a.startProc()
+}
+
+// finishTurn waits for the turn in flight (its process is stopped or gone,
+// or its context cancelled) and records its outcome.
+func (a *actor) finishTurn() followUp {
+	if a.turn == nil {
+		return carryOn
+	}
+	return a.onTurn(<-a.s.turnCh)
+}
+
+// stopProc cancels the turn in flight with cause, stops the agent in three
+// steps and records the turn's outcome.
+func (a *actor) stopProc(cause error) {
+	if a.turn != nil {
+		a.turn.cancel(cause)
+	}
+	if a.proc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), a.s.d.StopTimeout)
+		if err := a.proc.Stop(ctx); err != nil {
+			a.s.log.Error("agent stop", "chat", a.s.chat, "err", err)
+		}
+		cancel()
+	}
+	a.finishTurn()
+	a.proc = nil
+	a.held = false
+}
+
+// stop ends the agent and leaves the session stopped and resumable.
+func (a *actor) stop(event, reason string, cause error) {
+	if a.restartTimer != nil {
+		a.restartTimer.Stop()
+		a.restartTimer = nil
+	}
+	if a.proc == nil && a.state == Stopped {
+		return
+	}
+	a.stopProc(cause)
+	if a.state != Failed {
+		a.state = Stopped
+	}
+	a.save()
+	a.s.d.Observer.Lifecycle(a.s.chat, event, reason)
+}
+
+// autoRestart kills the agent and starts it again under the restart policy.
+// A request while a restart is already scheduled is ignored.
+func (a *actor) autoRestart(reason string, stuck bool) {
+	if a.restartTimer != nil || a.state == Failed || a.exited {
+		return
+	}
+	if a.state == Stopped && a.proc == nil {
+		return // stopped sessions are healthy; the next message starts them
+	}
+	cause := errStopped
+	if stuck {
+		cause = errStuck
+	}
+	a.stopProc(cause)
+	a.scheduleRestart(reason)
+}
+
+// scheduleRestart applies the restart intensity limit: the session either
+// waits its backoff and starts again, or fails.
+func (a *actor) scheduleRestart(reason string) {
+	r := a.s.d.Rules
+	now := a.now()
+	a.history = r.trimHistory(a.history, now)
+	delay, ok := r.NextRestart(a.history, now)
+	if !ok {
+		a.state = Failed
+		a.failReason = fmt.Sprintf("%d restarts in %s; last: %s", len(a.history), r.RestartWindow, reason)
+		a.save()
+		a.s.log.Error("session failed: restart limit reached", "chat", a.s.chat, "reason", a.failReason)
+		a.s.d.Observer.Lifecycle(a.s.chat, "failure", a.failReason)
+		return
+	}
+	a.history = append(a.history, now)
+	a.restarts++
+	a.state = Starting
+	a.s.d.Observer.Lifecycle(a.s.chat, "restart", fmt.Sprintf("%s (delay %s)", reason, delay))
+	a.restartTimer = a.s.d.Clock.NewTimer(delay)
+	a.save()
+}
+
+func (a *actor) operatorRestart(clean bool) {
+	if a.restartTimer != nil {
+		a.restartTimer.Stop()
+		a.restartTimer = nil
+	}
+	a.stopProc(errStopped)
+	a.history = nil
+	a.failReason = ""
+	a.state = Stopped
+	if clean {
+		a.sessionID = ""
+	}
+	a.s.d.Observer.Lifecycle(a.s.chat, "restart", fmt.Sprintf("operator restart (clean=%t)", clean))
+	a.startProc()
+	a.pump()
+}
+
+// shutdown waits (until ctx is done) for a turn in flight, then stops the
+// agent and ends the actor, leaving the session marked live.
+func (a *actor) shutdown(ctx context.Context) {
+	a.draining = true
+	if a.restartTimer != nil {
+		a.restartTimer.Stop()
+		a.restartTimer = nil
+	}
+	if a.turn != nil {
+		var procDone <-chan struct{}
+		if a.proc != nil {
+			procDone = a.proc.Done()
+		}
+		select {
+		case r := <-a.s.turnCh:
+			a.onTurn(r)
+
+		case <-procDone:
+		case <-ctx.Done():
+		}
+	}
+	live := a.proc != nil || a.state == Starting
+	a.stopProc(errShutdown)
+	rec := a.record()
+	rec.Live = live && a.state != Failed
+	a.saveRecord(rec)
+	if a.state != Failed {
+		a.state = Stopped
+	}
+	a.exited = true
+}

@@ -1,0 +1,528 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// State is where a message is in its life.
+type State string
+
+// The message states. A message is pending until a turn containing it
+// succeeds (done) or it has failed too often for reasons of its own (dead).
+const (
+	Pending  State = "pending"  // waiting to be handed to the agent
+	Inflight State = "inflight" // handed to the agent, turn not yet ended
+	Done     State = "done"     // a turn containing it ended successfully
+	Dead     State = "dead"     // failed queue.max_attempts times; kept for an operator
+)
+
+func (st State) valid() bool {
+	switch st {
+	case Pending, Inflight, Done, Dead:
+		return true
+	}
+	return false
+}
+
+// Message is one stored message.
+type Message struct {
+	ID, ChatID, Text string
+	// Seq is the global arrival order; a chat's FIFO order is Seq order.
+	Seq      int64
+	State    State
+	Attempts int // times handed to the agent
+	Failures int // failed attempts that count toward dead
+	// Error is the last error; Reply the final reply once done.
+	Error, Reply         string
+	CreatedAt, UpdatedAt time.Time
+}
+
+// Filter selects messages for List. Zero fields match anything, except that
+// an empty State means "not done" (pending, inflight or dead).
+type Filter struct {
+	ChatID string
+	State  State
+	Limit  int // default 1000
+}
+
+// Counts is the number of messages in each state.
+type Counts struct {
+	Pending, Inflight, Done, Dead int
+}
+
+const defaultListLimit = 1000
+
+const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at`
+
+// Accept stores a new pending message and returns once it is committed and
+// fsync'd. An empty id gets a generated one (a UUID). If a message with id
+// already exists, in any state, nothing is stored and dup is true, which
+// makes a client's resend idempotent.
+func (s *Store) Accept(ctx context.Context, chatID, text, id string) (gotID string, dup bool, err error) {
+	if chatID == "" {
+		return "", false, errors.New("store: accept: empty chat id")
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	now := nanos(s.clk.Now())
+	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO messages
+			(id, chat_id, text, state, created_at, updated_at)
+			VALUES (?, ?, ?, 'pending', ?, ?)
+			ON CONFLICT (id) DO NOTHING`,
+			id, chatID, text, now, now)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		dup = n == 0
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("store: accept %q: %w", id, err)
+	}
+	return id, dup, nil
+}
+
+// Claim takes the next batch of chatID's pending messages, marks them
+// inflight and counts an attempt for each. The batch is the chat's oldest
+// pending message alone if it has failed before (so a poison message is
+// isolated and cannot take others down with it); otherwise the run of
+// oldest pending messages that have never failed, at most limit (below 1
+// means 1). It returns nil if the chat has nothing pending. Messages come in
+// Seq order.
+func (s *Store) Claim(ctx context.Context, chatID string, limit int) ([]Message, error) {
+	limit = max(limit, 1)
+	now := s.clk.Now()
+	var out []Message
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
+			WHERE chat_id = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
+			chatID, limit)
+		if err != nil {
+			return err
+		}
+		batch, err := scanMessages(rows)
+		if err != nil {
+			return err
+		}
+		batch = claimable(batch)
+		if len(batch) == 0 {
+			return nil
+		}
+		args := []any{nanos(now)}
+		for _, m := range batch {
+			args = append(args, m.Seq)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE messages
+			SET state = 'inflight', attempts = attempts + 1, updated_at = ?
+			WHERE seq IN (`+placeholders(len(batch))+`)`, args...); err != nil {
+			return err
+		}
+		for i := range batch {
+			batch[i].State = Inflight
+			batch[i].Attempts++
+			batch[i].UpdatedAt = now
+		}
+		out = batch
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: claim for chat %q: %w", chatID, err)
+	}
+	return out, nil
+}
+
+// claimable cuts a chat's oldest pending messages (in Seq order) down to
+// the batch Claim hands out: the first alone if it has failed before,
+// otherwise the leading run of messages that never failed.
+func claimable(pending []Message) []Message {
+	if len(pending) == 0 {
+		return nil
+	}
+	if pending[0].Failures > 0 {
+		return pending[:1]
+	}
+	for i, m := range pending {
+		if m.Failures > 0 {
+			return pending[:i]
+		}
+	}
+	return pending
+}
+
+// Complete marks inflight messages done with reply, clearing their error.
+// Ids that are not inflight are left alone, so a late or repeated call
+// cannot change a message that has moved on.
+func (s *Store) Complete(ctx context.Context, ids []string, reply string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := nanos(s.clk.Now())
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE messages
+			SET state = 'done', reply = ?, error = '', updated_at = ?
+			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
+			withIDs([]any{reply, now}, ids)...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: complete %d messages: %w", len(ids), err)
+	}
+	return nil
+}
+
+// Requeue puts inflight messages back to pending, keeping their Seq (place
+// in line) and Failures, and records errText. It is for failures that are
+// not the messages' fault: outages and shutdown. Ids that are not inflight
+// are left alone.
+func (s *Store) Requeue(ctx context.Context, ids []string, errText string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	now := nanos(s.clk.Now())
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE messages
+			SET state = 'pending', error = ?, updated_at = ?
+			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
+			withIDs([]any{errText, now}, ids)...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: requeue %d messages: %w", len(ids), err)
+	}
+	return nil
+}
+
+// Fail records a failed attempt that is the messages' own fault: Failures
+// goes up by one and Error becomes errText. A message whose Failures reaches
+// maxAttempts becomes dead and its id is returned (in Seq order); the others
+// go back to pending in their old place. Ids that are not inflight are left
+// alone.
+func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	now := nanos(s.clk.Now())
+	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE messages
+			SET failures = failures + 1, error = ?, updated_at = ?,
+				state = CASE WHEN failures + 1 >= ? THEN 'dead' ELSE 'pending' END
+			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)
+			RETURNING seq, id, state`,
+			withIDs([]any{errText, now, maxAttempts}, ids)...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		type seqID struct {
+			seq int64
+			id  string
+		}
+		var died []seqID
+		for rows.Next() {
+			var (
+				r  seqID
+				st State
+			)
+			if err := rows.Scan(&r.seq, &r.id, &st); err != nil {
+				return err
+			}
+			if st == Dead {
+				died = append(died, r)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		slices.SortFunc(died, func(a, b seqID) int { return cmp.Compare(a.seq, b.seq) })
+		dead = nil
+		for _, r := range died {
+			dead = append(dead, r.id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: fail %d messages: %w", len(ids), err)
+	}
+	return dead, nil
+}
+
+// ResetInflight returns every inflight message to pending and reports how
+// many there were. It is for startup: whatever was inflight when the
+// previous daemon died was never answered.
+func (s *Store) ResetInflight(ctx context.Context) (int, error) {
+	now := nanos(s.clk.Now())
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE messages
+			SET state = 'pending', updated_at = ? WHERE state = 'inflight'`, now)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: reset inflight: %w", err)
+	}
+	return int(n), nil
+}
+
+// Retry gives a dead message another chance: it becomes pending with
+// Failures 0 and a new Seq, so it goes to the back of its chat's line
+// rather than jumping ahead of messages that arrived after it.
+// ErrNotFound if there is no dead message with that id.
+func (s *Store) Retry(ctx context.Context, id string) error {
+	now := nanos(s.clk.Now())
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		m, err := getMessage(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if m.State != Dead {
+			return ErrNotFound
+		}
+		// A new rowid is the new Seq. AUTOINCREMENT only advances on
+		// INSERT, hence delete and re-insert rather than UPDATE seq.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, m.Seq); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO messages
+			(id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at)
+			VALUES (?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)`,
+			m.ID, m.ChatID, m.Text, m.Attempts, m.Error, m.Reply, nanos(m.CreatedAt), now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: retry %q: %w", id, err)
+	}
+	return nil
+}
+
+// Drop deletes a dead message. ErrNotFound if there is no dead message
+// with that id: only an operator's explicit drop of a dead message ever
+// removes one.
+func (s *Store) Drop(ctx context.Context, id string) error {
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND state = 'dead'`, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: drop %q: %w", id, err)
+	}
+	return nil
+}
+
+// Get returns the message with id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Message, error) {
+	m, err := getMessage(ctx, s.rdb, id)
+	if err != nil {
+		return Message{}, fmt.Errorf("store: get %q: %w", id, err)
+	}
+	return m, nil
+}
+
+// List returns the messages matching f in Seq order.
+func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.ChatID != "" {
+		where = append(where, "chat_id = ?")
+		args = append(args, f.ChatID)
+	}
+	switch {
+	case f.State == "":
+		where = append(where, "state IN ('pending', 'inflight', 'dead')")
+	case f.State.valid():
+		where = append(where, "state = ?")
+		args = append(args, string(f.State))
+	default:
+		return nil, fmt.Errorf("store: list: unknown state %q", f.State)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	args = append(args, limit)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list: %w", err)
+	}
+	msgs, err := scanMessages(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: list: %w", err)
+	}
+	return msgs, nil
+}
+
+// Counts returns how many messages are in each state.
+func (s *Store) Counts(ctx context.Context) (Counts, error) {
+	var c Counts
+	rows, err := s.rdb.QueryContext(ctx, `SELECT state, count(*) FROM messages GROUP BY state`)
+	if err != nil {
+		return c, fmt.Errorf("store: counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			st State
+			n  int
+		)
+		if err := rows.Scan(&st, &n); err != nil {
+			return c, fmt.Errorf("store: counts: %w", err)
+		}
+		switch st {
+		case Pending:
+			c.Pending = n
+		case Inflight:
+			c.Inflight = n
+		case Done:
+			c.Done = n
+		case Dead:
+			c.Dead = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("store: counts: %w", err)
+	}
+	return c, nil
+}
+
+// PendingByChat returns the number of pending messages of every chat that
+// has any.
+func (s *Store) PendingByChat(ctx context.Context) (map[string]int, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT chat_id, count(*) FROM messages
+		WHERE state = 'pending' GROUP BY chat_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending by chat: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]int)
+	for rows.Next() {
+		var (
+			chat string
+			n    int
+		)
+		if err := rows.Scan(&chat, &n); err != nil {
+			return nil, fmt.Errorf("store: pending by chat: %w", err)
+		}
+		out[chat] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: pending by chat: %w", err)
+	}
+	return out, nil
+}
+
+// ChatsWithPending returns the chats that have pending messages, the one
+// waiting longest first, so a caller working down the list is fair.
+func (s *Store) ChatsWithPending(ctx context.Context) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT chat_id FROM messages
+		WHERE state = 'pending' GROUP BY chat_id ORDER BY min(seq)`)
+	if err != nil {
+		return nil, fmt.Errorf("store: chats with pending: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var chat string
+		if err := rows.Scan(&chat); err != nil {
+			return nil, fmt.Errorf("store: chats with pending: %w", err)
+		}
+		out = append(out, chat)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: chats with pending: %w", err)
+	}
+	return out, nil
+}
+
+// queryRower is what getMessage needs: the read pool or the writer's
+// connection (inside a write op).
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func getMessage(ctx context.Context, q queryRower, id string) (Message, error) {
+	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+msgCols+` FROM messages WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Message{}, ErrNotFound
+	}
+	return m, err
+}
+
+func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
+	var (
+		m                Message
+		created, updated int64
+	)
+	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
+		&m.Failures, &m.Error, &m.Reply, &created, &updated)
+	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return m, err
+}
+
+// scanMessages reads and closes rows.
+func scanMessages(rows *sql.Rows) ([]Message, error) {
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// placeholders returns "?, ?, …" with n marks, for an IN list.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+// withIDs appends ids to args as bind values.
+func withIDs(args []any, ids []string) []any {
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return args
+}
+
+// nanos stores a time as unix nanoseconds; the zero time is 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the inverse of nanos.
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to i+1 (PRAGMA
+// user_version). Append only: a shipped migration never changes.
+var migrations = []string{
+	// 1: messages and sessions.
+	//
+	// seq is the rowid; AUTOINCREMENT keeps it from ever being reused, so
+	// it is a true global arrival order even after the newest message is
+	// dropped. An index entry ends with the rowid, so the one index
+	// (state, chat_id) serves "this chat's pending messages in seq order"
+	// (Claim), per-chat pending counts and per-state counts without
+	// touching the table. Each extra index costs every write a page, so
+	// there is no (chat_id, state) twin.
+	`
+CREATE TABLE messages (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT    NOT NULL UNIQUE,
+	chat_id    TEXT    NOT NULL,
+	text       TEXT    NOT NULL,
+	state      TEXT    NOT NULL,
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	failures   INTEGER NOT NULL DEFAULT 0,
+	error      TEXT    NOT NULL DEFAULT '',
+	reply      TEXT    NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL
+);
+CREATE INDEX messages_state_chat ON messages (state, chat_id);
+
+CREATE TABLE sessions (
+	chat_id       TEXT    PRIMARY KEY,
+	session_id    TEXT    NOT NULL DEFAULT '',
+	exempt        INTEGER NOT NULL DEFAULT 0,
+	live          INTEGER NOT NULL DEFAULT 0,
+	failed        INTEGER NOT NULL DEFAULT 0,
+	fail_reason   TEXT    NOT NULL DEFAULT '',
+	turns         INTEGER NOT NULL DEFAULT 0,
+	restarts      INTEGER NOT NULL DEFAULT 0,
+	created_at    INTEGER NOT NULL,
+	last_activity INTEGER NOT NULL
+) WITHOUT ROWID;
+`,
+}
+
+// migrate applies the migrations the database has not seen yet, each in its
+// own transaction together with its user_version bump. A database newer
+// than this build is refused rather than guessed at.
+func migrate(ctx context.Context, c *sql.Conn) error {
+	var v int
+	if err := c.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this build's %d", v, len(migrations))
+	}
+	for ; v < len(migrations); v++ {
+		if err := migrateOne(ctx, c, v); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+func migrateOne(ctx context.Context, c *sql.Conn, from int) error {
+	if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	_, err := c.ExecContext(ctx, migrations[from])
+	if err == nil {
+		// PRAGMA takes no bound parameters; from+1 is our own integer.
+		_, err = c.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", from+1))
+	}
+	if err == nil {
+		_, err = c.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		_, _ = c.ExecContext(ctx, "ROLLBACK")
+	}
+	return err
+}

@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SessionRecord is the durable part of a session: what a restarted daemon
+// needs to resume it (SPEC 2.5) and the counters status reports.
+type SessionRecord struct {
+	ChatID, SessionID    string
+	Exempt, Live, Failed bool
+	FailReason           string
+	Turns, Restarts      int64
+	CreatedAt            time.Time
+	LastActivity         time.Time
+}
+
+// SaveSession inserts or replaces the record for r.ChatID, committed
+// through the writer like every other write. A zero CreatedAt means "now"
+// for a new record and "unchanged" for an existing one.
+func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
+	if r.ChatID == "" {
+		return errors.New("store: save session: empty chat id")
+	}
+	given := nanos(r.CreatedAt)
+	created := given
+	if created == 0 {
+		created = nanos(s.clk.Now())
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
+			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+			ON CONFLICT (chat_id) DO UPDATE SET
+				session_id = excluded.session_id,
+				exempt = excluded.exempt,
+				live = excluded.live,
+				failed = excluded.failed,
+				fail_reason = excluded.fail_reason,
+				turns = excluded.turns,
+				restarts = excluded.restarts,
+				created_at = CASE WHEN ?11 = 0 THEN sessions.created_at ELSE excluded.created_at END,
+				last_activity = excluded.last_activity`,
+			r.ChatID, r.SessionID, r.Exempt, r.Live, r.Failed, r.FailReason,
+			r.Turns, r.Restarts, created, nanos(r.LastActivity), given)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
+	}
+	return nil
+}
+
+// Sessions returns every saved session, ordered by chat id.
+func (s *Store) Sessions(ctx context.Context) ([]SessionRecord, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,
+		fail_reason, turns, restarts, created_at, last_activity
+		FROM sessions ORDER BY chat_id`)
+	if err != nil {
+		return nil, fmt.Errorf("store: sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []SessionRecord
+	for rows.Next() {
+		var (
+			r                 SessionRecord
+			created, activity int64
+		)
+		if err := rows.Scan(&r.ChatID, &r.SessionID, &r.Exempt, &r.Live, &r.Failed,
+			&r.FailReason, &r.Turns, &r.Restarts, &created, &activity); err != nil {
+			return nil, fmt.Errorf("store: sessions: %w", err)
+		}
+		r.CreatedAt, r.LastActivity = fromNanos(created), fromNanos(activity)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: sessions: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,839 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/clock"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+
+func openTest(t *testing.T) (*Store, *clock.Fake) {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	s, err := Open(filepath.Join(t.TempDir(), "dispatch.db"), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s, clk
+}
+
+// accept stores messages for chat with the given ids, in order.
+func accept(t *testing.T, s *Store, chat string, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if _, dup, err := s.Accept(context.Background(), chat, "text of "+id, id); err != nil || dup {
+			t.Fatalf("Accept(%q) dup=%v err=%v", id, dup, err)
+		}
+	}
+}
+
+// setFailures forces a message's failure count, to set up Claim cases.
+func setFailures(t *testing.T, s *Store, id string, n int) {
+	t.Helper()
+	err := s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE messages SET failures = ? WHERE id = ?`, n, id)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, s *Store, id string) Message {
+	t.Helper()
+	m, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	return m
+}
+
+func ids(msgs []Message) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.ID)
+	}
+	return out
+}
+
+func claim(t *testing.T, s *Store, chat string, max int) []string {
+	t.Helper()
+	msgs, err := s.Claim(context.Background(), chat, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids(msgs)
+}
+
+func TestOpenCreatesDirAndSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "dispatch.db")
+	s, err := Open(path, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	var mode string
+	var sync, version int
+	err = s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+		if err := tx.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&sync); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" || sync != 2 || version != len(migrations) {
+		t.Errorf("journal_mode=%q synchronous=%d user_version=%d, want wal 2 %d", mode, sync, version, len(migrations))
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestOpenPathWithQuestionMark(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "odd?dir#x%20y")
+	s, err := Open(filepath.Join(dir, "dispatch.db"), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(filepath.Join(dir, "dispatch.db")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dispatch.db")
+	s, err := Open(path, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(path, clock.Real{}); err == nil {
+		s.Close()
+		t.Fatal("Open accepted a database from a newer build")
+	}
+}
+
+func TestAccept(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+
+	id, dup, err := s.Accept(ctx, "chat", "hello", "client-1")
+	if err != nil || dup || id != "client-1" {
+		t.Fatalf("Accept = %q, %v, %v", id, dup, err)
+	}
+	m := get(t, s, "client-1")
+	if m.ChatID != "chat" || m.Text != "hello" || m.State != Pending || m.Seq == 0 ||
+		!m.CreatedAt.Equal(t0) || !m.UpdatedAt.Equal(t0) {
+		t.Errorf("stored %+v", m)
+	}
+
+	// A resend with the same id stores nothing, whatever its content.
+	id, dup, err = s.Accept(ctx, "other", "changed", "client-1")
+	if err != nil || !dup || id != "client-1" {
+		t.Fatalf("resend = %q, %v, %v", id, dup, err)
+	}
+	if got := get(t, s, "client-1"); got != m {
+		t.Errorf("resend changed the message: %+v", got)
+	}
+
+	// Still a duplicate once done.
+	claim(t, s, "chat", 1)
+	if err := s.Complete(ctx, []string{"client-1"}, "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, dup, _ := s.Accept(ctx, "chat", "hello", "client-1"); !dup {
+		t.Error("resend of a done message was not a duplicate")
+	}
+
+	// No id: one is generated, distinct each time.
+	a, dup, err := s.Accept(ctx, "chat", "x", "")
+	if err != nil || dup || a == "" {
+		t.Fatalf("Accept without id = %q, %v, %v", a, dup, err)
+	}
+	b, _, _ := s.Accept(ctx, "chat", "x", "")
+	if a == b {
+		t.Errorf("generated ids collide: %q", a)
+	}
+
+	if _, _, err := s.Accept(ctx, "", "x", ""); err == nil {
+		t.Error("Accept with empty chat id succeeded")
+	}
+
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, _, err := s.Accept(cancelled, "chat", "x", "never"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Accept with cancelled ctx: %v", err)
+	}
+	if _, err := s.Get(ctx, "never"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cancelled Accept stored its message: %v", err)
+	}
+}
+
+func TestClaim(t *testing.T) {
+	tests := []struct {
+		name     string
+		failures []int // per message m0, m1, … of chat "c"
+		max      int
+		want     []string
+	}{
+		{"nothing pending", nil, 10, nil},
+		{"all fresh", []int{0, 0, 0}, 10, []string{"m0", "m1", "m2"}},
+		{"capped at max", []int{0, 0, 0}, 2, []string{"m0", "m1"}},
+		{"max below 1 means 1", []int{0, 0}, 0, []string{"m0"}},
+		{"failed oldest goes alone", []int{1, 0, 0}, 10, []string{"m0"}},
+		{"stops before a failed one", []int{0, 0, 1, 0}, 10, []string{"m0", "m1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openTest(t)
+			accept(t, s, "other", "o0") // another chat's message never comes along
+			for i, f := range tt.failures {
+				id := fmt.Sprintf("m%d", i)
+				accept(t, s, "c", id)
+				setFailures(t, s, id, f)
+			}
+			msgs, err := s.Claim(context.Background(), "c", tt.max)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(msgs); !slices.Equal(got, tt.want) {
+				t.Fatalf("Claim = %v, want %v", got, tt.want)
+			}
+			if tt.want == nil && msgs != nil {
+				t.Errorf("Claim with nothing pending = %#v, want nil", msgs)
+			}
+			for _, m := range msgs {
+				if m.State != Inflight || m.Attempts != 1 {
+					t.Errorf("returned %s state=%s attempts=%d", m.ID, m.State, m.Attempts)
+				}
+				if stored := get(t, s, m.ID); stored != m {
+					t.Errorf("returned %+v, stored %+v", m, stored)
+				}
+			}
+			// Claimed messages are not claimed again.
+			again := claim(t, s, "c", 10)
+			for _, id := range again {
+				if slices.Contains(tt.want, id) {
+					t.Errorf("%s claimed twice", id)
+				}
+			}
+		})
+	}
+}
+
+func TestFailGoesDeadAtMaxAttempts(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "poison", "next")
+
+	claim(t, s, "c", 10) // both go together the first time
+	dead, err := s.Fail(ctx, []string{"poison", "next"}, "agent crashed", 2)
+	if err != nil || len(dead) != 0 {
+		t.Fatalf("first Fail = %v, %v", dead, err)
+	}
+	m := get(t, s, "poison")
+	if m.State != Pending || m.Failures != 1 || m.Error != "agent crashed" {
+		t.Fatalf("after one failure: %+v", m)
+	}
+
+	// Having failed, the oldest is now tried alone.
+	if got := claim(t, s, "c", 10); !slices.Equal(got, []string{"poison"}) {
+		t.Fatalf("second Claim = %v, want [poison]", got)
+	}
+	dead, err = s.Fail(ctx, []string{"poison"}, "agent crashed again", 2)
+	if err != nil || !slices.Equal(dead, []string{"poison"}) {
+		t.Fatalf("second Fail = %v, %v", dead, err)
+	}
+	m = get(t, s, "poison")
+	if m.State != Dead || m.Failures != 2 || m.Attempts != 2 || m.Error != "agent crashed again" {
+		t.Fatalf("dead message: %+v", m)
+	}
+
+	// "next" failed once too, so it is now tried alone; once it succeeds
+	// the queue is empty.
+	if got := claim(t, s, "c", 10); !slices.Equal(got, []string{"next"}) {
+		t.Fatalf("third Claim = %v, want [next]", got)
+	}
+	if err := s.Complete(ctx, []string{"next"}, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (Counts{Done: 1, Dead: 1}) {
+		t.Errorf("Counts = %+v", c)
+	}
+}
+
+func TestCompleteClearsError(t *testing.T) {
+	s, clk := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "a")
+	claim(t, s, "c", 1)
+	if err := s.Requeue(ctx, []string{"a"}, "api down"); err != nil {
+		t.Fatal(err)
+	}
+	claim(t, s, "c", 1)
+	clk.Advance(time.Minute)
+	if err := s.Complete(ctx, []string{"a"}, "the reply"); err != nil {
+		t.Fatal(err)
+	}
+	m := get(t, s, "a")
+	if m.State != Done || m.Reply != "the reply" || m.Error != "" || m.Attempts != 2 ||
+		!m.UpdatedAt.Equal(t0.Add(time.Minute)) || !m.CreatedAt.Equal(t0) {
+		t.Errorf("completed: %+v", m)
+	}
+}
+
+func TestRequeueKeepsOrder(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "a", "b")
+	setFailures(t, s, "b", 1)
+	claim(t, s, "c", 10) // a
+	accept(t, s, "c", "later")
+
+	if err := s.Requeue(ctx, []string{"a"}, "overloaded"); err != nil {
+		t.Fatal(err)
+	}
+	m := get(t, s, "a")
+	if m.State != Pending || m.Failures != 0 || m.Error != "overloaded" || m.Attempts != 1 {
+		t.Errorf("requeued: %+v", m)
+	}
+	// a is first in line again; b (failed before) alone after it; then later.
+	for _, want := range [][]string{{"a"}, {"b"}, {"later"}} {
+		got := claim(t, s, "c", 10)
+		if !slices.Equal(got, want) {
+			t.Fatalf("Claim = %v, want %v", got, want)
+		}
+		if want[0] == "b" {
+			if err := s.Requeue(ctx, got, "shutdown"); err != nil {
+				t.Fatal(err)
+			}
+			if m := get(t, s, "b"); m.Failures != 1 {
+				t.Errorf("Requeue changed failures: %+v", m)
+			}
+			if got := claim(t, s, "c", 10); !slices.Equal(got, want) {
+				t.Fatalf("Claim after requeue = %v, want %v", got, want)
+			}
+		}
+		if err := s.Complete(ctx, got, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestOnlyInflightIsChanged(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "pending", "done")
+	claim(t, s, "c", 10)
+	if err := s.Requeue(ctx, []string{"pending"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Complete(ctx, []string{"done"}, "r"); err != nil {
+		t.Fatal(err)
+	}
+	before := []Message{get(t, s, "pending"), get(t, s, "done")}
+
+	if err := s.Complete(ctx, []string{"pending", "missing"}, "late"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Requeue(ctx, []string{"done"}, "late"); err != nil {
+		t.Fatal(err)
+	}
+	if dead, err := s.Fail(ctx, []string{"done", "pending"}, "late", 1); err != nil || dead != nil {
+		t.Fatalf("Fail = %v, %v", dead, err)
+	}
+	after := []Message{get(t, s, "pending"), get(t, s, "done")}
+	if !slices.Equal(before, after) {
+		t.Errorf("non-inflight messages changed:\n%+v\n%+v", before, after)
+	}
+	if err := s.Complete(ctx, nil, ""); err != nil {
+		t.Errorf("Complete(nil) = %v", err)
+	}
+}
+
+func TestResetInflight(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "a", "a1", "a2")
+	accept(t, s, "b", "b1")
+	claim(t, s, "a", 1)
+	claim(t, s, "b", 1)
+	n, err := s.ResetInflight(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("ResetInflight = %d, %v", n, err)
+	}
+	c, _ := s.Counts(ctx)
+	if c != (Counts{Pending: 3}) {
+		t.Errorf("Counts = %+v", c)
+	}
+	if got := claim(t, s, "a", 10); !slices.Equal(got, []string{"a1", "a2"}) {
+		t.Errorf("Claim after reset = %v", got)
+	}
+	if n, err := s.ResetInflight(ctx); err != nil || n != 2 {
+		t.Errorf("second ResetInflight = %d, %v", n, err)
+	}
+}
+
+// kill makes id dead through the normal path.
+func kill(t *testing.T, s *Store, chat, id string) {
+	t.Helper()
+	setFailures(t, s, id, 1)
+	if got := claim(t, s, chat, 10); !slices.Equal(got, []string{id}) {
+		t.Fatalf("Claim = %v, want [%s]", got, id)
+	}
+	if dead, err := s.Fail(context.Background(), []string{id}, "boom", 2); err != nil || len(dead) != 1 {
+		t.Fatalf("Fail = %v, %v", dead, err)
+	}
+}
+
+func TestRetryGoesToBackOfLine(t *testing.T) {
+	s, clk := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "old", "mid")
+	kill(t, s, "c", "old")
+	accept(t, s, "c", "new")
+	before := get(t, s, "old")
+	clk.Advance(time.Hour)
+
+	if err := s.Retry(ctx, "old"); err != nil {
+		t.Fatal(err)
+	}
+	m := get(t, s, "old")
+	if m.State != Pending || m.Failures != 0 || m.Seq <= get(t, s, "new").Seq ||
+		m.Text != before.Text || m.Attempts != before.Attempts ||
+		!m.CreatedAt.Equal(before.CreatedAt) || !m.UpdatedAt.Equal(t0.Add(time.Hour)) {
+		t.Errorf("retried: %+v (was %+v)", m, before)
+	}
+	if got := claim(t, s, "c", 10); !slices.Equal(got, []string{"mid", "new", "old"}) {
+		t.Errorf("Claim = %v, want [mid new old]", got)
+	}
+
+	for _, id := range []string{"old", "missing"} { // inflight, absent
+		if err := s.Retry(ctx, id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Retry(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestSeqNeverReused(t *testing.T) {
+	s, _ := openTest(t)
+	accept(t, s, "c", "a")
+	kill(t, s, "c", "a")
+	seq := get(t, s, "a").Seq
+	if err := s.Drop(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	accept(t, s, "c", "b")
+	if got := get(t, s, "b").Seq; got <= seq {
+		t.Errorf("seq %d reused after drop of %d", got, seq)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "dead", "alive")
+	kill(t, s, "c", "dead")
+
+	if err := s.Drop(ctx, "alive"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Drop(pending) = %v, want ErrNotFound", err)
+	}
+	if err := s.Drop(ctx, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "dead"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Drop = %v", err)
+	}
+	if err := s.Drop(ctx, "dead"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Drop = %v, want ErrNotFound", err)
+	}
+	if get(t, s, "alive").State != Pending {
+		t.Error("Drop touched another message")
+	}
+}
+
+func TestListAndCounts(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "a", "a1", "a2", "a3", "a4")
+	accept(t, s, "b", "b1", "b2")
+	claim(t, s, "a", 1) // a1 inflight
+	if err := s.Complete(ctx, []string{"a1"}, "r"); err != nil {
+		t.Fatal(err)
+	}
+	kill(t, s, "a", "a2")
+	claim(t, s, "a", 1) // a3 inflight
+
+	tests := []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{}, []string{"a2", "a3", "a4", "b1", "b2"}},
+		{Filter{ChatID: "a"}, []string{"a2", "a3", "a4"}},
+		{Filter{State: Done}, []string{"a1"}},
+		{Filter{State: Dead}, []string{"a2"}},
+		{Filter{State: Pending}, []string{"a4", "b1", "b2"}},
+		{Filter{ChatID: "b", State: Pending}, []string{"b1", "b2"}},
+		{Filter{State: Pending, Limit: 2}, []string{"a4", "b1"}},
+		{Filter{ChatID: "nobody"}, nil},
+	}
+	for _, tt := range tests {
+		got, err := s.List(ctx, tt.f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids(got), tt.want) {
+			t.Errorf("List(%+v) = %v, want %v", tt.f, ids(got), tt.want)
+		}
+	}
+	if _, err := s.List(ctx, Filter{State: "bogus"}); err == nil {
+		t.Error("List accepted an unknown state")
+	}
+
+	c, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != (Counts{Pending: 3, Inflight: 1, Done: 1, Dead: 1}) {
+		t.Errorf("Counts = %+v", c)
+	}
+
+	byChat, err := s.PendingByChat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(byChat) != 2 || byChat["a"] != 1 || byChat["b"] != 2 {
+		t.Errorf("PendingByChat = %v", byChat)
+	}
+}
+
+func TestChatsWithPendingOldestFirst(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "late", "l1")
+	accept(t, s, "early", "e1")
+	accept(t, s, "idle", "i1")
+	accept(t, s, "late", "l2")
+	claim(t, s, "late", 1) // late's oldest pending is now l2
+	claim(t, s, "idle", 1) // idle has none pending
+
+	got, err := s.ChatsWithPending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"early", "late"}) {
+		t.Errorf("ChatsWithPending = %v, want [early late]", got)
+	}
+}
+
+func TestQueriesUseIndex(t *testing.T) {
+	s, _ := openTest(t)
+	for _, q := range []string{
+		`SELECT ` + msgCols + ` FROM messages WHERE chat_id = 'c' AND state = 'pending' ORDER BY seq LIMIT 10`,
+		`SELECT chat_id, count(*) FROM messages WHERE state = 'pending' GROUP BY chat_id`,
+		`SELECT chat_id FROM messages WHERE state = 'pending' GROUP BY chat_id ORDER BY min(seq)`,
+		`SELECT state, count(*) FROM messages GROUP BY state`,
+		`SELECT ` + msgCols + ` FROM messages WHERE id = 'x'`,
+	} {
+		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN " + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		p := strings.Join(plan, "; ")
+		if !strings.Contains(p, "INDEX") || strings.Contains(p, "SCAN messages ") && !strings.Contains(p, "COVERING") {
+			t.Errorf("%s\n  plan: %s", q, p)
+		}
+		if strings.Contains(q, "ORDER BY seq") && strings.Contains(p, "TEMP B-TREE") {
+			t.Errorf("%s sorts: %s", q, p)
+		}
+	}
+}
+
+func TestPendingByChatManyChats(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	const chats = 5000
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < chats; i += 16 {
+				if _, _, err := s.Accept(ctx, fmt.Sprintf("chat-%d", i), "x", ""); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	start := time.Now()
+	got, err := s.PendingByChat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != chats {
+		t.Fatalf("PendingByChat has %d chats, want %d", len(got), chats)
+	}
+	t.Logf("PendingByChat over %d chats: %v", chats, time.Since(start))
+}
+
+func TestDurableAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "dispatch.db")
+	ctx := context.Background()
+	s, err := Open(path, clock.NewFake(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(t, s, "c", "a", "b")
+	claim(t, s, "c", 1)
+	rec := SessionRecord{ChatID: "c", SessionID: "sess-1", Live: true, Turns: 3, CreatedAt: t0, LastActivity: t0}
+	if err := s.SaveSession(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	seqB := get(t, s, "b").Seq
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Accept(ctx, "c", "x", ""); !errors.Is(err, ErrClosed) {
+		t.Errorf("Accept after Close = %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+
+	s, err = Open(path, clock.NewFake(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := get(t, s, "a"); m.State != Inflight {
+		t.Errorf("a after reopen: %+v", m)
+	}
+	if n, err := s.ResetInflight(ctx); n != 1 || err != nil {
+		t.Errorf("ResetInflight = %d, %v", n, err)
+	}
+	if got := claim(t, s, "c", 10); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("Claim after reopen = %v", got)
+	}
+	accept(t, s, "c", "c")
+	if get(t, s, "c").Seq <= seqB {
+		t.Error("seq went backwards after reopen")
+	}
+	sessions, err := s.Sessions(ctx)
+	if err != nil || len(sessions) != 1 || sessions[0] != rec {
+		t.Errorf("Sessions after reopen = %+v, %v", sessions, err)
+	}
+}
+
+func TestConcurrentAccept(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	const goroutines, each = 16, 50
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, _, err := s.Accept(ctx, fmt.Sprintf("chat-%d", g%4), "x", fmt.Sprintf("g%d-%d", g, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+
+	seen := make(map[int64]bool)
+	for g := range goroutines {
+		var last int64
+		for i := range each {
+			m := get(t, s, fmt.Sprintf("g%d-%d", g, i))
+			if seen[m.Seq] {
+				t.Fatalf("seq %d used twice", m.Seq)
+			}
+			seen[m.Seq] = true
+			if m.Seq <= last {
+				t.Fatalf("one client's messages out of order: %d after %d", m.Seq, last)
+			}
+			last = m.Seq
+		}
+	}
+	if c, _ := s.Counts(ctx); c.Pending != goroutines*each {
+		t.Errorf("Counts = %+v, want %d pending", c, goroutines*each)
+	}
+}
+
+// A failing op in a group commit is rolled back alone; the others in the
+// same transaction are stored.
+func TestFailingOpDoesNotFailBatch(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+
+	// Hold the writer inside a transaction so the next writes queue up and
+	// are committed together.
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+
+	errBoom := errors.New("boom")
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 1 {
+				errs[i] = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, chat_id, text, state, created_at, updated_at)
+						VALUES ('half', 'c', '', 'pending', 0, 0)`); err != nil {
+						return err
+					}
+					return errBoom
+				})
+				return
+			}
+			_, _, errs[i] = s.Accept(ctx, "c", "x", fmt.Sprint("ok", i))
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue behind the held op
+	close(hold)
+	wg.Wait()
+
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], errBoom) {
+		t.Fatalf("errors = %v", errs)
+	}
+	if _, err := s.Get(ctx, "half"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("failed op's write was kept: %v", err)
+	}
+	for _, id := range []string{"ok0", "ok2"} {
+		get(t, s, id)
+	}
+}
+
+func TestSessionUpsert(t *testing.T) {
+	s, clk := openTest(t)
+	ctx := context.Background()
+	if got, err := s.Sessions(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("Sessions on empty store = %v, %v", got, err)
+	}
+
+	// Zero CreatedAt on first save means now.
+	first := SessionRecord{ChatID: "master", SessionID: "s1", Exempt: true, Live: true, Turns: 1, LastActivity: t0}
+	if err := s.SaveSession(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Hour)
+	second := SessionRecord{ChatID: "master", SessionID: "s2", Failed: true, FailReason: "3 restarts in 20m",
+		Turns: 7, Restarts: 3, LastActivity: t0.Add(time.Hour)}
+	if err := s.SaveSession(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	other := SessionRecord{ChatID: "family-group", CreatedAt: t0.Add(-time.Hour)}
+	if err := s.SaveSession(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.CreatedAt = t0 // kept from the first save
+	want := []SessionRecord{other, second}
+	if len(got) != len(want) {
+		t.Fatalf("Sessions = %+v", got)
+	}
+	for i := range want {
+		if !sessionEqual(got[i], want[i]) {
+			t.Errorf("Sessions[%d] = %+v\n want %+v", i, got[i], want[i])
+		}
+	}
+	if err := s.SaveSession(ctx, SessionRecord{}); err == nil {
+		t.Error("SaveSession without chat id succeeded")
+	}
+}
+
+func sessionEqual(a, b SessionRecord) bool {
+	return a.CreatedAt.Equal(b.CreatedAt) && a.LastActivity.Equal(b.LastActivity) &&
+		a.ChatID == b.ChatID && a.SessionID == b.SessionID && a.Exempt == b.Exempt &&
+		a.Live == b.Live && a.Failed == b.Failed && a.FailReason == b.FailReason &&
+		a.Turns == b.Turns && a.Restarts == b.Restarts
+}
+
+func TestClaimableRule(t *testing.T) {
+	msgs := func(failures ...int) []Message {
+		var out []Message
+		for i, f := range failures {
+			out = append(out, Message{ID: fmt.Sprint(i), Failures: f})
+		}
+		return out
+	}
+	tests := []struct {
+		in   []Message
+		want []string
+	}{
+		{nil, nil},
+		{msgs(0), []string{"0"}},
+		{msgs(2, 0), []string{"0"}},
+		{msgs(0, 0, 3, 0), []string{"0", "1"}},
+		{msgs(0, 0, 0), []string{"0", "1", "2"}},
+	}
+	for _, tt := range tests {
+		if got := ids(claimable(tt.in)); !slices.Equal(got, tt.want) {
+			t.Errorf("claimable(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}

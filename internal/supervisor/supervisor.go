@@ -1,0 +1,574 @@
+// Package supervisor owns every chat's session: it creates them lazily,
+// routes accepted messages to them, runs the periodic health check and idle
+// reaping (SPEC 2.2, 2.3), recovers after a restart of the daemon, and shuts
+// everything down in order.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/breaker"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/metrics"
+	"github.com/dispatchd/dispatch/internal/session"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+// Config is what the supervisor takes from the daemon's configuration.
+type Config struct {
+	CheckInterval   time.Duration
+	FirstCheckDelay time.Duration
+	CheckTimeout    time.Duration
+	Rules           session.Rules
+	MaxAttempts     int
+	MaxBatch        int
+	StopTimeout     time.Duration
+	ProbeMin        time.Duration
+	ProbeMax        time.Duration
+	Recovery        int
+	Version         string
+	// Env is added to every agent's environment.
+	Env map[string]string
+}
+
+// Logs is where the supervisor writes: the manager log, the lifecycle log
+// and one log per session.
+type Logs interface {
+	Manager() *slog.Logger
+	Lifecycle(event, chat, reason string, attrs ...slog.Attr)
+	Session(chat string) *slog.Logger
+}
+
+// ErrUnknownChat is returned for operations on a chat that has no session.
+var ErrUnknownChat = errors.New("unknown chat")
+
+// Supervisor routes messages to sessions and keeps them healthy.
+type Supervisor struct {
+	cfg     Config
+	store   *store.Store
+	clock   clock.Clock
+	logs    Logs
+	log     *slog.Logger
+	breaker *breaker.Breaker
+	metrics *metrics.Metrics
+	deps    *session.Deps
+	started time.Time
+
+	mu       sync.Mutex
+	sessions map[string]*session.Session
+	closing  bool
+
+	lastTick atomic.Int64 // unix nanos of the check loop's last tick
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// New builds a supervisor; Start recovers state and starts its loops.
+func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs) *Supervisor {
+	s := &Supervisor{
+		cfg:      cfg,
+		store:    st,
+		clock:    clk,
+		logs:     logs,
+		log:      logs.Manager(),
+		sessions: make(map[string]*session.Session),
+		started:  clk.Now(),
+	}
+	s.metrics = metrics.New(s)
+	s.breaker = breaker.New(breaker.Config{
+		Min: cfg.ProbeMin, Max: cfg.ProbeMax, Recovery: cfg.Recovery,
+		OnChange: s.apiChanged,
+	}, clk)
+	s.deps = &session.Deps{
+		Store:       st,
+		Agent:       ag,
+		Clock:       clk,
+		Gate:        s.breaker,
+		Observer:    observer{s},
+		Rules:       cfg.Rules,
+		MaxAttempts: cfg.MaxAttempts,
+		MaxBatch:    cfg.MaxBatch,
+		StopTimeout: cfg.StopTimeout,
+		Log:         logs.Session,
+		Env:         cfg.Env,
+		NewID:       newID,
+	}
+	return s
+}
+
+// Metrics exposes the metrics registry for the HTTP API.
+func (s *Supervisor) Metrics() *metrics.Metrics { return s.metrics }
+
+// Start recovers from the store — messages in flight when the last daemon
+// died go back to pending, sessions that were live start again with resume,
+// every chat with pending messages is woken — and starts the health loop.
+func (s *Supervisor) Start(ctx context.Context) error {
+	n, err := s.store.ResetInflight(ctx)
+	if err != nil {
+		return fmt.Errorf("recover in-flight messages: %w", err)
+	}
+	if n > 0 {
+		s.log.Warn("messages in flight at the last shutdown were put back in line", "count", n)
+	}
+	recs, err := s.store.Sessions(ctx)
+	if err != nil {
+		return fmt.Errorf("load sessions: %w", err)
+	}
+	pending, err := s.store.ChatsWithPending(ctx)
+	if err != nil {
+		return fmt.Errorf("load pending chats: %w", err)
+	}
+	live := 0
+	s.mu.Lock()
+	for _, rec := range recs {
+		if rec.Live {
+			live++
+		}
+		s.sessions[rec.ChatID] = session.New(s.deps, rec, rec.Live)
+	}
+	s.mu.Unlock()
+	for _, chat := range pending {
+		s.session(chat).Notify()
+	}
+	s.log.Info("supervisor started", "sessions", len(recs), "resumed", live, "chats_pending", len(pending))
+
+	loopCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.lastTick.Store(s.clock.Now().UnixNano())
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.breaker.Run(loopCtx) }()
+	go func() { defer s.wg.Done(); s.checkLoop(loopCtx) }()
+	return nil
+}
+
+// session returns chat's session, creating it on first use. Concurrent
+// first messages of one chat create exactly one session.
+func (s *Supervisor) session(chat string) *session.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss, ok := s.sessions[chat]; ok {
+		return ss
+	}
+	ss := session.New(s.deps, store.SessionRecord{ChatID: chat}, false)
+	s.sessions[chat] = ss
+	return ss
+}
+
+func (s *Supervisor) lookup(chat string) (*session.Session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sessions[chat]
+	return ss, ok
+}
+
+func (s *Supervisor) all() []*session.Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session.Session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		out = append(out, ss)
+	}
+	return out
+}
+
+// ErrClosing is returned by Submit once shutdown has begun.
+var ErrClosing = errors.New("daemon is shutting down")
+
+// Submit accepts a message: it returns only after the message is durably
+// stored, then wakes the chat's session. A repeated client id is a duplicate
+// and stores nothing.
+func (s *Supervisor) Submit(ctx context.Context, chat, text, id string) (string, bool, error) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return "", false, ErrClosing
+	}
+	got, dup, err := s.store.Accept(ctx, chat, text, id)
+	if err != nil {
+		return "", false, err
+	}
+	if dup {
+		s.metrics.Duplicates.Inc()
+		return got, true, nil
+	}
+	s.metrics.Accepted.Inc()
+	s.session(chat).Notify()
+	return got, false, nil
+}
+
+// Kill stops chat's agent, keeping its session_id.
+func (s *Supervisor) Kill(ctx context.Context, chat string) error {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return ErrUnknownChat
+	}
+	return ss.Kill(ctx)
+}
+
+// Restart restarts chat's session now (clean: without resume), clearing a
+// failed state.
+func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return ErrUnknownChat
+	}
+	return ss.OperatorRestart(ctx, clean)
+}
+
+// Exempt sets or clears chat's run-time idle exemption; it creates the
+// session record if the chat has none yet, so a chat can be exempted before
+// its first message.
+func (s *Supervisor) Exempt(ctx context.Context, chat string, on bool) error {
+	return s.session(chat).SetExempt(ctx, on)
+}
+
+// RetryMessage puts a dead message back in line and wakes its chat.
+func (s *Supervisor) RetryMessage(ctx context.Context, id string) error {
+	m, err := s.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Retry(ctx, id); err != nil {
+		return err
+	}
+	s.logs.Lifecycle("retry", m.ChatID, "operator retry of message "+id)
+	s.session(m.ChatID).Notify()
+	return nil
+}
+
+// DropMessage deletes a dead message, with a log line.
+func (s *Supervisor) DropMessage(ctx context.Context, id string) error {
+	m, err := s.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Drop(ctx, id); err != nil {
+		return err
+	}
+	s.logs.Lifecycle("drop", m.ChatID, fmt.Sprintf("operator dropped dead message %s (attempts %d, last error: %s)", id, m.Attempts, m.Error))
+	return nil
+}
+
+// Healthy reports whether the check loop has ticked recently.
+func (s *Supervisor) Healthy() bool {
+	last := time.Unix(0, s.lastTick.Load())
+	limit := max(s.cfg.FirstCheckDelay, s.cfg.CheckInterval) + s.cfg.CheckTimeout + time.Minute
+	return s.clock.Now().Sub(last) <= limit
+}
+
+// Shutdown stops accepting, lets in-flight turns finish until ctx is done,
+// then stops every agent (in parallel) and the loops.
+func (s *Supervisor) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	var wg sync.WaitGroup
+	for _, ss := range s.all() {
+		wg.Add(1)
+		go func() { defer wg.Done(); ss.Shutdown(ctx) }()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	s.log.Info("supervisor stopped")
+}
+
+func (s *Supervisor) apiChanged(up bool) {
+	if up {
+		s.log.Info("AI API is back: processing held messages", "outage_seconds", s.breaker.Stats().DownSeconds)
+	} else {
+		s.log.Warn("AI API unreachable: holding new turns and probing")
+	}
+}
+
+// checkLoop runs the health check first after FirstCheckDelay, then every
+// CheckInterval. Checks run one after another, never overlapping.
+func (s *Supervisor) checkLoop(ctx context.Context) {
+	next := s.cfg.FirstCheckDelay
+	for {
+		t := s.clock.NewTimer(next)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+		s.lastTick.Store(s.clock.Now().UnixNano())
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+		s.Check(cctx)
+		cancel()
+		next = s.cfg.CheckInterval
+	}
+}
+
+// CheckResult is what one health check did.
+type CheckResult struct {
+	Sessions  int
+	Unhealthy map[string]string // chat → reason, restart requested
+	Reaped    []string
+	Took      time.Duration
+}
+
+// Check runs one health check: every session gets a verdict; unhealthy ones
+// are restarted and idle ones reaped by their own goroutines, so the check
+// never blocks on a session. A panic inside is caught and counted.
+func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			s.metrics.Panics.Inc()
+			s.log.Error("health check panic", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	now := s.clock.Now()
+	queues, err := s.queues(ctx)
+	if err != nil {
+		s.log.Error("health check: read queue", "err", err)
+		return res
+	}
+	apiDown := !s.breaker.Up()
+	res.Unhealthy = map[string]string{}
+	rules := s.cfg.Rules
+	for _, ss := range s.all() {
+		if ctx.Err() != nil {
+			s.log.Warn("health check timed out", "checked", res.Sessions)
+			break
+		}
+		res.Sessions++
+		snap := ss.Snapshot()
+		q := queues[snap.ChatID]
+		v := rules.Verdict(snap, q, now, apiDown)
+		if !v.Healthy {
+			if snap.State != session.Failed && !snap.RestartPending {
+				res.Unhealthy[snap.ChatID] = v.Reason
+				ss.Restart(v.Reason)
+			}
+			continue
+		}
+		if rules.Reapable(snap, q, now) {
+			res.Reaped = append(res.Reaped, snap.ChatID)
+			ss.Reap(func(cur session.Snapshot) bool { return rules.Reapable(cur, session.Queue{}, s.clock.Now()) })
+		}
+	}
+	res.Took = time.Since(start)
+	s.metrics.Checks.Inc()
+	s.metrics.CheckDuration.Observe(res.Took.Seconds())
+	s.log.Info("health check", "sessions", res.Sessions, "unhealthy", len(res.Unhealthy),
+		"reaped", len(res.Reaped), "api_up", !apiDown, "took", res.Took)
+	for chat, why := range res.Unhealthy {
+		s.log.Warn("unhealthy session: restarting", "chat", chat, "reason", why)
+	}
+	return res
+}
+
+func (s *Supervisor) queues(ctx context.Context) (map[string]session.Queue, error) {
+	stats, err := s.store.PendingStats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]session.Queue, len(stats))
+	for chat, st := range stats {
+		out[chat] = session.Queue{Depth: st.Count, Oldest: st.Oldest}
+	}
+	return out, nil
+}
+
+// observer turns session events into lifecycle log lines and metrics.
+type observer struct{ s *Supervisor }
+
+func (o observer) Lifecycle(chat, event, reason string) {
+	o.s.logs.Lifecycle(event, chat, reason)
+	m := o.s.metrics
+	m.Lifecycle.WithLabelValues(event).Inc()
+	switch event {
+	case "restart":
+		m.Restarts.WithLabelValues(metrics.ReasonLabel(reason)).Inc()
+	case "reap":
+		m.Reaped.Inc()
+	case "dead_letter":
+		m.DeadLetters.Inc()
+	case "panic":
+		m.Panics.Inc()
+	}
+}
+
+func (o observer) Turn(chat string, d time.Duration, n int, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = agent.KindOf(err).String()
+	} else {
+		o.s.metrics.Done.Add(float64(n))
+	}
+	o.s.metrics.ObserveTurn(d, outcome)
+}
+
+// --- status ---
+
+// Status is the object of `dispatch status --json` and GET /v1/status.
+type Status struct {
+	Daemon   DaemonStatus    `json:"daemon"`
+	Sessions []SessionStatus `json:"sessions"`
+	Queue    QueueStatus     `json:"queue"`
+}
+
+type DaemonStatus struct {
+	PID           int     `json:"pid"`
+	Version       string  `json:"version"`
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	API           string  `json:"api"`
+	APIHeld       int     `json:"api_held"`
+	Outages       int     `json:"api_outages"`
+	OutageSeconds float64 `json:"api_outage_seconds"`
+	Healthy       bool    `json:"healthy"`
+}
+
+type SessionStatus struct {
+	ChatID       string  `json:"chat_id"`
+	State        string  `json:"state"`
+	Alive        bool    `json:"alive"`
+	Healthy      bool    `json:"healthy"`
+	HealthReason string  `json:"health_reason"`
+	Busy         bool    `json:"busy"`
+	ErrorCount   int     `json:"error_count"`
+	IdleSeconds  float64 `json:"idle_seconds"`
+	QueueDepth   int     `json:"queue_depth"`
+	Turns        int64   `json:"turns"`
+	Restarts     int64   `json:"restarts"`
+	SessionID    string  `json:"session_id"`
+	Exempt       bool    `json:"exempt"`
+	ExemptFlag   bool    `json:"exempt_flag"`
+	Pid          int     `json:"pid,omitempty"`
+	LastActivity string  `json:"last_activity"`
+}
+
+type QueueStatus struct {
+	Pending  int `json:"pending"`
+	Inflight int `json:"inflight"`
+	Dead     int `json:"dead"`
+	Done     int `json:"done"`
+}
+
+// Status computes the daemon's status now; every verdict is fresh.
+func (s *Supervisor) Status(ctx context.Context) (Status, error) {
+	now := s.clock.Now()
+	queues, err := s.queues(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	counts, err := s.store.Counts(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	bs := s.breaker.Stats()
+	api := "up"
+	if !bs.Up {
+		api = "down"
+	}
+	st := Status{
+		Daemon: DaemonStatus{
+			PID: os.Getpid(), Version: s.cfg.Version, UptimeSeconds: now.Sub(s.started).Seconds(),
+			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds, Healthy: s.Healthy(),
+		},
+		Queue:    QueueStatus{Pending: counts.Pending, Inflight: counts.Inflight, Dead: counts.Dead, Done: counts.Done},
+		Sessions: []SessionStatus{},
+	}
+	rules := s.cfg.Rules
+	for _, ss := range s.all() {
+		snap := ss.Snapshot()
+		q := queues[snap.ChatID]
+		v := rules.Verdict(snap, q, now, !bs.Up)
+		st.Sessions = append(st.Sessions, SessionStatus{
+			ChatID:       snap.ChatID,
+			State:        string(snap.State),
+			Alive:        snap.State != session.Stopped && snap.State != session.Failed && snap.ProcUp && snap.ErrorCount < rules.MaxErrors,
+			Healthy:      v.Healthy,
+			HealthReason: v.Reason,
+			Busy:         snap.Busy,
+			ErrorCount:   snap.ErrorCount,
+			IdleSeconds:  now.Sub(snap.LastActivity).Seconds(),
+			QueueDepth:   q.Depth,
+			Turns:        snap.Turns,
+			Restarts:     snap.Restarts,
+			SessionID:    snap.SessionID,
+			Exempt:       rules.Exempt(snap.ChatID, snap.ExemptFlag),
+			ExemptFlag:   snap.ExemptFlag,
+			Pid:          snap.Pid,
+			LastActivity: snap.LastActivity.UTC().Format(time.RFC3339),
+		})
+	}
+	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
+	return st, nil
+}
+
+// --- metrics.Source ---
+
+func (s *Supervisor) SessionStates() map[string]int {
+	out := map[string]int{}
+	for _, ss := range s.all() {
+		out[string(ss.Snapshot().State)]++
+	}
+	return out
+}
+
+func (s *Supervisor) LiveProcesses() int {
+	n := 0
+	for _, ss := range s.all() {
+		if ss.Snapshot().ProcUp {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Supervisor) MessageStates() map[string]int {
+	c, err := s.store.Counts(context.Background())
+	if err != nil {
+		return nil
+	}
+	return map[string]int{"pending": c.Pending, "inflight": c.Inflight, "done": c.Done, "dead": c.Dead}
+}
+
+func (s *Supervisor) APIUp() bool            { return s.breaker.Up() }
+func (s *Supervisor) OutageSeconds() float64 { return s.breaker.Stats().DownSeconds }
+
+func newID() string { return uuid.NewString() }
+
+// Message returns one stored message.
+func (s *Supervisor) Message(ctx context.Context, id string) (store.Message, error) {
+	return s.store.Get(ctx, id)
+}
+
+// Messages lists stored messages.
+func (s *Supervisor) Messages(ctx context.Context, f store.Filter) ([]store.Message, error) {
+	return s.store.List(ctx, f)
+}
+
+// Ready reports whether the daemon can take messages: not shutting down,
+// and the store answers.
+func (s *Supervisor) Ready(ctx context.Context) error {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return ErrClosing
+	}
+	if _, err := s.store.Counts(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,396 @@
+// Command stubclaude imitates the Claude Code CLI's stream-json print mode so
+// that dispatch's driver and daemon can be tested without the real CLI or an
+// API. It is built by tests (go build) and run in place of `claude`:
+//
+//	stubclaude -p --input-format stream-json --output-format stream-json --verbose \
+//		[--resume ID | --session-id ID] [other args are ignored]
+//
+// Each stdin line is one user message, {"type":"user","message":{"role":"user",
+// "content":[{"type":"text","text":"..."}]}} (content may be a plain string).
+// Each is answered with a system/init line, an assistant line and a result
+// line whose result is "echo: <text blocks joined by \n> (turn N)", N counting
+// the successful user messages of the whole conversation, resumed history
+// included. The history of session ID lives in $STUB_STATE_DIR/ID.json, so
+// --resume ID continues it; --resume of an unknown ID answers a
+// "No conversation found" error result and exits 1, like the CLI. Failed
+// turns are not added to the history.
+//
+// Directives anywhere in a message's text:
+//
+//	CRASH        exit 3 at once, without a result (a note goes to stderr)
+//	HANG         never answer; sleep until killed
+//	ERROR        error result: subtype error_during_execution, result "stub error"
+//	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
+//	OVERLOADED   error result, api_error_status 529, an overloaded_error body
+//	TOOLONG      error result, api_error_status 400, terminal_reason prompt_too_long
+//	SLEEP=<dur>  wait <dur> (Go syntax) before answering
+//	BIGLINE=<n>  the assistant line carries n bytes of text
+//	UNKNOWN      also emit a line of an unknown type and a non-JSON line
+//
+// Environment knobs:
+//
+//	STUB_STATE_DIR        where conversations are kept (default: the OS temp dir)
+//	STUB_ARGS_LOG=FILE    append one JSON record per invocation: argv, pid, cwd,
+//	                      CLAUDECODE (and whether it was set), and the variables
+//	                      named in STUB_LOG_ENV
+//	STUB_LOG_ENV=A,B      environment variables to copy into the args log record
+//	STUB_OUTAGE_FILE=FILE while FILE exists every turn answers the OUTAGE result
+//	STUB_SPAWN_CHILD=1    start `sleep 1000` in the same process group, holding
+//	                      stdout and stderr, and append its pid to
+//	                      $STUB_STATE_DIR/children.pids
+//	STUB_CRASH_ON_START=1 exit 2 at once
+//	STUB_IGNORE_TERM=1    ignore SIGTERM (so only SIGKILL ends the stub)
+//	STUB_RESUME_NEW_ID=1  on --resume, report a different session_id in the
+//	                      init and result lines (the CLI may fork on resume)
+//
+// SIGPIPE is ignored: when the reader goes away, writes fail and the stub
+// exits quietly.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+const (
+	outageText     = "API Error: Unable to connect to API (ConnectionRefused)"
+	overloadedText = `API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`
+)
+
+var (
+	sleepRe   = regexp.MustCompile(`SLEEP=(\S+)`)
+	biglineRe = regexp.MustCompile(`BIGLINE=(\d+)`)
+)
+
+func main() {
+	signal.Ignore(syscall.SIGPIPE)
+	if os.Getenv("STUB_IGNORE_TERM") == "1" {
+		signal.Ignore(syscall.SIGTERM)
+	}
+	logArgs()
+	if os.Getenv("STUB_CRASH_ON_START") == "1" {
+		fmt.Fprintln(os.Stderr, "stubclaude: crash on start")
+		os.Exit(2)
+	}
+
+	resume, id := parseArgs(os.Args[1:])
+	if id == "" {
+		id = uuid.NewString()
+	}
+	s := &stub{id: id, reportID: id, out: bufio.NewWriterSize(os.Stdout, 64<<10)}
+	if resume {
+		h, err := loadHistory(id)
+		if err != nil {
+			s.emit(map[string]any{
+				"type": "result", "subtype": "error_during_execution", "is_error": true,
+				"duration_ms": 0, "num_turns": 0, "session_id": id,
+				"errors": []string{"No conversation found with session ID: " + id},
+			})
+			os.Exit(1)
+		}
+		s.history = h
+		if os.Getenv("STUB_RESUME_NEW_ID") == "1" {
+			s.reportID = uuid.NewString()
+		}
+	}
+	if os.Getenv("STUB_SPAWN_CHILD") == "1" {
+		spawnChild()
+	}
+
+	in := bufio.NewReader(os.Stdin)
+	for {
+		line, err := in.ReadBytes('\n')
+		if len(strings.TrimSpace(string(line))) > 0 {
+			s.turn(line)
+		}
+		if err != nil {
+			return // EOF: stdin closed, exit 0 like the CLI
+		}
+	}
+}
+
+// stub is one conversation.
+type stub struct {
+	id       string // the conversation (state file) id
+	reportID string // the id reported on output lines
+	history  []string
+	out      *bufio.Writer
+}
+
+// turn answers one stdin line.
+func (s *stub) turn(line []byte) {
+	text, err := userText(line)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: bad input line:", err)
+		s.emit(result(s.reportID, "error_during_execution", true, "stub: bad input: "+err.Error(), 0, nil))
+		return
+	}
+	start := time.Now()
+	if strings.Contains(text, "CRASH") {
+		fmt.Fprintln(os.Stderr, "stubclaude: crashing on CRASH directive")
+		os.Exit(3)
+	}
+	if strings.Contains(text, "HANG") {
+		for { // until killed; select{} would trip the runtime's deadlock check
+			time.Sleep(time.Hour)
+		}
+	}
+	if m := sleepRe.FindStringSubmatch(text); m != nil {
+		if d, err := time.ParseDuration(m[1]); err == nil {
+			time.Sleep(d)
+		}
+	}
+	s.emit(map[string]any{
+		"type": "system", "subtype": "init", "session_id": s.reportID,
+		"cwd": cwd(), "model": "stub", "tools": []string{}, "permissionMode": "default",
+		"apiKeySource": "none",
+	})
+
+	ms := func() int64 { return time.Since(start).Milliseconds() }
+	if of := os.Getenv("STUB_OUTAGE_FILE"); of != "" {
+		if _, err := os.Stat(of); err == nil {
+			s.fail(outageText, nil, "", ms())
+			return
+		}
+	}
+	switch {
+	case strings.Contains(text, "OVERLOADED"):
+		s.fail(overloadedText, intp(529), "", ms())
+		return
+	case strings.Contains(text, "OUTAGE"):
+		s.fail(outageText, nil, "", ms())
+		return
+	case strings.Contains(text, "TOOLONG"):
+		s.fail("Prompt is too long", intp(400), "prompt_too_long", ms())
+		return
+	case strings.Contains(text, "ERROR"):
+		s.emit(result(s.reportID, "error_during_execution", true, "stub error", ms(), nil))
+		return
+	}
+
+	s.history = append(s.history, text)
+	if err := saveHistory(s.id, s.history); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: save:", err)
+	}
+	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
+	body := reply
+	if m := biglineRe.FindStringSubmatch(text); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		body = strings.Repeat("x", n)
+	}
+	s.emit(assistant(s.reportID, body))
+	if strings.Contains(text, "UNKNOWN") {
+		s.emit(map[string]any{"type": "stub_mystery", "session_id": s.reportID, "data": []int{1, 2, 3}})
+		s.raw("this line is not JSON")
+	}
+	r := result(s.reportID, "success", false, reply, ms(), nil)
+	r["num_turns"] = len(s.history)
+	s.emit(r)
+}
+
+// fail answers an API error the way the CLI does: a synthetic assistant
+// message carrying the error text, then an error result.
+func (s *stub) fail(text string, status *int, terminal string, ms int64) {
+	s.emit(assistant(s.reportID, text))
+	r := result(s.reportID, "success", true, text, ms, status)
+	if terminal != "" {
+		r["terminal_reason"] = terminal
+	}
+	s.emit(r)
+}
+
+// emit writes v as one JSON line and flushes it.
+func (s *stub) emit(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	s.raw(string(b))
+}
+
+func (s *stub) raw(line string) {
+	s.out.WriteString(line)
+	s.out.WriteByte('\n')
+	if err := s.out.Flush(); err != nil {
+		os.Exit(0) // the reader is gone (EPIPE): nothing left to do
+	}
+}
+
+func result(id, subtype string, isErr bool, text string, ms int64, status *int) map[string]any {
+	return map[string]any{
+		"type": "result", "subtype": subtype, "is_error": isErr, "result": text,
+		"session_id": id, "duration_ms": ms, "duration_api_ms": ms, "num_turns": 1,
+		"api_error_status": status, "total_cost_usd": 0,
+	}
+}
+
+func assistant(id, text string) map[string]any {
+	return map[string]any{
+		"type": "assistant", "session_id": id,
+		"message": map[string]any{
+			"id": "msg_stub", "type": "message", "role": "assistant", "model": "stub",
+			"content": []map[string]string{{"type": "text", "text": text}},
+		},
+	}
+}
+
+func intp(n int) *int { return &n }
+
+// userText extracts the joined text blocks of one user line.
+func userText(line []byte) (string, error) {
+	var msg struct {
+		Type    string `json:"type"`
+		Message struct {
+			Content json.RawMessage `json:"content"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(line, &msg); err != nil {
+		return "", err
+	}
+	if msg.Type != "user" {
+		return "", fmt.Errorf("unexpected type %q", msg.Type)
+	}
+	var s string
+	if json.Unmarshal(msg.Message.Content, &s) == nil {
+		return s, nil
+	}
+	var blocks []struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(msg.Message.Content, &blocks); err != nil {
+		return "", err
+	}
+	var texts []string
+	for _, b := range blocks {
+		if b.Type == "text" {
+			texts = append(texts, b.Text)
+		}
+	}
+	return strings.Join(texts, "\n"), nil
+}
+
+// parseArgs finds --resume or --session-id (either "--flag v" or "--flag=v").
+func parseArgs(args []string) (resume bool, id string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		for _, f := range []string{"--resume", "--session-id"} {
+			var v string
+			switch {
+			case a == f && i+1 < len(args):
+				i++
+				v = args[i]
+			case strings.HasPrefix(a, f+"="):
+				v = strings.TrimPrefix(a, f+"=")
+			default:
+				continue
+			}
+			resume, id = f == "--resume", v
+		}
+	}
+	return resume, id
+}
+
+func stateDir() string {
+	if d := os.Getenv("STUB_STATE_DIR"); d != "" {
+		return d
+	}
+	return os.TempDir()
+}
+
+func statePath(id string) string {
+	return filepath.Join(stateDir(), filepath.Base(id)+".json")
+}
+
+func loadHistory(id string) ([]string, error) {
+	b, err := os.ReadFile(statePath(id))
+	if err != nil {
+		return nil, err
+	}
+	var h []string
+	return h, json.Unmarshal(b, &h)
+}
+
+func saveHistory(id string, h []string) error {
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(stateDir(), 0o755); err != nil {
+		return err
+	}
+	tmp := statePath(id) + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, statePath(id))
+}
+
+func cwd() string {
+	d, _ := os.Getwd()
+	return d
+}
+
+// logArgs appends this invocation to $STUB_ARGS_LOG.
+func logArgs() {
+	path := os.Getenv("STUB_ARGS_LOG")
+	if path == "" {
+		return
+	}
+	cc, ccSet := os.LookupEnv("CLAUDECODE")
+	rec := map[string]any{
+		"argv": os.Args[1:], "pid": os.Getpid(), "cwd": cwd(),
+		"claudecode": cc, "claudecode_set": ccSet,
+	}
+	if names := os.Getenv("STUB_LOG_ENV"); names != "" {
+		env := map[string]string{}
+		for _, n := range strings.Split(names, ",") {
+			if v, ok := os.LookupEnv(n); ok {
+				env[n] = v
+			}
+		}
+		rec["env"] = env
+	}
+	b, _ := json.Marshal(rec)
+	if err := appendLine(path, b); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: args log:", err)
+	}
+}
+
+func appendLine(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(b, '\n'))
+	return errors.Join(err, f.Close())
+}
+
+// spawnChild starts a long sleeper in our process group that holds our
+// stdout and stderr, the way a tool subprocess of the CLI might.
+func spawnChild() {
+	c := exec.Command("sleep", "1000")
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: spawn child:", err)
+		return
+	}
+	go c.Wait() //nolint:errcheck // reaped if it ever ends before us
+	_ = os.MkdirAll(stateDir(), 0o755)
+	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
+	}
+}
