@@ -92,18 +92,11 @@ func Load(path string) (Config, error) {
 
 // Parse is Load without the file: data is the YAML text (nil or empty means
 // defaults only).
-func Parse(data []byte) (cfg Config, err error) {
-	defer func() {
-		// The YAML parser is third-party code; never let it take the
-		// daemon down on a malformed file.
-		if r := recover(); r != nil {
-			cfg, err = Config{}, &Error{Msg: fmt.Sprintf("invalid YAML: %v", r)}
-		}
-	}()
+func Parse(data []byte) (Config, error) {
 	if len(data) > maxInputBytes {
 		return Config{}, &Error{Msg: fmt.Sprintf("input larger than %d bytes", maxInputBytes)}
 	}
-	cfg = Default()
+	cfg := Default()
 	d := &decoder{set: map[string]bool{}}
 	if err := d.decodeDocument(data, &cfg); err != nil {
 		return Config{}, err
@@ -215,14 +208,14 @@ func (d *decoder) decodeDocument(data []byte, cfg *Config) error {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
+	if err := safeDecode(dec, &doc); err != nil {
 		if err == io.EOF {
 			return nil
 		}
 		return &Error{Msg: err.Error()}
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
+	if err := safeDecode(dec, &extra); err != io.EOF {
 		if err != nil {
 			return &Error{Msg: err.Error()}
 		}
@@ -236,6 +229,17 @@ func (d *decoder) decodeDocument(data []byte, cfg *Config) error {
 		root = root.Content[0]
 	}
 	return d.decode(root, reflect.ValueOf(cfg).Elem(), "", 0)
+}
+
+// safeDecode runs the third-party YAML parser, turning a panic on a
+// malformed input into an error: a bad file must never take the daemon down.
+func safeDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("invalid YAML: %v", r)
+		}
+	}()
+	return dec.Decode(n)
 }
 
 // resolve follows aliases.

@@ -10,7 +10,7 @@ import (
 // be signalled) and has the kernel SIGKILL it if the daemon dies, even by
 // kill -9.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // waitExited blocks until pid has exited but leaves it unreaped (WNOWAIT):
