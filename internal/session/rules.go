@@ -56,10 +56,7 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		return Verdict{true, ReasonStopped}
 	}
 	if !s.ProcUp {
-		if s.State == Starting && s.RestartPending {
-			// A restart is already scheduled (backoff); it is still dead.
-			return Verdict{false, ReasonDead}
-		}
+		// Also while a restart waits out its backoff: the session is down.
 		return Verdict{false, ReasonDead}
 	}
 	if s.ErrorCount >= r.MaxErrors {

@@ -446,8 +446,16 @@ func (a *actor) pump() {
 	proc, ch := a.proc, a.s.turnCh
 	a.s.log.Info("turn start", "chat", a.s.chat, "messages", len(msgs), "first_id", msgs[0].ID)
 	go func() {
-		res, err := proc.Turn(ctx, texts)
-		ch <- turnResult{res: res, err: err}
+		var r turnResult
+		defer func() {
+			// A panicking driver fails the turn, not the daemon.
+			if v := recover(); v != nil {
+				a.s.log.Error("agent turn panic", "chat", a.s.chat, "panic", v, "stack", string(debug.Stack()))
+				r = turnResult{err: agent.Errorf(agent.Fault, "agent panic: %v", v)}
+			}
+			ch <- r
+		}()
+		r.res, r.err = proc.Turn(ctx, texts)
 	}()
 }
 

@@ -103,7 +103,7 @@ func (s *Store) Accept(ctx context.Context, chatID, text, id string) (gotID stri
 // Seq order.
 func (s *Store) Claim(ctx context.Context, chatID string, limit int) ([]Message, error) {
 	limit = max(limit, 1)
-	now := s.clk.Now()
+	now := nanos(s.clk.Now())
 	var out []Message
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
@@ -120,7 +120,7 @@ func (s *Store) Claim(ctx context.Context, chatID string, limit int) ([]Message,
 		if len(batch) == 0 {
 			return nil
 		}
-		args := []any{nanos(now)}
+		args := []any{now}
 		for _, m := range batch {
 			args = append(args, m.Seq)
 		}
@@ -132,7 +132,7 @@ func (s *Store) Claim(ctx context.Context, chatID string, limit int) ([]Message,
 		for i := range batch {
 			batch[i].State = Inflight
 			batch[i].Attempts++
-			batch[i].UpdatedAt = now
+			batch[i].UpdatedAt = fromNanos(now)
 		}
 		out = batch
 		return nil
@@ -519,10 +519,11 @@ func nanos(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// fromNanos is the inverse of nanos.
+// fromNanos is the inverse of nanos. Times come back in UTC, so values
+// read back compare equal with ==, whatever the process's time zone.
 func fromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, n)
+	return time.Unix(0, n).UTC()
 }

@@ -1,0 +1,159 @@
+package session
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func testRules() Rules {
+	return Rules{
+		MaxErrors: 3, StuckTimeout: 10 * time.Minute, FirstTurnStuckTimeout: 30 * time.Minute,
+		IdleTimeout: 2 * time.Hour, Master: "master", ExemptSuffix: "-bg",
+		MaxRestarts: 3, RestartWindow: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute,
+	}
+}
+
+func live(chat string) Snapshot {
+	return Snapshot{ChatID: chat, State: Idle, ProcUp: true, LastActivity: t0, LastHandover: t0}
+}
+
+func TestVerdict(t *testing.T) {
+	r := testRules()
+	busy := func(started time.Time, output time.Time, first bool) Snapshot {
+		s := live("a")
+		s.State, s.Busy, s.TurnStarted, s.LastOutput, s.FirstTurn = Busy, true, started, output, first
+		return s
+	}
+	with := func(f func(*Snapshot)) Snapshot { s := live("a"); f(&s); return s }
+	tests := []struct {
+		name    string
+		snap    Snapshot
+		q       Queue
+		now     time.Time
+		apiDown bool
+		healthy bool
+		reason  string
+	}{
+		{"idle ok", live("a"), Queue{}, t0.Add(time.Hour), false, true, "ok"},
+		{"stopped is healthy", with(func(s *Snapshot) { s.State, s.ProcUp = Stopped, false }), Queue{}, t0, false, true, "stopped"},
+		{"failed", with(func(s *Snapshot) { s.State, s.ProcUp, s.FailReason = Failed, false, "3 restarts" }), Queue{}, t0, false, false, "failed: 3 restarts"},
+		{"process gone", with(func(s *Snapshot) { s.ProcUp = false }), Queue{}, t0, false, false, "dead"},
+		{"restart pending is still dead", with(func(s *Snapshot) { s.State, s.ProcUp, s.RestartPending = Starting, false, true }), Queue{}, t0, false, false, "dead"},
+		{"2 errors ok", with(func(s *Snapshot) { s.ErrorCount = 2 }), Queue{}, t0, false, true, "ok"},
+		{"3 errors", with(func(s *Snapshot) { s.ErrorCount = 3 }), Queue{}, t0, false, false, "errors=3"},
+		{"4 errors", with(func(s *Snapshot) { s.ErrorCount = 4 }), Queue{}, t0, false, false, "errors=4"},
+		{"busy at stuck limit", busy(t0, time.Time{}, false), Queue{}, t0.Add(10 * time.Minute), false, true, "ok"},
+		{"busy past stuck limit", busy(t0, time.Time{}, false), Queue{}, t0.Add(10*time.Minute + time.Second), false, false, "stuck"},
+		{"recent output is not stuck", busy(t0, t0.Add(5*time.Minute), false), Queue{}, t0.Add(14 * time.Minute), false, true, "ok"},
+		{"output then silence", busy(t0, t0.Add(5*time.Minute), false), Queue{}, t0.Add(15*time.Minute + time.Second), false, false, "stuck"},
+		{"first turn at 29m", busy(t0, time.Time{}, true), Queue{}, t0.Add(29 * time.Minute), false, true, "ok"},
+		{"first turn at 30m", busy(t0, time.Time{}, true), Queue{}, t0.Add(30 * time.Minute), false, true, "ok"},
+		{"first turn past 30m", busy(t0, time.Time{}, true), Queue{}, t0.Add(30*time.Minute + time.Second), false, false, "stuck"},
+		{"queue fresh", live("a"), Queue{Depth: 1, Oldest: t0.Add(59 * time.Minute)}, t0.Add(time.Hour), false, true, "ok"},
+		{"queue stale", live("a"), Queue{Depth: 2, Oldest: t0}, t0.Add(10*time.Minute + time.Second), false, false, "stale_queue"},
+		{"queue stale but api down", live("a"), Queue{Depth: 2, Oldest: t0}, t0.Add(time.Hour), true, true, "ok"},
+		{"queue stale but held by gate", with(func(s *Snapshot) { s.Held = true }), Queue{Depth: 2, Oldest: t0}, t0.Add(time.Hour), false, true, "ok"},
+		{"recent handover", with(func(s *Snapshot) { s.LastHandover = t0.Add(time.Hour) }), Queue{Depth: 1, Oldest: t0}, t0.Add(time.Hour + 5*time.Minute), false, true, "ok"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := r.Verdict(tt.snap, tt.q, tt.now, tt.apiDown)
+			if v.Healthy != tt.healthy || v.Reason != tt.reason {
+				t.Fatalf("Verdict = %+v, want healthy=%v reason=%q", v, tt.healthy, tt.reason)
+			}
+		})
+	}
+}
+
+func TestReapable(t *testing.T) {
+	r := testRules()
+	idle := 2 * time.Hour
+	with := func(chat string, f func(*Snapshot)) Snapshot { s := live(chat); f(&s); return s }
+	none := func(*Snapshot) {}
+	tests := []struct {
+		name string
+		snap Snapshot
+		q    Queue
+		now  time.Time
+		want bool
+	}{
+		{"idle exactly 2h", live("a"), Queue{}, t0.Add(idle), false},
+		{"idle 2h+1s", live("a"), Queue{}, t0.Add(idle + time.Second), true},
+		{"idle 1h", live("a"), Queue{}, t0.Add(time.Hour), false},
+		{"master", with("master", none), Queue{}, t0.Add(10 * idle), false},
+		{"-bg suffix", with("nightly-bg", none), Queue{}, t0.Add(10 * idle), false},
+		{"bg without dash is not exempt", with("nightlybg", none), Queue{}, t0.Add(idle + time.Second), true},
+		{"flagged exempt", with("a", func(s *Snapshot) { s.ExemptFlag = true }), Queue{}, t0.Add(10 * idle), false},
+		{"busy", with("a", func(s *Snapshot) { s.Busy, s.State = true, Busy }), Queue{}, t0.Add(10 * idle), false},
+		{"waiting messages", live("a"), Queue{Depth: 1, Oldest: t0}, t0.Add(10 * idle), false},
+		{"already stopped", with("a", func(s *Snapshot) { s.State, s.ProcUp = Stopped, false }), Queue{}, t0.Add(10 * idle), false},
+		{"failed", with("a", func(s *Snapshot) { s.State, s.ProcUp = Failed, false }), Queue{}, t0.Add(10 * idle), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := r.Reapable(tt.snap, tt.q, tt.now); got != tt.want {
+				t.Fatalf("Reapable = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestExempt(t *testing.T) {
+	r := testRules()
+	for chat, want := range map[string]bool{"master": true, "x-bg": true, "-bg": true, "alice": false, "masterx": false, "bg": false} {
+		if got := r.Exempt(chat, false); got != want {
+			t.Errorf("Exempt(%q) = %v, want %v", chat, got, want)
+		}
+	}
+	if !r.Exempt("alice", true) {
+		t.Error("a flagged chat must be exempt")
+	}
+	r.ExemptSuffix = ""
+	if r.Exempt("x-bg", false) {
+		t.Error("an empty suffix must exempt nothing")
+	}
+}
+
+func TestNextRestart(t *testing.T) {
+	r := testRules()
+	ago := func(ds ...time.Duration) []time.Time {
+		var h []time.Time
+		for _, d := range ds {
+			h = append(h, t0.Add(-d))
+		}
+		return h
+	}
+	tests := []struct {
+		name    string
+		history []time.Time
+		delay   time.Duration
+		ok      bool
+	}{
+		{"first restart is immediate", nil, 0, true},
+		{"second waits the initial backoff", ago(time.Minute), time.Second, true},
+		{"third waits twice as long", ago(2*time.Minute, time.Minute), 2 * time.Second, true},
+		{"fourth within the window fails", ago(3*time.Minute, 2*time.Minute, time.Minute), 0, false},
+		{"old restarts fall out of the window", ago(21*time.Minute, 20*time.Minute, time.Minute), time.Second, true},
+		{"exactly at the window edge is out", ago(20 * time.Minute), 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, ok := r.NextRestart(tt.history, t0)
+			if d != tt.delay || ok != tt.ok {
+				t.Fatalf("NextRestart = %v, %v; want %v, %v", d, ok, tt.delay, tt.ok)
+			}
+		})
+	}
+	// growth is capped by BackoffMax
+	r.MaxRestarts = 100
+	r.BackoffMax = 5 * time.Second
+	var h []time.Time
+	for range 10 {
+		h = append(h, t0)
+	}
+	if d, ok := r.NextRestart(h, t0); !ok || d != 5*time.Second {
+		t.Fatalf("capped delay = %v, %v; want 5s", d, ok)
+	}
+}

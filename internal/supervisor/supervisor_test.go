@@ -1,0 +1,543 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/agent/fake"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/logging"
+	"github.com/dispatchd/dispatch/internal/session"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+type harness struct {
+	t    *testing.T
+	dir  string
+	clk  *clock.Fake
+	st   *store.Store
+	ag   *fake.Agent
+	logs *logging.Logs
+	sup  *Supervisor
+	cfg  Config
+}
+
+func testConfig() Config {
+	return Config{
+		CheckInterval:   5 * time.Minute,
+		FirstCheckDelay: 1000 * time.Hour, // tests call Check themselves
+		CheckTimeout:    30 * time.Second,
+		Rules: session.Rules{
+			MaxErrors: 3, StuckTimeout: 10 * time.Minute, FirstTurnStuckTimeout: 30 * time.Minute,
+			IdleTimeout: 2 * time.Hour, Master: "master", ExemptSuffix: "-bg",
+			MaxRestarts: 3, RestartWindow: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute,
+		},
+		MaxAttempts: 2, MaxBatch: 50, StopTimeout: 5 * time.Second,
+		ProbeMin: time.Second, ProbeMax: time.Minute, Recovery: 2, Version: "test",
+	}
+}
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	cfg := testConfig()
+	if mod != nil {
+		mod(&cfg)
+	}
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	st, err := store.Open(filepath.Join(dir, "dispatch.db"), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := logging.Open(dir, config.Log{Level: "debug", MaxSizeMB: 5, MaxFiles: 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ag := fake.New()
+	ag.SetClock(clk)
+	h := &harness{t: t, dir: dir, clk: clk, st: st, ag: ag, logs: logs, cfg: cfg}
+	h.start()
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) start() {
+	h.sup = New(h.cfg, h.st, h.ag, h.clk, h.logs)
+	if err := h.sup.Start(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *harness) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h.sup.Shutdown(ctx)
+}
+
+func (h *harness) close() {
+	if h.t.Failed() {
+		h.t.Log(h.lifecycle())
+		h.t.Log(readFile(logging.ManagerPath(h.dir)))
+	}
+	h.stop()
+	h.st.Close()
+	h.logs.Close()
+}
+
+func (h *harness) send(chat, text string) string {
+	h.t.Helper()
+	id, _, err := h.sup.Submit(context.Background(), chat, text, "")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return id
+}
+
+// eventually polls cond (real time, bounded) — the actors run on their own
+// goroutines; nothing here sleeps and hopes.
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (h *harness) msg(id string) store.Message {
+	h.t.Helper()
+	m, err := h.st.Get(context.Background(), id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return m
+}
+
+func (h *harness) waitMsg(id string, state store.State) store.Message {
+	h.t.Helper()
+	var m store.Message
+	h.eventually(fmt.Sprintf("message %s to be %s", id, state), func() bool {
+		m = h.msg(id)
+		return m.State == state
+	})
+	return m
+}
+
+func (h *harness) snap(chat string) session.Snapshot {
+	h.t.Helper()
+	ss, ok := h.sup.lookup(chat)
+	if !ok {
+		h.t.Fatalf("no session for %s", chat)
+	}
+	return ss.Snapshot()
+}
+
+func (h *harness) status(chat string) SessionStatus {
+	h.t.Helper()
+	st, err := h.sup.Status(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, s := range st.Sessions {
+		if s.ChatID == chat {
+			return s
+		}
+	}
+	h.t.Fatalf("no status for %s", chat)
+	return SessionStatus{}
+}
+
+func (h *harness) lifecycle() string {
+	b, _ := os.ReadFile(logging.LifecyclePath(h.dir))
+	return string(b)
+}
+
+func TestReplyAndStatus(t *testing.T) {
+	h := newHarness(t, nil)
+	id := h.send("alice", "hello")
+	m := h.waitMsg(id, store.Done)
+	if !strings.Contains(m.Reply, "hello") {
+		t.Fatalf("reply %q does not echo the text", m.Reply)
+	}
+	// the message is done (durably) a moment before the session publishes
+	h.eventually("session idle", func() bool { return h.snap("alice").State == session.Idle })
+	st := h.status("alice")
+	if st.State != "idle" || !st.Alive || !st.Healthy || st.HealthReason != "ok" || st.Turns != 1 || st.SessionID == "" {
+		t.Fatalf("status = %+v", st)
+	}
+	if !strings.Contains(h.lifecycle(), "event=start chat=alice") {
+		t.Fatalf("lifecycle log has no start line:\n%s", h.lifecycle())
+	}
+}
+
+func TestConcurrentFirstMessagesCreateOneSession(t *testing.T) {
+	h := newHarness(t, nil)
+	var wg sync.WaitGroup
+	ids := make([]string, 20)
+	for i := range ids {
+		wg.Add(1)
+		go func() { defer wg.Done(); ids[i] = h.send("bob", fmt.Sprint("m", i)) }()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		h.waitMsg(id, store.Done)
+	}
+	if n := len(h.ag.Starts()); n != 1 {
+		t.Fatalf("%d agent starts for one chat, want 1", n)
+	}
+	st, _ := h.sup.Status(context.Background())
+	if len(st.Sessions) != 1 {
+		t.Fatalf("%d sessions, want 1", len(st.Sessions))
+	}
+}
+
+func TestFIFOWithBatching(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetChatDelay("carol", 0)
+	var ids []string
+	for i := range 25 {
+		ids = append(ids, h.send("carol", fmt.Sprintf("msg-%02d", i)))
+	}
+	for _, id := range ids {
+		h.waitMsg(id, store.Done)
+	}
+	var got []string
+	for _, turn := range h.ag.TurnsFor("carol") {
+		got = append(got, turn.Texts...)
+	}
+	if len(got) != 25 {
+		t.Fatalf("agent saw %d messages, want 25: %v", len(got), got)
+	}
+	for i, text := range got {
+		if want := fmt.Sprintf("msg-%02d", i); text != want {
+			t.Fatalf("message %d was %q, want %q (order broken): %v", i, text, want, got)
+		}
+	}
+}
+
+func TestCrashRestartsWithResume(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("dave", "one"), store.Done)
+	sid := h.snap("dave").SessionID
+	h.ag.CrashNext()
+	crash := h.send("dave", "crash on this once")
+	h.eventually("restart after crash", func() bool { return len(h.ag.Starts()) == 2 && h.snap("dave").ProcUp })
+	starts := h.ag.Starts()
+	if !starts[1].Resume || starts[1].SessionID != sid {
+		t.Fatalf("restart spec = %+v, want resume of %s", starts[1], sid)
+	}
+	m := h.waitMsg(crash, store.Done) // retried by the restarted agent
+	if m.Failures != 1 || m.Attempts != 2 {
+		t.Fatalf("crashed message = %+v, want 1 failure in 2 attempts", m)
+	}
+	// the conversation continues in the resumed session
+	m = h.waitMsg(h.send("dave", "two"), store.Done)
+	if !strings.Contains(m.Reply, "(turn 3)") {
+		t.Fatalf("reply %q does not continue the conversation", m.Reply)
+	}
+	if st := h.status("dave"); st.Restarts != 1 || st.SessionID != sid {
+		t.Fatalf("status after crash = %+v", st)
+	}
+	if !strings.Contains(h.lifecycle(), "event=restart chat=dave") {
+		t.Fatal("no restart line in the lifecycle log")
+	}
+}
+
+func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
+	for _, poison := range []string{"CRASH", "ERROR", "HANG"} {
+		t.Run(poison, func(t *testing.T) {
+			h := newHarness(t, nil)
+			bad := h.send("erin", poison)
+			good := h.send("erin", "after")
+			if poison == "HANG" {
+				for range 2 {
+					h.eventually("turn in flight", func() bool { return h.snap("erin").Busy })
+					h.clk.Advance(30*time.Minute + time.Second)
+					h.sup.Check(context.Background())
+					h.eventually("stuck restart", func() bool { return !h.snap("erin").Busy })
+					h.clk.Advance(5 * time.Second) // restart backoff
+				}
+			} else {
+				// batch [bad, good] fails, then bad alone fails again → dead
+				h.eventually("poison dead", func() bool {
+					h.clk.Advance(5 * time.Second) // let any restart backoff pass
+					return h.msg(bad).State == store.Dead
+				})
+			}
+			m := h.waitMsg(bad, store.Dead)
+			if m.Failures != 2 || m.Error == "" {
+				t.Fatalf("dead message = %+v", m)
+			}
+			h.eventually("next message answered", func() bool {
+				h.clk.Advance(5 * time.Second)
+				return h.msg(good).State == store.Done
+			})
+			if st := h.status("erin"); st.State == "failed" {
+				t.Fatalf("a poison message failed the session: %+v", st)
+			}
+			if !strings.Contains(h.lifecycle(), "event=dead_letter chat=erin") {
+				t.Fatal("no dead_letter line in the lifecycle log")
+			}
+		})
+	}
+}
+
+func TestErrorsThenRestartAndReset(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxAttempts = 3 })
+	h.ag.SetDirectives(false)
+	h.waitMsg(h.send("fay", "warm up"), store.Done)
+	// two error results, then a success resets error_count
+	h.ag.Fail(agent.Fault, 2)
+	id := h.send("fay", "x")
+	h.eventually("two errors", func() bool { return h.snap("fay").ErrorCount == 2 })
+	h.send("fay", "nudge") // a later message triggers the retry
+	h.waitMsg(id, store.Done)
+	h.eventually("error_count reset by a success", func() bool { return h.snap("fay").ErrorCount == 0 })
+	// three error results in a row → restart
+	h.ag.Fail(agent.Fault, 3)
+	id = h.send("fay", "y")
+	h.eventually("restart after 3 errors", func() bool { return len(h.ag.Starts()) == 2 })
+	if !strings.Contains(h.lifecycle(), "reason=\"errors=3") {
+		t.Fatalf("no errors=3 restart in the lifecycle log:\n%s", h.lifecycle())
+	}
+	h.clk.Advance(time.Second)
+	m := h.waitMsg(id, store.Dead) // 3 failed attempts at max_attempts 3
+	if m.Failures != 3 {
+		t.Fatalf("failures = %d", m.Failures)
+	}
+	h.eventually("error_count reset by restart", func() bool { return h.snap("fay").ErrorCount == 0 })
+}
+
+func TestRestartLimitFailsSessionAndOperatorRestartClears(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxAttempts = 100 })
+	h.ag.SetDirectives(false)
+	h.ag.SetStartErr(fmt.Errorf("boom"))
+	id := h.send("gus", "hi")
+	// start fails → restart (immediate), then 1s, then 2s, then failed
+	h.eventually("first restarts", func() bool { return len(h.ag.Starts()) >= 2 })
+	h.clk.Advance(time.Second)
+	h.eventually("third start", func() bool { return len(h.ag.Starts()) >= 3 })
+	h.clk.Advance(2 * time.Second)
+	h.eventually("failed", func() bool { return h.snap("gus").State == session.Failed })
+	starts := len(h.ag.Starts())
+	st := h.status("gus")
+	if st.Healthy || !strings.HasPrefix(st.HealthReason, "failed: ") {
+		t.Fatalf("failed session status = %+v", st)
+	}
+	// no more automatic restarts, the message stays queued
+	h.clk.Advance(time.Hour)
+	h.sup.Check(context.Background())
+	if n := len(h.ag.Starts()); n != starts {
+		t.Fatalf("failed session restarted automatically (%d → %d starts)", starts, n)
+	}
+	if m := h.msg(id); m.State != store.Pending {
+		t.Fatalf("message of a failed session is %s, want pending", m.State)
+	}
+	if !strings.Contains(h.lifecycle(), "event=failure chat=gus") {
+		t.Fatal("no failure line in the lifecycle log")
+	}
+	// an operator restart clears it and the message is answered
+	h.ag.SetStartErr(nil)
+	if err := h.sup.Restart(context.Background(), "gus", false); err != nil {
+		t.Fatal(err)
+	}
+	h.waitMsg(id, store.Done)
+	h.eventually("idle after operator restart", func() bool { return h.snap("gus").State == session.Idle })
+	if st := h.status("gus"); !st.Healthy || st.HealthReason != "ok" {
+		t.Fatalf("after operator restart: %+v", st)
+	}
+}
+
+func TestStuckTurnRestarts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("hal", "warm"), store.Done)
+	h.ag.HangNext()
+	id := h.send("hal", "slow one")
+	h.eventually("turn handed over", func() bool {
+		s := h.snap("hal")
+		return s.Busy && len(h.ag.TurnsFor("hal")) == 2 && s.LastOutput.Equal(t0)
+	})
+	h.clk.Advance(10 * time.Minute)
+	if r := h.sup.Check(context.Background()); len(r.Unhealthy) != 0 {
+		t.Fatalf("restarted at exactly the stuck timeout: %v", r.Unhealthy)
+	}
+	h.clk.Advance(time.Second)
+	r := h.sup.Check(context.Background())
+	if r.Unhealthy["hal"] != "stuck" {
+		t.Fatalf("check = %+v, want hal stuck", r)
+	}
+	m := h.waitMsg(id, store.Done) // retried by the restarted agent
+	if m.Attempts != 2 {
+		t.Fatalf("attempts = %d, want 2", m.Attempts)
+	}
+}
+
+func TestIdleReaping(t *testing.T) {
+	h := newHarness(t, nil)
+	chats := []string{"ivy", "master", "jobs-bg", "flagged", "busy", "waiting"}
+	for _, c := range chats {
+		h.waitMsg(h.send(c, "hi"), store.Done)
+	}
+	if err := h.sup.Exempt(context.Background(), "flagged", true); err != nil {
+		t.Fatal(err)
+	}
+	h.ag.HangNext()
+	h.send("busy", "long")
+	h.eventually("busy", func() bool { return h.snap("busy").Busy })
+	// 'waiting' has a message that cannot start: hold its agent with a hang
+	// then a queued message behind it.
+	h.ag.HangNext()
+	h.send("waiting", "long")
+	h.eventually("waiting busy", func() bool { return h.snap("waiting").Busy })
+	h.send("waiting", "queued")
+
+	h.clk.Advance(2 * time.Hour)
+	r := h.sup.Check(context.Background())
+	if len(r.Reaped) != 0 {
+		t.Fatalf("reaped at exactly 2h: %v", r.Reaped)
+	}
+	h.clk.Advance(time.Second)
+	r = h.sup.Check(context.Background())
+	if fmt.Sprint(r.Reaped) != "[ivy]" {
+		t.Fatalf("reaped %v, want [ivy]", r.Reaped)
+	}
+	h.eventually("ivy stopped", func() bool { return h.snap("ivy").State == session.Stopped })
+	sid := h.snap("ivy").SessionID
+	for _, c := range []string{"master", "jobs-bg", "flagged"} {
+		if s := h.snap(c); !s.ProcUp {
+			t.Fatalf("exempt session %s was stopped", c)
+		}
+	}
+	if st := h.status("ivy"); !st.Healthy || st.HealthReason != "stopped" {
+		t.Fatalf("reaped session status = %+v", st)
+	}
+	if !strings.Contains(h.lifecycle(), "event=reap chat=ivy") {
+		t.Fatal("no reap line in the lifecycle log")
+	}
+	// the next message resumes the same conversation
+	m := h.waitMsg(h.send("ivy", "back"), store.Done)
+	if !strings.Contains(m.Reply, "(turn 2)") || h.snap("ivy").SessionID != sid {
+		t.Fatalf("resume after reap: reply %q, session %s (was %s)", m.Reply, h.snap("ivy").SessionID, sid)
+	}
+}
+
+func TestOutageHoldsMessagesWithoutRestarts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetDirectives(false)
+	h.waitMsg(h.send("kim", "warm"), store.Done)
+	h.ag.Fail(agent.Outage, 1000)
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, h.send("kim", fmt.Sprint("o", i)))
+	}
+	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
+	st, _ := h.sup.Status(context.Background())
+	if st.Daemon.API != "down" {
+		t.Fatalf("api = %s, want down", st.Daemon.API)
+	}
+	// probes keep failing; nothing restarts, nothing counts as an error
+	for range 10 {
+		h.clk.Advance(2 * time.Minute)
+		h.sup.Check(context.Background())
+	}
+	if s := h.snap("kim"); s.ErrorCount != 0 || s.Restarts != 0 {
+		t.Fatalf("outage touched the session: %+v", s)
+	}
+	for _, id := range ids {
+		// pending, or in flight as the probe; never charged a failure
+		if m := h.msg(id); m.State == store.Done || m.State == store.Dead || m.Failures != 0 {
+			t.Fatalf("message during outage = %+v", m)
+		}
+	}
+	h.ag.Fail(agent.Outage, 0)
+	h.eventually("recovery", func() bool {
+		h.clk.Advance(30 * time.Second)
+		return h.msg(ids[4]).State == store.Done
+	})
+	if !h.sup.breaker.Up() {
+		t.Fatal("api still down after recovery")
+	}
+	var got []string
+	for _, turn := range h.ag.TurnsFor("kim") {
+		got = append(got, turn.Texts...)
+	}
+	if tail := strings.Join(got[len(got)-5:], ","); tail != "o0,o1,o2,o3,o4" {
+		t.Fatalf("order after recovery: %v", got)
+	}
+}
+
+func TestRecoveryAfterRestartOfSupervisor(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("lou", "one"), store.Done)
+	sid := h.snap("lou").SessionID
+	h.ag.HangNext()
+	id := h.send("lou", "in flight at shutdown")
+	h.eventually("busy", func() bool { return h.snap("lou").Busy })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	h.sup.Shutdown(ctx) // the hang outlives the grace period
+	cancel()
+	if m := h.msg(id); m.State != store.Pending || m.Failures != 0 {
+		t.Fatalf("message in flight at shutdown = %+v, want pending with no failure", m)
+	}
+	h.start()
+	h.waitMsg(id, store.Done)
+	starts := h.ag.Starts()
+	if last := starts[len(starts)-1]; !last.Resume || last.SessionID != sid {
+		t.Fatalf("restart after daemon restart = %+v, want resume of %s", last, sid)
+	}
+}
+
+func TestCheckLoopRunsOnSchedule(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.FirstCheckDelay = 30 * time.Second })
+	checks := func() int {
+		return strings.Count(readFile(logging.ManagerPath(h.dir)), "msg=\"health check\"")
+	}
+	h.eventually("loop armed", func() bool { return h.clk.Pending() > 0 })
+	h.clk.Advance(29 * time.Second)
+	if checks() != 0 {
+		t.Fatal("a check ran before first_check_delay")
+	}
+	h.clk.Advance(time.Second)
+	h.eventually("first check", func() bool { return checks() == 1 })
+	h.clk.Advance(5 * time.Minute)
+	h.eventually("second check", func() bool { return checks() == 2 })
+	if !h.sup.Healthy() {
+		t.Fatal("supervisor not healthy while its loop ticks")
+	}
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func TestPanicInOneSessionLeavesOthers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetScript(func(chat string, texts []string) (agent.Result, error) {
+		if chat == "bad" {
+			panic("driver bug")
+		}
+		return agent.Result{Text: "ok " + strings.Join(texts, " ")}, nil
+	})
+	bad := h.send("bad", "x")
+	good := h.send("good", "y")
+	h.waitMsg(good, store.Done)
+	h.eventually("panic counted as a failed attempt", func() bool { return h.msg(bad).Failures >= 1 })
+	h.waitMsg(h.send("good", "z"), store.Done)
+}
