@@ -14,6 +14,7 @@ type Config struct {
 	Restart  Restart  `yaml:"restart"`
 	Sessions Sessions `yaml:"sessions"`
 	Agent    Agent    `yaml:"agent"`
+	Outage   Outage   `yaml:"outage"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight turns.
@@ -42,6 +43,15 @@ type Restart struct {
 	Window         time.Duration `yaml:"window"`
 	BackoffInitial time.Duration `yaml:"backoff_initial"`
 	BackoffMax     time.Duration `yaml:"backoff_max"`
+}
+
+// Outage configures the API-health breaker (SPEC 2.4): how often a held
+// turn is retried as a probe while the AI API is down, and how many turns
+// run at once while the backlog drains after it comes back.
+type Outage struct {
+	ProbeInitial        time.Duration `yaml:"probe_initial"`
+	ProbeMax            time.Duration `yaml:"probe_max"`
+	RecoveryConcurrency int           `yaml:"recovery_concurrency"`
 }
 
 type Sessions struct {
@@ -93,6 +103,7 @@ func Default() Config {
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
 		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg"},
+		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
 			StopGrace: 3 * time.Second},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},

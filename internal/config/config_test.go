@@ -123,6 +123,9 @@ func TestDefaults(t *testing.T) {
 		{"log.level", "info"},
 		{"log.max_size_mb", 20},
 		{"log.max_files", 5},
+		{"outage.probe_initial", time.Second},
+		{"outage.probe_max", time.Minute},
+		{"outage.recovery_concurrency", 4},
 		{"shutdown_timeout", 15 * time.Second},
 	}
 	if n := len(leaves(reflect.TypeFor[Config](), "")); n != len(tests) {
@@ -201,6 +204,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			TokenFile: filepath.Join(home, ".config/dispatch/token"),
 		},
 		Log:             Log{Level: "debug", MaxSizeMB: 50, MaxFiles: 9},
+		Outage:          Outage{ProbeInitial: 2 * time.Second, ProbeMax: 30 * time.Second, RecoveryConcurrency: 2},
 		ShutdownTimeout: 40 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -325,7 +329,7 @@ func TestExactMessages(t *testing.T) {
 		{"queue:\n  max_attempts: 0\n", `config: queue.max_attempts: must be at least 1`},
 		{"agent:\n  kind: bash\n", `config: agent.kind: must be "claude" or "echo"`},
 		{"bogus: 1\n", `config: unknown key bogus (line 1)`},
-		{"queue:\n  max_attempts: 4\n", `config: queue.max_attempts: must not exceed restart.max_restarts (3), got 4`},
+		{"queue:\n  max_attempts: 3\n", `config: queue.max_attempts: must be below restart.max_restarts (3), got 3`},
 		{"api:\n  listen: 127.0.0.1:8080\n", `config: api.token_file: required when api.listen is set`},
 		{"health:\n  max_errors: three\n", `config: health.max_errors: expected an integer, got the string "three" (line 2)`},
 		{"health:\n  idle_timeout: 5\n", `config: health.idle_timeout: invalid duration "5" (a duration needs a unit, e.g. "5s")`},
@@ -467,7 +471,7 @@ func TestValidValues(t *testing.T) {
 		"health: ~\nqueue: null\n",
 		"health:\n  first_check_delay: 0\n",
 		"health:\n  first_check_delay: \"0\"\n",
-		"queue:\n  max_attempts: 3\n",
+		"queue:\n  max_attempts: 2\n",
 		"agent:\n  kind: echo\n  command: ''\n",
 		"agent:\n  args: []\n  env: {}\n",
 		"agent:\n  env: {EMPTY: ~, NUM: 1, BOOL: true}\n",
@@ -656,7 +660,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"", "~", "- a", "health:\n  idle_timeout: 2x\n", "a: &a {<<: *a}",
 		"agent:\n  env: {<<: [{a: b}]}\n", "\x00\xff", "health: {max_errors: 0x10}",
-		"queue: {max_attempts: 3}\nrestart: {max_restarts: 3}\n",
+		"queue: {max_attempts: 3}\nrestart: {max_restarts: 4}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -69,11 +69,18 @@ func (c Config) Validate() error {
 	}
 
 	q := c.Queue
-	if atLeast("queue.max_attempts", q.MaxAttempts, 1) && restartsOK && q.MaxAttempts > r.MaxRestarts {
+	if atLeast("queue.max_attempts", q.MaxAttempts, 1) && restartsOK && q.MaxAttempts >= r.MaxRestarts {
 		// A poison message must go dead before it can use up the
-		// session's restart budget.
-		bad("queue.max_attempts", "must not exceed restart.max_restarts (%d), got %d", r.MaxRestarts, q.MaxAttempts)
+		// session's restart budget (SPEC 2.4: always below the limit).
+		bad("queue.max_attempts", "must be below restart.max_restarts (%d), got %d", r.MaxRestarts, q.MaxAttempts)
 	}
+	o := c.Outage
+	positive("outage.probe_initial", o.ProbeInitial)
+	positive("outage.probe_max", o.ProbeMax)
+	if o.ProbeInitial > 0 && o.ProbeMax > 0 && o.ProbeMax < o.ProbeInitial {
+		bad("outage.probe_max", "must be at least outage.probe_initial (%s), got %s", o.ProbeInitial, o.ProbeMax)
+	}
+	atLeast("outage.recovery_concurrency", o.RecoveryConcurrency, 1)
 	atLeast("queue.max_batch", q.MaxBatch, 1)
 
 	s := c.Sessions

@@ -150,9 +150,9 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		MaxBatch:    cfg.Queue.MaxBatch,
 		// three steps of StopGrace each, plus reaping
 		StopTimeout: 3*cfg.Agent.StopGrace + 5*time.Second,
-		ProbeMin:    time.Second,
-		ProbeMax:    time.Minute,
-		Recovery:    4,
+		ProbeMin:    cfg.Outage.ProbeInitial,
+		ProbeMax:    cfg.Outage.ProbeMax,
+		Recovery:    cfg.Outage.RecoveryConcurrency,
 		Version:     version,
 		Env:         map[string]string{"DISPATCH_STATE_DIR": cfg.StateDir},
 	}

@@ -31,26 +31,19 @@ func (s *Server) ControlHandler() http.Handler {
 			controlError(w, err.Error())
 			return
 		}
+		var d time.Duration
 		if f := r.FormValue("for"); f != "" {
-			d, err := time.ParseDuration(f)
-			if err != nil || d <= 0 {
+			if d, err = time.ParseDuration(f); err != nil || d <= 0 {
 				controlError(w, "bad duration for=: "+f)
 				return
 			}
-			// Answer before refusing, or the reply would be lost with the listener.
+		}
+		// Answer before the listener changes: switching to ModeRefuse
+		// closes the very connection this request came on.
+		s.switchMode(m, d, 0, func() {
 			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
 			http.NewResponseController(w).Flush()
-			s.SetModeFor(m, d)
-			return
-		}
-		if m == ModeRefuse {
-			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
-			http.NewResponseController(w).Flush()
-		}
-		s.SetMode(m)
-		if m != ModeRefuse {
-			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
-		}
+		})
 	})
 	mux.HandleFunc("POST "+ControlPrefix+"slow", func(w http.ResponseWriter, r *http.Request) {
 		d, err := time.ParseDuration(r.FormValue("d"))

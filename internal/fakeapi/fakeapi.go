@@ -181,44 +181,43 @@ func (s *Server) Mode() Mode {
 // that fails the server keeps refusing and Err reports why. Modes not in
 // Modes answer 500 with a message naming the bad mode.
 func (s *Server) SetMode(m Mode) {
-	s.setMode(m, 0)
+	s.switchMode(m, 0, 0, nil)
 }
 
 // SetModeFor switches to m and back to the previous mode after d, unless
-// the mode was changed again meanwhile. It lets a client of the control
+// the mode is changed again meanwhile. It lets a client of the control
 // endpoint, which shares the refused listener, leave ModeRefuse again.
 func (s *Server) SetModeFor(m Mode, d time.Duration) {
-	prev := s.Mode()
-	gen := s.setMode(m, 0)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.modeGen != gen {
-		return
-	}
-	s.revert = time.AfterFunc(d, func() { s.setMode(prev, gen) })
+	s.switchMode(m, d, 0, nil)
 }
 
-// setMode switches to m unless onlyIfGen is non-zero and another switch
-// happened since that generation. It returns the new generation.
-func (s *Server) setMode(m Mode, onlyIfGen uint64) uint64 {
+// switchMode sets the mode to m, arms a revert after revertAfter if it is
+// positive, calls beforeApply (if not nil), and then opens or closes the
+// listener to match. With onlyIfGen non-zero it does nothing if the mode
+// changed since that generation: a pending revert loses to a newer switch.
+func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64, beforeApply func()) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
 	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
-		gen := s.modeGen
 		s.mu.Unlock()
-		return gen
+		return
 	}
 	if s.revert != nil {
 		s.revert.Stop()
 		s.revert = nil
 	}
+	prev := s.mode
 	s.mode = m
 	s.modeGen++
-	gen := s.modeGen
+	if gen := s.modeGen; revertAfter > 0 && !s.closed {
+		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	}
 	s.mu.Unlock()
+	if beforeApply != nil {
+		beforeApply()
+	}
 	s.applyModeLocked()
-	return gen
 }
 
 // applyModeLocked makes the listener match the mode: closed in ModeRefuse,
@@ -420,7 +419,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch mode {
-	case ModeOK, ModeCutStream, ModeRefuse: // refuse: a request that slipped in before the switch
+	case ModeOK, ModeCutStream:
+	case ModeRefuse: // arrived while the listener is being closed
+		drop(w)
+		return
 	case ModeHang:
 		select {
 		case <-r.Context().Done():
