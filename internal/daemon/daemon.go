@@ -76,18 +76,34 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           api.Handler(sup, sup.Metrics().Registry, log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       time.Minute,
-		IdleTimeout:       2 * time.Minute,
+	handler := api.Handler(sup, sup.Metrics().Registry, log)
+	servers := []*http.Server{newServer(handler)}
+	listeners := []net.Listener{ln}
+	if cfg.API.Listen != "" {
+		token, err := api.LoadToken(cfg.API.TokenFile)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		tln, err := net.Listen("tcp", cfg.API.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("api.listen: %w", err)
+		}
+		servers = append(servers, newServer(api.RequireToken(token, handler)))
+		listeners = append(listeners, tln)
+		log.Info("TCP API listening (bearer token required)", "addr", tln.Addr().String())
 	}
 	if err := sup.Start(ctx); err != nil {
-		ln.Close()
+		for _, l := range listeners {
+			l.Close()
+		}
 		return err
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { serveErr <- srv.Serve(listeners[i]) }()
+	}
 	log.Info("dispatch daemon started", "pid", os.Getpid(), "version", opt.Version,
 		"state_dir", cfg.StateDir, "socket", cfg.SocketPath(), "agent", cfg.Agent.Kind)
 	if opt.Ready != nil {
@@ -105,10 +121,21 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	sup.Shutdown(sctx)
 	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer hcancel()
-	_ = srv.Shutdown(hctx)
+	for _, srv := range servers {
+		_ = srv.Shutdown(hctx)
+	}
 	_ = os.Remove(cfg.SocketPath())
 	log.Info("dispatch daemon stopped")
 	return nil
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 func newAgent(cfg config.Config) (agent.Agent, error) {

@@ -140,7 +140,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	for _, chat := range pending {
-		s.session(chat).Notify()
+		if ss := s.session(chat); ss != nil {
+			ss.Notify()
+		}
 	}
 	s.log.Info("supervisor started", "sessions", len(recs), "resumed", live, "chats_pending", len(pending))
 
@@ -154,12 +156,17 @@ func (s *Supervisor) Start(ctx context.Context) error {
 }
 
 // session returns chat's session, creating it on first use. Concurrent
-// first messages of one chat create exactly one session.
+// first messages of one chat create exactly one session. Once shutdown has
+// begun it creates none and returns nil: a message accepted then is picked
+// up by the next start.
 func (s *Supervisor) session(chat string) *session.Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ss, ok := s.sessions[chat]; ok {
 		return ss
+	}
+	if s.closing {
+		return nil
 	}
 	ss := session.New(s.deps, store.SessionRecord{ChatID: chat}, false)
 	s.sessions[chat] = ss
@@ -205,7 +212,9 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, id string) (string,
 		return got, true, nil
 	}
 	s.metrics.Accepted.Inc()
-	s.session(chat).Notify()
+	if ss := s.session(chat); ss != nil {
+		ss.Notify()
+	}
 	return got, false, nil
 }
 
@@ -232,7 +241,11 @@ func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error
 // session record if the chat has none yet, so a chat can be exempted before
 // its first message.
 func (s *Supervisor) Exempt(ctx context.Context, chat string, on bool) error {
-	return s.session(chat).SetExempt(ctx, on)
+	ss := s.session(chat)
+	if ss == nil {
+		return ErrClosing
+	}
+	return ss.SetExempt(ctx, on)
 }
 
 // RetryMessage puts a dead message back in line and wakes its chat.
@@ -245,7 +258,9 @@ func (s *Supervisor) RetryMessage(ctx context.Context, id string) error {
 		return err
 	}
 	s.logs.Lifecycle("retry", m.ChatID, "operator retry of message "+id)
-	s.session(m.ChatID).Notify()
+	if ss := s.session(m.ChatID); ss != nil {
+		ss.Notify()
+	}
 	return nil
 }
 
