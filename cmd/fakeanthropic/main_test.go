@@ -60,6 +60,7 @@ func TestRun(t *testing.T) {
 	mustDo("POST", api+"/_control/mode?m=ok", 200) // control on the API port
 	mustDo("POST", api+"/v1/messages", 200)
 	mustDo("POST", ctl+"mode?m=refuse", 200) // and on its own port, which outlives refuse
+	tr.CloseIdleConnections()                // a kept-alive connection would fail with EOF instead
 	if _, err := do("POST", api+"/v1/messages"); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("API in refuse mode: %v", err)
 	}

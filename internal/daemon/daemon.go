@@ -181,7 +181,8 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		ProbeMax:    cfg.Outage.ProbeMax,
 		Recovery:    cfg.Outage.RecoveryConcurrency,
 		Version:     version,
-		Env:         map[string]string{"DISPATCH_STATE_DIR": cfg.StateDir},
+		Env:         map[string]string{supervisor.MarkerVar: cfg.StateDir},
+		StateDir:    cfg.StateDir,
 	}
 }
 

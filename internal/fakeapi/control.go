@@ -38,8 +38,8 @@ func (s *Server) ControlHandler() http.Handler {
 				return
 			}
 		}
-		// Answer before the listener changes: switching to ModeRefuse
-		// closes the very connection this request came on.
+		// Answer while the listener is up: switching to ModeRefuse closes
+		// the very connection this request came on.
 		s.switchMode(m, d, 0, func() {
 			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
 			http.NewResponseController(w).Flush()

@@ -192,10 +192,12 @@ func (s *Server) SetModeFor(m Mode, d time.Duration) {
 }
 
 // switchMode sets the mode to m, arms a revert after revertAfter if it is
-// positive, calls beforeApply (if not nil), and then opens or closes the
-// listener to match. With onlyIfGen non-zero it does nothing if the mode
+// positive, and opens or closes the listener to match. It calls announce,
+// if not nil, while the listener is up: before closing it for ModeRefuse,
+// after opening it otherwise, so a control client's answer is never lost
+// and never early. With onlyIfGen non-zero it does nothing if the mode
 // changed since that generation: a pending revert loses to a newer switch.
-func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64, beforeApply func()) {
+func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64, announce func()) {
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
@@ -214,10 +216,16 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.mu.Unlock()
-	if beforeApply != nil {
-		beforeApply()
+	if announce == nil {
+		announce = func() {}
 	}
-	s.applyModeLocked()
+	if m == ModeRefuse {
+		announce()
+		s.applyModeLocked()
+	} else {
+		s.applyModeLocked()
+		announce()
+	}
 }
 
 // applyModeLocked makes the listener match the mode: closed in ModeRefuse,
@@ -303,6 +311,8 @@ func (s *Server) EnableControl() {
 }
 
 // Requests returns a copy of every POST /v1/messages received, in order.
+// The copies share headers and parsed requests with the server: treat them
+// as read-only.
 func (s *Server) Requests() []Recorded {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -351,7 +361,7 @@ func (s *Server) isClosed() bool {
 }
 
 // ServeHTTP implements http.Handler. It is exported so a test may also mount
-// the fake in its own server, where ModeRefuse does not apply.
+// the fake in its own server, where ModeRefuse can only drop connections.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {

@@ -275,6 +275,11 @@ func TestRefuseThenBackOnSamePort(t *testing.T) {
 	post(t, c, url+"/v1/messages", body(false)).Body.Close() // leaves a kept-alive connection
 
 	s.SetMode(ModeRefuse)
+	// The kept-alive connection was dropped: the client either notices and
+	// dials anew (refused), or reuses it and reads EOF or a reset.
+	if _, err := c.Post(url+"/v1/messages", "application/json", strings.NewReader(body(false))); err == nil {
+		t.Fatal("request in refuse mode succeeded")
+	}
 	if _, err := c.Post(url+"/v1/messages", "application/json", strings.NewReader(body(false))); !isRefused(err) {
 		t.Fatalf("in refuse mode: err = %v, want connection refused", err)
 	}

@@ -34,6 +34,7 @@ type Metrics struct {
 	DeadLetters   prometheus.Counter
 	Panics        prometheus.Counter
 	Lifecycle     *prometheus.CounterVec
+	Orphans       prometheus.Counter
 }
 
 // New creates the metrics and registers them, with src's state gauges.
@@ -72,12 +73,15 @@ func New(src Source) *Metrics {
 		Panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatch_panics_total", Help: "Panics caught in sessions and checks.",
 		}),
+		Orphans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_orphan_processes_killed_total", Help: "Agent processes no session owned, killed by the health check.",
+		}),
 		Lifecycle: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatch_lifecycle_events_total", Help: "Session lifecycle events by kind.",
 		}, []string{"event"}),
 	}
 	m.Registry.MustRegister(m.Restarts, m.Checks, m.CheckDuration, m.Reaped, m.Accepted, m.Duplicates,
-		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle,
+		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src})
 	return m

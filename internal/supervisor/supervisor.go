@@ -39,6 +39,8 @@ type Config struct {
 	ProbeMax        time.Duration
 	Recovery        int
 	Version         string
+	// StateDir enables the resource checks (disk, descriptors, orphans).
+	StateDir string
 	// Env is added to every agent's environment.
 	Env map[string]string
 }
@@ -69,6 +71,8 @@ type Supervisor struct {
 	mu       sync.Mutex
 	sessions map[string]*session.Session
 	closing  bool
+
+	res resourceWatch // owned by the check loop
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -129,6 +133,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	pending, err := s.store.ChatsWithPending(ctx)
 	if err != nil {
 		return fmt.Errorf("load pending chats: %w", err)
+	}
+	if s.cfg.StateDir != "" {
+		s.killOrphans(true) // leftovers of a daemon that was killed
 	}
 	live := 0
 	s.mu.Lock()
@@ -380,6 +387,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 			ss.Reap(func(cur session.Snapshot) bool { return rules.Reapable(cur, session.Queue{}, s.clock.Now()) })
 		}
 	}
+	s.checkResources(now)
 	res.Took = time.Since(start)
 	s.metrics.Checks.Inc()
 	s.metrics.CheckDuration.Observe(res.Took.Seconds())

@@ -1,0 +1,95 @@
+package supervisor
+
+import (
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/dispatchd/dispatch/internal/resources"
+)
+
+// MarkerVar is the environment variable every agent gets, set to the state
+// dir; it is inherited by the agent's children, so the daemon can find every
+// process it is responsible for.
+const MarkerVar = "DISPATCH_STATE_DIR"
+
+// resourceWatch carries what the resource checks remember between checks.
+type resourceWatch struct {
+	diskLevel   string
+	diskLogged  time.Time
+	fdWarned    time.Time
+	suspects    map[int]bool // marked processes no session owned at the last check
+	orphansKill int
+}
+
+// checkResources is the resource part of a health check: disk, file
+// descriptors, and orphaned agent processes. It is skipped without a state
+// dir (unit tests of the session rules).
+func (s *Supervisor) checkResources(now time.Time) {
+	if s.cfg.StateDir == "" {
+		return
+	}
+	w := &s.res
+	if d, err := resources.DiskUsage(s.cfg.StateDir); err != nil {
+		s.log.Error("disk check", "err", err)
+	} else {
+		level := resources.DiskLevel(d.UsedPercent)
+		// Log on every change of level, and again hourly while not ok.
+		if level != w.diskLevel || (level != "ok" && now.Sub(w.diskLogged) >= time.Hour) {
+			attrs := []any{"used_percent", fmt.Sprintf("%.1f", d.UsedPercent), "free_bytes", d.FreeBytes, "state_dir", s.cfg.StateDir}
+			switch level {
+			case "critical":
+				s.log.Error("disk almost full", attrs...)
+			case "warn":
+				s.log.Warn("disk filling up", attrs...)
+			default:
+				if w.diskLevel != "" {
+					s.log.Info("disk usage back to normal", attrs...)
+				}
+			}
+			w.diskLevel, w.diskLogged = level, now
+		}
+	}
+	if open, limit, err := resources.OpenFDs(); err == nil && limit > 0 && uint64(open)*100 >= limit*80 && now.Sub(w.fdWarned) >= time.Hour {
+		w.fdWarned = now
+		s.log.Warn("open file descriptors near the limit", "open", open, "limit", limit)
+	}
+	s.killOrphans(false)
+}
+
+// killOrphans kills agent processes (and their children) that carry this
+// daemon's marker but belong to no live session. During a check a process
+// must be seen orphaned twice in a row — an agent that is just starting is
+// not yet in any snapshot. At startup (all=true) nothing is live yet, so
+// every marked process is a leftover of an earlier daemon.
+func (s *Supervisor) killOrphans(all bool) {
+	marked, err := resources.Marked("", MarkerVar, s.cfg.StateDir)
+	if err != nil {
+		s.log.Error("orphan check", "err", err)
+		return
+	}
+	owned := map[int]bool{}
+	if !all {
+		for _, ss := range s.all() {
+			if snap := ss.Snapshot(); snap.Pid > 0 {
+				owned[snap.Pid] = true
+			}
+		}
+	}
+	next := map[int]bool{}
+	for _, p := range resources.Orphans(marked, owned) {
+		if !all && !s.res.suspects[p.PID] {
+			next[p.PID] = true
+			continue
+		}
+		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		if p.PGID == p.PID {
+			_ = syscall.Kill(-p.PGID, syscall.SIGKILL)
+		}
+		s.res.orphansKill++
+		s.metrics.Orphans.Inc()
+		s.log.Warn("killed an agent process no session owns", "pid", p.PID, "pgid", p.PGID, "cmd", p.Cmd)
+		s.logs.Lifecycle("orphan_killed", "", fmt.Sprintf("pid %d (%s), process group %d", p.PID, p.Cmd, p.PGID))
+	}
+	s.res.suspects = next
+}
