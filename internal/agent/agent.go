@@ -80,7 +80,9 @@ const (
 	// ResumeFailed means the saved conversation cannot be resumed ("No
 	// conversation found"); the session starts fresh.
 	ResumeFailed
-	// Auth is a rejected credential (401/403): a fault with an operator hint.
+	// Auth is a rejected credential (401/403). Restarting cannot fix it, so
+	// it is held like an outage (messages pending, breaker open) and logged
+	// once per session with a hint for the operator.
 	Auth
 	// Exited means the process ended during the turn (crash).
 	Exited

@@ -523,6 +523,19 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.gateDone(Unreachable)
 		a.requeue(ids, r.err.Error())
 		return carryOn
+	case agent.Auth:
+		// Rejected credentials are the daemon's problem, not the message's
+		// or the session's: restarting cannot fix them. Hold the messages
+		// like an outage (the breaker probes until the key works) and tell
+		// the operator once per session.
+		if !a.authLogged {
+			a.authLogged = true
+			a.s.log.Error("the AI API rejected the agent's credentials", "chat", a.s.chat, "err", r.err)
+			d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
+		}
+		a.gateDone(Unreachable)
+		a.requeue(ids, r.err.Error())
+		return carryOn
 	case agent.ResumeFailed:
 		a.gateDone(Answered)
 		a.requeue(ids, r.err.Error())
@@ -537,14 +550,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.fail(ids, r.err.Error())
 		return carryOn
 	}
-	// Fault, Auth: the session's own error.
+	// Fault: the session's own error.
 	a.gateDone(Answered)
 	a.fail(ids, r.err.Error())
-	if kind == agent.Auth && !a.authLogged {
-		a.authLogged = true
-		a.s.log.Error("agent rejected its credentials", "chat", a.s.chat, "err", r.err)
-		d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
-	}
 	a.errorCount++
 	if a.errorCount >= d.Rules.MaxErrors {
 		return restartErr

@@ -541,3 +541,30 @@ func TestPanicInOneSessionLeavesOthers(t *testing.T) {
 	h.eventually("panic counted as a failed attempt", func() bool { return h.msg(bad).Failures >= 1 })
 	h.waitMsg(h.send("good", "z"), store.Done)
 }
+
+func TestAuthErrorHoldsMessagesLogsOnceAndNeverRestarts(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetDirectives(false)
+	h.waitMsg(h.send("max", "warm"), store.Done)
+	h.ag.Fail(agent.Auth, 1000)
+	id := h.send("max", "needs a key")
+	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
+	for range 5 {
+		h.clk.Advance(2 * time.Minute) // probes fail with 401 again
+		h.sup.Check(context.Background())
+	}
+	if s := h.snap("max"); s.ErrorCount != 0 || s.Restarts != 0 || s.State == session.Failed {
+		t.Fatalf("a 401 touched the session: %+v", s)
+	}
+	if m := h.msg(id); m.Failures != 0 || m.State == store.Dead {
+		t.Fatalf("a 401 charged the message: %+v", m)
+	}
+	if n := strings.Count(h.lifecycle(), "event=failure chat=max"); n != 1 {
+		t.Fatalf("auth failure logged %d times, want once:\n%s", n, h.lifecycle())
+	}
+	h.ag.Fail(agent.Auth, 0) // the key is fixed
+	h.eventually("answered", func() bool {
+		h.clk.Advance(time.Minute)
+		return h.msg(id).State == store.Done
+	})
+}
