@@ -196,6 +196,9 @@ func (b *Breaker) Done(chat string, o session.Outcome) {
 // probe is due. A woken session that no longer wants to send simply does not
 // come back; the next event (or Run's tick) wakes the next one.
 func (b *Breaker) wakeLocked() []func() {
+	if !b.down && b.recovering && len(b.waiters) == 0 && b.inflight == 0 {
+		b.recovering = false // the backlog has drained
+	}
 	n := 0
 	switch {
 	case !b.down && !b.recovering:
@@ -211,9 +214,6 @@ func (b *Breaker) wakeLocked() []func() {
 		out[i] = b.waiters[i].wake
 	}
 	b.waiters = b.waiters[n:]
-	if !b.down && b.recovering && len(b.waiters) == 0 && b.inflight == 0 {
-		b.recovering = false
-	}
 	return out
 }
 

@@ -405,6 +405,13 @@ func (a *actor) pump() {
 		return
 	}
 	d := a.s.d
+	if a.proc != nil {
+		select {
+		case <-a.proc.Done():
+			return // it died: onExit restarts it; nothing goes to a dead process
+		default:
+		}
+	}
 	if a.proc == nil {
 		// Start an agent only for real work: a stopped session woken with
 		// nothing waiting stays stopped.
