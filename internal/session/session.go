@@ -272,7 +272,7 @@ func (s *Session) loop(a *actor, start bool) {
 		case f := <-s.cmds:
 			s.guard(a, func() { f(a) })
 		case <-procDone:
-			s.guard(a, a.onExit)
+			s.guard(a, func() { a.onExit(); a.pump() })
 		case r := <-s.turnCh:
 			s.guard(a, func() { a.act(a.onTurn(r)); a.pump() })
 		case <-timer:
@@ -499,6 +499,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
 	if r.err == nil {
 		// The agent answered, even if the turn was being cancelled.
+		a.gateDone(Answered)
 		if err := d.Store.Complete(context.Background(), ids, r.res.Text); err != nil {
 			a.s.log.Error("complete messages", "chat", a.s.chat, "err", err)
 		}
@@ -506,7 +507,6 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.turns++
 		a.procFirst = false
 		a.s.log.Info("turn done", "chat", a.s.chat, "messages", len(ids), "duration", dur)
-		a.gateDone(Answered)
 		a.save()
 		return carryOn
 	}

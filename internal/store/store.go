@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dispatchd/dispatch/internal/clock"
 
@@ -53,6 +54,8 @@ type Store struct {
 	stopped   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+
+	commits atomic.Int64 // transactions committed by the writer, for tests and benchmarks
 }
 
 // Open opens (creating if needed, parent directory included) the database
@@ -150,15 +153,17 @@ func (s *Store) Close() error {
 }
 
 func (s *Store) closeDBs() error {
+	// Readers first, so that the last connection to close (the one that
+	// checkpoints the WAL into the database and removes it) is the writer.
 	var errs []error
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
 	if s.wc != nil {
 		errs = append(errs, s.wc.Close())
 	}
 	if s.wdb != nil {
 		errs = append(errs, s.wdb.Close())
-	}
-	if s.rdb != nil {
-		errs = append(errs, s.rdb.Close())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("store: close: %w", err)

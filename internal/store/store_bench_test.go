@@ -35,4 +35,5 @@ func BenchmarkAcceptParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(float64(b.N)/float64(s.commits.Load()), "msgs/commit")
 }

@@ -569,6 +569,8 @@ func TestQueriesUseIndex(t *testing.T) {
 		`SELECT chat_id FROM messages WHERE state = 'pending' GROUP BY chat_id ORDER BY min(seq)`,
 		`SELECT state, count(*) FROM messages GROUP BY state`,
 		`SELECT ` + msgCols + ` FROM messages WHERE id = 'x'`,
+		`SELECT EXISTS(SELECT 1 FROM messages WHERE chat_id = 'c' AND state = 'pending')`,
+		`SELECT chat_id, count(*), min(updated_at) FROM messages WHERE state = 'pending' GROUP BY chat_id`,
 	} {
 		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN " + q)
 		if err != nil {
@@ -834,6 +836,47 @@ func TestClaimableRule(t *testing.T) {
 	for _, tt := range tests {
 		if got := ids(claimable(tt.in)); !slices.Equal(got, tt.want) {
 			t.Errorf("claimable(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCloseCheckpointsWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dispatch.db")
+	s, err := Open(path, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accept(t, s, "c", "a")
+	if _, err := s.Get(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + "-wal"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("WAL left behind after Close: %v", err)
+	}
+}
+
+func TestPendingStatsAndHasPending(t *testing.T) {
+	s, clk := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "a", "a1")
+	clk.Advance(time.Minute)
+	accept(t, s, "a", "a2")
+	accept(t, s, "b", "b1")
+	claim(t, s, "b", 1)
+
+	stats, err := s.PendingStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 1 || stats["a"].Count != 2 || !stats["a"].Oldest.Equal(t0) {
+		t.Errorf("PendingStats = %+v", stats)
+	}
+	for chat, want := range map[string]bool{"a": true, "b": false, "nobody": false} {
+		if got, err := s.HasPending(ctx, chat); err != nil || got != want {
+			t.Errorf("HasPending(%q) = %v, %v; want %v", chat, got, err, want)
 		}
 	}
 }

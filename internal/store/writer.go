@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"runtime"
+	"sort"
+	"time"
 )
 
 // maxBatch caps how many write operations share one transaction, so one
@@ -112,6 +115,7 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx)
 // batch, commits it, answers, and repeats until Close.
 func (s *Store) run() {
 	defer close(s.stopped)
+	defer dbgDump()
 	tx := &wtx{c: s.wc, stmts: make(map[string]*sql.Stmt)}
 	defer tx.close()
 	batch := make([]*writeOp, 0, maxBatch)
@@ -138,17 +142,29 @@ func (s *Store) run() {
 				break fill
 			}
 		}
-		errs := errs[:len(batch)]
-		clear(errs)
-		if err := commit(tx, batch, errs); err != nil {
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = err
-				}
+		res := errs[:len(batch)]
+		clear(res)
+		if os.Getenv("STORE_DEBUG") != "" {
+			var v int
+			_ = s.wc.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&v)
+			if v != 2 {
+				fmt.Fprintln(os.Stderr, "STORE: synchronous is", v)
 			}
 		}
+		t0 := time.Now()
+		err := commit(tx, batch, res)
+		dbgRecord(len(batch), time.Since(t0))
+		if err != nil {
+			for i := range res {
+				if res[i] == nil {
+					res[i] = err
+				}
+			}
+		} else {
+			s.commits.Add(1)
+		}
 		for i, op := range batch {
-			op.done <- errs[i]
+			op.done <- res[i]
 		}
 		clear(batch) // drop references to finished ops
 	}
@@ -196,8 +212,40 @@ func commit(tx *wtx, batch []*writeOp, errs []error) error {
 			return abort("release savepoint", err)
 		}
 	}
+	tc := time.Now()
+	defer func() { dbgCommit = append(dbgCommit, time.Since(tc)) }()
 	if err := exec("COMMIT"); err != nil {
 		return abort("commit", err)
 	}
 	return nil
+}
+
+var dbgSizes []int
+var dbgDur []time.Duration
+var dbgCommit []time.Duration
+
+func dbgRecord(n int, d time.Duration) { dbgSizes = append(dbgSizes, n); dbgDur = append(dbgDur, d) }
+
+func dbgDump() {
+	if os.Getenv("STORE_DEBUG") == "" || len(dbgSizes) == 0 {
+		return
+	}
+	tot := 0
+	hist := map[int]int{}
+	for _, n := range dbgSizes {
+		tot += n
+		hist[n]++
+	}
+	ds := append([]time.Duration(nil), dbgDur...)
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	fmt.Fprintf(os.Stderr, "STORE: %d commits, %d ops, avg batch %.2f, commit p50 %v p90 %v p99 %v\n", len(dbgSizes), tot, float64(tot)/float64(len(dbgSizes)), ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)*99/100])
+	cs := append([]time.Duration(nil), dbgCommit...)
+	sort.Slice(cs, func(i, j int) bool { return cs[i] < cs[j] })
+	fmt.Fprintf(os.Stderr, "STORE: COMMIT stmt p50 %v p90 %v p99 %v\n", cs[len(cs)/2], cs[len(cs)*9/10], cs[len(cs)*99/100])
+	for k := 1; k <= 40; k++ {
+		if hist[k] > 0 {
+			fmt.Fprintf(os.Stderr, " %d:%d", k, hist[k])
+		}
+	}
+	fmt.Fprintln(os.Stderr)
 }

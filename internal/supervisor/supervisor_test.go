@@ -266,8 +266,11 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 			bad := h.send("erin", poison)
 			good := h.send("erin", "after")
 			if poison == "HANG" {
-				for range 2 {
-					h.eventually("turn in flight", func() bool { return h.snap("erin").Busy })
+				for round := range 2 {
+					h.eventually("turn in flight", func() bool {
+						s := h.snap("erin")
+						return s.Busy && len(h.ag.TurnsFor("erin")) == round+1 && s.LastOutput.Equal(h.clk.Now())
+					})
 					h.clk.Advance(30*time.Minute + time.Second)
 					h.sup.Check(context.Background())
 					h.eventually("stuck restart", func() bool { return !h.snap("erin").Busy })
@@ -306,8 +309,9 @@ func TestErrorsThenRestartAndReset(t *testing.T) {
 	h.ag.Fail(agent.Fault, 2)
 	id := h.send("fay", "x")
 	h.eventually("two errors", func() bool { return h.snap("fay").ErrorCount == 2 })
-	h.send("fay", "nudge") // a later message triggers the retry
+	nudge := h.send("fay", "nudge")
 	h.waitMsg(id, store.Done)
+	h.waitMsg(nudge, store.Done)
 	h.eventually("error_count reset by a success", func() bool { return h.snap("fay").ErrorCount == 0 })
 	// three error results in a row → restart
 	h.ag.Fail(agent.Fault, 3)
@@ -583,4 +587,61 @@ func firstDeliveries(turns []fake.Turn) []string {
 		}
 	}
 	return out
+}
+
+func TestLostTranscriptStartsFreshAndKeepsMessages(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetStrictResume(true)
+	h.waitMsg(h.send("nia", "one"), store.Done)
+	old := h.snap("nia").SessionID
+	if err := h.sup.Kill(context.Background(), "nia"); err != nil {
+		t.Fatal(err)
+	}
+	h.ag.Forget(old) // the transcript is gone
+	id := h.send("nia", "two")
+	m := h.waitMsg(id, store.Done)
+	if m.Failures != 0 {
+		t.Fatalf("a lost transcript charged the message: %+v", m)
+	}
+	h.eventually("new session id", func() bool { return h.snap("nia").SessionID != old })
+	if !strings.Contains(h.lifecycle(), "event=resume_failed chat=nia") {
+		t.Fatalf("no resume_failed line:\n%s", h.lifecycle())
+	}
+	if s := h.snap("nia"); s.Restarts != 0 || s.State == session.Failed {
+		t.Fatalf("a fresh start counted as a restart: %+v", s)
+	}
+}
+
+func TestSessionIDSavedAndNotOverwrittenByResume(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("ola", "one"), store.Done)
+	sid := h.snap("ola").SessionID
+	recs, err := h.st.Sessions(context.Background())
+	if err != nil || len(recs) != 1 || recs[0].SessionID != sid || !recs[0].Live {
+		t.Fatalf("stored sessions = %+v, %v; want ola with %s, live", recs, err, sid)
+	}
+	h.ag.Crash("ola")
+	h.eventually("resumed", func() bool { return len(h.ag.Starts()) == 2 && h.snap("ola").ProcUp })
+	h.waitMsg(h.send("ola", "two"), store.Done)
+	recs, _ = h.st.Sessions(context.Background())
+	if recs[0].SessionID != sid {
+		t.Fatalf("session id changed by a resumed run: %s → %s", sid, recs[0].SessionID)
+	}
+}
+
+func TestIdempotentSubmit(t *testing.T) {
+	h := newHarness(t, nil)
+	id, dup, err := h.sup.Submit(context.Background(), "pia", "hello", "client-1")
+	if err != nil || dup || id != "client-1" {
+		t.Fatalf("first submit = %q, %v, %v", id, dup, err)
+	}
+	id, dup, err = h.sup.Submit(context.Background(), "pia", "hello again", "client-1")
+	if err != nil || !dup || id != "client-1" {
+		t.Fatalf("repeat submit = %q, %v, %v; want duplicate", id, dup, err)
+	}
+	h.waitMsg("client-1", store.Done)
+	c, _ := h.st.Counts(context.Background())
+	if c.Done+c.Pending+c.Inflight != 1 {
+		t.Fatalf("counts = %+v, want one message", c)
+	}
 }
