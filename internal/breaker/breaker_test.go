@@ -70,7 +70,14 @@ func TestOutageHoldsThenProbesThenRecovers(t *testing.T) {
 	}
 	// the probe falls due after Min ± 20 %: the oldest held turn is woken
 	clk.Advance(1200 * time.Millisecond)
-	wake := func() { b.mu.Lock(); ws := b.wakeLocked(); b.mu.Unlock(); for _, f := range ws { f() } }
+	wake := func() {
+		b.mu.Lock()
+		ws := b.wakeLocked()
+		b.mu.Unlock()
+		for _, f := range ws {
+			f()
+		}
+	}
 	wake()
 	if w.count("a") != 1 || w.count("b") != 0 {
 		t.Fatalf("wakes a=%d b=%d, want the oldest only", w.count("a"), w.count("b"))
