@@ -408,6 +408,10 @@ func (p *Process) readStdout() {
 		if tooLong {
 			p.touch()
 			p.log.Warn("agent output line too long; dropped", "limit", maxLine)
+			if bytes.Contains(line[:min(len(line), 256)], []byte(`"type":"result"`)) {
+				// the turn must still end: fail it rather than wait forever
+				p.deliver(ResultLine{IsError: true, Subtype: "too_long", Result: fmt.Sprintf("result line over %d bytes", maxLine)})
+			}
 		} else if len(line) > 0 {
 			p.touch()
 			p.handle(line)

@@ -1,0 +1,181 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/supervisor"
+)
+
+// backend is an in-memory Backend that records accepted messages.
+type backend struct {
+	mu       sync.Mutex
+	accepted []MessageIn
+}
+
+func (b *backend) Submit(_ context.Context, chat, text, id string) (string, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, m := range b.accepted {
+		if id != "" && m.ID == id {
+			return id, true, nil
+		}
+	}
+	b.accepted = append(b.accepted, MessageIn{ChatID: chat, Text: text, ID: id})
+	if id == "" {
+		id = "gen-1"
+	}
+	return id, false, nil
+}
+func (b *backend) Message(_ context.Context, id string) (store.Message, error) {
+	if id == "known" {
+		return store.Message{ID: id, ChatID: "c", State: store.Done, Reply: "r"}, nil
+	}
+	return store.Message{}, store.ErrNotFound
+}
+func (b *backend) Messages(context.Context, store.Filter) ([]store.Message, error) { return nil, nil }
+func (b *backend) Status(context.Context) (supervisor.Status, error) {
+	return supervisor.Status{Sessions: []supervisor.SessionStatus{}}, nil
+}
+func (b *backend) Kill(_ context.Context, chat string) error {
+	if chat != "known" {
+		return supervisor.ErrUnknownChat
+	}
+	return nil
+}
+func (b *backend) Restart(ctx context.Context, chat string, _ bool) error { return b.Kill(ctx, chat) }
+func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
+func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
+func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }
+func (b *backend) Healthy() bool                                          { return true }
+func (b *backend) Ready(context.Context) error                            { return nil }
+
+func newTestHandler() (http.Handler, *backend) {
+	b := &backend{}
+	return Handler(b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), b
+}
+
+func do(h http.Handler, method, path, body string) (int, map[string]any) {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	return rec.Code, out
+}
+
+func TestRequests(t *testing.T) {
+	h, _ := newTestHandler()
+	big := strings.Repeat("x", MaxText+1)
+	tests := []struct {
+		name, method, path, body string
+		code                     int
+		errPart                  string
+	}{
+		{"accept", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi"}`, 202, ""},
+		{"accept with id", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`, 202, ""},
+		{"duplicate", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`, 202, ""},
+		{"empty chat", "POST", "/v1/messages", `{"chat_id":"","text":"hi"}`, 400, "chat_id is required"},
+		{"long chat", "POST", "/v1/messages", `{"chat_id":"` + strings.Repeat("a", 257) + `","text":"hi"}`, 400, "limit is 256"},
+		{"control char", "POST", "/v1/messages", `{"chat_id":"a\u0007b","text":"hi"}`, 400, "control"},
+		{"newline in chat", "POST", "/v1/messages", `{"chat_id":"a\nb","text":"hi"}`, 400, "control"},
+		{"empty text", "POST", "/v1/messages", `{"chat_id":"a","text":""}`, 400, "text is required"},
+		{"text too big", "POST", "/v1/messages", `{"chat_id":"a","text":"` + big + `"}`, 413, "limit is"},
+		{"body too big", "POST", "/v1/messages", `{"chat_id":"a","text":"` + strings.Repeat("x", maxBody) + `"}`, 413, "request body over"},
+		{"bad json", "POST", "/v1/messages", `{"chat_id":`, 400, "invalid JSON"},
+		{"unknown field", "POST", "/v1/messages", `{"chat_id":"a","text":"b","x":1}`, 400, "unknown field"},
+		{"two values", "POST", "/v1/messages", `{"chat_id":"a","text":"b"}{}`, 400, "more than one"},
+		{"wrong type", "POST", "/v1/messages", `{"chat_id":5,"text":"b"}`, 400, "invalid JSON"},
+		{"get known", "GET", "/v1/messages/known", ``, 200, ""},
+		{"get unknown", "GET", "/v1/messages/nope", ``, 404, "not found"},
+		{"unknown route", "GET", "/v2/x", ``, 404, "no route"},
+		{"wrong method", "DELETE", "/v1/messages", ``, 404, "no route"},
+		{"kill unknown", "POST", "/v1/sessions/kill", `{"chat_id":"who"}`, 404, "unknown chat"},
+		{"kill known", "POST", "/v1/sessions/kill", `{"chat_id":"known"}`, 200, ""},
+		{"retry unknown", "POST", "/v1/queue/retry", `{"id":"x"}`, 404, "not found"},
+		{"queue bad state", "GET", "/v1/queue?state=weird", ``, 400, "not one of"},
+		{"queue bad limit", "GET", "/v1/queue?limit=0", ``, 400, "limit"},
+		{"status", "GET", "/v1/status", ``, 200, ""},
+		{"healthz", "GET", "/healthz", ``, 200, ""},
+		{"readyz", "GET", "/readyz", ``, 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := do(h, tt.method, tt.path, tt.body)
+			if code != tt.code {
+				t.Fatalf("%s %s = %d %v, want %d", tt.method, tt.path, code, out, tt.code)
+			}
+			if tt.errPart != "" {
+				msg, _ := out["error"].(string)
+				if !strings.Contains(msg, tt.errPart) {
+					t.Fatalf("error %q does not mention %q", msg, tt.errPart)
+				}
+			}
+		})
+	}
+	if _, out := do(h, "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`); out["duplicate"] != true {
+		t.Fatalf("repeat of a client id not reported as duplicate: %v", out)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	h, _ := newTestHandler()
+	auth := RequireToken("0123456789abcdef", h)
+	for _, tt := range []struct {
+		header string
+		code   int
+	}{{"", 401}, {"Bearer wrong", 401}, {"Bearer 0123456789abcdef", 200}, {"bearer 0123456789abcdef", 401}} {
+		req := httptest.NewRequest("GET", "/healthz", nil)
+		if tt.header != "" {
+			req.Header.Set("Authorization", tt.header)
+		}
+		rec := httptest.NewRecorder()
+		auth.ServeHTTP(rec, req)
+		if rec.Code != tt.code {
+			t.Errorf("Authorization %q: %d, want %d", tt.header, rec.Code, tt.code)
+		}
+	}
+}
+
+// FuzzPostMessage: any body gets 202 or a 4xx with a reason — never a 5xx
+// or a panic — and only valid input reaches the backend.
+func FuzzPostMessage(f *testing.F) {
+	for _, s := range []string{
+		`{"chat_id":"alice","text":"hi"}`, `{"chat_id":"a","text":"b","id":"c"}`, `{}`, `[]`, `null`,
+		`{"chat_id":"\u0000","text":"x"}`, `{"chat_id":"../../etc/passwd","text":"x"}`, `{"text":"x"}`, "\xff\xfe",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h, b := newTestHandler()
+		code, out := do(h, "POST", "/v1/messages", string(body))
+		switch {
+		case code == 202:
+			if len(b.accepted) != 1 {
+				t.Fatalf("202 but %d messages reached the backend", len(b.accepted))
+			}
+			m := b.accepted[0]
+			if ValidChatID(m.ChatID) != nil || m.Text == "" || len(m.Text) > MaxText || !utf8.ValidString(m.Text) {
+				t.Fatalf("invalid message accepted: %+v", m)
+			}
+		case code >= 400 && code < 500:
+			if len(b.accepted) != 0 {
+				t.Fatalf("%d but the backend got a message", code)
+			}
+			if msg, _ := out["error"].(string); msg == "" {
+				t.Fatalf("%d without a reason", code)
+			}
+		default:
+			t.Fatalf("status %d for body %q", code, body)
+		}
+	})
+}
