@@ -289,7 +289,7 @@ func (s *Session) guard(a *actor, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			reason := fmt.Sprintf("panic: %v", r)
-			s.log.Error("session panic", "chat", s.chat, "panic", r, "stack", string(debug.Stack()))
+			s.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
 			s.d.Observer.Lifecycle(s.chat, "panic", reason)
 			if !a.exited && a.state != Failed && a.state != Stopped {
 				a.scheduleRestart("panic")
@@ -363,7 +363,7 @@ func (a *actor) saveRecord(rec store.SessionRecord) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.s.d.Store.SaveSession(ctx, rec); err != nil {
-		a.s.log.Error("save session", "chat", a.s.chat, "err", err)
+		a.s.log.Error("save session", "err", err)
 	}
 }
 
@@ -382,7 +382,7 @@ func (a *actor) startProc() {
 	spec := agent.Spec{ChatID: a.s.chat, SessionID: a.sessionID, Resume: resume, Log: a.s.log, Env: a.s.d.Env}
 	proc, err := a.s.d.Agent.Start(context.Background(), spec)
 	if err != nil {
-		a.s.log.Error("agent start failed", "chat", a.s.chat, "err", err)
+		a.s.log.Error("agent start failed", "err", err)
 		a.s.d.Observer.Lifecycle(a.s.chat, "failure", "start failed: "+err.Error())
 		a.scheduleRestart("start failed")
 		return
@@ -417,7 +417,7 @@ func (a *actor) pump() {
 		// nothing waiting stays stopped.
 		if ok, err := d.Store.HasPending(context.Background(), a.s.chat); err != nil || !ok {
 			if err != nil {
-				a.s.log.Error("check pending", "chat", a.s.chat, "err", err)
+				a.s.log.Error("check pending", "err", err)
 			}
 			return
 		}
@@ -434,7 +434,7 @@ func (a *actor) pump() {
 	msgs, err := d.Store.Claim(context.Background(), a.s.chat, d.MaxBatch)
 	if err != nil || len(msgs) == 0 {
 		if err != nil {
-			a.s.log.Error("claim messages", "chat", a.s.chat, "err", err)
+			a.s.log.Error("claim messages", "err", err)
 		}
 		if d.Gate != nil {
 			d.Gate.Done(a.s.chat, Released)
@@ -451,13 +451,13 @@ func (a *actor) pump() {
 	a.state = Busy
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
-	a.s.log.Info("turn start", "chat", a.s.chat, "messages", len(msgs), "first_id", msgs[0].ID)
+	a.s.log.Info("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
 	go func() {
 		var r turnResult
 		defer func() {
 			// A panicking driver fails the turn, not the daemon.
 			if v := recover(); v != nil {
-				a.s.log.Error("agent turn panic", "chat", a.s.chat, "panic", v, "stack", string(debug.Stack()))
+				a.s.log.Error("agent turn panic", "panic", v, "stack", string(debug.Stack()))
 				r = turnResult{err: agent.Errorf(agent.Fault, "agent panic: %v", v)}
 			}
 			ch <- r
@@ -501,12 +501,12 @@ func (a *actor) onTurn(r turnResult) followUp {
 		// The agent answered, even if the turn was being cancelled.
 		a.gateDone(Answered)
 		if err := d.Store.Complete(context.Background(), ids, r.res.Text); err != nil {
-			a.s.log.Error("complete messages", "chat", a.s.chat, "err", err)
+			a.s.log.Error("complete messages", "err", err)
 		}
 		a.errorCount = 0
 		a.turns++
 		a.procFirst = false
-		a.s.log.Info("turn done", "chat", a.s.chat, "messages", len(ids), "duration", dur)
+		a.s.log.Info("turn done", "messages", len(ids), "duration", dur)
 		a.save()
 		return carryOn
 	}
@@ -524,7 +524,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 	}
 
 	kind := agent.KindOf(r.err)
-	a.s.log.Warn("turn failed", "chat", a.s.chat, "kind", kind.String(), "err", r.err)
+	a.s.log.Warn("turn failed", "kind", kind.String(), "err", r.err)
 	switch kind {
 	case agent.Outage:
 		a.gateDone(Unreachable)
@@ -537,7 +537,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 		// the operator once per session.
 		if !a.authLogged {
 			a.authLogged = true
-			a.s.log.Error("the AI API rejected the agent's credentials", "chat", a.s.chat, "err", r.err)
+			a.s.log.Error("the AI API rejected the agent's credentials", "err", r.err)
 			d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
 		}
 		a.gateDone(Unreachable)
@@ -590,7 +590,7 @@ func (a *actor) gateDone(o Outcome) {
 
 func (a *actor) requeue(ids []string, why string) {
 	if err := a.s.d.Store.Requeue(context.Background(), ids, why); err != nil {
-		a.s.log.Error("requeue messages", "chat", a.s.chat, "err", err)
+		a.s.log.Error("requeue messages", "err", err)
 	}
 }
 
@@ -599,7 +599,7 @@ func (a *actor) requeue(ids []string, why string) {
 func (a *actor) fail(ids []string, why string) {
 	dead, err := a.s.d.Store.Fail(context.Background(), ids, why, a.s.d.MaxAttempts)
 	if err != nil {
-		a.s.log.Error("fail messages", "chat", a.s.chat, "err", err)
+		a.s.log.Error("fail messages", "err", err)
 	}
 	for _, id := range dead {
 		a.s.d.Observer.Lifecycle(a.s.chat, "dead_letter", fmt.Sprintf("message %s: %s", id, why))
@@ -628,7 +628,7 @@ func (a *actor) onExit() {
 	if exitErr != nil {
 		reason = "dead: " + exitErr.Error()
 	}
-	a.s.log.Warn("agent exited", "chat", a.s.chat, "err", exitErr)
+	a.s.log.Warn("agent exited", "err", exitErr)
 	a.scheduleRestart(reason)
 }
 
@@ -659,7 +659,7 @@ func (a *actor) stopProc(cause error) {
 	if a.proc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), a.s.d.StopTimeout)
 		if err := a.proc.Stop(ctx); err != nil {
-			a.s.log.Error("agent stop", "chat", a.s.chat, "err", err)
+			a.s.log.Error("agent stop", "err", err)
 		}
 		cancel()
 	}
@@ -713,7 +713,7 @@ func (a *actor) scheduleRestart(reason string) {
 		a.state = Failed
 		a.failReason = fmt.Sprintf("%d restarts in %s; last: %s", len(a.history), r.RestartWindow, reason)
 		a.save()
-		a.s.log.Error("session failed: restart limit reached", "chat", a.s.chat, "reason", a.failReason)
+		a.s.log.Error("session failed: restart limit reached", "reason", a.failReason)
 		a.s.d.Observer.Lifecycle(a.s.chat, "failure", a.failReason)
 		return
 	}
