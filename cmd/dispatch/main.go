@@ -62,6 +62,8 @@ func newRoot() *cobra.Command {
 		sessionsCmd(g),
 		queueCmd(g),
 		logsCmd(g),
+		doctorCmd(g),
+		benchCmd(g),
 	)
 	return root
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/logging"
+	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
@@ -44,6 +46,7 @@ var ErrLocked = errors.New("another dispatch daemon is running")
 // then shuts down in order: stop accepting, let in-flight turns finish for
 // up to shutdown_timeout, stop every agent, close the store.
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
+	notify := sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
@@ -59,6 +62,12 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer logs.Close()
 	log := logs.Manager()
+	notify.SetLogger(log)
+	if notify.Enabled() {
+		wd, on := notify.WatchdogInterval()
+		log.Info("systemd notification socket found", "socket", notify.Socket(), "watchdog", on, "watchdog_interval", wd)
+	}
+	_ = notify.Status("starting: opening the store")
 
 	st, err := store.Open(cfg.DBPath(), clock.Real{})
 	if err != nil {
@@ -94,6 +103,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		listeners = append(listeners, tln)
 		log.Info("TCP API listening (bearer token required)", "addr", tln.Addr().String())
 	}
+	_ = notify.Status("starting: recovering sessions and pending messages")
 	if err := sup.Start(ctx); err != nil {
 		for _, l := range listeners {
 			l.Close()
@@ -106,19 +116,40 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	log.Info("dispatch daemon started", "pid", os.Getpid(), "version", opt.Version,
 		"state_dir", cfg.StateDir, "socket", cfg.SocketPath(), "agent", cfg.Agent.Kind)
+	if err := notify.Ready("running: control socket " + cfg.SocketPath()); err != nil {
+		log.Warn("systemd notify failed", "err", err)
+	}
+	// The watchdog is fed only while the supervisor's loops tick, so
+	// systemd restarts a wedged daemon.
+	notifyCtx, notifyStop := context.WithCancel(context.Background())
+	var notifyWG sync.WaitGroup
+	notifyWG.Add(2)
+	go func() { defer notifyWG.Done(); notify.RunWatchdog(notifyCtx, sup.Healthy) }()
+	go func() {
+		defer notifyWG.Done()
+		notify.RunStatus(notifyCtx, 30*time.Second, func() string { return statusLine(sup) })
+	}()
+	stopNotify := sync.OnceFunc(func() { notifyStop(); notifyWG.Wait() })
+	defer stopNotify()
 	if opt.Ready != nil {
 		opt.Ready()
 	}
 
+	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
+		runErr = fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
 	}
+	stopNotify()
+	_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
+	_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	sup.Shutdown(sctx)
+	_ = notify.Status("stopping: agents stopped, closing the store")
 	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer hcancel()
 	for _, srv := range servers {
@@ -126,7 +157,32 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = os.Remove(cfg.SocketPath())
 	log.Info("dispatch daemon stopped")
-	return nil
+	return runErr
+}
+
+// statusLine is the one-line status systemd shows (STATUS=).
+func statusLine(sup *supervisor.Supervisor) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := sup.Status(ctx)
+	if err != nil {
+		return "running; status unavailable: " + err.Error()
+	}
+	live, failed := 0, 0
+	for _, s := range st.Sessions {
+		if s.Alive {
+			live++
+		}
+		if s.State == "failed" {
+			failed++
+		}
+	}
+	health := "healthy"
+	if !st.Daemon.Healthy {
+		health = "UNHEALTHY (health loop stalled)"
+	}
+	return fmt.Sprintf("%s; %d sessions (%d live, %d failed); queue %d pending, %d dead; API %s",
+		health, len(st.Sessions), live, failed, st.Queue.Pending, st.Queue.Dead, st.Daemon.API)
 }
 
 func newServer(h http.Handler) *http.Server {
