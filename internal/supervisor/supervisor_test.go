@@ -273,7 +273,7 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 					})
 					h.clk.Advance(30*time.Minute + time.Second)
 					h.sup.Check(context.Background())
-					h.eventually("stuck restart", func() bool { return !h.snap("erin").Busy })
+					h.eventually("stuck restart", func() bool { return h.snap("erin").Restarts == int64(round+1) })
 					h.clk.Advance(5 * time.Second) // restart backoff
 				}
 			} else {
