@@ -84,8 +84,14 @@ const (
 	// it is held like an outage (messages pending, breaker open) and logged
 	// once per session with a hint for the operator.
 	Auth
-	// Exited means the process ended during the turn (crash).
+	// Exited means the process ended during the turn, after it had taken
+	// the turn (it answered with at least one line): a crash that counts
+	// against the turn's messages.
 	Exited
+	// Undelivered means the process ended before it took the turn (no
+	// output since the messages were written): the agent is broken, not the
+	// messages, so they go back in line uncharged.
+	Undelivered
 )
 
 func (k Kind) String() string {
@@ -102,6 +108,8 @@ func (k Kind) String() string {
 		return "auth"
 	case Exited:
 		return "exited"
+	case Undelivered:
+		return "undelivered"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

@@ -56,6 +56,10 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		return Verdict{true, ReasonStopped}
 	}
 	if !s.ProcUp {
+		if s.State == Starting && !s.RestartPending {
+			// The agent is being started right now.
+			return Verdict{true, ReasonStarting}
+		}
 		// Also while a restart waits out its backoff: the session is down.
 		return Verdict{false, ReasonDead}
 	}

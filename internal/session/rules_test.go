@@ -40,6 +40,7 @@ func TestVerdict(t *testing.T) {
 		{"stopped is healthy", with(func(s *Snapshot) { s.State, s.ProcUp = Stopped, false }), Queue{}, t0, false, true, "stopped"},
 		{"failed", with(func(s *Snapshot) { s.State, s.ProcUp, s.FailReason = Failed, false, "3 restarts" }), Queue{}, t0, false, false, "failed: 3 restarts"},
 		{"process gone", with(func(s *Snapshot) { s.ProcUp = false }), Queue{}, t0, false, false, "dead"},
+		{"agent being started", with(func(s *Snapshot) { s.State, s.ProcUp = Starting, false }), Queue{}, t0, false, true, "starting"},
 		{"restart pending is still dead", with(func(s *Snapshot) { s.State, s.ProcUp, s.RestartPending = Starting, false, true }), Queue{}, t0, false, false, "dead"},
 		{"2 errors ok", with(func(s *Snapshot) { s.ErrorCount = 2 }), Queue{}, t0, false, true, "ok"},
 		{"3 errors", with(func(s *Snapshot) { s.ErrorCount = 3 }), Queue{}, t0, false, false, "errors=3"},

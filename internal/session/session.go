@@ -47,7 +47,8 @@ type Snapshot struct {
 	ExemptFlag     bool
 	FailReason     string
 	Pid            int
-	FirstTurn      bool // the turn in flight is the process's first
+	FirstTurn      bool   // the turn in flight is the process's first
+	Gen            uint64 // counts agent starts; a verdict is about one generation
 	CreatedAt      time.Time
 	LastActivity   time.Time
 	LastHandover   time.Time
@@ -140,11 +141,17 @@ func (s *Session) Snapshot() Snapshot {
 	return snap
 }
 
-// Restart asks for an automatic restart for reason (a health verdict). It
-// never blocks: the restart happens in the session's own goroutine, and a
-// request while one is already pending is ignored.
-func (s *Session) Restart(reason string) bool {
-	return s.send(func(a *actor) { a.autoRestart(reason, reason == ReasonStuck) })
+// Restart asks for an automatic restart for reason, a health verdict on the
+// agent generation gen (Snapshot.Gen). It never blocks: the restart happens
+// in the session's own goroutine. A verdict on an agent that has since been
+// replaced is stale and ignored, as is a request while a restart is pending.
+func (s *Session) Restart(reason string, gen uint64) bool {
+	return s.send(func(a *actor) {
+		if gen != a.gen {
+			return
+		}
+		a.autoRestart(reason, reason == ReasonStuck)
+	})
 }
 
 // Reap stops an idle session to free its agent, if it is still reapable
@@ -229,6 +236,7 @@ func (s *Session) publish(a *actor) {
 		Held:           a.held,
 		RestartPending: a.restartTimer != nil,
 		ErrorCount:     a.errorCount,
+		Gen:            a.gen,
 		Turns:          a.turns,
 		Restarts:       a.restarts,
 		SessionID:      a.sessionID,
@@ -256,6 +264,7 @@ func (s *Session) loop(a *actor, start bool) {
 	defer close(s.done)
 	if start {
 		s.guard(a, func() { a.startProc(); a.pump() })
+		s.publish(a)
 	}
 	for !a.exited {
 		var procDone <-chan struct{}
@@ -306,6 +315,7 @@ type actor struct {
 	state        State
 	proc         agent.Process
 	procFirst    bool // the process has not finished a turn yet
+	gen          uint64
 	turn         *turnState
 	held         bool
 	sessionID    string
@@ -388,6 +398,7 @@ func (a *actor) startProc() {
 		return
 	}
 	a.proc = proc
+	a.gen++
 	a.procFirst = true
 	a.state = Idle
 	a.errorCount = 0
@@ -555,6 +566,12 @@ func (a *actor) onTurn(r turnResult) followUp {
 		// The process died during the turn; onExit restarts it.
 		a.gateDone(Answered)
 		a.fail(ids, r.err.Error())
+		return carryOn
+	case agent.Undelivered:
+		// The process died before taking the turn: a broken agent, not a
+		// poison message. onExit restarts it under the restart policy.
+		a.gateDone(Released)
+		a.requeue(ids, r.err.Error())
 		return carryOn
 	}
 	// Fault: the session's own error.

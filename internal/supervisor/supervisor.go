@@ -378,7 +378,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		if !v.Healthy {
 			if snap.State != session.Failed && !snap.RestartPending {
 				res.Unhealthy[snap.ChatID] = v.Reason
-				ss.Restart(v.Reason)
+				ss.Restart(v.Reason, snap.Gen)
 			}
 			continue
 		}

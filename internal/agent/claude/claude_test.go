@@ -358,9 +358,9 @@ func TestCrash(t *testing.T) {
 	}
 	waitDone(t, p)
 	wantKind(t, p.ExitErr(), agent.Exited)
-	// A turn after the exit fails at once.
+	// A turn after the exit fails at once, uncharged.
 	_, err = turn(t, p, "again")
-	wantKind(t, err, agent.Exited)
+	wantKind(t, err, agent.Undelivered)
 	if !strings.Contains(h.logs.String(), "crashing on CRASH") {
 		t.Errorf("stderr not logged: %s", h.logs)
 	}
@@ -375,7 +375,14 @@ func TestCrashOnStart(t *testing.T) {
 		t.Errorf("Msg = %q", te.Msg)
 	}
 	_, err := turn(t, p, "x")
-	wantKind(t, err, agent.Exited)
+	wantKind(t, err, agent.Undelivered) // never taken: not the message's fault
+}
+
+func TestDiesBeforeTakingTheTurn(t *testing.T) {
+	h := newHarness(t, "STUB_CRASH_ON_START=1")
+	p := h.start("s", false)
+	_, err := turn(t, p, "x") // written (or not) while the stub exits at start
+	wantKind(t, err, agent.Undelivered)
 }
 
 func TestErrorResults(t *testing.T) {
@@ -455,7 +462,7 @@ func TestHangStop(t *testing.T) {
 			if !reaped(p.Pid()) {
 				t.Errorf("pid %d not reaped", p.Pid())
 			}
-			wantKind(t, <-errc, agent.Exited)
+			wantKind(t, <-errc, agent.Undelivered) // the stub hangs before acknowledging
 			if err := p.Stop(context.Background()); err != nil {
 				t.Errorf("Stop again: %v", err)
 			}

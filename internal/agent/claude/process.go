@@ -51,6 +51,7 @@ type Process struct {
 
 	stdinOnce sync.Once
 	lastOut   atomic.Int64 // unix nanoseconds
+	outLines  atomic.Int64 // stdout lines read: a turn was taken if it grew
 	outDone   chan struct{}
 	errDone   chan struct{}
 	done      chan struct{}
@@ -164,7 +165,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	select {
 	case <-p.done:
-		return agent.Result{}, p.turnExitErr()
+		return agent.Result{}, p.exitDuring(p.outLines.Load())
 	default:
 	}
 	line, err := userLine(texts)
@@ -182,6 +183,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	p.mu.Unlock()
 
 	start := p.clk.Now()
+	seen := p.outLines.Load()
 	if n, err := p.write(ctx, line); err != nil {
 		p.mu.Lock()
 		if p.waiting == ch {
@@ -198,7 +200,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		// is ending; report how.
 		select {
 		case <-p.done:
-			return agent.Result{}, p.turnExitErr()
+			return agent.Result{}, p.exitDuring(seen)
 		case <-ctx.Done():
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
 		}
@@ -214,7 +216,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		case r := <-ch:
 			return p.finish(r, start)
 		default:
-			return agent.Result{}, p.turnExitErr()
+			return agent.Result{}, p.exitDuring(seen)
 		}
 	case <-ctx.Done():
 		p.mu.Lock()
@@ -249,6 +251,19 @@ func (p *Process) write(ctx context.Context, line []byte) (int, error) {
 		_ = p.stdin.SetWriteDeadline(time.Time{})
 	}
 	return n, err
+}
+
+// exitDuring is the error of a turn the process's end cut short. If the CLI
+// printed nothing since the turn was written (seen stdout lines before it),
+// it never took the turn — it died at start or was already dying — and the
+// turn is Undelivered rather than a crash charged to its messages.
+func (p *Process) exitDuring(seen int64) error {
+	err := p.turnExitErr()
+	var te *agent.TurnError
+	if errors.As(err, &te) && te.Kind == agent.Exited && p.outLines.Load() == seen {
+		return &agent.TurnError{Kind: agent.Undelivered, Msg: "before taking the turn: " + te.Msg}
+	}
+	return err
 }
 
 // turnExitErr is the error of a turn that the process's end cut short.
@@ -414,6 +429,7 @@ func (p *Process) readStdout() {
 			}
 		} else if len(line) > 0 {
 			p.touch()
+			p.outLines.Add(1)
 			p.handle(line)
 		}
 		if err != nil {

@@ -17,7 +17,7 @@
 //
 // Directives anywhere in a message's text:
 //
-//	CRASH        exit 3 at once, without a result (a note goes to stderr)
+//	CRASH        exit 3 right after the init line, without a result (a note goes to stderr)
 //	HANG         never answer; sleep until killed
 //	ERROR        error result: subtype error_during_execution, result "stub error"
 //	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
@@ -139,10 +139,6 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 	start := time.Now()
-	if strings.Contains(text, "CRASH") {
-		fmt.Fprintln(os.Stderr, "stubclaude: crashing on CRASH directive")
-		os.Exit(3)
-	}
 	if strings.Contains(text, "HANG") {
 		for { // until killed; select{} would trip the runtime's deadlock check
 			time.Sleep(time.Hour)
@@ -158,6 +154,13 @@ func (s *stub) turn(line []byte) {
 		"cwd": cwd(), "model": "stub", "tools": []string{}, "permissionMode": "default",
 		"apiKeySource": "none",
 	})
+
+	if strings.Contains(text, "CRASH") {
+		// after init, like the real CLI, which acknowledges a turn before
+		// working on it: the crash is this message's doing
+		fmt.Fprintln(os.Stderr, "stubclaude: crashing on CRASH directive")
+		os.Exit(3)
+	}
 
 	ms := func() int64 { return time.Since(start).Milliseconds() }
 	if of := os.Getenv("STUB_OUTAGE_FILE"); of != "" {
