@@ -28,6 +28,9 @@ type Spec struct {
 	// Log receives the agent's own output (stderr, unknown lines); it is the
 	// session's log. Never nil when started by dispatch.
 	Log *slog.Logger
+	// Ephemeral asks for a throwaway conversation that is not saved (the
+	// API-health probe); SessionID and Resume are ignored.
+	Ephemeral bool
 	// Env adds marker variables (for example the owning state dir) to the
 	// agent's environment on top of the configured agent.env.
 	Env map[string]string
@@ -54,6 +57,14 @@ type Process interface {
 	// the group and wait, SIGKILL the group; it returns once the process has
 	// been reaped. Idempotent.
 	Stop(ctx context.Context) error
+}
+
+// FailedTurnKeeper is implemented by agents whose conversation keeps the
+// user message of a turn that failed at the API (the Claude Code CLI does,
+// and merges it into the next request). For them a retry after an outage
+// must not send those texts again, or every probe would add a copy.
+type FailedTurnKeeper interface {
+	KeepsFailedTurns() bool
 }
 
 // Result is a successful turn.

@@ -1,12 +1,14 @@
 // Package breaker is the daemon's one API-health circuit breaker (SPEC 2.4).
 //
-// A turn that fails as an outage opens the breaker: from then on new turns
-// are held (their messages stay pending, in order) and only one turn at a
-// time is let through as a probe, after a delay that doubles with jitter
-// from Min to Max. The first probe the API answers closes the breaker; the
-// held sessions are then woken oldest first, with at most Recovery turns
-// running at once until the backlog has drained, so that recovery does not
-// flood the API.
+// A turn that fails as an outage opens the breaker: from then on every new
+// turn is held (its messages stay pending, in order) and the breaker probes
+// the API with growing delay — from Min, doubling with ±20 % jitter, up to
+// Max. A probe is a throwaway turn through the agent itself (so it works for
+// any agent and needs no API address of its own) and, unlike retrying a
+// chat's held turn, it leaves no trace in any conversation. The first probe
+// that gets an answer, or any turn that does, closes the breaker; the held
+// sessions are then woken oldest first, with at most Recovery turns running
+// at once until the backlog has drained, so recovery does not flood the API.
 package breaker
 
 import (
@@ -19,10 +21,15 @@ import (
 	"github.com/dispatchd/dispatch/internal/session"
 )
 
-// Config sets the probe delays and the recovery pacing.
+// Config sets the probe delays, the probe itself and the recovery pacing.
 type Config struct {
 	Min, Max time.Duration
 	Recovery int // turns at once while draining the backlog after an outage
+	// Probe asks, through the agent, whether the API answers again. It is
+	// called from Run, one at a time, with a context bounded by
+	// ProbeTimeout.
+	Probe        func(ctx context.Context) (up bool)
+	ProbeTimeout time.Duration
 	// OnChange is called (outside the breaker's lock) when the API goes
 	// down (up=false) or comes back (up=true).
 	OnChange func(up bool)
@@ -39,13 +46,13 @@ type Breaker struct {
 	recovering bool
 	delay      time.Duration
 	probeAt    time.Time
-	probe      string // chat holding the probe slot
 	timer      clock.Timer
 	inflight   int
 	waiters    []waiter
 	downSince  time.Time
 	downTotal  time.Duration
 	outages    int
+	probes     int
 }
 
 type waiter struct {
@@ -66,6 +73,9 @@ func New(cfg Config, clk clock.Clock) *Breaker {
 	if cfg.Recovery <= 0 {
 		cfg.Recovery = 1
 	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = 2 * time.Minute
+	}
 	return &Breaker{cfg: cfg, clock: clk, rearm: make(chan struct{}, 1)}
 }
 
@@ -81,6 +91,7 @@ type Stats struct {
 	Up          bool
 	Held        int
 	Outages     int
+	Probes      int
 	DownSeconds float64 // total time spent down, including the current outage
 	NextProbe   time.Time
 }
@@ -93,25 +104,21 @@ func (b *Breaker) Stats() Stats {
 	if b.down {
 		total += b.clock.Now().Sub(b.downSince)
 	}
-	st := Stats{Up: !b.down, Held: len(b.waiters), Outages: b.outages, DownSeconds: total.Seconds()}
+	st := Stats{Up: !b.down, Held: len(b.waiters), Outages: b.outages, Probes: b.probes, DownSeconds: total.Seconds()}
 	if b.down {
 		st.NextProbe = b.probeAt
 	}
 	return st
 }
 
-// Admit lets a turn start, or holds it and calls wake when it may try again.
+// Admit lets a turn start, or holds it and calls wake when it may try
+// again: while the API is down every turn is held; while recovering at most
+// Recovery run at once.
 func (b *Breaker) Admit(chat string, wake func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	switch {
-	case !b.down && (!b.recovering || b.inflight < b.cfg.Recovery):
+	if !b.down && (!b.recovering || b.inflight < b.cfg.Recovery) {
 		b.remove(chat)
-		b.inflight++
-		return true
-	case b.down && b.probe == "" && !b.clock.Now().Before(b.probeAt):
-		b.remove(chat)
-		b.probe = chat
 		b.inflight++
 		return true
 	}
@@ -122,10 +129,7 @@ func (b *Breaker) Admit(chat string, wake func()) bool {
 	}
 	b.waiters = append(b.waiters, waiter{chat, wake})
 	if len(b.waiters) == 1 {
-		select { // let Run start its tick
-		case b.rearm <- struct{}{}:
-		default:
-		}
+		b.kick()
 	}
 	return false
 }
@@ -139,49 +143,35 @@ func (b *Breaker) remove(chat string) {
 	}
 }
 
+// kick lets Run re-read the timers. b.mu is held.
+func (b *Breaker) kick() {
+	select {
+	case b.rearm <- struct{}{}:
+	default:
+	}
+}
+
 // Done records how an admitted turn ended.
 func (b *Breaker) Done(chat string, o session.Outcome) {
-	var wake []func()
-	var change func(bool)
-	var up bool
 	b.mu.Lock()
 	if b.inflight > 0 {
 		b.inflight--
 	}
-	wasProbe := b.probe == chat
-	if wasProbe {
-		b.probe = ""
-	}
-	now := b.clock.Now()
+	var change func(bool)
+	var up bool
 	switch o {
 	case session.Unreachable:
 		if !b.down {
-			b.down, b.downSince, b.delay = true, now, b.cfg.Min
-			b.outages++
+			b.openLocked()
 			change, up = b.cfg.OnChange, false
-		} else if wasProbe {
-			b.delay = min(2*b.delay, b.cfg.Max)
-		}
-		if wasProbe || b.timer == nil {
-			b.armLocked(now)
 		}
 	case session.Answered:
 		if b.down {
-			b.down, b.recovering = false, true
-			b.downTotal += now.Sub(b.downSince)
-			if b.timer != nil {
-				b.timer.Stop()
-				b.timer = nil
-			}
+			b.closeLocked()
 			change, up = b.cfg.OnChange, true
 		}
-	case session.Released:
-		if b.down && wasProbe {
-			// The probe had nothing to send: let the next held turn probe.
-			b.probeAt = now
-		}
 	}
-	wake = b.wakeLocked()
+	wake := b.wakeLocked()
 	b.mu.Unlock()
 	if change != nil {
 		change(up)
@@ -191,24 +181,37 @@ func (b *Breaker) Done(chat string, o session.Outcome) {
 	}
 }
 
+func (b *Breaker) openLocked() {
+	now := b.clock.Now()
+	b.down, b.recovering, b.downSince, b.delay = true, false, now, b.cfg.Min
+	b.outages++
+	b.armLocked(now)
+}
+
+func (b *Breaker) closeLocked() {
+	b.down, b.recovering = false, true
+	b.downTotal += b.clock.Now().Sub(b.downSince)
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+}
+
 // wakeLocked pops the waiters that may go now, oldest first: all of them
-// when the API is up, one per free slot while recovering, and one when a
-// probe is due. A woken session that no longer wants to send simply does not
-// come back; the next event (or Run's tick) wakes the next one.
+// when the API is up, one per free slot while recovering, none while down.
+// A woken session that no longer wants to send simply does not come back;
+// the next event (or Run's tick) wakes the next one.
 func (b *Breaker) wakeLocked() []func() {
-	if !b.down && b.recovering && len(b.waiters) == 0 && b.inflight == 0 {
+	if b.down {
+		return nil
+	}
+	if b.recovering && len(b.waiters) == 0 && b.inflight == 0 {
 		b.recovering = false // the backlog has drained
 	}
-	n := 0
-	switch {
-	case !b.down && !b.recovering:
-		n = len(b.waiters)
-	case !b.down:
-		n = b.cfg.Recovery - b.inflight
-	case b.probe == "" && !b.clock.Now().Before(b.probeAt):
-		n = 1
+	n := len(b.waiters)
+	if b.recovering {
+		n = max(0, min(n, b.cfg.Recovery-b.inflight))
 	}
-	n = max(0, min(n, len(b.waiters)))
 	out := make([]func(), n)
 	for i := range n {
 		out[i] = b.waiters[i].wake
@@ -228,13 +231,10 @@ func (b *Breaker) armLocked(now time.Time) {
 		b.timer.Stop()
 	}
 	b.timer = b.clock.NewTimer(d)
-	select {
-	case b.rearm <- struct{}{}:
-	default:
-	}
+	b.kick()
 }
 
-// Run wakes held turns when a probe falls due, and re-offers free slots
+// Run probes the API whenever a probe falls due, and re-offers free slots
 // every second while turns are held, until ctx ends.
 func (b *Breaker) Run(ctx context.Context) {
 	for {
@@ -244,7 +244,7 @@ func (b *Breaker) Run(ctx context.Context) {
 			probe = b.timer.C()
 		}
 		var t clock.Timer
-		if len(b.waiters) > 0 {
+		if len(b.waiters) > 0 && !b.down {
 			t = b.clock.NewTimer(time.Second)
 			tick = t.C()
 		}
@@ -257,9 +257,7 @@ func (b *Breaker) Run(ctx context.Context) {
 			return
 		case <-b.rearm:
 		case <-probe:
-			b.mu.Lock()
-			b.timer = nil
-			b.mu.Unlock()
+			b.probe(ctx)
 		case <-tick:
 		}
 		if t != nil {
@@ -271,5 +269,41 @@ func (b *Breaker) Run(ctx context.Context) {
 		for _, w := range wake {
 			w()
 		}
+	}
+}
+
+// probe runs one probe and acts on its answer.
+func (b *Breaker) probe(ctx context.Context) {
+	b.mu.Lock()
+	b.timer = nil
+	down := b.down
+	b.probes++
+	b.mu.Unlock()
+	if !down {
+		return
+	}
+	up := true
+	if b.cfg.Probe != nil {
+		pctx, cancel := context.WithTimeout(ctx, b.cfg.ProbeTimeout)
+		up = b.cfg.Probe(pctx)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	b.mu.Lock()
+	var change func(bool)
+	switch {
+	case !b.down: // a turn got through meanwhile
+	case up:
+		b.closeLocked()
+		change = b.cfg.OnChange
+	default:
+		b.delay = min(2*b.delay, b.cfg.Max)
+		b.armLocked(b.clock.Now())
+	}
+	b.mu.Unlock()
+	if change != nil {
+		change(true)
 	}
 }

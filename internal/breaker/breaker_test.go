@@ -2,6 +2,7 @@ package breaker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -28,157 +29,163 @@ func (w *wakes) fn(chat string) func() {
 
 func (w *wakes) count(chat string) int { w.mu.Lock(); defer w.mu.Unlock(); return w.n[chat] }
 
-func newTest(recovery int) (*Breaker, *clock.Fake, *wakes, *[]bool) {
-	clk := clock.NewFake(t0)
-	var changes []bool
-	b := New(Config{Min: time.Second, Max: 8 * time.Second, Recovery: recovery, OnChange: func(up bool) { changes = append(changes, up) }}, clk)
-	return b, clk, &wakes{n: map[string]int{}}, &changes
+// probeScript answers probes from a list; past its end, up.
+type probeScript struct {
+	mu      sync.Mutex
+	answers []bool
+	calls   int
+}
+
+func (p *probeScript) probe(context.Context) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if len(p.answers) == 0 {
+		return true
+	}
+	up := p.answers[0]
+	p.answers = p.answers[1:]
+	return up
+}
+
+func (p *probeScript) n() int { p.mu.Lock(); defer p.mu.Unlock(); return p.calls }
+
+type fixture struct {
+	b       *Breaker
+	clk     *clock.Fake
+	w       *wakes
+	probes  *probeScript
+	mu      sync.Mutex
+	changes []bool
+}
+
+func newTest(recovery int, answers ...bool) *fixture {
+	f := &fixture{clk: clock.NewFake(t0), w: &wakes{n: map[string]int{}}, probes: &probeScript{answers: answers}}
+	f.b = New(Config{Min: time.Second, Max: 8 * time.Second, Recovery: recovery, Probe: f.probes.probe,
+		OnChange: func(up bool) { f.mu.Lock(); f.changes = append(f.changes, up); f.mu.Unlock() }}, f.clk)
+	return f
+}
+
+func (f *fixture) changed() []bool { f.mu.Lock(); defer f.mu.Unlock(); return append([]bool(nil), f.changes...) }
+
+// run starts Run and returns its stop function.
+func (f *fixture) run(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.b.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestUpAdmitsEverything(t *testing.T) {
-	b, _, w, _ := newTest(1)
+	f := newTest(1)
 	for _, c := range []string{"a", "b", "c"} {
-		if !b.Admit(c, w.fn(c)) {
+		if !f.b.Admit(c, f.w.fn(c)) {
 			t.Fatalf("closed breaker held %s", c)
 		}
 	}
 	for _, c := range []string{"a", "b", "c"} {
-		b.Done(c, session.Answered)
+		f.b.Done(c, session.Answered)
 	}
-	if !b.Up() {
+	if !f.b.Up() {
 		t.Fatal("breaker opened without an outage")
 	}
 }
 
-func TestOutageHoldsThenProbesThenRecovers(t *testing.T) {
-	b, clk, w, changes := newTest(2)
-	if !b.Admit("a", w.fn("a")) {
+func TestOutageHoldsProbesAndRecoversPaced(t *testing.T) {
+	f := newTest(2, false, false) // two failed probes, then up
+	f.run(t)
+	b := f.b
+	if !b.Admit("a", f.w.fn("a")) {
 		t.Fatal("not admitted")
 	}
 	b.Done("a", session.Unreachable)
-	if b.Up() || len(*changes) != 1 || (*changes)[0] {
-		t.Fatalf("after an outage: up=%v changes=%v", b.Up(), *changes)
+	if b.Up() || fmt.Sprint(f.changed()) != "[false]" {
+		t.Fatalf("after an outage: up=%v changes=%v", b.Up(), f.changed())
 	}
-	// new turns are held
 	for _, c := range []string{"a", "b", "c", "d"} {
-		if b.Admit(c, w.fn(c)) {
-			t.Fatalf("open breaker admitted %s before the probe delay", c)
+		if b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("open breaker admitted %s", c)
 		}
 	}
 	if st := b.Stats(); st.Held != 4 || st.Up {
 		t.Fatalf("stats = %+v", st)
 	}
-	// the probe falls due after Min ± 20 %: the oldest held turn is woken
-	clk.Advance(1200 * time.Millisecond)
-	wake := func() {
-		b.mu.Lock()
-		ws := b.wakeLocked()
-		b.mu.Unlock()
-		for _, f := range ws {
-			f()
-		}
+	// first probe after Min ± 20 %
+	next := b.Stats().NextProbe.Sub(f.clk.Now())
+	if next < 800*time.Millisecond || next > 1200*time.Millisecond {
+		t.Fatalf("first probe in %v, want 1s ± 20%%", next)
 	}
-	wake()
-	if w.count("a") != 1 || w.count("b") != 0 {
-		t.Fatalf("wakes a=%d b=%d, want the oldest only", w.count("a"), w.count("b"))
-	}
-	if !b.Admit("a", w.fn("a")) {
-		t.Fatal("the probe was not admitted")
-	}
-	if b.Admit("b", w.fn("b")) {
-		t.Fatal("a second turn went through while the probe is in flight")
-	}
-	// the probe fails: delay doubles
-	b.Done("a", session.Unreachable)
-	if b.Up() {
-		t.Fatal("failed probe closed the breaker")
-	}
-	if d := b.Stats().NextProbe.Sub(clk.Now()); d < 1600*time.Millisecond || d > 2400*time.Millisecond {
+	f.clk.Advance(next)
+	eventually(t, "first probe", func() bool { return f.probes.n() == 1 })
+	eventually(t, "second probe armed", func() bool { return b.Stats().NextProbe.After(f.clk.Now()) })
+	if d := b.Stats().NextProbe.Sub(f.clk.Now()); d < 1600*time.Millisecond || d > 2400*time.Millisecond {
 		t.Fatalf("second probe in %v, want 2s ± 20%%", d)
 	}
-	clk.Advance(2400 * time.Millisecond)
-	wake()
-	next := ""
-	for _, c := range []string{"b", "c", "d", "a"} {
-		if w.count(c) > 0 && (c != "a" || w.count("a") > 1) {
-			next = c
-			break
-		}
+	if f.w.count("a")+f.w.count("b") != 0 {
+		t.Fatal("held turns woken while the API is down")
 	}
-	if next != "b" {
-		t.Fatalf("second probe woke %q, want b (the oldest held)", next)
+	f.clk.Advance(2400 * time.Millisecond)
+	eventually(t, "second probe", func() bool { return f.probes.n() == 2 })
+	eventually(t, "third probe armed", func() bool { return b.Stats().NextProbe.After(f.clk.Now()) })
+	f.clk.Advance(4800 * time.Millisecond)
+	eventually(t, "recovery", func() bool { return b.Up() })
+	if fmt.Sprint(f.changed()) != "[false true]" {
+		t.Fatalf("changes = %v", f.changed())
 	}
-	if !b.Admit("b", w.fn("b")) {
-		t.Fatal("second probe not admitted")
+	// the two oldest held turns are woken; the others wait for a free slot
+	eventually(t, "wakes", func() bool { return f.w.count("a") == 1 && f.w.count("b") == 1 })
+	if f.w.count("c")+f.w.count("d") != 0 {
+		t.Fatalf("woke more than the recovery limit: c=%d d=%d", f.w.count("c"), f.w.count("d"))
 	}
-	// the API answers: the breaker closes and recovery is paced (2 at once)
-	b.Done("b", session.Answered)
-	if !b.Up() || len(*changes) != 2 || !(*changes)[1] {
-		t.Fatalf("after a good probe: up=%v changes=%v", b.Up(), *changes)
+	if !b.Admit("a", f.w.fn("a")) || !b.Admit("b", f.w.fn("b")) {
+		t.Fatal("woken turns not admitted")
 	}
-	admitted := 0
-	for _, c := range []string{"c", "d", "a"} {
-		if b.Admit(c, w.fn(c)) {
-			admitted++
-		}
+	if b.Admit("c", f.w.fn("c")) {
+		t.Fatal("a third turn ran at once during recovery")
 	}
-	if admitted != 2 {
-		t.Fatalf("admitted %d turns at once during recovery, want 2", admitted)
+	b.Done("a", session.Answered)
+	if f.w.count("c") != 1 {
+		t.Fatalf("c not woken when a slot freed")
 	}
-	if st := b.Stats(); st.Outages != 1 || st.DownSeconds < 3.5 {
+	if st := b.Stats(); st.Outages != 1 || st.Probes != 3 || st.DownSeconds < 7 {
 		t.Fatalf("stats after recovery = %+v", st)
 	}
 }
 
 func TestProbeDelayIsCapped(t *testing.T) {
-	b, clk, w, _ := newTest(1)
-	b.Admit("a", w.fn("a"))
-	b.Done("a", session.Unreachable)
-	for range 10 {
-		clk.Set(b.Stats().NextProbe)
-		if !b.Admit("a", w.fn("a")) {
-			t.Fatal("due probe not admitted")
+	f := newTest(1, false, false, false, false, false, false, false, false)
+	f.run(t)
+	f.b.Admit("a", f.w.fn("a"))
+	f.b.Done("a", session.Unreachable)
+	for i := range 8 {
+		eventually(t, "probe armed", func() bool { return f.b.Stats().NextProbe.After(f.clk.Now()) })
+		d := f.b.Stats().NextProbe.Sub(f.clk.Now())
+		if d > 8*time.Second*12/10 {
+			t.Fatalf("probe %d delay %v above Max + jitter", i, d)
 		}
-		b.Done("a", session.Unreachable)
-	}
-	if d := b.Stats().NextProbe.Sub(clk.Now()); d > 8*time.Second*12/10 {
-		t.Fatalf("probe delay %v above Max + jitter", d)
+		f.clk.Advance(d)
+		eventually(t, "probe", func() bool { return f.probes.n() == i+1 })
 	}
 }
 
-func TestReleasedProbeLetsTheNextOneGo(t *testing.T) {
-	b, clk, w, _ := newTest(1)
-	b.Admit("a", w.fn("a"))
-	b.Done("a", session.Unreachable)
-	b.Admit("b", w.fn("b"))
-	clk.Advance(2 * time.Second)
-	if !b.Admit("a", w.fn("a")) {
-		t.Fatal("probe not admitted")
-	}
-	b.Done("a", session.Released) // nothing to send after all
-	if w.count("b") != 1 {
-		t.Fatalf("b woken %d times, want 1", w.count("b"))
-	}
-	if !b.Admit("b", w.fn("b")) {
-		t.Fatal("b could not take the probe")
-	}
-}
-
-func TestRunWakesHeldTurnsOnTheProbeTimer(t *testing.T) {
-	b, clk, w, _ := newTest(1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { b.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
-	b.Admit("a", w.fn("a"))
-	b.Done("a", session.Unreachable)
-	b.Admit("b", w.fn("b"))
-	deadline := time.Now().Add(5 * time.Second)
-	for w.count("b") == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run never woke the held turn")
-		}
-		clk.Advance(500 * time.Millisecond)
-		time.Sleep(time.Millisecond)
+func TestAnsweredTurnClosesTheBreaker(t *testing.T) {
+	f := newTest(1, false)
+	f.b.Admit("a", f.w.fn("a"))
+	f.b.Admit("b", f.w.fn("b"))
+	f.b.Done("a", session.Unreachable)
+	f.b.Done("b", session.Answered) // admitted before the outage, and answered
+	if !f.b.Up() {
+		t.Fatal("an answered turn did not close the breaker")
 	}
 }

@@ -315,6 +315,10 @@ type actor struct {
 	state        State
 	proc         agent.Process
 	procFirst    bool // the process has not finished a turn yet
+	// inConv holds the messages already in the agent's conversation from a
+	// turn that failed at the API, for agents that keep such turns
+	// (agent.FailedTurnKeeper): a retry must not send them again.
+	inConv map[string]bool
 	gen          uint64
 	turn         *turnState
 	held         bool
@@ -386,6 +390,7 @@ func (a *actor) startProc() {
 	resume := a.sessionID != ""
 	if !resume {
 		a.sessionID = a.s.d.NewID()
+		a.inConv = nil // a new conversation has seen nothing
 	}
 	a.state = Starting
 	a.s.publish(a)
@@ -452,9 +457,16 @@ func (a *actor) pump() {
 		}
 		return
 	}
-	texts := make([]string, len(msgs))
-	for i, m := range msgs {
-		texts[i] = m.Text
+	texts := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if !a.inConv[m.ID] {
+			texts = append(texts, m.Text)
+		}
+	}
+	if len(texts) == 0 {
+		// Everything is already in the conversation from a turn the API
+		// failed; the agent merges it into this request.
+		texts = append(texts, RetryNote)
 	}
 	now := a.now()
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -509,6 +521,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 	dur := now.Sub(t.started)
 	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
 	if r.err == nil {
+		for _, id := range ids {
+			delete(a.inConv, id)
+		}
 		// The agent answered, even if the turn was being cancelled.
 		a.gateDone(Answered)
 		if err := d.Store.Complete(context.Background(), ids, r.res.Text); err != nil {
@@ -536,6 +551,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 
 	kind := agent.KindOf(r.err)
 	a.s.log.Warn("turn failed", "kind", kind.String(), "err", r.err)
+	if kind == agent.Outage || kind == agent.Auth {
+		a.keptInConversation(ids)
+	}
 	switch kind {
 	case agent.Outage:
 		a.gateDone(Unreachable)
@@ -596,6 +614,24 @@ func (a *actor) act(f followUp) {
 		a.stopProc(errStopped)
 		a.sessionID = ""
 		a.startProc()
+	}
+}
+
+// RetryNote is the text sent in place of messages that an agent already
+// holds from a turn the API failed (see agent.FailedTurnKeeper).
+const RetryNote = "(The AI service was unavailable a moment ago. Please answer the message above.)"
+
+// keptInConversation notes that the agent kept a failed turn's messages.
+func (a *actor) keptInConversation(ids []string) {
+	k, ok := a.s.d.Agent.(agent.FailedTurnKeeper)
+	if !ok || !k.KeepsFailedTurns() {
+		return
+	}
+	if a.inConv == nil {
+		a.inConv = map[string]bool{}
+	}
+	for _, id := range ids {
+		a.inConv[id] = true
 	}
 }
 

@@ -93,7 +93,7 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 	s.metrics = metrics.New(s)
 	s.breaker = breaker.New(breaker.Config{
 		Min: cfg.ProbeMin, Max: cfg.ProbeMax, Recovery: cfg.Recovery,
-		OnChange: s.apiChanged,
+		Probe: s.probe, OnChange: s.apiChanged,
 	}, clk)
 	s.deps = &session.Deps{
 		Store:       st,
@@ -308,6 +308,38 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	wg.Wait()
 	s.wg.Wait()
 	s.log.Info("supervisor stopped")
+}
+
+// ProbeText is what an API-health probe asks the agent.
+const ProbeText = "Reply with the single word OK."
+
+// probe asks the API, through a throwaway agent conversation that is not
+// saved, whether it answers again. Only an outage (or rejected credentials)
+// keeps the breaker open; an agent that cannot even start keeps it open too.
+func (s *Supervisor) probe(ctx context.Context) bool {
+	proc, err := s.deps.Agent.Start(ctx, agent.Spec{
+		ChatID: "dispatch-probe", SessionID: newID(), Ephemeral: true,
+		Log: s.log.With("probe", true), Env: s.cfg.Env,
+	})
+	if err != nil {
+		s.log.Warn("API probe: agent did not start", "err", err)
+		return false
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
+		_ = proc.Stop(sctx)
+		cancel()
+	}()
+	_, err = proc.Turn(ctx, []string{ProbeText})
+	switch k := agent.KindOf(err); {
+	case err == nil:
+		return true
+	case ctx.Err() != nil, k == agent.Outage, k == agent.Auth, k == agent.Exited, k == agent.Undelivered:
+		s.log.Info("API probe: still unreachable", "err", err)
+		return false
+	default:
+		return true // the API answered, if with an error of the turn's own
+	}
 }
 
 func (s *Supervisor) apiChanged(up bool) {

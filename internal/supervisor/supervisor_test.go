@@ -645,3 +645,41 @@ func TestIdempotentSubmit(t *testing.T) {
 		t.Fatalf("counts = %+v, want one message", c)
 	}
 }
+
+// keeper is the fake agent posing as one that keeps failed turns in its
+// conversation, like the Claude Code CLI.
+type keeper struct{ *fake.Agent }
+
+func (keeper) KeepsFailedTurns() bool { return true }
+
+func TestRetryAfterOutageDoesNotResendKeptMessages(t *testing.T) {
+	h := newHarness(t, nil)
+	h.stop()
+	h.sup = New(h.cfg, h.st, keeper{h.ag}, h.clk, h.logs)
+	if err := h.sup.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.ag.SetDirectives(false)
+	h.waitMsg(h.send("quinn", "warm"), store.Done)
+	h.ag.Fail(agent.Outage, 3) // the held turn fails once; two probes fail
+	held := h.send("quinn", "held message")
+	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
+	h.eventually("answered after recovery", func() bool {
+		h.eventually("no turn in flight", func() bool { return !h.snap("quinn").Busy })
+		h.clk.Advance(5 * time.Second)
+		return h.msg(held).State == store.Done
+	})
+	var sent []string
+	for _, turn := range h.ag.TurnsFor("quinn") {
+		sent = append(sent, turn.Texts...)
+	}
+	if n := strings.Count(strings.Join(sent, "|"), "held message"); n != 1 {
+		t.Fatalf("the held text reached the conversation %d times, want once: %q", n, sent)
+	}
+	if sent[len(sent)-1] != session.RetryNote {
+		t.Fatalf("retry sent %q, want the retry note", sent[len(sent)-1])
+	}
+	if probes := h.sup.breaker.Stats().Probes; probes < 1 {
+		t.Fatalf("probes = %d, want the outage probed out of band", probes)
+	}
+}

@@ -101,6 +101,9 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 // argv is the CLI's argument list for spec (without the command).
 func (a *Agent) argv(spec agent.Spec) []string {
 	args := slices.Clone(baseArgs)
+	if spec.Ephemeral {
+		return append(append(args, "--no-session-persistence"), a.cfg.Args...)
+	}
 	if spec.Resume {
 		args = append(args, "--resume", spec.SessionID)
 	} else {
@@ -131,3 +134,8 @@ func environ(base []string, overlays ...map[string]string) []string {
 	}
 	return env
 }
+
+// KeepsFailedTurns reports that the Claude Code CLI keeps the user message
+// of a turn that failed at the API in its conversation (and transcript) and
+// merges it into the next request: a retry must not send it again.
+func (a *Agent) KeepsFailedTurns() bool { return true }
