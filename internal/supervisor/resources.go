@@ -69,6 +69,9 @@ func (s *Supervisor) killOrphans(all bool) {
 		return
 	}
 	owned := map[int]bool{}
+	if pid := s.probePid.Load(); pid > 0 {
+		owned[int(pid)] = true
+	}
 	if !all {
 		for _, ss := range s.all() {
 			if snap := ss.Snapshot(); snap.Pid > 0 {

@@ -72,7 +72,8 @@ type Supervisor struct {
 	sessions map[string]*session.Session
 	closing  bool
 
-	res resourceWatch // owned by the check loop
+	res      resourceWatch // owned by the check loop
+	probePid atomic.Int64  // the API probe's agent process, owned by no session
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -325,6 +326,8 @@ func (s *Supervisor) probe(ctx context.Context) bool {
 		s.log.Warn("API probe: agent did not start", "err", err)
 		return false
 	}
+	s.probePid.Store(int64(proc.Pid()))
+	defer s.probePid.Store(0)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
 		_ = proc.Stop(sctx)
