@@ -66,7 +66,11 @@ func newTest(recovery int, answers ...bool) *fixture {
 	return f
 }
 
-func (f *fixture) changed() []bool { f.mu.Lock(); defer f.mu.Unlock(); return append([]bool(nil), f.changes...) }
+func (f *fixture) changed() []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bool(nil), f.changes...)
+}
 
 // run starts Run and returns its stop function.
 func (f *fixture) run(t *testing.T) {

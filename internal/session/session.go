@@ -312,13 +312,13 @@ func (s *Session) guard(a *actor, f func()) {
 type actor struct {
 	s *Session
 
-	state        State
-	proc         agent.Process
-	procFirst    bool // the process has not finished a turn yet
+	state     State
+	proc      agent.Process
+	procFirst bool // the process has not finished a turn yet
 	// inConv holds the messages already in the agent's conversation from a
 	// turn that failed at the API, for agents that keep such turns
 	// (agent.FailedTurnKeeper): a retry must not send them again.
-	inConv map[string]bool
+	inConv       map[string]bool
 	gen          uint64
 	turn         *turnState
 	held         bool
