@@ -404,8 +404,9 @@ func TestErrorResults(t *testing.T) {
 			t.Errorf("%s: Status = %d, want %d", tt.text, te.Status, tt.status)
 		}
 	}
-	// The process survives error results; failed turns are not history.
-	mustTurn(t, p, "echo: fine (turn 1)", "fine")
+	// The process survives error results; like the CLI, only turns that
+	// failed at the API (OUTAGE, OVERLOADED) stay in the conversation.
+	mustTurn(t, p, "echo: fine (turn 3)", "fine")
 }
 
 func TestOutageFile(t *testing.T) {
@@ -419,7 +420,7 @@ func TestOutageFile(t *testing.T) {
 	_, err := turn(t, p, "hi")
 	wantKind(t, err, agent.Outage)
 	os.Remove(flag)
-	mustTurn(t, p, "echo: hi (turn 1)", "hi")
+	mustTurn(t, p, "echo: hi (turn 2)", "hi") // the failed try stays in the conversation
 }
 
 func TestHangStop(t *testing.T) {

@@ -9,11 +9,12 @@
 // "content":[{"type":"text","text":"..."}]}} (content may be a plain string).
 // Each is answered with a system/init line, an assistant line and a result
 // line whose result is "echo: <text blocks joined by \n> (turn N)", N counting
-// the successful user messages of the whole conversation, resumed history
-// included. The history of session ID lives in $STUB_STATE_DIR/ID.json, so
-// --resume ID continues it; --resume of an unknown ID answers a
-// "No conversation found" error result and exits 1, like the CLI. Failed
-// turns are not added to the history.
+// the user messages of the whole conversation, resumed history included. The
+// history of session ID lives in $STUB_STATE_DIR/ID.json, so --resume ID
+// continues it; --resume of an unknown ID answers a "No conversation found"
+// error result and exits 1, like the CLI. Like the CLI, a turn that failed
+// at the API (OUTAGE, OVERLOADED, the outage file) stays in the history;
+// other failed turns do not. With --no-session-persistence nothing is saved.
 //
 // Directives anywhere in a message's text:
 //
@@ -57,6 +58,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,7 +92,8 @@ func main() {
 	if id == "" {
 		id = uuid.NewString()
 	}
-	s := &stub{id: id, reportID: id, out: bufio.NewWriterSize(os.Stdout, 64<<10)}
+	s := &stub{id: id, reportID: id, out: bufio.NewWriterSize(os.Stdout, 64<<10),
+		ephemeral: slices.Contains(os.Args[1:], "--no-session-persistence")}
 	if resume {
 		h, err := loadHistory(id)
 		if err != nil {
@@ -128,6 +131,8 @@ type stub struct {
 	reportID string // the id reported on output lines
 	history  []string
 	out      *bufio.Writer
+	// ephemeral (--no-session-persistence) conversations are never saved
+	ephemeral bool
 }
 
 // turn answers one stdin line.
@@ -163,17 +168,22 @@ func (s *stub) turn(line []byte) {
 	}
 
 	ms := func() int64 { return time.Since(start).Milliseconds() }
+	// Like the real CLI, a turn that failed at the API stays in the
+	// conversation: its text is kept and goes out again with the next one.
 	if of := os.Getenv("STUB_OUTAGE_FILE"); of != "" {
 		if _, err := os.Stat(of); err == nil {
+			s.keep(text)
 			s.fail(outageText, nil, "", ms())
 			return
 		}
 	}
 	switch {
 	case strings.Contains(text, "OVERLOADED"):
+		s.keep(text)
 		s.fail(overloadedText, intp(529), "", ms())
 		return
 	case strings.Contains(text, "OUTAGE"):
+		s.keep(text)
 		s.fail(outageText, nil, "", ms())
 		return
 	case strings.Contains(text, "TOOLONG"):
@@ -184,10 +194,7 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 
-	s.history = append(s.history, text)
-	if err := saveHistory(s.id, s.history); err != nil {
-		fmt.Fprintln(os.Stderr, "stubclaude: save:", err)
-	}
+	s.keep(text)
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
 	body := reply
 	if m := biglineRe.FindStringSubmatch(text); m != nil {
@@ -202,6 +209,17 @@ func (s *stub) turn(line []byte) {
 	r := result(s.reportID, "success", false, reply, ms(), nil)
 	r["num_turns"] = len(s.history)
 	s.emit(r)
+}
+
+// keep adds text to the conversation and saves it (unless ephemeral).
+func (s *stub) keep(text string) {
+	s.history = append(s.history, text)
+	if s.ephemeral {
+		return
+	}
+	if err := saveHistory(s.id, s.history); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: save:", err)
+	}
 }
 
 // fail answers an API error the way the CLI does: a synthetic assistant
