@@ -111,6 +111,18 @@ func (b *Breaker) Stats() Stats {
 	return st
 }
 
+// Pace makes the breaker admit at most Recovery turns at once until the
+// current backlog drains — as after an outage. The daemon calls it at
+// startup when messages are waiting: it cannot know whether the API came
+// back while it was down.
+func (b *Breaker) Pace() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.down {
+		b.recovering = true
+	}
+}
+
 // Admit lets a turn start, or holds it and calls wake when it may try
 // again: while the API is down every turn is held; while recovering at most
 // Recovery run at once.

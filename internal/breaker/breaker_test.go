@@ -193,3 +193,33 @@ func TestAnsweredTurnClosesTheBreaker(t *testing.T) {
 		t.Fatal("an answered turn did not close the breaker")
 	}
 }
+
+func TestPaceBoundsABacklog(t *testing.T) {
+	f := newTest(2)
+	f.b.Pace()
+	got := 0
+	for _, c := range []string{"a", "b", "c", "d"} {
+		if f.b.Admit(c, f.w.fn(c)) {
+			got++
+		}
+	}
+	if got != 2 {
+		t.Fatalf("%d turns admitted at once while pacing, want 2", got)
+	}
+	for _, c := range []string{"a", "b"} {
+		f.b.Done(c, session.Answered)
+	}
+	if f.w.count("c") != 1 || f.w.count("d") != 1 {
+		t.Fatalf("held turns not woken as slots freed: c=%d d=%d", f.w.count("c"), f.w.count("d"))
+	}
+	f.b.Admit("c", f.w.fn("c"))
+	f.b.Admit("d", f.w.fn("d"))
+	f.b.Done("c", session.Answered)
+	f.b.Done("d", session.Answered)
+	// drained: no limit any more
+	for _, c := range []string{"e", "f", "g"} {
+		if !f.b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("%s held after the backlog drained", c)
+		}
+	}
+}

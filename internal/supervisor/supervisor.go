@@ -147,6 +147,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		s.sessions[rec.ChatID] = session.New(s.deps, rec, rec.Live)
 	}
 	s.mu.Unlock()
+	if len(pending) > 0 {
+		s.breaker.Pace() // a backlog may meet an API that is still down
+	}
 	for _, chat := range pending {
 		if ss := s.session(chat); ss != nil {
 			ss.Notify()

@@ -269,7 +269,7 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 				for round := range 2 {
 					h.eventually("turn in flight", func() bool {
 						s := h.snap("erin")
-						return s.Busy && len(h.ag.TurnsFor("erin")) == round+1 && s.LastOutput.Equal(h.clk.Now())
+						return s.Busy && len(h.ag.TurnsFor("erin")) == round+1 && !s.LastOutput.Before(s.TurnStarted)
 					})
 					h.clk.Advance(30*time.Minute + time.Second)
 					h.sup.Check(context.Background())
@@ -308,11 +308,13 @@ func TestErrorsThenRestartAndReset(t *testing.T) {
 	// two error results, then a success resets error_count
 	h.ag.Fail(agent.Fault, 2)
 	id := h.send("fay", "x")
-	h.eventually("two errors", func() bool { return h.snap("fay").ErrorCount == 2 })
-	nudge := h.send("fay", "nudge")
-	h.waitMsg(id, store.Done)
-	h.waitMsg(nudge, store.Done)
+	if m := h.waitMsg(id, store.Done); m.Failures != 2 {
+		t.Fatalf("x = %+v, want done after 2 failed attempts (error_count 2)", m)
+	}
 	h.eventually("error_count reset by a success", func() bool { return h.snap("fay").ErrorCount == 0 })
+	if n := len(h.ag.Starts()); n != 1 {
+		t.Fatalf("%d starts: 2 errors must not restart", n)
+	}
 	// three error results in a row → restart
 	h.ag.Fail(agent.Fault, 3)
 	id = h.send("fay", "y")
