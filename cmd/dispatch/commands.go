@@ -73,28 +73,33 @@ func statusCmd(g *globals) *cobra.Command {
 		Short: "Show the daemon's and every session's health",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := connect(g, 10*time.Second)
+			raw, st, err := fetchStatus(cmd.Context(), g)
 			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/v1/status", nil, &raw); err != nil {
 				return &exitError{1, err}
 			}
-			out := cmd.OutOrStdout()
 			if asJSON {
-				_, err := out.Write(raw)
+				_, err := cmd.OutOrStdout().Write(raw)
 				return err
 			}
-			var st supervisor.Status
-			if err := json.Unmarshal(raw, &st); err != nil {
-				return err
-			}
-			return printStatus(out, st)
+			return printStatus(cmd.OutOrStdout(), st)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status object as JSON")
 	return cmd
+}
+
+// fetchStatus asks the daemon for its status: the raw JSON and its decoding.
+func fetchStatus(ctx context.Context, g *globals) (json.RawMessage, supervisor.Status, error) {
+	var st supervisor.Status
+	c, err := connect(g, 10*time.Second)
+	if err != nil {
+		return nil, st, err
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
+		return nil, st, err
+	}
+	return raw, st, json.Unmarshal(raw, &st)
 }
 
 func printStatus(w io.Writer, st supervisor.Status) error {
@@ -210,16 +215,8 @@ func sessionsCmd(g *globals) *cobra.Command {
 		Short: "List the sessions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := connect(g, 10*time.Second)
+			_, st, err := fetchStatus(cmd.Context(), g)
 			if err != nil {
-				return err
-			}
-			var raw json.RawMessage
-			if err := c.do(cmd.Context(), "GET", "/v1/status", nil, &raw); err != nil {
-				return err
-			}
-			var st supervisor.Status
-			if err := json.Unmarshal(raw, &st); err != nil {
 				return err
 			}
 			if asJSON {

@@ -8,14 +8,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +21,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" driver, as the store uses
 
+	"github.com/dispatchd/dispatch/internal/agent/claude"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/logging"
 )
@@ -91,7 +90,7 @@ func CheckAgent(ctx context.Context, cfg config.Config, env Env) Result {
 	}
 	vctx, cancel := context.WithTimeout(ctx, env.VersionTimeout)
 	defer cancel()
-	out, err := env.RunVersion(vctx, path, agentEnviron(env.Environ(), cfg.Agent.Env))
+	out, err := env.RunVersion(vctx, path, claude.Environ(env.Environ(), cfg.Agent.Env))
 	version := firstLine(out)
 	if err != nil {
 		r.Status = Fail
@@ -113,23 +112,6 @@ func CheckAgent(ctx context.Context, cfg config.Config, env Env) Result {
 	r.Status = Pass
 	r.Detail = fmt.Sprintf("%s: %s", path, version)
 	return r
-}
-
-// agentEnviron is the environment the agent gets: the base without
-// CLAUDECODE (it makes the CLI refuse to start), overlaid with agent.env.
-func agentEnviron(base []string, overlay map[string]string) []string {
-	out := make([]string, 0, len(base)+len(overlay))
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, over := overlay[k]; k == "CLAUDECODE" || over {
-			continue
-		}
-		out = append(out, kv)
-	}
-	for _, k := range slices.Sorted(maps.Keys(overlay)) {
-		out = append(out, k+"="+overlay[k])
-	}
-	return out
 }
 
 func unwrapExec(err error) error {

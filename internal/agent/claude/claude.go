@@ -92,7 +92,7 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		}
 	}
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
-	cmd.Env = environ(os.Environ(), a.cfg.Env, spec.Env)
+	cmd.Env = Environ(os.Environ(), a.cfg.Env, spec.Env)
 	cmd.Dir = a.cfg.Dir
 	cmd.SysProcAttr = sysProcAttr()
 	return start(cmd, spec, a.cfg)
@@ -112,11 +112,11 @@ func (a *Agent) argv(spec agent.Spec) []string {
 	return append(args, a.cfg.Args...)
 }
 
-// environ is base without CLAUDECODE (set inside a Claude Code session, it
+// Environ is base without CLAUDECODE (set inside a Claude Code session, it
 // makes the CLI refuse to start as a nested session) and without the keys
 // that the overlays set, followed by the overlays in order; later overlays
 // win and keys are sorted so the result is deterministic.
-func environ(base []string, overlays ...map[string]string) []string {
+func Environ(base []string, overlays ...map[string]string) []string {
 	merged := map[string]string{}
 	for _, o := range overlays {
 		maps.Copy(merged, o)

@@ -304,7 +304,7 @@ func TestArgvEnvDir(t *testing.T) {
 
 func TestEnviron(t *testing.T) {
 	base := []string{"A=1", "CLAUDECODE=1", "B=2", "CLAUDECODE=dup", "C=3"}
-	got := environ(base, map[string]string{"B": "cfg", "D": "cfg"}, map[string]string{"D": "spec"})
+	got := Environ(base, map[string]string{"B": "cfg", "D": "cfg"}, map[string]string{"D": "spec"})
 	want := []string{"A=1", "C=3", "B=cfg", "D=spec"}
 	if !slices.Equal(got, want) {
 		t.Errorf("environ = %q, want %q", got, want)
