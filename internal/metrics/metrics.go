@@ -84,6 +84,9 @@ func New(src Source) *Metrics {
 		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src})
+	for _, r := range []string{"dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "other"} {
+		m.Restarts.WithLabelValues(r) // present (at 0) before the first restart
+	}
 	return m
 }
 
