@@ -7,7 +7,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -233,8 +232,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			err = fmt.Errorf("stop daemon: %w", serr)
 		}
 	}()
-	r.c = newClient(r.t.socket, o.Clients)
+	r.c = newClient(r.t.socket, 2)
 	defer r.c.close()
+	r.conns = make([]*conn, o.Clients)
+	for i := range r.conns {
+		r.conns[i] = newConn(r.t.socket)
+	}
+	defer func() {
+		for _, c := range r.conns {
+			c.close()
+		}
+	}()
 
 	rep = &Report{Started: time.Now(), Mode: r.t.mode, Socket: r.t.socket, Clients: o.Clients}
 	st, _, err := r.c.status(ctx)
@@ -294,10 +302,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 }
 
 type runner struct {
-	o   Options
-	t   *target
-	c   *client
-	run string // distinguishes this run's chat ids from earlier runs'
+	o     Options
+	t     *target
+	c     *client // for the calls that are not measured
+	conns []*conn // one per client, for the measured calls
+	run   string  // distinguishes this run's chat ids from earlier runs'
 }
 
 func (r *runner) progress(format string, a ...any) {
@@ -318,9 +327,9 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	}
 	// Warm up: create the sessions and the connections.
 	r.progress("throughput: warming up %d clients", n)
-	if err := r.parallel(ctx, n, func(i int, buf *bytes.Buffer) error {
+	if err := r.parallel(ctx, n, func(c *conn, i int) error {
 		for range 20 {
-			if _, err := r.c.send(ctx, chats[i], "warm-up", buf); err != nil {
+			if _, err := c.send(ctx, chats[i], "warm-up"); err != nil {
 				return err
 			}
 		}
@@ -350,8 +359,8 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	deadline := start.Add(o.Duration)
 	var wg sync.WaitGroup
 	for i := range n {
+		c := r.conns[i]
 		wg.Go(func() {
-			var buf bytes.Buffer
 			lat := make([]time.Duration, 0, 1<<14)
 			text := "bench message from client " + strconv.Itoa(i)
 			for ctx.Err() == nil {
@@ -363,7 +372,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 					break
 				}
 				t0 := time.Now()
-				_, err := r.c.send(ctx, chats[i], text, &buf)
+				_, err := c.send(ctx, chats[i], text)
 				d := time.Since(t0)
 				if err != nil {
 					firstMu.Lock()
@@ -419,17 +428,17 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 func (r *runner) latency(ctx context.Context) (*LatencyResult, error) {
 	o := r.o
 	chat := "lat-" + r.run
-	var buf bytes.Buffer
+	c := r.conns[0]
 	one := func() (total, accept time.Duration, polls int, err error) {
 		t0 := time.Now()
-		id, err := r.c.send(ctx, chat, "ping", &buf)
+		id, err := c.send(ctx, chat, "ping")
 		if err != nil {
 			return 0, 0, 0, err
 		}
 		accept = time.Since(t0)
 		for {
 			polls++
-			st, err := r.c.state(ctx, id, &buf)
+			st, err := c.state(ctx, id)
 			if err != nil {
 				return 0, 0, 0, err
 			}
@@ -490,13 +499,13 @@ func (r *runner) sessions(ctx context.Context) (*SessionsResult, error) {
 	var next atomic.Int64
 	cpu0 := sampleCPU(r.t.pid)
 	start := time.Now()
-	if err := r.parallel(ctx, o.Clients, func(_ int, buf *bytes.Buffer) error {
+	if err := r.parallel(ctx, o.Clients, func(c *conn, _ int) error {
 		for {
 			i := next.Add(1) - 1
 			if i >= int64(o.Sessions) {
 				return nil
 			}
-			if _, err := r.c.send(ctx, fmt.Sprintf("s-%s-%05d", r.run, i), "hello", buf); err != nil {
+			if _, err := c.send(ctx, fmt.Sprintf("s-%s-%05d", r.run, i), "hello"); err != nil {
 				return err
 			}
 		}
@@ -542,16 +551,14 @@ func (r *runner) sessions(ctx context.Context) (*SessionsResult, error) {
 	return res, nil
 }
 
-// parallel runs f(i) for i in [0, n) on n goroutines and returns the first
-// error.
-func (r *runner) parallel(ctx context.Context, n int, f func(i int, buf *bytes.Buffer) error) error {
+// parallel runs f(conn i, i) for i in [0, n) on n goroutines and returns
+// the errors.
+func (r *runner) parallel(ctx context.Context, n int, f func(c *conn, i int) error) error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() {
-			var buf bytes.Buffer
-			errs[i] = f(i, &buf)
-		})
+		c := r.conns[i]
+		wg.Go(func() { errs[i] = f(c, i) })
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {

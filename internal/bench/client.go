@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,9 +89,100 @@ func messageBody(chat, text string) []byte {
 	return append(b, '}')
 }
 
+// conn is one kept-alive HTTP/1.1 connection to the control socket, used by
+// one goroutine at a time, for the requests whose cost is measured. It
+// writes requests itself and parses answers with http.ReadResponse, so a
+// request costs no goroutine hand-off: net/http's Transport runs a read and
+// a write goroutine per connection and switches between them and the
+// caller on every request, which on a 2-core machine is CPU taken from the
+// daemon under test.
+type conn struct {
+	socket string
+	c      net.Conn
+	br     *bufio.Reader
+	req    []byte
+	body   bytes.Buffer
+}
+
+func newConn(socket string) *conn { return &conn{socket: socket} }
+
+func (c *conn) close() {
+	if c.c != nil {
+		_ = c.c.Close()
+		c.c = nil
+	}
+}
+
+// do sends one request (body nil for GET) and returns the body of a 2xx
+// answer, valid until the next call. A connection the daemon closed is
+// redialled once.
+func (c *conn) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		data, err, fresh := c.try(ctx, method, path, body)
+		if err == nil || fresh || attempt > 0 || ctx.Err() != nil {
+			return data, err
+		}
+		var se *statusError
+		if errors.As(err, &se) {
+			return nil, err
+		}
+		c.close() // a stale kept-alive connection: dial again
+	}
+}
+
+func (c *conn) try(ctx context.Context, method, path string, body []byte) (data []byte, err error, fresh bool) {
+	if c.c == nil {
+		var d net.Dialer
+		if c.c, err = d.DialContext(ctx, "unix", c.socket); err != nil {
+			return nil, err, true
+		}
+		c.br = bufio.NewReaderSize(c.c, 16<<10)
+		fresh = true
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.c.SetDeadline(dl)
+	} else {
+		_ = c.c.SetDeadline(time.Now().Add(60 * time.Second))
+	}
+	r := append(c.req[:0], method...)
+	r = append(r, ' ')
+	r = append(r, path...)
+	r = append(r, " HTTP/1.1\r\nHost: dispatch\r\n"...)
+	if body != nil {
+		r = append(r, "Content-Type: application/json\r\nContent-Length: "...)
+		r = strconv.AppendInt(r, int64(len(body)), 10)
+		r = append(r, "\r\n"...)
+	}
+	r = append(r, "\r\n"...)
+	r = append(r, body...)
+	c.req = r
+	if _, err := c.c.Write(r); err != nil {
+		c.close()
+		return nil, err, fresh
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		c.close()
+		return nil, err, fresh
+	}
+	c.body.Reset()
+	_, err = c.body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.Close {
+		c.close()
+	}
+	if err != nil {
+		return nil, err, fresh
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, &statusError{resp.StatusCode, c.body.String()}, fresh
+	}
+	return c.body.Bytes(), nil, fresh
+}
+
 // send accepts one message and returns its id.
-func (c *client) send(ctx context.Context, chat, text string, buf *bytes.Buffer) (string, error) {
-	data, err := c.do(ctx, "POST", "/v1/messages", messageBody(chat, text), buf)
+func (c *conn) send(ctx context.Context, chat, text string) (string, error) {
+	data, err := c.do(ctx, "POST", "/v1/messages", messageBody(chat, text))
 	if err != nil {
 		return "", err
 	}
@@ -103,8 +196,8 @@ func (c *client) send(ctx context.Context, chat, text string, buf *bytes.Buffer)
 }
 
 // state returns a message's state.
-func (c *client) state(ctx context.Context, id string, buf *bytes.Buffer) (string, error) {
-	data, err := c.do(ctx, "GET", "/v1/messages/"+id, nil, buf)
+func (c *conn) state(ctx context.Context, id string) (string, error) {
+	data, err := c.do(ctx, "GET", "/v1/messages/"+id, nil)
 	if err != nil {
 		return "", err
 	}

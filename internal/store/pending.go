@@ -15,7 +15,7 @@ type PendingStat struct {
 // PendingStats returns, for every chat with pending messages, how many wait
 // and since when; one query, for health checks and status.
 func (s *Store) PendingStats(ctx context.Context) (map[string]PendingStat, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT chat_id, count(*), min(updated_at) FROM messages
+	rows, err := s.r.QueryContext(ctx, `SELECT chat_id, count(*), min(updated_at) FROM messages
 		WHERE state = 'pending' GROUP BY chat_id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending stats: %w", err)
@@ -42,7 +42,7 @@ func (s *Store) PendingStats(ctx context.Context) (map[string]PendingStat, error
 // HasPending reports whether chat has a message waiting.
 func (s *Store) HasPending(ctx context.Context, chatID string) (bool, error) {
 	var one int
-	err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM messages
+	err := s.r.QueryRowContext(ctx, `SELECT EXISTS(SELECT 1 FROM messages
 		WHERE chat_id = ? AND state = 'pending')`, chatID).Scan(&one)
 	if err != nil {
 		return false, fmt.Errorf("store: has pending: %w", err)

@@ -56,7 +56,7 @@ func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
 
 // Sessions returns every saved session, ordered by chat id.
 func (s *Store) Sessions(ctx context.Context) ([]SessionRecord, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,
+	rows, err := s.r.QueryContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,
 		fail_reason, turns, restarts, created_at, last_activity
 		FROM sessions ORDER BY chat_id`)
 	if err != nil {

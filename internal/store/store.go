@@ -6,7 +6,10 @@
 // own SAVEPOINT of one transaction, commits once — one fsync for the whole
 // group — and only then answers the callers. That keeps "accepted means
 // fsync'd" (SPEC 2.4) while letting throughput scale with the number of
-// concurrent writers instead of being capped at one fsync per message.
+// concurrent writers instead of being capped at one fsync per message. The
+// one exception is Claim, whose loss in a power failure is harmless: a group
+// made only of claims commits without its own fsync (the next durable
+// commit's covers it).
 // Reads use a separate pool of connections, which WAL lets run beside the
 // writer.
 package store
@@ -48,6 +51,7 @@ type Store struct {
 	wdb *sql.DB   // the writer pool: exactly one connection
 	wc  *sql.Conn // that connection, owned by the writer goroutine
 	rdb *sql.DB   // read-only pool for queries
+	r   readers   // rdb with prepared statements
 
 	ops       chan *writeOp // unbuffered: a sent op is always answered
 	closing   chan struct{}
@@ -124,6 +128,7 @@ func (s *Store) open(abs string) error {
 	if err != nil {
 		return err
 	}
+	s.r.db = s.rdb
 	s.rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	s.rdb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	return s.rdb.PingContext(ctx)
@@ -157,6 +162,7 @@ func (s *Store) closeDBs() error {
 	// checkpoints the WAL into the database and removes it) is the writer.
 	var errs []error
 	if s.rdb != nil {
+		s.r.close()
 		errs = append(errs, s.rdb.Close())
 	}
 	if s.wc != nil {

@@ -880,3 +880,66 @@ func TestPendingStatsAndHasPending(t *testing.T) {
 		}
 	}
 }
+
+// A group made only of lazy ops (claims) commits with synchronous=NORMAL,
+// without an fsync of its own; any group with a durable op commits with
+// FULL, whose fsync also covers the lazy commits before it.
+func TestLazyGroupsSkipFsync(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	level := func(tx *wtx) int {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
+			t.Error(err)
+		}
+		return v
+	}
+	var got int
+	if err := s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error { got = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != 1 {
+		t.Errorf("lazy group: synchronous=%d, want 1 (NORMAL)", got)
+	}
+	if err := s.write(ctx, func(ctx context.Context, tx *wtx) error { got = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != 2 {
+		t.Errorf("durable group: synchronous=%d, want 2 (FULL)", got)
+	}
+
+	// A lazy op sharing a group with a durable one is committed durably.
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	var lazy, durable int
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error { lazy = level(tx); return nil })
+	}()
+	go func() {
+		defer wg.Done()
+		_ = s.write(ctx, func(ctx context.Context, tx *wtx) error { durable = level(tx); return nil })
+	}()
+	time.Sleep(50 * time.Millisecond) // let both queue behind the held op
+	close(hold)
+	wg.Wait()
+	if lazy != 2 || durable != 2 {
+		t.Errorf("mixed group: synchronous lazy=%d durable=%d, want 2 and 2", lazy, durable)
+	}
+
+	// Claims work as before.
+	accept(t, s, "c", "m1")
+	if ids := claim(t, s, "c", 10); len(ids) != 1 || ids[0] != "m1" {
+		t.Fatalf("claim = %v", ids)
+	}
+	if m := get(t, s, "m1"); m.State != Inflight || m.Attempts != 1 {
+		t.Errorf("after claim: %+v", m)
+	}
+}

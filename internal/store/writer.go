@@ -4,10 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"os"
 	"runtime"
-	"sort"
-	"time"
 )
 
 // maxBatch caps how many write operations share one transaction, so one
@@ -22,8 +19,11 @@ const maxCachedStmts = 64
 // writeOp is one queued write. fn runs inside its own savepoint; its results
 // reach the caller through variables it captures, published by done.
 type writeOp struct {
-	ctx  context.Context
-	fn   func(ctx context.Context, tx *wtx) error
+	ctx context.Context
+	fn  func(ctx context.Context, tx *wtx) error
+	// lazy: the change need not be on disk when the caller is answered
+	// (see writeLazy).
+	lazy bool
 	done chan error // buffered, so the writer never blocks on a caller
 }
 
@@ -92,15 +92,29 @@ func (t *wtx) close() {
 	clear(t.stmts)
 }
 
-// write queues fn for the writer and waits for its group's commit. If ctx
+// write queues fn for the writer and waits for its group's commit, which is
+// fsync'd (synchronous=FULL) unless every op in the group is lazy. If ctx
 // ends before the writer picks fn up, fn never runs and ctx's error is
 // returned; once fn has run, write waits for the commit regardless of ctx,
 // so a caller never mistakes a committed change for a failed one.
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
+	return s.submit(ctx, false, fn)
+}
+
+// writeLazy is write for a change whose loss in a power failure (not a
+// crash of the process: the change is in the WAL either way) is harmless.
+// When every op of a group is lazy, the group commits without fsync; the
+// next durable commit's fsync covers it, since the WAL is one file written
+// in order.
+func (s *Store) writeLazy(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
+	return s.submit(ctx, true, fn)
+}
+
+func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	op := &writeOp{ctx: ctx, fn: fn, lazy: lazy, done: make(chan error, 1)}
 	select {
 	case s.ops <- op:
 	case <-s.closing:
@@ -115,11 +129,11 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx)
 // batch, commits it, answers, and repeats until Close.
 func (s *Store) run() {
 	defer close(s.stopped)
-	defer dbgDump()
 	tx := &wtx{c: s.wc, stmts: make(map[string]*sql.Stmt)}
 	defer tx.close()
 	batch := make([]*writeOp, 0, maxBatch)
 	errs := make([]error, maxBatch)
+	durable := true // the connection's synchronous setting: FULL, or NORMAL
 	for {
 		select {
 		case <-s.closing:
@@ -144,16 +158,13 @@ func (s *Store) run() {
 		}
 		res := errs[:len(batch)]
 		clear(res)
-		if os.Getenv("STORE_DEBUG") != "" {
-			var v int
-			_ = s.wc.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&v)
-			if v != 2 {
-				fmt.Fprintln(os.Stderr, "STORE: synchronous is", v)
-			}
+		// SQLite takes the synchronous setting only outside a
+		// transaction, so it is switched between groups, and only when a
+		// group's need differs from the last one's.
+		err := setDurable(tx, &durable, needsDurable(batch))
+		if err == nil {
+			err = commit(tx, batch, res)
 		}
-		t0 := time.Now()
-		err := commit(tx, batch, res)
-		dbgRecord(len(batch), time.Since(t0))
 		if err != nil {
 			for i := range res {
 				if res[i] == nil {
@@ -168,6 +179,32 @@ func (s *Store) run() {
 		}
 		clear(batch) // drop references to finished ops
 	}
+}
+
+func needsDurable(batch []*writeOp) bool {
+	for _, op := range batch {
+		if !op.lazy {
+			return true
+		}
+	}
+	return false
+}
+
+// setDurable switches the writer's connection between synchronous=FULL
+// (COMMIT fsyncs the WAL) and NORMAL (it does not).
+func setDurable(tx *wtx, cur *bool, want bool) error {
+	if *cur == want {
+		return nil
+	}
+	q := "PRAGMA synchronous = NORMAL"
+	if want {
+		q = "PRAGMA synchronous = FULL"
+	}
+	if _, err := tx.ExecContext(context.Background(), q); err != nil {
+		return fmt.Errorf("store: %s: %w", q, err)
+	}
+	*cur = want
+	return nil
 }
 
 // commit runs batch in one transaction, each op in its own savepoint so a
@@ -212,40 +249,8 @@ func commit(tx *wtx, batch []*writeOp, errs []error) error {
 			return abort("release savepoint", err)
 		}
 	}
-	tc := time.Now()
-	defer func() { dbgCommit = append(dbgCommit, time.Since(tc)) }()
 	if err := exec("COMMIT"); err != nil {
 		return abort("commit", err)
 	}
 	return nil
-}
-
-var dbgSizes []int
-var dbgDur []time.Duration
-var dbgCommit []time.Duration
-
-func dbgRecord(n int, d time.Duration) { dbgSizes = append(dbgSizes, n); dbgDur = append(dbgDur, d) }
-
-func dbgDump() {
-	if os.Getenv("STORE_DEBUG") == "" || len(dbgSizes) == 0 {
-		return
-	}
-	tot := 0
-	hist := map[int]int{}
-	for _, n := range dbgSizes {
-		tot += n
-		hist[n]++
-	}
-	ds := append([]time.Duration(nil), dbgDur...)
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	fmt.Fprintf(os.Stderr, "STORE: %d commits, %d ops, avg batch %.2f, commit p50 %v p90 %v p99 %v\n", len(dbgSizes), tot, float64(tot)/float64(len(dbgSizes)), ds[len(ds)/2], ds[len(ds)*9/10], ds[len(ds)*99/100])
-	cs := append([]time.Duration(nil), dbgCommit...)
-	sort.Slice(cs, func(i, j int) bool { return cs[i] < cs[j] })
-	fmt.Fprintf(os.Stderr, "STORE: COMMIT stmt p50 %v p90 %v p99 %v\n", cs[len(cs)/2], cs[len(cs)*9/10], cs[len(cs)*99/100])
-	for k := 1; k <= 40; k++ {
-		if hist[k] > 0 {
-			fmt.Fprintf(os.Stderr, " %d:%d", k, hist[k])
-		}
-	}
-	fmt.Fprintln(os.Stderr)
 }
