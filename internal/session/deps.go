@@ -14,7 +14,7 @@ import (
 type Store interface {
 	HasPending(ctx context.Context, chatID string) (bool, error)
 	Claim(ctx context.Context, chatID string, max int) ([]store.Message, error)
-	Complete(ctx context.Context, ids []string, reply string) error
+	CompleteTurn(ctx context.Context, ids []string, reply string, rec store.SessionRecord) error
 	Requeue(ctx context.Context, ids []string, errText string) error
 	Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error)
 	SaveSession(ctx context.Context, rec store.SessionRecord) error

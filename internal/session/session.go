@@ -283,7 +283,15 @@ func (s *Session) loop(a *actor, start bool) {
 		case <-procDone:
 			s.guard(a, func() { a.onExit(); a.pump() })
 		case r := <-s.turnCh:
-			s.guard(a, func() { a.act(a.onTurn(r)); a.pump() })
+			s.guard(a, func() {
+				if r.err != nil {
+					a.more = true // its messages are back in line (or dead)
+				}
+				a.act(a.onTurn(r))
+				if a.more {
+					a.pump()
+				}
+			})
 		case <-timer:
 			a.restartTimer = nil
 			s.guard(a, func() { a.startProc(); a.pump() })
@@ -318,7 +326,11 @@ type actor struct {
 	// inConv holds the messages already in the agent's conversation from a
 	// turn that failed at the API, for agents that keep such turns
 	// (agent.FailedTurnKeeper): a retry must not send them again.
-	inConv       map[string]bool
+	inConv map[string]bool
+	// more is set when messages may be waiting behind the turn in flight
+	// (a wake during the turn, a full batch, a failed turn): only then does
+	// the end of a turn look for the next one, saving an empty claim.
+	more         bool
 	gen          uint64
 	turn         *turnState
 	held         bool
@@ -417,7 +429,12 @@ func (a *actor) startProc() {
 
 // pump hands waiting messages to the agent when the session can take them.
 func (a *actor) pump() {
-	if a.turn != nil || a.state == Failed || a.restartTimer != nil || a.draining || a.exited {
+	if a.turn != nil {
+		a.more = true // woken during the turn: look again when it ends
+		return
+	}
+	a.more = false
+	if a.state == Failed || a.restartTimer != nil || a.draining || a.exited {
 		return
 	}
 	d := a.s.d
@@ -474,7 +491,7 @@ func (a *actor) pump() {
 	a.state = Busy
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
-	a.s.log.Info("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
+	a.s.log.Debug("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
 	go func() {
 		var r turnResult
 		defer func() {
@@ -526,14 +543,17 @@ func (a *actor) onTurn(r turnResult) followUp {
 		}
 		// The agent answered, even if the turn was being cancelled.
 		a.gateDone(Answered)
-		if err := d.Store.Complete(context.Background(), ids, r.res.Text); err != nil {
-			a.s.log.Error("complete messages", "err", err)
-		}
 		a.errorCount = 0
 		a.turns++
 		a.procFirst = false
-		a.s.log.Info("turn done", "messages", len(ids), "duration", dur)
-		a.save()
+		// one write: the messages are done and the session saved
+		if err := d.Store.CompleteTurn(context.Background(), ids, r.res.Text, a.record()); err != nil {
+			a.s.log.Error("complete turn", "err", err)
+		}
+		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
+		if len(ids) == d.MaxBatch {
+			a.more = true // the batch was full: more may be waiting
+		}
 		return carryOn
 	}
 

@@ -177,17 +177,22 @@ func (s *Store) Complete(ctx context.Context, ids []string, reply string) error 
 		return nil
 	}
 	now := nanos(s.clk.Now())
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE messages
-			SET state = 'done', reply = ?, error = '', updated_at = ?
-			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
-			withIDs([]any{reply, now}, ids)...)
-		return err
-	})
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error { return completeMessages(ctx, tx, ids, reply, now) })
 	if err != nil {
 		return fmt.Errorf("store: complete %d messages: %w", len(ids), err)
 	}
 	return nil
+}
+
+func completeMessages(ctx context.Context, tx *wtx, ids []string, reply string, now int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `UPDATE messages
+		SET state = 'done', reply = ?, error = '', updated_at = ?
+		WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
+		withIDs([]any{reply, now}, ids)...)
+	return err
 }
 
 // Requeue puts inflight messages back to pending, keeping their Seq (place

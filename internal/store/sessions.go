@@ -30,8 +30,38 @@ func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
 	if created == 0 {
 		created = nanos(s.clk.Now())
 	}
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error { return saveSession(ctx, tx, r, created, given) })
+	if err != nil {
+		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
+	}
+	return nil
+}
+
+// CompleteTurn records a successful turn in one write: its inflight
+// messages become done with the reply, and the session record is saved.
+func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r SessionRecord) error {
+	if r.ChatID == "" {
+		return errors.New("store: complete turn: empty chat id")
+	}
+	now := s.clk.Now()
+	created := nanos(r.CreatedAt)
+	if created == 0 {
+		created = nanos(now)
+	}
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions
+		if err := completeMessages(ctx, tx, ids, reply, nanos(now)); err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, r, created, nanos(r.CreatedAt))
+	})
+	if err != nil {
+		return fmt.Errorf("store: complete turn of %d messages: %w", len(ids), err)
+	}
+	return nil
+}
+
+func saveSession(ctx context.Context, tx *wtx, r SessionRecord, created, given int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO sessions
 			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 			ON CONFLICT (chat_id) DO UPDATE SET
@@ -44,14 +74,9 @@ func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
 				restarts = excluded.restarts,
 				created_at = CASE WHEN ?11 = 0 THEN sessions.created_at ELSE excluded.created_at END,
 				last_activity = excluded.last_activity`,
-			r.ChatID, r.SessionID, r.Exempt, r.Live, r.Failed, r.FailReason,
-			r.Turns, r.Restarts, created, nanos(r.LastActivity), given)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
-	}
-	return nil
+		r.ChatID, r.SessionID, r.Exempt, r.Live, r.Failed, r.FailReason,
+		r.Turns, r.Restarts, created, nanos(r.LastActivity), given)
+	return err
 }
 
 // Sessions returns every saved session, ordered by chat id.
