@@ -36,6 +36,9 @@ type Queue struct {
 	MaxAttempts int `yaml:"max_attempts"`
 	// MaxBatch caps how many waiting messages go to the agent in one turn.
 	MaxBatch int `yaml:"max_batch"`
+	// RetainDone is how long answered messages are kept (for GET by id and
+	// duplicate detection of client ids); 0 keeps them forever.
+	RetainDone time.Duration `yaml:"retain_done"`
 }
 
 type Restart struct {
@@ -100,7 +103,7 @@ func Default() Config {
 			StuckTimeout:          10 * time.Minute,
 			FirstTurnStuckTimeout: 30 * time.Minute,
 		},
-		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50},
+		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
 		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg"},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},

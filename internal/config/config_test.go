@@ -105,6 +105,7 @@ func TestDefaults(t *testing.T) {
 		{"health.first_turn_stuck_timeout", 30 * time.Minute},
 		{"queue.max_attempts", 2},
 		{"queue.max_batch", 50},
+		{"queue.retain_done", 7 * 24 * time.Hour},
 		{"restart.max_restarts", 3},
 		{"restart.window", 20 * time.Minute},
 		{"restart.backoff_initial", time.Second},
@@ -184,7 +185,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			StuckTimeout:          15 * time.Minute,
 			FirstTurnStuckTimeout: 45 * time.Minute,
 		},
-		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20},
+		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20, RetainDone: 72 * time.Hour},
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
 		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background"},
 		Agent: Agent{

@@ -82,6 +82,9 @@ func (c Config) Validate() error {
 	}
 	atLeast("outage.recovery_concurrency", o.RecoveryConcurrency, 1)
 	atLeast("queue.max_batch", q.MaxBatch, 1)
+	if q.RetainDone < 0 {
+		bad("queue.retain_done", "must not be negative, got %s", q.RetainDone)
+	}
 
 	s := c.Sessions
 	if err := chatIDProblem(s.Master); err != "" {

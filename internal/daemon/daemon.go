@@ -239,6 +239,7 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		Version:     version,
 		Env:         map[string]string{supervisor.MarkerVar: cfg.StateDir},
 		StateDir:    cfg.StateDir,
+		RetainDone:  cfg.Queue.RetainDone,
 	}
 }
 

@@ -943,3 +943,45 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 		t.Errorf("after claim: %+v", m)
 	}
 }
+
+func TestPurgeDone(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	s, err := Open(filepath.Join(t.TempDir(), "p.db"), clk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	accept := func(id string) {
+		if _, _, err := s.Accept(ctx, "c", "t", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accept("old-done")
+	accept("old-dead")
+	if m, _ := s.Claim(ctx, "c", 2); len(m) != 2 {
+		t.Fatalf("claimed %d", len(m))
+	}
+	s.Complete(ctx, []string{"old-done"}, "r")
+	s.Fail(ctx, []string{"old-dead"}, "e", 1)
+	clk.Advance(48 * time.Hour)
+	accept("new-pending")
+	accept("new-done")
+	s.Claim(ctx, "c", 1) // new-pending goes in flight; new-done stays pending
+	n, err := s.PurgeDone(ctx, clk.Now().Add(-24*time.Hour), 1000)
+	if err != nil || n != 1 {
+		t.Fatalf("PurgeDone = %d, %v; want 1 (only the old done message)", n, err)
+	}
+	if _, err := s.Get(ctx, "old-done"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("old done message still there: %v", err)
+	}
+	for _, id := range []string{"old-dead", "new-pending", "new-done"} {
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Fatalf("%s purged: %v", id, err)
+		}
+	}
+	// a purged client id is new again
+	if _, dup, _ := s.Accept(ctx, "c", "t", "old-done"); dup {
+		t.Fatal("a purged id still counts as a duplicate")
+	}
+}

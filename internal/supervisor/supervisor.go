@@ -39,6 +39,8 @@ type Config struct {
 	ProbeMax        time.Duration
 	Recovery        int
 	Version         string
+	// RetainDone is how long done messages are kept (0: forever).
+	RetainDone time.Duration
 	// StateDir enables the resource checks (disk, descriptors, orphans).
 	StateDir string
 	// Env is added to every agent's environment.
@@ -426,6 +428,13 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		}
 	}
 	s.checkResources(now)
+	if s.cfg.RetainDone > 0 {
+		if n, err := s.store.PurgeDone(ctx, now.Add(-s.cfg.RetainDone), 20000); err != nil {
+			s.log.Error("purge answered messages", "err", err)
+		} else if n > 0 {
+			s.log.Info("purged answered messages past their retention", "count", n, "retain_done", s.cfg.RetainDone)
+		}
+	}
 	res.Took = time.Since(start)
 	s.metrics.Checks.Inc()
 	s.metrics.CheckDuration.Observe(res.Took.Seconds())

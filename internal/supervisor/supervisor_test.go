@@ -685,3 +685,19 @@ func TestRetryAfterOutageDoesNotResendKeptMessages(t *testing.T) {
 		t.Fatalf("probes = %d, want the outage probed out of band", probes)
 	}
 }
+
+func TestCheckPurgesAnsweredMessagesPastRetention(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RetainDone = 24 * time.Hour })
+	old := h.send("rae", "old")
+	h.waitMsg(old, store.Done)
+	h.clk.Advance(24*time.Hour + time.Second)
+	fresh := h.send("rae", "fresh")
+	h.waitMsg(fresh, store.Done)
+	h.sup.Check(context.Background())
+	if _, err := h.st.Get(context.Background(), old); err == nil {
+		t.Fatal("a message answered more than retain_done ago was kept")
+	}
+	if m := h.msg(fresh); m.State != store.Done {
+		t.Fatalf("fresh message = %+v", m)
+	}
+}
