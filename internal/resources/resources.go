@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Disk is the usage of the filesystem holding a path.
@@ -66,6 +67,8 @@ func OpenFDs() (open int, limit uint64, err error) {
 type Proc struct {
 	PID, PGID int
 	Cmd       string
+	// Age is how long the process has been running (0 if unknown).
+	Age time.Duration
 }
 
 // Marked lists the processes (other than this one) whose environment holds
@@ -82,6 +85,7 @@ func Marked(procRoot, key, value string) ([]Proc, error) {
 	}
 	want := []byte(key + "=" + value)
 	self := os.Getpid()
+	uptime := readUptime(procRoot)
 	var out []Proc
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -92,11 +96,15 @@ func Marked(procRoot, key, value string) ([]Proc, error) {
 		if err != nil || !hasEntry(env, want) {
 			continue
 		}
-		pgid, cmd, ok := stat(filepath.Join(procRoot, e.Name(), "stat"))
+		pgid, cmd, started, ok := stat(filepath.Join(procRoot, e.Name(), "stat"))
 		if !ok {
 			continue
 		}
-		out = append(out, Proc{PID: pid, PGID: pgid, Cmd: cmd})
+		p := Proc{PID: pid, PGID: pgid, Cmd: cmd}
+		if uptime > 0 && started > 0 {
+			p.Age = max(0, uptime-started)
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -110,35 +118,65 @@ func hasEntry(environ, want []byte) bool {
 	return false
 }
 
-// stat reads the process group and command name from /proc/<pid>/stat. A
-// zombie (state Z) is reported as not ok: it is already dead.
-func stat(path string) (pgid int, cmd string, ok bool) {
+// userHZ is the unit of /proc/<pid>/stat's start time (USER_HZ, 100 on
+// every mainstream Linux).
+const userHZ = 100
+
+// stat reads the process group, command name and start time (since boot)
+// from /proc/<pid>/stat. A zombie (state Z) is reported as not ok: it is
+// already dead.
+func stat(path string) (pgid int, cmd string, started time.Duration, ok bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, "", false
+		return 0, "", 0, false
 	}
 	s := string(b)
 	open, close := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || close < open {
-		return 0, "", false
+		return 0, "", 0, false
 	}
 	cmd = s[open+1 : close]
 	f := strings.Fields(s[close+1:])
-	// fields after the name: state ppid pgrp ...
+	// fields after the name: state(3) ppid pgrp ... starttime(22)
 	if len(f) < 3 || f[0] == "Z" {
-		return 0, "", false
+		return 0, "", 0, false
 	}
-	pgid, err = strconv.Atoi(f[2])
-	return pgid, cmd, err == nil
+	if pgid, err = strconv.Atoi(f[2]); err != nil {
+		return 0, "", 0, false
+	}
+	if len(f) > 19 {
+		if ticks, err := strconv.ParseInt(f[19], 10, 64); err == nil {
+			started = time.Duration(ticks) * time.Second / userHZ
+		}
+	}
+	return pgid, cmd, started, true
+}
+
+// readUptime is the time since boot from /proc/uptime (0 if unknown).
+func readUptime(procRoot string) time.Duration {
+	b, err := os.ReadFile(filepath.Join(procRoot, "uptime"))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	secs, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 // Orphans picks, from the marked processes, those whose process group is
 // not an owned agent's (owned holds the pids of live agents, which lead
-// their own groups).
-func Orphans(marked []Proc, owned map[int]bool) []Proc {
+// their own groups) and that have run for at least minAge — an agent that
+// is being started right now is not in any session's record yet.
+func Orphans(marked []Proc, owned map[int]bool, minAge time.Duration) []Proc {
 	var out []Proc
 	for _, p := range marked {
-		if !owned[p.PGID] && !owned[p.PID] {
+		if !owned[p.PGID] && !owned[p.PID] && p.Age >= minAge {
 			out = append(out, p)
 		}
 	}

@@ -59,9 +59,13 @@ func TestMarkedAndOrphans(t *testing.T) {
 	if got[1].Cmd != "sleep (x)" || got[1].PGID != 100 {
 		t.Fatalf("parsed %+v", got[1])
 	}
-	orph := Orphans(got, map[int]bool{100: true})
+	orph := Orphans(got, map[int]bool{100: true}, 0)
 	if len(orph) != 1 || orph[0].PID != 200 {
 		t.Fatalf("Orphans = %+v, want only 200", orph)
+	}
+	young := []Proc{{PID: 7, PGID: 7, Age: 5 * time.Second}, {PID: 8, PGID: 8, Age: 50 * time.Second}}
+	if orph := Orphans(young, nil, 30*time.Second); len(orph) != 1 || orph[0].PID != 8 {
+		t.Fatalf("Orphans with min age = %+v, want only the old one", orph)
 	}
 }
 

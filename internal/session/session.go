@@ -419,6 +419,7 @@ func (a *actor) startProc() {
 	a.procFirst = true
 	a.state = Idle
 	a.errorCount = 0
+	a.s.publish(a) // its pid is owned from now on (the orphan check reads it)
 	a.save()
 	how := "new session " + a.sessionID
 	if resume {

@@ -57,6 +57,10 @@ func (s *Supervisor) checkResources(now time.Time) {
 	s.killOrphans(false)
 }
 
+// orphanMinAge is how long a marked process must have run before a check
+// may call it an orphan: an agent being started is in no snapshot yet.
+const orphanMinAge = 30 * time.Second
+
 // killOrphans kills agent processes (and their children) that carry this
 // daemon's marker but belong to no live session. During a check a process
 // must be seen orphaned twice in a row — an agent that is just starting is
@@ -79,8 +83,12 @@ func (s *Supervisor) killOrphans(all bool) {
 			}
 		}
 	}
+	minAge := time.Duration(0)
+	if !all {
+		minAge = orphanMinAge
+	}
 	next := map[int]bool{}
-	for _, p := range resources.Orphans(marked, owned) {
+	for _, p := range resources.Orphans(marked, owned, minAge) {
 		if !all && !s.res.suspects[p.PID] {
 			next[p.PID] = true
 			continue
