@@ -47,6 +47,9 @@ CREATE TABLE sessions (
 	last_activity INTEGER NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 2: a key/value table for the daemon's own bookkeeping (the readiness
+	// probe's write).
+	`CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

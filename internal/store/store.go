@@ -179,6 +179,21 @@ func (s *Store) closeDBs() error {
 
 // Check runs PRAGMA quick_check through the read pool: it proves the
 // database readable and structurally sound.
+// Ping proves the store takes writes: one durable write through the writer
+// (a full disk, a read-only file system or a wedged writer fail it).
+func (s *Store) Ping(ctx context.Context) error {
+	now := nanos(s.clk.Now())
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('ping', ?)
+			ON CONFLICT (k) DO UPDATE SET v = excluded.v`, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
 func (s *Store) Check(ctx context.Context) error {
 	rows, err := s.rdb.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {

@@ -985,3 +985,18 @@ func TestPurgeDone(t *testing.T) {
 		t.Fatal("a purged id still counts as a duplicate")
 	}
 }
+
+func TestPing(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(filepath.Join(dir, "ping.db"), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping on a fresh store: %v", err)
+	}
+	s.Close()
+	if err := s.Ping(context.Background()); err == nil {
+		t.Fatal("Ping after Close succeeded")
+	}
+}

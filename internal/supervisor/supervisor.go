@@ -629,7 +629,7 @@ func (s *Supervisor) Messages(ctx context.Context, f store.Filter) ([]store.Mess
 }
 
 // Ready reports whether the daemon can take messages: not shutting down,
-// and the store answers.
+// and the store takes a durable write.
 func (s *Supervisor) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	closing := s.closing
@@ -637,8 +637,8 @@ func (s *Supervisor) Ready(ctx context.Context) error {
 	if closing {
 		return ErrClosing
 	}
-	if _, err := s.store.Counts(ctx); err != nil {
-		return fmt.Errorf("store: %w", err)
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store not writable: %w", err)
 	}
 	return nil
 }
