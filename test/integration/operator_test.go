@@ -97,6 +97,9 @@ func TestMetrics(t *testing.T) {
 	d := daemontest.Start(t, opts(nil))
 	d.WaitMessage(d.Send("m", "hello"), "done", 15*time.Second)
 	d.WaitFor(func() bool { return strings.Contains(d.ManagerLog(), `msg="health check"`) }, 10*time.Second, "a health check")
+	if code, body := d.Get("/readyz"); code != 200 {
+		t.Fatalf("GET /readyz = %d %s", code, body)
+	}
 	code, body := d.Get("/metrics")
 	if code != 200 {
 		t.Fatalf("GET /metrics = %d", code)
