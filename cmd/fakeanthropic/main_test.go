@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -60,8 +61,16 @@ func TestRun(t *testing.T) {
 	mustDo("POST", api+"/_control/mode?m=ok", 200) // control on the API port
 	mustDo("POST", api+"/v1/messages", 200)
 	mustDo("POST", ctl+"mode?m=refuse", 200) // and on its own port, which outlives refuse
-	tr.CloseIdleConnections()                // a kept-alive connection would fail with EOF instead
-	if _, err := do("POST", api+"/v1/messages"); !errors.Is(err, syscall.ECONNREFUSED) {
+	// The switch answers first and closes the listener right after, so
+	// poll (bounded) until a fresh connection is refused.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		tr.CloseIdleConnections() // a kept-alive connection would fail with EOF instead
+		if _, err = do("POST", api+"/v1/messages"); errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("API in refuse mode: %v", err)
 	}
 	mustDo("POST", ctl+"mode?m=ok", 200)
