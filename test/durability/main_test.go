@@ -35,6 +35,12 @@ import (
 
 func TestMain(m *testing.M) { daemontest.Main(m) }
 
+// Shorthands for config overrides.
+var (
+	opts = daemontest.Set
+	with = daemontest.With
+)
+
 // quietChecks keeps the health check running (every 200 ms, as in the
 // harness) but makes the stuck and idle rules far away, for tests that are
 // about durability, not about health verdicts: a slow turn on a loaded
@@ -44,20 +50,6 @@ var quietChecks = map[string]any{
 	"health.first_turn_stuck_timeout": "2m",
 	"health.idle_timeout":             "1h",
 }
-
-// with returns a copy of base with kv added.
-func with(base map[string]any, kv map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range kv {
-		out[k] = v
-	}
-	return out
-}
-
-func opts(kv map[string]any) daemontest.Options { return daemontest.Options{Set: kv} }
 
 // msgText is the text of message idx of chat: "<chat> #<idx>" plus extra
 // (stub directives). A chat id must not contain spaces.

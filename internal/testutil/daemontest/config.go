@@ -100,3 +100,16 @@ func merge(dst, src map[string]any) {
 func marshalConfig(cfg map[string]any) ([]byte, error) {
 	return yaml.Marshal(cfg)
 }
+
+// Set is Options that override the config keys in kv.
+func Set(kv map[string]any) Options { return Options{Set: kv} }
+
+// With returns a copy of base with kv added (kv wins).
+func With(base, kv map[string]any) map[string]any {
+	out := maps.Clone(base)
+	if out == nil {
+		out = map[string]any{}
+	}
+	maps.Copy(out, kv)
+	return out
+}
