@@ -594,7 +594,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.requeue(ids, r.err.Error())
 		return carryOn
 	case agent.ResumeFailed:
-		a.gateDone(Answered)
+		a.gateDone(Released) // the CLI gave up before calling the API
 		a.requeue(ids, r.err.Error())
 		return startFresh
 	case agent.ContextTooLong:
@@ -602,8 +602,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.fail(ids, r.err.Error())
 		return startClean
 	case agent.Exited:
-		// The process died during the turn; onExit restarts it.
-		a.gateDone(Answered)
+		// The process died during the turn; onExit restarts it. A crash
+		// says nothing about the API.
+		a.gateDone(Released)
 		a.fail(ids, r.err.Error())
 		return carryOn
 	case agent.Undelivered:
