@@ -16,6 +16,7 @@ type Store interface {
 	Claim(ctx context.Context, chatID string, max int) ([]store.Message, error)
 	CompleteTurn(ctx context.Context, ids []string, reply string, rec store.SessionRecord) error
 	Requeue(ctx context.Context, ids []string, errText string) error
+	RequeueKept(ctx context.Context, ids []string, errText, keptIn string) error
 	Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error)
 	SaveSession(ctx context.Context, rec store.SessionRecord) error
 }

@@ -323,10 +323,6 @@ type actor struct {
 	state     State
 	proc      agent.Process
 	procFirst bool // the process has not finished a turn yet
-	// inConv holds the messages already in the agent's conversation from a
-	// turn that failed at the API, for agents that keep such turns
-	// (agent.FailedTurnKeeper): a retry must not send them again.
-	inConv map[string]bool
 	// more is set when messages may be waiting behind the turn in flight
 	// (a wake during the turn, a full batch, a failed turn): only then does
 	// the end of a turn look for the next one, saving an empty claim.
@@ -401,8 +397,7 @@ func (a *actor) startProc() {
 	}
 	resume := a.sessionID != ""
 	if !resume {
-		a.sessionID = a.s.d.NewID()
-		a.inConv = nil // a new conversation has seen nothing
+		a.sessionID = a.s.d.NewID() // a new conversation: it holds no kept message
 	}
 	a.state = Starting
 	a.s.publish(a)
@@ -477,7 +472,7 @@ func (a *actor) pump() {
 	}
 	texts := make([]string, 0, len(msgs))
 	for _, m := range msgs {
-		if !a.inConv[m.ID] {
+		if m.KeptIn == "" || m.KeptIn != a.sessionID {
 			texts = append(texts, m.Text)
 		}
 	}
@@ -539,9 +534,6 @@ func (a *actor) onTurn(r turnResult) followUp {
 	dur := now.Sub(t.started)
 	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
 	if r.err == nil {
-		for _, id := range ids {
-			delete(a.inConv, id)
-		}
 		// The agent answered, even if the turn was being cancelled.
 		a.gateDone(Answered)
 		a.errorCount = 0
@@ -572,13 +564,10 @@ func (a *actor) onTurn(r turnResult) followUp {
 
 	kind := agent.KindOf(r.err)
 	a.s.log.Warn("turn failed", "kind", kind.String(), "err", r.err)
-	if kind == agent.Outage || kind == agent.Auth {
-		a.keptInConversation(ids)
-	}
 	switch kind {
 	case agent.Outage:
 		a.gateDone(Unreachable)
-		a.requeue(ids, r.err.Error())
+		a.hold(ids, r.err.Error())
 		return carryOn
 	case agent.Auth:
 		// Rejected credentials are the daemon's problem, not the message's
@@ -591,7 +580,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 			d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
 		}
 		a.gateDone(Unreachable)
-		a.requeue(ids, r.err.Error())
+		a.hold(ids, r.err.Error())
 		return carryOn
 	case agent.ResumeFailed:
 		a.gateDone(Released) // the CLI gave up before calling the API
@@ -643,17 +632,17 @@ func (a *actor) act(f followUp) {
 // holds from a turn the API failed (see agent.FailedTurnKeeper).
 const RetryNote = "(The AI service was unavailable a moment ago. Please answer the message above.)"
 
-// keptInConversation notes that the agent kept a failed turn's messages.
-func (a *actor) keptInConversation(ids []string) {
-	k, ok := a.s.d.Agent.(agent.FailedTurnKeeper)
-	if !ok || !k.KeepsFailedTurns() {
-		return
+// hold puts the messages of a turn the API failed back in line. An agent
+// that keeps such turns in its conversation (agent.FailedTurnKeeper) now
+// holds them: the store records in which conversation, so the retry sends
+// only RetryNote for them — also after a restart of the daemon.
+func (a *actor) hold(ids []string, why string) {
+	kept := ""
+	if k, ok := a.s.d.Agent.(agent.FailedTurnKeeper); ok && k.KeepsFailedTurns() {
+		kept = a.sessionID
 	}
-	if a.inConv == nil {
-		a.inConv = map[string]bool{}
-	}
-	for _, id := range ids {
-		a.inConv[id] = true
+	if err := a.s.d.Store.RequeueKept(context.Background(), ids, why, kept); err != nil {
+		a.s.log.Error("requeue messages", "err", err)
 	}
 }
 

@@ -44,6 +44,9 @@ type Message struct {
 	// Error is the last error; Reply the final reply once done.
 	Error, Reply         string
 	CreatedAt, UpdatedAt time.Time
+	// KeptIn is the agent conversation that already holds this message from
+	// a turn the API failed ("" if none); see RequeueKept.
+	KeptIn string
 }
 
 // Filter selects messages for List. Zero fields match anything, except that
@@ -61,7 +64,7 @@ type Counts struct {
 
 const defaultListLimit = 1000
 
-const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at`
+const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in`
 
 // Accept stores a new pending message and returns once it is committed and
 // fsync'd. An empty id gets a generated one (a UUID). If a message with id
@@ -200,15 +203,25 @@ func completeMessages(ctx context.Context, tx *wtx, ids []string, reply string, 
 // not the messages' fault: outages and shutdown. Ids that are not inflight
 // are left alone.
 func (s *Store) Requeue(ctx context.Context, ids []string, errText string) error {
+	return s.RequeueKept(ctx, ids, errText, "")
+}
+
+// RequeueKept is Requeue for a turn the API failed whose messages the
+// agent's conversation keptIn now holds (the Claude Code CLI keeps them and
+// merges them into its next request): Message.KeptIn records it, durably,
+// so a retry in that conversation — even after a daemon restart — does not
+// send their texts again. An empty keptIn leaves KeptIn as it was.
+func (s *Store) RequeueKept(ctx context.Context, ids []string, errText, keptIn string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	now := nanos(s.clk.Now())
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE messages
-			SET state = 'pending', error = ?, updated_at = ?
+			SET state = 'pending', error = ?, updated_at = ?,
+				kept_in = CASE WHEN ? = '' THEN kept_in ELSE ? END
 			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
-			withIDs([]any{errText, now}, ids)...)
+			withIDs([]any{errText, now, keptIn, keptIn}, ids)...)
 		return err
 	})
 	if err != nil {
@@ -492,7 +505,7 @@ func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 		created, updated int64
 	)
 	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
-		&m.Failures, &m.Error, &m.Reply, &created, &updated)
+		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn)
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return m, err
 }

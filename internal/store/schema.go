@@ -50,6 +50,9 @@ CREATE TABLE sessions (
 	// 2: a key/value table for the daemon's own bookkeeping (the readiness
 	// probe's write).
 	`CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;`,
+	// 3: the agent conversation that already holds a message from a turn
+	// the API failed (agents that keep such turns): a retry skips its text.
+	`ALTER TABLE messages ADD COLUMN kept_in TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

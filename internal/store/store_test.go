@@ -1000,3 +1000,26 @@ func TestPing(t *testing.T) {
 		t.Fatal("Ping after Close succeeded")
 	}
 }
+
+func TestRequeueKeptRecordsTheConversation(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "k.db"), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	s.Accept(ctx, "c", "t", "m1")
+	s.Claim(ctx, "c", 1)
+	if err := s.RequeueKept(ctx, []string{"m1"}, "outage", "conv-1"); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := s.Get(ctx, "m1")
+	if m.State != Pending || m.KeptIn != "conv-1" || m.Failures != 0 {
+		t.Fatalf("after RequeueKept: %+v", m)
+	}
+	s.Claim(ctx, "c", 1)
+	s.Requeue(ctx, []string{"m1"}, "stop") // a plain requeue keeps what is known
+	if m, _ := s.Get(ctx, "m1"); m.KeptIn != "conv-1" {
+		t.Fatalf("plain requeue lost KeptIn: %+v", m)
+	}
+}

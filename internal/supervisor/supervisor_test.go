@@ -666,6 +666,14 @@ func TestRetryAfterOutageDoesNotResendKeptMessages(t *testing.T) {
 	h.ag.Fail(agent.Outage, 3) // the held turn fails once; two probes fail
 	held := h.send("quinn", "held message")
 	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
+	h.eventually("held back in line", func() bool { return h.msg(held).KeptIn != "" })
+	// the daemon restarts during the outage: what the conversation holds is
+	// known from the store, not from memory
+	h.stop()
+	h.sup = New(h.cfg, h.st, keeper{h.ag}, h.clk, h.logs)
+	if err := h.sup.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	h.eventually("answered after recovery", func() bool {
 		h.eventually("no turn in flight", func() bool { return !h.snap("quinn").Busy })
 		h.clk.Advance(5 * time.Second)
