@@ -472,7 +472,7 @@ func (a *actor) pump() {
 	}
 	texts := make([]string, 0, len(msgs))
 	for _, m := range msgs {
-		if m.KeptIn == "" || m.KeptIn != a.sessionID {
+		if m.KeptIn != a.sessionID {
 			texts = append(texts, m.Text)
 		}
 	}
@@ -521,6 +521,7 @@ func (a *actor) onTurn(r turnResult) followUp {
 	if t == nil {
 		return carryOn
 	}
+	defer t.cancel(nil) // release the turn's context (its cause is read below)
 	d := a.s.d
 	now := a.now()
 	a.lastActivity = now
