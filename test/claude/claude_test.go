@@ -167,13 +167,16 @@ func TestAPIRefused(t *testing.T) {
 	if n := strings.Count(r.sessionLog("carol"), "kind=outage"); n != 1 {
 		t.Errorf("%d turns of the chat failed as an outage; want only the first try", n)
 	}
-	if n := strings.Count(r.d.ManagerLog(), "API probe: still unreachable"); n < 1 {
-		t.Errorf("%d failed probes logged; want at least one", n)
-	}
+	// (a probe's CLI takes seconds to start, so whether one met the closed
+	// port before it opened again depends on timing; that the API came back
+	// through a probe is checked below)
 	r.wantHeld("carol", ids)
 
 	r.api.SetMode(fakeapi.ModeOK)
 	r.wantAnsweredInOrder("carol", ids, texts)
+	if _, ok := r.requestFor(supervisor.ProbeText); !ok {
+		t.Errorf("no probe request reached the API:\n%s", r.describeRequests())
+	}
 	if st := r.d.Status(); st.Daemon.API != "up" {
 		t.Errorf("api %q after the API came back, want up", st.Daemon.API)
 	}
@@ -199,11 +202,8 @@ func Test529Burst(t *testing.T) {
 	r.d.WaitFor(func() bool { return r.d.Status().Daemon.API == "down" }, turnTimeout, "api: down")
 	r.wantHeld("dave", ids)
 	r.wantAnsweredInOrder("dave", ids, texts)
-	if n := len(r.requestsIn(fakeapi.Mode529)); n < 2 {
-		t.Errorf("only %d requests met a 529; want a burst (the first try and probes)", n)
-	} else {
-		t.Logf("%d requests met a 529", n)
-	}
+	// how many probes met the 529s depends on how fast the CLI starts
+	t.Logf("%d requests met a 529", len(r.requestsIn(fakeapi.Mode529)))
 	st := r.d.Status()
 	if st.Daemon.API != "up" || st.Daemon.Outages < 1 {
 		t.Errorf("after the burst: api %q, outages %d; want up, ≥ 1", st.Daemon.API, st.Daemon.Outages)
