@@ -436,32 +436,6 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 	return c, nil
 }
 
-// PendingByChat returns the number of pending messages of every chat that
-// has any.
-func (s *Store) PendingByChat(ctx context.Context) (map[string]int, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT chat_id, count(*) FROM messages
-		WHERE state = 'pending' GROUP BY chat_id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: pending by chat: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[string]int)
-	for rows.Next() {
-		var (
-			chat string
-			n    int
-		)
-		if err := rows.Scan(&chat, &n); err != nil {
-			return nil, fmt.Errorf("store: pending by chat: %w", err)
-		}
-		out[chat] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: pending by chat: %w", err)
-	}
-	return out, nil
-}
-
 // ChatsWithPending returns the chats that have pending messages, the one
 // waiting longest first, so a caller working down the list is fair.
 func (s *Store) ChatsWithPending(ctx context.Context) ([]string, error) {

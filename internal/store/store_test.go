@@ -533,12 +533,12 @@ func TestListAndCounts(t *testing.T) {
 		t.Errorf("Counts = %+v", c)
 	}
 
-	byChat, err := s.PendingByChat(ctx)
+	byChat, err := s.PendingStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(byChat) != 2 || byChat["a"] != 1 || byChat["b"] != 2 {
-		t.Errorf("PendingByChat = %v", byChat)
+	if len(byChat) != 2 || byChat["a"].Count != 1 || byChat["b"].Count != 2 {
+		t.Errorf("PendingStats = %v", byChat)
 	}
 }
 
@@ -596,7 +596,7 @@ func TestQueriesUseIndex(t *testing.T) {
 	}
 }
 
-func TestPendingByChatManyChats(t *testing.T) {
+func TestPendingStatsManyChats(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
 	const chats = 5000
@@ -615,14 +615,14 @@ func TestPendingByChatManyChats(t *testing.T) {
 	}
 	wg.Wait()
 	start := time.Now()
-	got, err := s.PendingByChat(ctx)
+	got, err := s.PendingStats(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != chats {
-		t.Fatalf("PendingByChat has %d chats, want %d", len(got), chats)
+		t.Fatalf("PendingStats has %d chats, want %d", len(got), chats)
 	}
-	t.Logf("PendingByChat over %d chats: %v", chats, time.Since(start))
+	t.Logf("PendingStats over %d chats: %v", chats, time.Since(start))
 }
 
 func TestDurableAcrossReopen(t *testing.T) {

@@ -3,7 +3,6 @@ package integration
 import (
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -146,54 +145,5 @@ func TestSIGKILL(t *testing.T) {
 	t.Logf("grandchildren of the killed daemon's agents still alive after the restart: %v", old)
 	if s := d.Status(); s.Queue.Pending != 0 || s.Queue.Inflight != 0 || s.Queue.Dead != 0 {
 		t.Errorf("queue after recovery: %+v", s.Queue)
-	}
-}
-
-// TestShutdownBounded: SIGTERM waits for a turn in flight only up to
-// shutdown_timeout, then stops the agent and exits 0; a second signal exits
-// at once. Either way the message in flight is not lost: the next daemon
-// answers it, and no agent outlives the daemon.
-func TestShutdownBounded(t *testing.T) {
-	d := daemontest.Start(t, opts(with(noChecks, map[string]any{"shutdown_timeout": "500ms"})))
-	slow := d.Send("slow", "SLEEP=2s first")
-	d.WaitMessage(slow, "inflight", 10*time.Second)
-	code, took := d.Term()
-	t.Logf("SIGTERM with a 2s turn in flight and shutdown_timeout 500ms: exit %d after %s", code, took.Round(time.Millisecond))
-	if code != 0 {
-		t.Errorf("exit code %d, want 0", code)
-	}
-	if took > 2500*time.Millisecond {
-		t.Errorf("shutdown took %s with shutdown_timeout 500ms", took)
-	}
-	if left := d.WaitNoProcs(2 * time.Second); len(left) != 0 {
-		t.Errorf("processes outlived the daemon: %v", left)
-	}
-
-	d.Restart()
-	if m := d.WaitMessage(slow, "done", 20*time.Second); !strings.Contains(m.Reply, "first") {
-		t.Errorf("reply %q", m.Reply)
-	}
-
-	// A second signal: exit at once, without waiting for the turn.
-	slow2 := d.Send("slow", "SLEEP=3s second")
-	d.WaitMessage(slow2, "inflight", 10*time.Second)
-	start := time.Now()
-	d.Signal(syscall.SIGTERM)
-	d.WaitFor(func() bool { return strings.Count(d.Output(), "shutting down") >= 2 }, 5*time.Second, "the daemon to start shutting down")
-	d.Signal(syscall.SIGTERM)
-	code, ok := d.Wait(5 * time.Second)
-	if !ok {
-		t.Fatalf("daemon still running 5s after a second SIGTERM")
-	}
-	t.Logf("second SIGTERM: exit %d after %s", code, time.Since(start).Round(time.Millisecond))
-	if time.Since(start) > 3*time.Second {
-		t.Errorf("a second signal took %s to end the daemon", time.Since(start))
-	}
-	if left := d.WaitNoProcs(2 * time.Second); len(left) != 0 {
-		t.Errorf("agents outlived a daemon ended by a second signal: %v", left)
-	}
-	d.Restart()
-	if m := d.WaitMessage(slow2, "done", 20*time.Second); !strings.Contains(m.Reply, "second (turn 2)") {
-		t.Errorf("reply %q, want turn 2", m.Reply)
 	}
 }

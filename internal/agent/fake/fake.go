@@ -219,13 +219,12 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 
 // plan is what the knobs decided for one turn.
 type plan struct {
-	clk               clock.Clock
-	delay             time.Duration
-	crash, hang       bool
-	fail              *agent.TurnError
-	script            ScriptFunc
-	directives        bool
-	conversationTurns int
+	clk         clock.Clock
+	delay       time.Duration
+	crash, hang bool
+	fail        *agent.TurnError
+	script      ScriptFunc
+	directives  bool
 }
 
 // take records a turn and consumes the one-shot knobs.
