@@ -133,8 +133,10 @@ func (l *Logs) Manager() *slog.Logger { return l.manager }
 
 // Lifecycle records a session lifecycle event (start, stop, restart, reap,
 // failure, resume_failed, dead_letter, ...) for chat with a free-text
-// reason: one line in logs/session_lifecycle.log and the same line in the
-// manager log. Failures are logged at WARN, everything else at INFO.
+// reason: one line in logs/session_lifecycle.log, the same line in the
+// manager log, and one in the chat's own log (so `dispatch logs CHAT` shows
+// its starts, restarts and reaps). Failures are logged at WARN, everything
+// else at INFO.
 func (l *Logs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
 	level := slog.LevelInfo
 	switch event {
@@ -145,6 +147,10 @@ func (l *Logs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
 	all = append(all, slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason))
 	all = append(all, attrs...)
 	l.lifecycle.LogAttrs(context.Background(), level, "lifecycle", all...)
+	if chat != "" {
+		sess := append([]slog.Attr{slog.String("event", event), slog.String("reason", reason)}, attrs...)
+		l.Session(chat).LogAttrs(context.Background(), level, "lifecycle", sess...)
+	}
 }
 
 // Session returns the logger of chat's file, logs/sessions/<SafeName>.log;

@@ -259,10 +259,14 @@ func TestConcurrentWriters(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	total := 0
+	total, events := 0, 0
 	for c := range chats {
 		chat := fmt.Sprintf("c%d", c)
 		for _, line := range readLines(t, SessionPath(dir, chat)) {
+			if strings.Contains(line, " msg=lifecycle chat="+chat+" event=restart reason=test") {
+				events++ // lifecycle events also go to the chat's own log
+				continue
+			}
 			if !strings.HasPrefix(line, "time=") || !strings.HasSuffix(line, " chat="+chat+" g="+field(line, "g")+" i="+field(line, "i")) {
 				t.Fatalf("%s: torn line %q", chat, line)
 			}
@@ -271,6 +275,9 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	if total != goroutines*perG {
 		t.Errorf("%d session lines, want %d", total, goroutines*perG)
+	}
+	if events != goroutines*perG/50 {
+		t.Errorf("%d lifecycle lines in session logs, want %d", events, goroutines*perG/50)
 	}
 	if n := len(readLines(t, LifecyclePath(dir))); n != goroutines*perG/50 {
 		t.Errorf("%d lifecycle lines, want %d", n, goroutines*perG/50)
