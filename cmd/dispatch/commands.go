@@ -148,23 +148,50 @@ func human(d time.Duration) string {
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
+// Exit statuses of `send --wait` beyond 0 (answered) and 1 (not accepted).
+const (
+	exitTimedOut = 3 // no reply in time; the message stays queued
+	exitGivenUp  = 4 // the message is dead, or its session failed
+)
+
 func sendCmd(g *globals) *cobra.Command {
 	var (
-		id      string
-		wait    bool
-		timeout time.Duration
+		clientID string
+		wait     bool
+		timeout  time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "send CHAT TEXT",
 		Short: "Accept a message for a chat (prints its id; with --wait, the reply)",
-		Args:  cobra.ExactArgs(2),
+		Long: `Accept a message for a chat. It prints the message's id once the message is
+durably stored. TEXT "-" reads the text from standard input.
+
+--client-id gives the message your own key, scoped to the chat: sending the
+same chat and client id again stores nothing and prints the original id; the
+same pair with another text is refused.
+
+With --wait it prints the reply instead and exits
+  0 answered, 1 not accepted, 3 timed out (the message stays queued),
+  4 given up: the message is dead, or its session failed (reason on stderr).`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("timeout") && !wait {
+				return errors.New("--timeout needs --wait")
+			}
+			text := args[1]
+			if text == "-" {
+				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), api.MaxText+1))
+				if err != nil {
+					return fmt.Errorf("read standard input: %w", err)
+				}
+				text = string(b)
+			}
 			c, err := connect(g, 30*time.Second)
 			if err != nil {
 				return err
 			}
 			var acc api.Accepted
-			in := api.MessageIn{ChatID: args[0], Text: args[1], ID: id}
+			in := api.MessageIn{ChatID: args[0], Text: text, ClientID: clientID}
 			if err := c.do(cmd.Context(), "POST", "/v1/messages", in, &acc); err != nil {
 				return err
 			}
@@ -176,14 +203,15 @@ func sendCmd(g *globals) *cobra.Command {
 			return waitReply(cmd.Context(), c, acc.ID, timeout, out)
 		},
 	}
-	cmd.Flags().StringVar(&id, "id", "", "client message id: a resend with the same id is stored once")
+	cmd.Flags().StringVar(&clientID, "client-id", "", "your own key for the message, unique within the chat: a resend with the same key is stored once")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the reply and print it instead of the id")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait: how long to wait for the reply")
 	return cmd
 }
 
-// waitReply polls the message until it is done (prints the reply) or dead
-// (an error), or the timeout passes (an error; the message stays queued).
+// waitReply polls the message until it is done (prints the reply), until
+// its outcome is known to be no reply (dead, or its session failed: exit
+// 4), or until the timeout passes (exit 3; the message stays queued).
 func waitReply(ctx context.Context, c *client, id string, timeout time.Duration, out io.Writer) error {
 	deadline := time.Now().Add(timeout)
 	delay := 5 * time.Millisecond
@@ -192,15 +220,17 @@ func waitReply(ctx context.Context, c *client, id string, timeout time.Duration,
 		if err := c.do(ctx, "GET", "/v1/messages/"+id, nil, &m); err != nil {
 			return err
 		}
-		switch m.State {
-		case "done":
+		switch {
+		case m.State == "done":
 			fmt.Fprintln(out, m.Reply)
 			return nil
-		case "dead":
-			return fmt.Errorf("message %s is dead after %d attempts: %s", id, m.Attempts, m.Error)
+		case m.State == "dead":
+			return &exitError{exitGivenUp, fmt.Errorf("message %s is dead after %d attempts: %s", id, m.Attempts, m.Error)}
+		case m.Held != "":
+			return &exitError{exitGivenUp, fmt.Errorf("message %s will not be answered until an operator acts (%s); it stays queued", id, m.Held)}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no reply to message %s within %s (state %s); it stays queued", id, timeout, m.State)
+			return &exitError{exitTimedOut, fmt.Errorf("no reply to message %s within %s (state %s); it stays queued", id, timeout, m.State)}
 		}
 		time.Sleep(delay)
 		delay = min(2*delay, 250*time.Millisecond)
@@ -258,7 +288,9 @@ func sessionsCmd(g *globals) *cobra.Command {
 		}
 		return c
 	}
-	kill := chatOp("kill", "Stop a session's agent (keeps its session_id)", "/v1/sessions/kill", nil)
+	kill := chatOp("kill", "Stop a session's agent (keeps its session_id); waiting messages go to a new agent at once", "/v1/sessions/kill", nil)
+	pause := chatOp("pause", "Hold a chat: accept and keep its messages, hand none to the agent", "/v1/sessions/pause", nil)
+	resume := chatOp("resume", "Let a paused chat's messages go, in order", "/v1/sessions/resume", nil)
 	restart := chatOp("restart", "Restart a session (resumes unless --clean); clears failed", "/v1/sessions/restart",
 		func(c *cobra.Command) func() api.ChatRequest {
 			clean := c.Flags().Bool("clean", false, "start a new conversation instead of resuming")
@@ -269,7 +301,7 @@ func sessionsCmd(g *globals) *cobra.Command {
 			off := c.Flags().Bool("off", false, "clear the exemption")
 			return func() api.ChatRequest { return api.ChatRequest{Off: *off} }
 		})
-	cmd.AddCommand(list, kill, restart, exempt)
+	cmd.AddCommand(list, kill, restart, exempt, pause, resume)
 	return cmd
 }
 

@@ -26,18 +26,21 @@ import (
 const (
 	MaxChatID  = 256
 	MaxText    = 1 << 20
-	MaxID      = 256
+	MaxID      = 256     // message ids and client ids
 	maxBody    = 8 << 20 // a 1 MiB text JSON-escaped can grow; past this: 413
 	maxCtlBody = 64 << 10
 )
 
 // Backend is what the API drives: the supervisor and its store.
 type Backend interface {
-	Submit(ctx context.Context, chat, text, id string) (string, bool, error)
+	Submit(ctx context.Context, chat, text, clientID string) (string, bool, error)
 	Message(ctx context.Context, id string) (store.Message, error)
 	Messages(ctx context.Context, f store.Filter) ([]store.Message, error)
 	Status(ctx context.Context) (supervisor.Status, error)
 	Kill(ctx context.Context, chat string) error
+	Pause(ctx context.Context, chat string) error
+	Resume(ctx context.Context, chat string) error
+	ChatHold(chat string) (held bool, reason string)
 	Restart(ctx context.Context, chat string, clean bool) error
 	Exempt(ctx context.Context, chat string, on bool) error
 	RetryMessage(ctx context.Context, id string) error
@@ -57,6 +60,8 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 	mux.HandleFunc("POST /v1/sessions/kill", h.kill)
 	mux.HandleFunc("POST /v1/sessions/restart", h.restart)
 	mux.HandleFunc("POST /v1/sessions/exempt", h.exempt)
+	mux.HandleFunc("POST /v1/sessions/pause", h.pause)
+	mux.HandleFunc("POST /v1/sessions/resume", h.resume)
 	mux.HandleFunc("GET /v1/queue", h.queue)
 	mux.HandleFunc("POST /v1/queue/retry", h.retry)
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
@@ -76,11 +81,14 @@ type handler struct {
 	log *slog.Logger
 }
 
-// MessageIn is the body of POST /v1/messages.
+// MessageIn is the body of POST /v1/messages. ClientID is the sender's own
+// key for the message, scoped to the chat: a resend with the same one is a
+// duplicate. ID is refused: message ids are always dispatch's own.
 type MessageIn struct {
-	ChatID string `json:"chat_id"`
-	Text   string `json:"text"`
-	ID     string `json:"id,omitempty"`
+	ChatID   string `json:"chat_id"`
+	Text     string `json:"text"`
+	ClientID string `json:"client_id,omitempty"`
+	ID       string `json:"id,omitempty"`
 }
 
 // Accepted is the answer to POST /v1/messages.
@@ -93,6 +101,7 @@ type Accepted struct {
 type MessageOut struct {
 	ID        string `json:"id"`
 	ChatID    string `json:"chat_id"`
+	ClientID  string `json:"client_id"`
 	State     string `json:"state"`
 	Attempts  int    `json:"attempts"`
 	Failures  int    `json:"failures"`
@@ -101,12 +110,16 @@ type MessageOut struct {
 	Error     string `json:"error"`
 	CreatedAt string `json:"created_at"`
 	UpdatedAt string `json:"updated_at"`
+	// Held is set on a message that waits at a session that cannot go on
+	// without an operator (it failed), with the reason: a sender waiting
+	// for its reply can stop waiting.
+	Held string `json:"held,omitempty"`
 }
 
 // Out converts a stored message; text is included only when withText.
 func Out(m store.Message, withText bool) MessageOut {
 	o := MessageOut{
-		ID: m.ID, ChatID: m.ChatID, State: string(m.State), Attempts: m.Attempts, Failures: m.Failures,
+		ID: m.ID, ChatID: m.ChatID, ClientID: m.ClientID, State: string(m.State), Attempts: m.Attempts, Failures: m.Failures,
 		Reply: m.Reply, Error: m.Error,
 		CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339Nano), UpdatedAt: m.UpdatedAt.UTC().Format(time.RFC3339Nano),
 	}
@@ -152,7 +165,10 @@ func validMessage(in MessageIn) error {
 		return &inputError{http.StatusBadRequest, err.Error()}
 	}
 	if in.ID != "" {
-		if err := validKey("id", in.ID, MaxID); err != nil {
+		return &inputError{http.StatusBadRequest, "id is chosen by dispatch; give your own key for the message as client_id"}
+	}
+	if in.ClientID != "" {
+		if err := validKey("client_id", in.ClientID, MaxID); err != nil {
 			return &inputError{http.StatusBadRequest, err.Error()}
 		}
 	}
@@ -178,7 +194,7 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ie.code, ie.msg)
 		return
 	}
-	id, dup, err := h.b.Submit(r.Context(), in.ChatID, in.Text, in.ID)
+	id, dup, err := h.b.Submit(r.Context(), in.ChatID, in.Text, in.ClientID)
 	if err != nil {
 		h.fail(w, "accept message", err)
 		return
@@ -192,7 +208,13 @@ func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "get message", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Out(m, false))
+	out := Out(m, false)
+	if m.State == store.Pending || m.State == store.Inflight {
+		if held, why := h.b.ChatHold(m.ChatID); held {
+			out.Held = why
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
@@ -246,6 +268,14 @@ func (h *handler) restart(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) exempt(w http.ResponseWriter, r *http.Request) {
 	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Exempt(ctx, in.ChatID, !in.Off) })
+}
+
+func (h *handler) pause(w http.ResponseWriter, r *http.Request) {
+	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Pause(ctx, in.ChatID) })
+}
+
+func (h *handler) resume(w http.ResponseWriter, r *http.Request) {
+	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Resume(ctx, in.ChatID) })
 }
 
 func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
@@ -326,6 +356,14 @@ func (h *handler) fail(w http.ResponseWriter, what string, err error) {
 		writeError(w, http.StatusNotFound, "unknown chat")
 	case errors.Is(err, supervisor.ErrClosing):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict: this chat already has a message with that client_id and another text; nothing was stored")
+	case errors.Is(err, store.ErrNoSpace):
+		h.log.Error(what, "err", err)
+		writeError(w, http.StatusInsufficientStorage, what+": the daemon's disk is full; nothing was stored, try again later")
+	case errors.Is(err, store.ErrIO):
+		h.log.Error(what, "err", err)
+		writeError(w, http.StatusServiceUnavailable, what+": the daemon's database cannot be written; nothing was stored, try again later")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
 	default:

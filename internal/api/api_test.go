@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,19 +23,19 @@ type backend struct {
 	accepted []MessageIn
 }
 
-func (b *backend) Submit(_ context.Context, chat, text, id string) (string, bool, error) {
+func (b *backend) Submit(_ context.Context, chat, text, clientID string) (string, bool, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, m := range b.accepted {
-		if id != "" && m.ID == id {
-			return id, true, nil
+	for i, m := range b.accepted {
+		if clientID != "" && m.ChatID == chat && m.ClientID == clientID {
+			if m.Text != text {
+				return "", false, store.ErrConflict
+			}
+			return fmt.Sprintf("gen-%d", i+1), true, nil
 		}
 	}
-	b.accepted = append(b.accepted, MessageIn{ChatID: chat, Text: text, ID: id})
-	if id == "" {
-		id = "gen-1"
-	}
-	return id, false, nil
+	b.accepted = append(b.accepted, MessageIn{ChatID: chat, Text: text, ClientID: clientID})
+	return fmt.Sprintf("gen-%d", len(b.accepted)), false, nil
 }
 func (b *backend) Message(_ context.Context, id string) (store.Message, error) {
 	if id == "known" {
@@ -53,6 +54,9 @@ func (b *backend) Kill(_ context.Context, chat string) error {
 	return nil
 }
 func (b *backend) Restart(ctx context.Context, chat string, _ bool) error { return b.Kill(ctx, chat) }
+func (b *backend) Pause(ctx context.Context, chat string) error           { return b.Kill(ctx, chat) }
+func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
+func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
 func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
 func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
 func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }
@@ -82,8 +86,12 @@ func TestRequests(t *testing.T) {
 		errPart                  string
 	}{
 		{"accept", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi"}`, 202, ""},
-		{"accept with id", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`, 202, ""},
-		{"duplicate", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`, 202, ""},
+		{"accept with client id", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","client_id":"c1"}`, 202, ""},
+		{"duplicate", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","client_id":"c1"}`, 202, ""},
+		{"client id reused for another text", "POST", "/v1/messages", `{"chat_id":"alice","text":"other","client_id":"c1"}`, 409, "conflict"},
+		{"client id in another chat", "POST", "/v1/messages", `{"chat_id":"bob","text":"other","client_id":"c1"}`, 202, ""},
+		{"message id chosen by client", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`, 400, "client_id"},
+		{"control char in client id", "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","client_id":"a\u0007"}`, 400, "client_id"},
 		{"empty chat", "POST", "/v1/messages", `{"chat_id":"","text":"hi"}`, 400, "chat_id is required"},
 		{"long chat", "POST", "/v1/messages", `{"chat_id":"` + strings.Repeat("a", 257) + `","text":"hi"}`, 400, "limit is 256"},
 		{"control char", "POST", "/v1/messages", `{"chat_id":"a\u0007b","text":"hi"}`, 400, "control"},
@@ -122,8 +130,12 @@ func TestRequests(t *testing.T) {
 			}
 		})
 	}
-	if _, out := do(h, "POST", "/v1/messages", `{"chat_id":"alice","text":"hi","id":"c1"}`); out["duplicate"] != true {
-		t.Fatalf("repeat of a client id not reported as duplicate: %v", out)
+	_, first := do(h, "POST", "/v1/messages", `{"chat_id":"carol","text":"hi","client_id":"k"}`)
+	if _, out := do(h, "POST", "/v1/messages", `{"chat_id":"carol","text":"hi","client_id":"k"}`); out["duplicate"] != true || out["id"] != first["id"] {
+		t.Fatalf("repeat of a client id = %v, want a duplicate of %v", out, first)
+	}
+	if _, out := do(h, "POST", "/v1/messages", `{"chat_id":"dave","text":"hi","client_id":"k"}`); out["duplicate"] != false || out["id"] == first["id"] {
+		t.Fatalf("client id of another chat = %v, want a new message (not %v)", out, first["id"])
 	}
 }
 

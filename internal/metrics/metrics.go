@@ -35,6 +35,7 @@ type Metrics struct {
 	Panics        prometheus.Counter
 	Lifecycle     *prometheus.CounterVec
 	Orphans       prometheus.Counter
+	Stranded      prometheus.Counter
 }
 
 // New creates the metrics and registers them, with src's state gauges.
@@ -76,12 +77,16 @@ func New(src Source) *Metrics {
 		Orphans: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatch_orphan_processes_killed_total", Help: "Agent processes no session owned, killed by the health check.",
 		}),
+		Stranded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_stranded_handovers_total",
+			Help: "Times the health check found waiting messages with nothing scheduled to hand them over (always a bug) and handed them over.",
+		}),
 		Lifecycle: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatch_lifecycle_events_total", Help: "Session lifecycle events by kind.",
 		}, []string{"event"}),
 	}
 	m.Registry.MustRegister(m.Restarts, m.Checks, m.CheckDuration, m.Reaped, m.Accepted, m.Duplicates,
-		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans,
+		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans, m.Stranded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src})
 	for _, r := range []string{"dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "other"} {

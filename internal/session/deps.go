@@ -13,7 +13,8 @@ import (
 // Store is the part of the durable store a session uses.
 type Store interface {
 	HasPending(ctx context.Context, chatID string) (bool, error)
-	Claim(ctx context.Context, chatID string, max int) ([]store.Message, error)
+	// Claim also reports whether messages wait behind the batch it took.
+	Claim(ctx context.Context, chatID string, max int) (batch []store.Message, more bool, err error)
 	CompleteTurn(ctx context.Context, ids []string, reply string, rec store.SessionRecord) error
 	Requeue(ctx context.Context, ids []string, errText string) error
 	RequeueKept(ctx context.Context, ids []string, errText, keptIn string) error

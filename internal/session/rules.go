@@ -32,6 +32,8 @@ const (
 	ReasonStaleQueue = "stale_queue"
 	ReasonStopped    = "stopped"
 	ReasonStarting   = "starting"
+	ReasonPaused     = "paused"
+	ReasonStoreError = "store_error"
 )
 
 // Queue is what the store knows about one chat's waiting messages.
@@ -44,27 +46,36 @@ type Queue struct {
 type Verdict struct {
 	Healthy bool
 	Reason  string
+	// Restart: the health check should restart the session. Not every
+	// unhealthy session is restarted: a failed one waits for an operator,
+	// and one whose store writes fail waits for its disk.
+	Restart bool
 }
 
 // Verdict judges s at now. apiDown suppresses stale_queue: while the API
 // breaker holds turns, a waiting queue is expected, not a fault.
 func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict {
-	switch s.State {
-	case Failed:
-		return Verdict{false, "failed: " + s.FailReason}
-	case Stopped:
-		return Verdict{true, ReasonStopped}
+	switch {
+	case s.State == Failed:
+		return Verdict{false, "failed: " + s.FailReason, false}
+	case s.StoreError != "":
+		// Restarting cannot help: the session retries its write.
+		return Verdict{false, ReasonStoreError, false}
+	case s.State == Paused:
+		return Verdict{true, ReasonPaused, false}
+	case s.State == Stopped:
+		return Verdict{true, ReasonStopped, false}
 	}
 	if !s.ProcUp {
 		if s.State == Starting && !s.RestartPending {
 			// The agent is being started right now.
-			return Verdict{true, ReasonStarting}
+			return Verdict{true, ReasonStarting, false}
 		}
 		// Also while a restart waits out its backoff: the session is down.
-		return Verdict{false, ReasonDead}
+		return Verdict{false, ReasonDead, true}
 	}
 	if s.ErrorCount >= r.MaxErrors {
-		return Verdict{false, fmt.Sprintf("errors=%d", s.ErrorCount)}
+		return Verdict{false, fmt.Sprintf("errors=%d", s.ErrorCount), true}
 	}
 	if s.Busy {
 		limit := r.StuckTimeout
@@ -76,9 +87,9 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			quiet = s.LastOutput
 		}
 		if now.Sub(quiet) > limit {
-			return Verdict{false, ReasonStuck}
+			return Verdict{false, ReasonStuck, true}
 		}
-		return Verdict{true, ReasonOK}
+		return Verdict{true, ReasonOK, false}
 	}
 	if q.Depth > 0 && !apiDown && !s.Held {
 		since := s.LastHandover
@@ -86,10 +97,46 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			since = q.Oldest
 		}
 		if now.Sub(since) > r.StuckTimeout {
-			return Verdict{false, ReasonStaleQueue}
+			return Verdict{false, ReasonStaleQueue, true}
 		}
 	}
-	return Verdict{true, ReasonOK}
+	return Verdict{true, ReasonOK, false}
+}
+
+// StrandGrace is how long messages may wait at an idle session before the
+// health check counts them as stranded: a message accepted a moment ago
+// may simply not have reached its session yet.
+const StrandGrace = 5 * time.Second
+
+// Stranded reports whether a session has messages waiting with nothing
+// scheduled to hand them over: no turn in flight, no start or restart
+// pending, not held on purpose (failed, paused, an API outage, a store
+// write being retried), for longer than StrandGrace. That must never
+// happen; the health check hands such messages over and logs that it had
+// to.
+func (r Rules) Stranded(s Snapshot, q Queue, now time.Time, apiDown bool) bool {
+	if q.Depth == 0 || apiDown || s.Busy || s.Held || s.RestartPending || s.StoreError != "" {
+		return false
+	}
+	if s.State != Idle && s.State != Stopped {
+		return false
+	}
+	since := s.LastHandover
+	if q.Oldest.After(since) {
+		since = q.Oldest
+	}
+	return now.Sub(since) > StrandGrace
+}
+
+// StoreRetryDelay is how long a session waits before trying a failed
+// store write again for the try-th time (from 0): 250 ms, doubling, at
+// most 10 s, so a disk that frees up is noticed within seconds.
+func StoreRetryDelay(try int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 0; i < try && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
 }
 
 // Exempt reports whether a chat is never idle-reaped: the master session,
@@ -102,7 +149,7 @@ func (r Rules) Exempt(chat string, flagged bool) bool {
 // idle timeout and may be stopped (SPEC 2.3). Busy sessions and sessions
 // with waiting messages are never reaped.
 func (r Rules) Reapable(s Snapshot, q Queue, now time.Time) bool {
-	if !s.ProcUp || s.State == Stopped || s.State == Failed || s.State == Starting {
+	if !s.ProcUp || s.State == Stopped || s.State == Failed || s.State == Starting || s.State == Paused {
 		return false
 	}
 	if s.Busy || q.Depth > 0 || r.Exempt(s.ChatID, s.ExemptFlag) {

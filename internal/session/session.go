@@ -30,6 +30,17 @@ const (
 	Busy     State = "busy"
 	Stopped  State = "stopped"
 	Failed   State = "failed"
+	// Paused: an operator holds the chat's messages (Pause); they are
+	// accepted and kept, and nothing is handed to the agent until Resume.
+	Paused State = "paused"
+)
+
+// StopReason says why a stopped session has no agent.
+type StopReason string
+
+const (
+	StopIdle   StopReason = "idle"   // reaped after the idle timeout
+	StopKilled StopReason = "killed" // an operator killed the agent
 )
 
 // Snapshot is a session's state at one moment, for health checks and status.
@@ -46,14 +57,18 @@ type Snapshot struct {
 	SessionID      string
 	ExemptFlag     bool
 	FailReason     string
-	Pid            int
-	FirstTurn      bool   // the turn in flight is the process's first
-	Gen            uint64 // counts agent starts; a verdict is about one generation
-	CreatedAt      time.Time
-	LastActivity   time.Time
-	LastHandover   time.Time
-	TurnStarted    time.Time
-	LastOutput     time.Time
+	StopReason     StopReason // why a stopped session has no agent
+	// StoreError is the last failed store write while the session retries
+	// it ("" when the store is fine): the session is waiting on its disk.
+	StoreError   string
+	Pid          int
+	FirstTurn    bool   // the turn in flight is the process's first
+	Gen          uint64 // counts agent starts; a verdict is about one generation
+	CreatedAt    time.Time
+	LastActivity time.Time
+	LastHandover time.Time
+	TurnStarted  time.Time
+	LastOutput   time.Time
 }
 
 // Causes for cancelling a turn in flight: they decide whether the turn's
@@ -74,6 +89,10 @@ type Session struct {
 	wake   chan struct{}
 	turnCh chan turnResult
 	done   chan struct{}
+	// quit is closed when the daemon shuts down: a store write being
+	// retried gives up then (what it concerned is recovered at startup).
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	mu   sync.Mutex
 	pub  Snapshot
@@ -93,6 +112,7 @@ func New(d *Deps, rec store.SessionRecord, start bool) *Session {
 		wake:   make(chan struct{}, 1),
 		turnCh: make(chan turnResult, 1),
 		done:   make(chan struct{}),
+		quit:   make(chan struct{}),
 	}
 	a := &actor{
 		s:            s,
@@ -113,8 +133,14 @@ func New(d *Deps, rec store.SessionRecord, start bool) *Session {
 		a.state = Failed
 		a.failReason = rec.FailReason
 	}
+	if rec.Paused {
+		a.paused = true
+		if a.state == Stopped {
+			a.state = Paused
+		}
+	}
 	s.publish(a)
-	go s.loop(a, start && !rec.Failed)
+	go s.loop(a, start && !rec.Failed && !rec.Paused)
 	return s
 }
 
@@ -164,9 +190,51 @@ func (s *Session) Reap(ok func(Snapshot) bool) bool {
 	})
 }
 
-// Kill stops the session's agent and keeps its session_id (operator).
+// Kill stops the session's agent and keeps its session_id (operator): for
+// a wedged or misbehaving agent. A turn in flight goes back in line
+// uncharged, and waiting messages go to a new agent right away; with
+// nothing waiting the session stays stopped.
 func (s *Session) Kill(ctx context.Context) error {
-	return s.call(ctx, func(a *actor) { a.stop("stop", "operator kill", errStopped) })
+	return s.call(ctx, func(a *actor) {
+		a.stop("stop", "operator kill", errStopped)
+		if a.state == Stopped {
+			a.stopReason = StopKilled
+		}
+		a.pump()
+	})
+}
+
+// Pause holds the chat (operator): messages are still accepted and kept,
+// but none is handed to the agent until Resume. A turn in flight finishes;
+// then the agent is stopped (its session_id kept) so a held chat holds no
+// memory. The hold is saved and outlives a restart of the daemon.
+func (s *Session) Pause(ctx context.Context) error {
+	return s.call(ctx, func(a *actor) {
+		if a.paused {
+			return
+		}
+		a.paused = true
+		a.save()
+		a.s.d.Observer.Lifecycle(a.s.chat, "pause", "operator pause")
+		a.pump()
+	})
+}
+
+// Resume lifts an operator's hold: the waiting messages go to the agent in
+// order.
+func (s *Session) Resume(ctx context.Context) error {
+	return s.call(ctx, func(a *actor) {
+		if !a.paused {
+			return
+		}
+		a.paused = false
+		if a.state == Paused {
+			a.state = Stopped
+		}
+		a.save()
+		a.s.d.Observer.Lifecycle(a.s.chat, "resume", "operator resume")
+		a.pump()
+	})
 }
 
 // OperatorRestart restarts the session now (clean: without resume) and
@@ -187,6 +255,7 @@ func (s *Session) SetExempt(ctx context.Context, on bool) error {
 // agent and ends the actor. The session stays marked live in the store so
 // the next daemon resumes it.
 func (s *Session) Shutdown(ctx context.Context) {
+	s.quitOnce.Do(func() { close(s.quit) })
 	select {
 	case s.cmds <- func(a *actor) { a.shutdown(ctx) }:
 	case <-s.done:
@@ -242,6 +311,8 @@ func (s *Session) publish(a *actor) {
 		SessionID:      a.sessionID,
 		ExemptFlag:     a.exempt,
 		FailReason:     a.failReason,
+		StopReason:     a.stopReason,
+		StoreError:     a.storeErr,
 		CreatedAt:      a.createdAt,
 		LastActivity:   a.lastActivity,
 		LastHandover:   a.lastHandover,
@@ -338,6 +409,9 @@ type actor struct {
 	history      []time.Time
 	restartTimer clock.Timer
 	failReason   string
+	stopReason   StopReason
+	paused       bool
+	storeErr     string // the store write being retried failed with this
 	authLogged   bool
 	createdAt    time.Time
 	lastActivity time.Time
@@ -348,6 +422,7 @@ type actor struct {
 
 type turnState struct {
 	msgs    []store.Message
+	more    bool // the claim left messages waiting behind this batch
 	cancel  context.CancelCauseFunc
 	ctx     context.Context
 	started time.Time
@@ -369,6 +444,7 @@ func (a *actor) record() store.SessionRecord {
 		Exempt:       a.exempt,
 		Live:         a.proc != nil || a.restartTimer != nil || a.state == Starting,
 		Failed:       a.state == Failed,
+		Paused:       a.paused,
 		FailReason:   a.failReason,
 		Turns:        a.turns,
 		Restarts:     a.restarts,
@@ -382,12 +458,51 @@ func (a *actor) save() {
 }
 
 func (a *actor) saveRecord(rec store.SessionRecord) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.s.d.Store.SaveSession(ctx, rec); err != nil {
-		a.s.log.Error("save session", "err", err)
+	a.persist("save session", func(ctx context.Context) error { return a.s.d.Store.SaveSession(ctx, rec) })
+}
+
+// persist runs a store operation until it succeeds. A failure (a full disk,
+// an I/O error, a wedged writer) is never just logged: the session reports
+// it (StoreError, health reason store_error) and tries again with growing
+// delay, holding everything else back meanwhile, so no later message
+// overtakes the ones the operation concerns. It gives up (false) only when
+// the daemon shuts down; whatever the operation concerned is then recovered
+// at the next start (in-flight messages go back in line).
+func (a *actor) persist(what string, op func(ctx context.Context) error) bool {
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			if a.storeErr != "" {
+				a.s.log.Info("store write succeeded again", "op", what, "tries", try+1)
+				a.storeErr = ""
+				a.s.publish(a)
+			}
+			return true
+		}
+		delay := StoreRetryDelay(try)
+		if a.storeErr == "" {
+			a.s.log.Error("store write failed: retrying until it succeeds", "op", what, "err", err)
+			a.s.d.Observer.Lifecycle(a.s.chat, "store_error", fmt.Sprintf("%s: %v", what, err))
+		} else {
+			a.s.log.Debug("store write failed again", "op", what, "err", err, "retry_in", delay)
+		}
+		a.storeErr = fmt.Sprintf("%s: %v", what, err)
+		a.s.publish(a)
+		t := a.s.d.Clock.NewTimer(delay)
+		select {
+		case <-t.C():
+		case <-a.s.quit:
+			t.Stop()
+			a.s.log.Warn("store write abandoned at shutdown; recovered at the next start", "op", what, "err", err)
+			return false
+		}
 	}
 }
+
+// storeOpTimeout bounds one try of a store operation.
+const storeOpTimeout = 30 * time.Second
 
 // startProc starts the agent, resuming the saved conversation when there is
 // one. A start failure is handled like an exit: restart under the policy.
@@ -395,6 +510,11 @@ func (a *actor) startProc() {
 	if a.proc != nil || a.state == Failed || a.exited {
 		return
 	}
+	if a.paused {
+		a.state = Paused // held by an operator: no agent until Resume
+		return
+	}
+	a.stopReason = ""
 	resume := a.sessionID != ""
 	if !resume {
 		a.sessionID = a.s.d.NewID() // a new conversation: it holds no kept message
@@ -433,6 +553,16 @@ func (a *actor) pump() {
 	if a.state == Failed || a.restartTimer != nil || a.draining || a.exited {
 		return
 	}
+	if a.paused {
+		// An operator holds the chat: nothing is handed over, and an idle
+		// agent is stopped (its conversation kept) until Resume.
+		if a.proc != nil {
+			a.stopProc(errStopped)
+			a.save()
+		}
+		a.state = Paused
+		return
+	}
 	d := a.s.d
 	if a.proc != nil {
 		select {
@@ -444,10 +574,11 @@ func (a *actor) pump() {
 	if a.proc == nil {
 		// Start an agent only for real work: a stopped session woken with
 		// nothing waiting stays stopped.
-		if ok, err := d.Store.HasPending(context.Background(), a.s.chat); err != nil || !ok {
-			if err != nil {
-				a.s.log.Error("check pending", "err", err)
-			}
+		var waiting bool
+		if !a.persist("check pending", func(ctx context.Context) (err error) {
+			waiting, err = d.Store.HasPending(ctx, a.s.chat)
+			return err
+		}) || !waiting {
 			return
 		}
 		a.startProc()
@@ -460,11 +591,15 @@ func (a *actor) pump() {
 		return
 	}
 	a.held = false
-	msgs, err := d.Store.Claim(context.Background(), a.s.chat, d.MaxBatch)
-	if err != nil || len(msgs) == 0 {
-		if err != nil {
-			a.s.log.Error("claim messages", "err", err)
-		}
+	var (
+		msgs []store.Message
+		more bool
+	)
+	ok := a.persist("claim messages", func(ctx context.Context) (err error) {
+		msgs, more, err = d.Store.Claim(ctx, a.s.chat, d.MaxBatch)
+		return err
+	})
+	if !ok || len(msgs) == 0 {
 		if d.Gate != nil {
 			d.Gate.Done(a.s.chat, Released)
 		}
@@ -483,7 +618,7 @@ func (a *actor) pump() {
 	}
 	now := a.now()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	a.turn = &turnState{msgs: msgs, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
+	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
 	a.state = Busy
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
@@ -528,6 +663,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 	if a.state == Busy {
 		a.state = Idle
 	}
+	if t.more {
+		a.more = true // the claim left messages behind this batch
+	}
 	ids := make([]string, len(t.msgs))
 	for i, m := range t.msgs {
 		ids[i] = m.ID
@@ -541,13 +679,11 @@ func (a *actor) onTurn(r turnResult) followUp {
 		a.turns++
 		a.procFirst = false
 		// one write: the messages are done and the session saved
-		if err := d.Store.CompleteTurn(context.Background(), ids, r.res.Text, a.record()); err != nil {
-			a.s.log.Error("complete turn", "err", err)
-		}
+		rec := a.record()
+		a.persist("complete turn", func(ctx context.Context) error {
+			return d.Store.CompleteTurn(ctx, ids, r.res.Text, rec)
+		})
 		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
-		if len(ids) == d.MaxBatch {
-			a.more = true // the batch was full: more may be waiting
-		}
 		return carryOn
 	}
 
@@ -642,9 +778,9 @@ func (a *actor) hold(ids []string, why string) {
 	if k, ok := a.s.d.Agent.(agent.FailedTurnKeeper); ok && k.KeepsFailedTurns() {
 		kept = a.sessionID
 	}
-	if err := a.s.d.Store.RequeueKept(context.Background(), ids, why, kept); err != nil {
-		a.s.log.Error("requeue messages", "err", err)
-	}
+	a.persist("requeue messages", func(ctx context.Context) error {
+		return a.s.d.Store.RequeueKept(ctx, ids, why, kept)
+	})
 }
 
 func (a *actor) gateDone(o Outcome) {
@@ -654,18 +790,19 @@ func (a *actor) gateDone(o Outcome) {
 }
 
 func (a *actor) requeue(ids []string, why string) {
-	if err := a.s.d.Store.Requeue(context.Background(), ids, why); err != nil {
-		a.s.log.Error("requeue messages", "err", err)
-	}
+	a.persist("requeue messages", func(ctx context.Context) error {
+		return a.s.d.Store.Requeue(ctx, ids, why)
+	})
 }
 
 // fail charges the messages one failed attempt; those past the limit are
 // dead letters, logged one by one.
 func (a *actor) fail(ids []string, why string) {
-	dead, err := a.s.d.Store.Fail(context.Background(), ids, why, a.s.d.MaxAttempts)
-	if err != nil {
-		a.s.log.Error("fail messages", "err", err)
-	}
+	var dead []string
+	a.persist("fail messages", func(ctx context.Context) (err error) {
+		dead, err = a.s.d.Store.Fail(ctx, ids, why, a.s.d.MaxAttempts)
+		return err
+	})
 	for _, id := range dead {
 		a.s.d.Observer.Lifecycle(a.s.chat, "dead_letter", fmt.Sprintf("message %s: %s", id, why))
 	}
@@ -743,8 +880,13 @@ func (a *actor) stop(event, reason string, cause error) {
 		return
 	}
 	a.stopProc(cause)
-	if a.state != Failed {
+	switch {
+	case a.state == Failed:
+	case a.paused:
+		a.state = Paused
+	default:
 		a.state = Stopped
+		a.stopReason = StopIdle
 	}
 	a.save()
 	a.s.d.Observer.Lifecycle(a.s.chat, event, reason)
@@ -799,6 +941,7 @@ func (a *actor) operatorRestart(clean bool) {
 	a.history = nil
 	a.failReason = ""
 	a.state = Stopped
+	a.stopReason = ""
 	if clean {
 		a.sessionID = ""
 	}

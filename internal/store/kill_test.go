@@ -77,7 +77,7 @@ func TestKillChild(t *testing.T) {
 		go func() {
 			for i := 0; ; i++ {
 				id := fmt.Sprintf("g%d-%d", g, i)
-				if _, _, err := s.Accept(context.Background(), "c", "x", id); err != nil {
+				if _, _, err := s.acceptID(context.Background(), "c", "x", id); err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
 				}

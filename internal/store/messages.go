@@ -47,6 +47,9 @@ type Message struct {
 	// KeptIn is the agent conversation that already holds this message from
 	// a turn the API failed ("" if none); see RequeueKept.
 	KeptIn string
+	// ClientID is the sender's own key for the message, unique within its
+	// chat ("" if none); see Accept.
+	ClientID string
 }
 
 // Filter selects messages for List. Zero fields match anything, except that
@@ -64,94 +67,124 @@ type Counts struct {
 
 const defaultListLimit = 1000
 
-const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in`
+const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in, coalesce(client_id, '')`
 
-// Accept stores a new pending message and returns once it is committed and
-// fsync'd. An empty id gets a generated one (a UUID). If a message with id
-// already exists, in any state, nothing is stored and dup is true, which
-// makes a client's resend idempotent.
-func (s *Store) Accept(ctx context.Context, chatID, text, id string) (gotID string, dup bool, err error) {
+// Accept stores a new pending message for chatID and returns its id once it
+// is committed and fsync'd. Message ids are always the store's own (a
+// UUID). clientID is the sender's optional key for the message, scoped to
+// the chat: if chatID already has a message with that clientID, in any
+// state, nothing is stored and the original's id comes back with dup true
+// (a client's resend is idempotent), unless its text differs, which is
+// ErrConflict. The same clientID in another chat is another message.
+func (s *Store) Accept(ctx context.Context, chatID, text, clientID string) (id string, dup bool, err error) {
+	return s.accept(ctx, chatID, text, clientID, uuid.NewString())
+}
+
+// accept is Accept with the new message's id given.
+func (s *Store) accept(ctx context.Context, chatID, text, clientID, newID string) (id string, dup bool, err error) {
 	if chatID == "" {
 		return "", false, errors.New("store: accept: empty chat id")
 	}
-	if id == "" {
-		id = uuid.NewString()
+	var client any // NULL: no client key
+	if clientID != "" {
+		client = clientID
 	}
 	now := nanos(s.clk.Now())
 	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		id, dup = newID, false
 		res, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(id, chat_id, text, state, created_at, updated_at)
-			VALUES (?, ?, ?, 'pending', ?, ?)
-			ON CONFLICT (id) DO NOTHING`,
-			id, chatID, text, now, now)
+			(id, chat_id, text, state, created_at, updated_at, client_id)
+			VALUES (?, ?, ?, 'pending', ?, ?, ?)
+			ON CONFLICT DO NOTHING`,
+			newID, chatID, text, now, now, client)
 		if err != nil {
 			return err
 		}
-		n, err := res.RowsAffected()
-		dup = n == 0
-		return err
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		if clientID == "" {
+			return errors.New("message id collision")
+		}
+		var oldText string
+		if err := tx.QueryRowContext(ctx, `SELECT id, text FROM messages
+			WHERE chat_id = ? AND client_id = ?`, chatID, clientID).Scan(&id, &oldText); err != nil {
+			return err
+		}
+		if oldText != text {
+			return fmt.Errorf("%w: chat %q already has client_id %q (message %s) with another text", ErrConflict, chatID, clientID, id)
+		}
+		dup = true
+		return nil
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("store: accept %q: %w", id, err)
+		return "", false, fmt.Errorf("store: accept: %w", err)
 	}
 	return id, dup, nil
 }
 
 // Claim takes the next batch of chatID's pending messages, marks them
-// inflight and counts an attempt for each. Unlike the other writes, it
-// returns once the change is committed, without waiting for its fsync. The batch is the chat's oldest
+// inflight and counts an attempt for each. The batch is the chat's oldest
 // pending message alone if it has failed before (so a poison message is
 // isolated and cannot take others down with it); otherwise the run of
 // oldest pending messages that have never failed, at most limit (below 1
-// means 1). It returns nil if the chat has nothing pending. Messages come in
-// Seq order.
-func (s *Store) Claim(ctx context.Context, chatID string, limit int) ([]Message, error) {
+// means 1). Messages come in Seq order; none pending is a nil batch.
+//
+// more reports whether the chat still has pending messages behind the
+// batch: a batch can be short of limit with messages waiting (an isolated
+// message, or a run cut before one that failed), so the caller must look
+// again after the turn whenever more is true, and need not when it is
+// false.
+//
+// Unlike the other writes, Claim returns once the change is committed,
+// without waiting for its fsync: a claim lost to a power failure changes
+// nothing that matters. Startup puts in-flight messages back to pending
+// anyway, and the turn's outcome (Complete, Requeue, Fail) is a durable
+// write whose fsync covers the claim too, the WAL being one file written in
+// order. Not waiting for a flush of its own takes one fsync out of every
+// turn. (A process crash loses nothing either way: the commit is in the
+// WAL, only not yet flushed from the page cache.)
+func (s *Store) Claim(ctx context.Context, chatID string, limit int) (batch []Message, more bool, err error) {
 	limit = max(limit, 1)
 	now := nanos(s.clk.Now())
-	var out []Message
-	// Lazy: a claim lost to a power failure changes nothing that matters.
-	// Startup puts in-flight messages back to pending anyway, and the
-	// turn's outcome (Complete, Requeue, Fail) is a durable write whose
-	// fsync covers the claim too, the WAL being one file written in order.
-	// Not waiting for a flush of its own takes one fsync out of every
-	// turn. (A process crash loses nothing either way: the commit is in
-	// the WAL, only not yet flushed from the page cache.)
-	err := s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error {
+	err = s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error {
+		batch, more = nil, false
+		// One row past the limit tells whether anything waits behind.
 		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
 			WHERE chat_id = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
-			chatID, limit)
+			chatID, limit+1)
 		if err != nil {
 			return err
 		}
-		batch, err := scanMessages(rows)
+		pending, err := scanMessages(rows)
 		if err != nil {
 			return err
 		}
-		batch = claimable(batch)
-		if len(batch) == 0 {
+		claimed := claimable(pending[:min(len(pending), limit)])
+		if len(claimed) == 0 {
 			return nil
 		}
 		args := []any{now}
-		for _, m := range batch {
+		for _, m := range claimed {
 			args = append(args, m.Seq)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE messages
 			SET state = 'inflight', attempts = attempts + 1, updated_at = ?
-			WHERE seq IN (`+placeholders(len(batch))+`)`, args...); err != nil {
+			WHERE seq IN (`+placeholders(len(claimed))+`)`, args...); err != nil {
 			return err
 		}
-		for i := range batch {
-			batch[i].State = Inflight
-			batch[i].Attempts++
-			batch[i].UpdatedAt = fromNanos(now)
+		for i := range claimed {
+			claimed[i].State = Inflight
+			claimed[i].Attempts++
+			claimed[i].UpdatedAt = fromNanos(now)
 		}
-		out = batch
+		batch, more = claimed, len(pending) > len(claimed)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: claim for chat %q: %w", chatID, err)
+		return nil, false, fmt.Errorf("store: claim for chat %q: %w", chatID, err)
 	}
-	return out, nil
+	return batch, more, nil
 }
 
 // claimable cuts a chat's oldest pending messages (in Seq order) down to
@@ -324,10 +357,14 @@ func (s *Store) Retry(ctx context.Context, id string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, m.Seq); err != nil {
 			return err
 		}
+		var client any
+		if m.ClientID != "" {
+			client = m.ClientID
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO messages
-			(id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at)
-			VALUES (?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?)`,
-			m.ID, m.ChatID, m.Text, m.Attempts, m.Error, m.Reply, nanos(m.CreatedAt), now)
+			(id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, client_id)
+			VALUES (?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?, ?)`,
+			m.ID, m.ChatID, m.Text, m.Attempts, m.Error, m.Reply, nanos(m.CreatedAt), now, client)
 		return err
 	})
 	if err != nil {
@@ -479,7 +516,7 @@ func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 		created, updated int64
 	)
 	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
-		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn)
+		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn, &m.ClientID)
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return m, err
 }

@@ -53,6 +53,18 @@ CREATE TABLE sessions (
 	// 3: the agent conversation that already holds a message from a turn
 	// the API failed (agents that keep such turns): a retry skips its text.
 	`ALTER TABLE messages ADD COLUMN kept_in TEXT NOT NULL DEFAULT '';`,
+	// 4: a client's own key for a message is scoped to its chat; message
+	// ids are always dispatch's. Before this version a client could choose
+	// the message id itself, so every existing id becomes its message's
+	// client_id: a front-end that resends an old id after the upgrade is
+	// still answered as a duplicate, and only within its own chat. Sessions
+	// gain the operator's hold (paused).
+	`
+ALTER TABLE messages ADD COLUMN client_id TEXT;
+UPDATE messages SET client_id = id;
+CREATE UNIQUE INDEX messages_chat_client ON messages (chat_id, client_id) WHERE client_id IS NOT NULL;
+ALTER TABLE sessions ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

@@ -12,10 +12,12 @@ import (
 type SessionRecord struct {
 	ChatID, SessionID    string
 	Exempt, Live, Failed bool
-	FailReason           string
-	Turns, Restarts      int64
-	CreatedAt            time.Time
-	LastActivity         time.Time
+	// Paused: an operator holds the chat's messages (sessions pause).
+	Paused          bool
+	FailReason      string
+	Turns, Restarts int64
+	CreatedAt       time.Time
+	LastActivity    time.Time
 }
 
 // SaveSession inserts or replaces the record for r.ChatID, committed
@@ -62,8 +64,8 @@ func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r 
 
 func saveSession(ctx context.Context, tx *wtx, r SessionRecord, created, given int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO sessions
-			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity, paused)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)
 			ON CONFLICT (chat_id) DO UPDATE SET
 				session_id = excluded.session_id,
 				exempt = excluded.exempt,
@@ -73,16 +75,17 @@ func saveSession(ctx context.Context, tx *wtx, r SessionRecord, created, given i
 				turns = excluded.turns,
 				restarts = excluded.restarts,
 				created_at = CASE WHEN ?11 = 0 THEN sessions.created_at ELSE excluded.created_at END,
-				last_activity = excluded.last_activity`,
+				last_activity = excluded.last_activity,
+				paused = excluded.paused`,
 		r.ChatID, r.SessionID, r.Exempt, r.Live, r.Failed, r.FailReason,
-		r.Turns, r.Restarts, created, nanos(r.LastActivity), given)
+		r.Turns, r.Restarts, created, nanos(r.LastActivity), given, r.Paused)
 	return err
 }
 
 // Sessions returns every saved session, ordered by chat id.
 func (s *Store) Sessions(ctx context.Context) ([]SessionRecord, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,
-		fail_reason, turns, restarts, created_at, last_activity
+		fail_reason, turns, restarts, created_at, last_activity, paused
 		FROM sessions ORDER BY chat_id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: sessions: %w", err)
@@ -95,7 +98,7 @@ func (s *Store) Sessions(ctx context.Context) ([]SessionRecord, error) {
 			created, activity int64
 		)
 		if err := rows.Scan(&r.ChatID, &r.SessionID, &r.Exempt, &r.Live, &r.Failed,
-			&r.FailReason, &r.Turns, &r.Restarts, &created, &activity); err != nil {
+			&r.FailReason, &r.Turns, &r.Restarts, &created, &activity, &r.Paused); err != nil {
 			return nil, fmt.Errorf("store: sessions: %w", err)
 		}
 		r.CreatedAt, r.LastActivity = fromNanos(created), fromNanos(activity)

@@ -60,6 +60,8 @@ type Store struct {
 	closeErr  error
 
 	commits atomic.Int64 // transactions committed by the writer, for tests and benchmarks
+
+	fault atomic.Pointer[FaultFunc] // see InjectWriteFault
 }
 
 // Open opens (creating if needed, parent directory included) the database

@@ -55,7 +55,7 @@ func BenchmarkTurn(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if msgs, err := s.Claim(ctx, "c", 50); err != nil || len(msgs) != 1 {
+		if msgs, _, err := s.Claim(ctx, "c", 50); err != nil || len(msgs) != 1 {
 			b.Fatalf("claim: %v, %v", msgs, err)
 		}
 		if err := s.Complete(ctx, []string{id}, "hello"); err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,11 +33,17 @@ func openTest(t *testing.T) (*Store, *clock.Fake) {
 	return s, clk
 }
 
+// acceptID stores a message under an id the test chooses (Accept makes its
+// own), so that tests can name their messages.
+func (s *Store) acceptID(ctx context.Context, chat, text, id string) (string, bool, error) {
+	return s.accept(ctx, chat, text, "", id)
+}
+
 // accept stores messages for chat with the given ids, in order.
 func accept(t *testing.T, s *Store, chat string, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		if _, dup, err := s.Accept(context.Background(), chat, "text of "+id, id); err != nil || dup {
+		if _, dup, err := s.acceptID(context.Background(), chat, "text of "+id, id); err != nil || dup {
 			t.Fatalf("Accept(%q) dup=%v err=%v", id, dup, err)
 		}
 	}
@@ -73,7 +80,7 @@ func ids(msgs []Message) []string {
 
 func claim(t *testing.T, s *Store, chat string, max int) []string {
 	t.Helper()
-	msgs, err := s.Claim(context.Background(), chat, max)
+	msgs, _, err := s.Claim(context.Background(), chat, max)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,41 +156,57 @@ func TestAccept(t *testing.T) {
 	ctx := context.Background()
 
 	id, dup, err := s.Accept(ctx, "chat", "hello", "client-1")
-	if err != nil || dup || id != "client-1" {
-		t.Fatalf("Accept = %q, %v, %v", id, dup, err)
+	if err != nil || dup || id == "" || id == "client-1" {
+		t.Fatalf("Accept = %q, %v, %v; want a new id of the store's own", id, dup, err)
 	}
-	m := get(t, s, "client-1")
-	if m.ChatID != "chat" || m.Text != "hello" || m.State != Pending || m.Seq == 0 ||
+	m := get(t, s, id)
+	if m.ChatID != "chat" || m.ClientID != "client-1" || m.Text != "hello" || m.State != Pending || m.Seq == 0 ||
 		!m.CreatedAt.Equal(t0) || !m.UpdatedAt.Equal(t0) {
 		t.Errorf("stored %+v", m)
 	}
 
-	// A resend with the same id stores nothing, whatever its content.
-	id, dup, err = s.Accept(ctx, "other", "changed", "client-1")
-	if err != nil || !dup || id != "client-1" {
-		t.Fatalf("resend = %q, %v, %v", id, dup, err)
+	// A resend of the same (chat, client_id) and text stores nothing and
+	// answers the original id.
+	again, dup, err := s.Accept(ctx, "chat", "hello", "client-1")
+	if err != nil || !dup || again != id {
+		t.Fatalf("resend = %q, %v, %v; want %q, true", again, dup, err, id)
 	}
-	if got := get(t, s, "client-1"); got != m {
+	if got := get(t, s, id); got != m {
 		t.Errorf("resend changed the message: %+v", got)
+	}
+
+	// The same pair with another text is a conflict; nothing is stored.
+	if _, _, err := s.Accept(ctx, "chat", "changed", "client-1"); !errors.Is(err, ErrConflict) {
+		t.Errorf("same client_id, other text: %v, want ErrConflict", err)
+	}
+
+	// The same client_id in another chat is another message: a client id
+	// never reaches across chats.
+	other, dup, err := s.Accept(ctx, "other", "changed", "client-1")
+	if err != nil || dup || other == id {
+		t.Fatalf("other chat = %q, %v, %v; want a new message", other, dup, err)
+	}
+	if got := get(t, s, other); got.ChatID != "other" || got.Text != "changed" {
+		t.Errorf("other chat's message: %+v", got)
 	}
 
 	// Still a duplicate once done.
 	claim(t, s, "chat", 1)
-	if err := s.Complete(ctx, []string{"client-1"}, "hi"); err != nil {
+	if err := s.Complete(ctx, []string{id}, "hi"); err != nil {
 		t.Fatal(err)
 	}
-	if _, dup, _ := s.Accept(ctx, "chat", "hello", "client-1"); !dup {
+	if got, dup, _ := s.Accept(ctx, "chat", "hello", "client-1"); !dup || got != id {
 		t.Error("resend of a done message was not a duplicate")
 	}
 
-	// No id: one is generated, distinct each time.
+	// No client id: never a duplicate, a distinct id each time.
 	a, dup, err := s.Accept(ctx, "chat", "x", "")
 	if err != nil || dup || a == "" {
-		t.Fatalf("Accept without id = %q, %v, %v", a, dup, err)
+		t.Fatalf("Accept without client id = %q, %v, %v", a, dup, err)
 	}
-	b, _, _ := s.Accept(ctx, "chat", "x", "")
-	if a == b {
-		t.Errorf("generated ids collide: %q", a)
+	b, dup, _ := s.Accept(ctx, "chat", "x", "")
+	if a == b || dup {
+		t.Errorf("second Accept without client id: %q (first %q), dup %v", b, a, dup)
 	}
 
 	if _, _, err := s.Accept(ctx, "", "x", ""); err == nil {
@@ -195,8 +218,8 @@ func TestAccept(t *testing.T) {
 	if _, _, err := s.Accept(cancelled, "chat", "x", "never"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Accept with cancelled ctx: %v", err)
 	}
-	if _, err := s.Get(ctx, "never"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("cancelled Accept stored its message: %v", err)
+	if got, _ := s.List(ctx, Filter{ChatID: "chat", State: Pending}); len(got) != 2 {
+		t.Errorf("cancelled Accept stored its message: %d pending", len(got))
 	}
 }
 
@@ -206,13 +229,16 @@ func TestClaim(t *testing.T) {
 		failures []int // per message m0, m1, … of chat "c"
 		max      int
 		want     []string
+		more     bool // messages wait behind the batch
 	}{
-		{"nothing pending", nil, 10, nil},
-		{"all fresh", []int{0, 0, 0}, 10, []string{"m0", "m1", "m2"}},
-		{"capped at max", []int{0, 0, 0}, 2, []string{"m0", "m1"}},
-		{"max below 1 means 1", []int{0, 0}, 0, []string{"m0"}},
-		{"failed oldest goes alone", []int{1, 0, 0}, 10, []string{"m0"}},
-		{"stops before a failed one", []int{0, 0, 1, 0}, 10, []string{"m0", "m1"}},
+		{"nothing pending", nil, 10, nil, false},
+		{"all fresh", []int{0, 0, 0}, 10, []string{"m0", "m1", "m2"}, false},
+		{"exactly max", []int{0, 0, 0}, 3, []string{"m0", "m1", "m2"}, false},
+		{"capped at max", []int{0, 0, 0}, 2, []string{"m0", "m1"}, true},
+		{"max below 1 means 1", []int{0, 0}, 0, []string{"m0"}, true},
+		{"failed oldest goes alone", []int{1, 0, 0}, 10, []string{"m0"}, true},
+		{"failed oldest alone, nothing behind", []int{1}, 10, []string{"m0"}, false},
+		{"stops before a failed one", []int{0, 0, 1, 0}, 10, []string{"m0", "m1"}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,12 +249,15 @@ func TestClaim(t *testing.T) {
 				accept(t, s, "c", id)
 				setFailures(t, s, id, f)
 			}
-			msgs, err := s.Claim(context.Background(), "c", tt.max)
+			msgs, more, err := s.Claim(context.Background(), "c", tt.max)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got := ids(msgs); !slices.Equal(got, tt.want) {
 				t.Fatalf("Claim = %v, want %v", got, tt.want)
+			}
+			if more != tt.more {
+				t.Errorf("Claim more = %v, want %v", more, tt.more)
 			}
 			if tt.want == nil && msgs != nil {
 				t.Errorf("Claim with nothing pending = %#v, want nil", msgs)
@@ -686,7 +715,7 @@ func TestConcurrentAccept(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				if _, _, err := s.Accept(ctx, fmt.Sprintf("chat-%d", g%4), "x", fmt.Sprintf("g%d-%d", g, i)); err != nil {
+				if _, _, err := s.acceptID(ctx, fmt.Sprintf("chat-%d", g%4), "x", fmt.Sprintf("g%d-%d", g, i)); err != nil {
 					t.Error(err)
 					return
 				}
@@ -748,7 +777,7 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 				})
 				return
 			}
-			_, _, errs[i] = s.Accept(ctx, "c", "x", fmt.Sprint("ok", i))
+			_, _, errs[i] = s.acceptID(ctx, "c", "x", fmt.Sprint("ok", i))
 		}()
 	}
 	time.Sleep(50 * time.Millisecond) // let them queue behind the held op
@@ -953,13 +982,13 @@ func TestPurgeDone(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	accept := func(id string) {
-		if _, _, err := s.Accept(ctx, "c", "t", id); err != nil {
+		if _, _, err := s.accept(ctx, "c", "t", id, id); err != nil { // client id = id
 			t.Fatal(err)
 		}
 	}
 	accept("old-done")
 	accept("old-dead")
-	if m, _ := s.Claim(ctx, "c", 2); len(m) != 2 {
+	if m, _, _ := s.Claim(ctx, "c", 2); len(m) != 2 {
 		t.Fatalf("claimed %d", len(m))
 	}
 	s.Complete(ctx, []string{"old-done"}, "r")
@@ -1008,7 +1037,7 @@ func TestRequeueKeptRecordsTheConversation(t *testing.T) {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	s.Accept(ctx, "c", "t", "m1")
+	s.acceptID(ctx, "c", "t", "m1")
 	s.Claim(ctx, "c", 1)
 	if err := s.RequeueKept(ctx, []string{"m1"}, "outage", "conv-1"); err != nil {
 		t.Fatal(err)
@@ -1021,5 +1050,94 @@ func TestRequeueKeptRecordsTheConversation(t *testing.T) {
 	s.Requeue(ctx, []string{"m1"}, "stop") // a plain requeue keeps what is known
 	if m, _ := s.Get(ctx, "m1"); m.KeptIn != "conv-1" {
 		t.Fatalf("plain requeue lost KeptIn: %+v", m)
+	}
+}
+
+// An upgrade keeps a client's old message ids working as duplicates, in
+// their own chat only.
+func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	s, err := Open(path, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// Rewind to schema 3, as a database of the previous version, and
+	// store a message under a client-chosen id the way it allowed.
+	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		for _, q := range []string{
+			`DROP INDEX messages_chat_client`,
+			`ALTER TABLE messages DROP COLUMN client_id`,
+			`ALTER TABLE sessions DROP COLUMN paused`,
+			`INSERT INTO messages (id, chat_id, text, state, created_at, updated_at)
+				VALUES ('client-42', 'a', 'hi from a', 'pending', 1, 1)`,
+			`PRAGMA user_version = 3`,
+		} {
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s, err = Open(path, clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := get(t, s, "client-42")
+	if m.ClientID != "client-42" {
+		t.Fatalf("migrated message: %+v", m)
+	}
+	if id, dup, err := s.Accept(ctx, "a", "hi from a", "client-42"); err != nil || !dup || id != "client-42" {
+		t.Errorf("resend in chat a = %q, %v, %v; want the original, a duplicate", id, dup, err)
+	}
+	id, dup, err := s.Accept(ctx, "b", "hi from b", "client-42")
+	if err != nil || dup || id == "client-42" {
+		t.Errorf("chat b with a's old id = %q, %v, %v; want a new message", id, dup, err)
+	}
+	recs, err := s.Sessions(ctx)
+	if err != nil || len(recs) != 0 {
+		t.Errorf("sessions after migration: %v, %v", recs, err)
+	}
+}
+
+// Storage failures are classified where they arise: a full disk and an
+// I/O error are told apart without reading error texts, and a write that
+// fails that way stores nothing.
+func TestStorageErrorsClassified(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		cause error
+		want  error
+	}{
+		{syscall.ENOSPC, ErrNoSpace},
+		{syscall.EDQUOT, ErrNoSpace},
+		{syscall.EIO, ErrIO},
+		{syscall.EROFS, ErrIO},
+	} {
+		s.InjectWriteFault(func() error { return &os.PathError{Op: "write", Path: "dispatch.db-wal", Err: tt.cause} })
+		_, _, err := s.Accept(ctx, "c", "x", "")
+		if !errors.Is(err, tt.want) || !IsStorage(err) || !errors.Is(err, tt.cause) {
+			t.Errorf("%v: Accept error %v, want %v", tt.cause, err, tt.want)
+		}
+		if _, _, err := s.Claim(ctx, "c", 1); !errors.Is(err, tt.want) {
+			t.Errorf("%v: Claim error %v, want %v", tt.cause, err, tt.want)
+		}
+	}
+	s.InjectWriteFault(nil)
+	if c, _ := s.Counts(ctx); c.Pending != 0 {
+		t.Errorf("failed accepts stored %d messages", c.Pending)
+	}
+	if _, _, err := s.Accept(ctx, "c", "x", ""); err != nil {
+		t.Errorf("Accept after the fault cleared: %v", err)
+	}
+	if IsStorage(ErrConflict) || IsStorage(context.Canceled) {
+		t.Error("IsStorage is true for errors that are not storage failures")
 	}
 }

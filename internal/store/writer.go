@@ -114,6 +114,9 @@ func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Conte
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.injected(); err != nil {
+		return classify(err)
+	}
 	op := &writeOp{ctx: ctx, fn: fn, lazy: lazy, done: make(chan error, 1)}
 	select {
 	case s.ops <- op:
@@ -122,7 +125,7 @@ func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Conte
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return <-op.done
+	return classify(<-op.done)
 }
 
 // run is the writer goroutine: it gathers whatever ops are waiting into one

@@ -207,16 +207,16 @@ func (s *Supervisor) all() []*session.Session {
 var ErrClosing = errors.New("daemon is shutting down")
 
 // Submit accepts a message: it returns only after the message is durably
-// stored, then wakes the chat's session. A repeated client id is a duplicate
-// and stores nothing.
-func (s *Supervisor) Submit(ctx context.Context, chat, text, id string) (string, bool, error) {
+// stored, then wakes the chat's session. A repeated (chat, clientID) is a
+// duplicate and stores nothing; with another text it is store.ErrConflict.
+func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (string, bool, error) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
 	if closing {
 		return "", false, ErrClosing
 	}
-	got, dup, err := s.store.Accept(ctx, chat, text, id)
+	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
 	if err != nil {
 		return "", false, err
 	}
@@ -231,13 +231,32 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, id string) (string,
 	return got, false, nil
 }
 
-// Kill stops chat's agent, keeping its session_id.
+// Kill stops chat's agent, keeping its session_id; waiting messages go to a
+// new agent at once.
 func (s *Supervisor) Kill(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
 		return ErrUnknownChat
 	}
 	return ss.Kill(ctx)
+}
+
+// Pause holds chat's messages until Resume.
+func (s *Supervisor) Pause(ctx context.Context, chat string) error {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return ErrUnknownChat
+	}
+	return ss.Pause(ctx)
+}
+
+// Resume lets a paused chat's messages go, in order.
+func (s *Supervisor) Resume(ctx context.Context, chat string) error {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return ErrUnknownChat
+	}
+	return ss.Resume(ctx)
 }
 
 // Restart restarts chat's session now (clean: without resume), clearing a
@@ -250,13 +269,13 @@ func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error
 	return ss.OperatorRestart(ctx, clean)
 }
 
-// Exempt sets or clears chat's run-time idle exemption; it creates the
-// session record if the chat has none yet, so a chat can be exempted before
-// its first message.
+// Exempt sets or clears chat's run-time idle exemption. Like every
+// operation on a chat, it needs a chat that exists: a typo must not create
+// a session.
 func (s *Supervisor) Exempt(ctx context.Context, chat string, on bool) error {
-	ss := s.session(chat)
-	if ss == nil {
-		return ErrClosing
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return ErrUnknownChat
 	}
 	return ss.SetExempt(ctx, on)
 }
@@ -383,6 +402,7 @@ type CheckResult struct {
 	Sessions  int
 	Unhealthy map[string]string // chat → reason, restart requested
 	Reaped    []string
+	Stranded  []string // chats whose waiting messages had nothing scheduled
 	Took      time.Duration
 }
 
@@ -416,11 +436,24 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		q := queues[snap.ChatID]
 		v := rules.Verdict(snap, q, now, apiDown)
 		if !v.Healthy {
-			if snap.State != session.Failed && !snap.RestartPending {
+			if v.Restart && !snap.RestartPending {
 				res.Unhealthy[snap.ChatID] = v.Reason
 				ss.Restart(v.Reason, snap.Gen)
 			}
 			continue
+		}
+		// The safety net: waiting messages at a session with nothing in
+		// flight are handed over now. Every path that leaves messages
+		// waiting is meant to schedule their hand-over itself, so one
+		// found stranded is a bug, logged as such.
+		if q.Depth > 0 && !snap.Busy {
+			if rules.Stranded(snap, q, now, apiDown) {
+				res.Stranded = append(res.Stranded, snap.ChatID)
+				s.metrics.Stranded.Inc()
+				s.log.Error("health check: messages were waiting with nothing scheduled to hand them over; handing them over now",
+					"chat", snap.ChatID, "waiting", q.Depth, "state", string(snap.State), "since", q.Oldest)
+			}
+			ss.Notify()
 		}
 		if rules.Reapable(snap, q, now) {
 			res.Reaped = append(res.Reaped, snap.ChatID)
@@ -524,6 +557,11 @@ type SessionStatus struct {
 	ExemptFlag   bool    `json:"exempt_flag"`
 	Pid          int     `json:"pid,omitempty"`
 	LastActivity string  `json:"last_activity"`
+	// StopReason says why a stopped session has no agent: idle, killed.
+	StopReason string `json:"stop_reason,omitempty"`
+	// StoreError is the store write the session is retrying, while it
+	// fails (a full disk, an I/O error).
+	StoreError string `json:"store_error,omitempty"`
 }
 
 type QueueStatus struct {
@@ -579,6 +617,8 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			ExemptFlag:   snap.ExemptFlag,
 			Pid:          snap.Pid,
 			LastActivity: snap.LastActivity.UTC().Format(time.RFC3339),
+			StopReason:   stopReason(snap),
+			StoreError:   snap.StoreError,
 		})
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
@@ -617,6 +657,28 @@ func (s *Supervisor) APIUp() bool            { return s.breaker.Up() }
 func (s *Supervisor) OutageSeconds() float64 { return s.breaker.Stats().DownSeconds }
 
 func newID() string { return uuid.NewString() }
+
+func stopReason(snap session.Snapshot) string {
+	if snap.State != session.Stopped {
+		return ""
+	}
+	return string(snap.StopReason)
+}
+
+// ChatHold says whether chat's waiting messages are held with no automatic
+// way forward: its session failed (an operator restart is needed). It is
+// how a sender waiting for a reply learns that none is coming.
+func (s *Supervisor) ChatHold(chat string) (held bool, reason string) {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return false, ""
+	}
+	snap := ss.Snapshot()
+	if snap.State == session.Failed {
+		return true, "session failed: " + snap.FailReason
+	}
+	return false, ""
+}
 
 // Message returns one stored message.
 func (s *Supervisor) Message(ctx context.Context, id string) (store.Message, error) {

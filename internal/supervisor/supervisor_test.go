@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -633,18 +634,32 @@ func TestSessionIDSavedAndNotOverwrittenByResume(t *testing.T) {
 
 func TestIdempotentSubmit(t *testing.T) {
 	h := newHarness(t, nil)
-	id, dup, err := h.sup.Submit(context.Background(), "pia", "hello", "client-1")
-	if err != nil || dup || id != "client-1" {
+	ctx := context.Background()
+	id, dup, err := h.sup.Submit(ctx, "pia", "hello", "client-1")
+	if err != nil || dup || id == "client-1" {
 		t.Fatalf("first submit = %q, %v, %v", id, dup, err)
 	}
-	id, dup, err = h.sup.Submit(context.Background(), "pia", "hello again", "client-1")
-	if err != nil || !dup || id != "client-1" {
-		t.Fatalf("repeat submit = %q, %v, %v; want duplicate", id, dup, err)
+	again, dup, err := h.sup.Submit(ctx, "pia", "hello", "client-1")
+	if err != nil || !dup || again != id {
+		t.Fatalf("repeat submit = %q, %v, %v; want duplicate of %q", again, dup, err, id)
 	}
-	h.waitMsg("client-1", store.Done)
-	c, _ := h.st.Counts(context.Background())
-	if c.Done+c.Pending+c.Inflight != 1 {
-		t.Fatalf("counts = %+v, want one message", c)
+	if _, _, err := h.sup.Submit(ctx, "pia", "hello again", "client-1"); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("same client id, other text: %v, want a conflict", err)
+	}
+	h.waitMsg(id, store.Done)
+	// Another chat with the same client id gets its own message and its
+	// own reply, never pia's.
+	other, dup, err := h.sup.Submit(ctx, "quinn", "something else", "client-1")
+	if err != nil || dup || other == id {
+		t.Fatalf("other chat = %q, %v, %v; want a new message", other, dup, err)
+	}
+	m := h.waitMsg(other, store.Done)
+	if m.ChatID != "quinn" || !strings.Contains(m.Reply, "something else") {
+		t.Fatalf("other chat's message: %+v", m)
+	}
+	c, _ := h.st.Counts(ctx)
+	if c.Done+c.Pending+c.Inflight != 2 {
+		t.Fatalf("counts = %+v, want two messages", c)
 	}
 }
 

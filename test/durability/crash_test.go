@@ -89,7 +89,7 @@ func TestCrashManyKills(t *testing.T) {
 					mu.Unlock()
 					return // the rest of this chat's order would be meaningless
 				}
-				acc = append(acc, accepted{id: id, chat: chat, idx: i, tries: tries, dup: a.Duplicate})
+				acc = append(acc, accepted{id: a.ID, chat: chat, idx: i, tries: tries, dup: a.Duplicate})
 				mu.Unlock()
 			}
 		}()

@@ -22,11 +22,13 @@ func TestIdleReaping(t *testing.T) {
 		"health.first_turn_stuck_timeout": "30s",
 		"restart.max_restarts":            5,
 	}))
+	// A chat can be flagged once it exists (its first message created it).
+	d.WaitMessage(d.Send("flagged", "hi flagged"), "done", 15*time.Second)
 	if out, errOut, code := d.Run("sessions", "exempt", "flagged"); code != 0 {
 		t.Fatalf("sessions exempt flagged: exit %d, %q %q", code, out, errOut)
 	}
 	exempt := []string{"master", "x-bg", "flagged"}
-	for _, chat := range append([]string{"plain"}, exempt...) {
+	for _, chat := range []string{"plain", "master", "x-bg"} {
 		d.WaitMessage(d.Send(chat, "hi "+chat), "done", 15*time.Second)
 	}
 	// A turn in flight for longer than the idle timeout.

@@ -99,8 +99,14 @@ func TestSessionCommands(t *testing.T) {
 	if !daemontest.Poll(func() bool { s = d.MustSession("alice"); return !s.Exempt && !s.ExemptFlag }, 2*time.Second) {
 		t.Errorf("after exempt --off: exempt %t, exempt_flag %t", s.Exempt, s.ExemptFlag)
 	}
-	if _, errOut, code := d.Run("sessions", "exempt", "newcomer"); code != 0 {
-		t.Errorf("sessions exempt of a chat with no session yet: exit %d, %q", code, errOut)
+	// A typo is an error and creates nothing.
+	for _, op := range []string{"exempt", "restart", "kill", "pause", "resume"} {
+		if _, errOut, code := d.Run("sessions", op, "newcomer"); code != 1 || !strings.Contains(errOut, "unknown chat") {
+			t.Errorf("sessions %s of a chat with no session: exit %d, %q; want 1, unknown chat", op, code, errOut)
+		}
+	}
+	if _, ok := d.Session("newcomer"); ok {
+		t.Errorf("an operation on an unknown chat created a session")
 	}
 
 	// logs
