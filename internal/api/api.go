@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -129,10 +130,17 @@ func Out(m store.Message, withText bool) MessageOut {
 	return o
 }
 
-// ValidChatID checks a chat id against SPEC 3.3: 1–256 bytes of printable
-// UTF-8 without control characters.
+// ValidChatID checks a chat id: 1–256 bytes of printable UTF-8 without
+// control characters, and without leading or trailing white space (trimming
+// it instead would silently merge two chats).
 func ValidChatID(s string) error {
-	return validKey("chat_id", s, MaxChatID)
+	if err := validKey("chat_id", s, MaxChatID); err != nil {
+		return err
+	}
+	if strings.TrimFunc(s, unicode.IsSpace) != s {
+		return errors.New("chat_id has leading or trailing white space")
+	}
+	return nil
 }
 
 func validKey(name, s string, limit int) error {
