@@ -101,19 +101,13 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	servers := []*http.Server{newServer(handler)}
 	listeners := []net.Listener{ln}
 	if cfg.API.Listen != "" {
-		token, err := api.LoadToken(cfg.API.TokenFile)
+		srv, tln, err := listenTCP(cfg.API, handler, log)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		tln, err := net.Listen("tcp", cfg.API.Listen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("api.listen: %w", err)
-		}
-		servers = append(servers, newServer(api.RequireToken(token, handler)))
+		servers = append(servers, srv)
 		listeners = append(listeners, tln)
-		log.Info("TCP API listening (bearer token required)", "addr", tln.Addr().String())
 	}
 	_ = notify.Status("starting: recovering sessions and pending messages")
 	if err := sup.Start(ctx); err != nil {

@@ -337,6 +337,34 @@ func TestCheckStateDir(t *testing.T) {
 	want(t, CheckStateDir(file), Fail, "not a directory")
 }
 
+func TestCheckStateDirRefusesSharedDirectories(t *testing.T) {
+	cfg := testConfig(t, "echo")
+	os.Chmod(cfg.StateDir, 0o777)
+	r := CheckStateDir(cfg)
+	want(t, r, Fail, "group or others write")
+	if !strings.Contains(r.Hint, "refuses to start") {
+		t.Errorf("hint %q", r.Hint)
+	}
+}
+
+func TestCheckTokens(t *testing.T) {
+	cfg := testConfig(t, "echo")
+	want(t, CheckTokens(cfg), Pass, "no TCP listener")
+	dir := t.TempDir()
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.API.TokenFile = filepath.Join(dir, "token")
+	cfg.API.MetricsTokenFile = filepath.Join(dir, "metrics")
+	os.WriteFile(cfg.API.TokenFile, []byte("0123456789abcdef0123"), 0o600)
+	os.WriteFile(cfg.API.MetricsTokenFile, []byte("fedcba9876543210fedc"), 0o600)
+	want(t, CheckTokens(cfg), Pass, "private")
+	os.Chmod(cfg.API.MetricsTokenFile, 0o644)
+	r := CheckTokens(cfg)
+	want(t, r, Fail, "api.metrics_token_file")
+	if !strings.Contains(r.Detail, "chmod 600") {
+		t.Errorf("detail %q", r.Detail)
+	}
+}
+
 func TestCheckStateDirNotWritable(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root can write anywhere")
@@ -659,7 +687,7 @@ func TestRunAllPassWithEcho(t *testing.T) {
 			marks = append(marks, strings.Fields(l)[0]+" "+strings.Fields(l)[1])
 		}
 	}
-	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ log"}
+	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ log", "✔ API"}
 	if strings.Join(marks, "|") != strings.Join(wantMarks, "|") {
 		t.Fatalf("lines:\n%s", out.String())
 	}
