@@ -42,7 +42,9 @@ func (b *backend) Message(_ context.Context, id string) (store.Message, error) {
 	}
 	return store.Message{}, store.ErrNotFound
 }
-func (b *backend) Messages(context.Context, store.Filter) ([]store.Message, error) { return nil, nil }
+func (b *backend) MessagePage(context.Context, store.Filter, int64, int, int) ([]store.Listed, bool, error) {
+	return nil, false, nil
+}
 func (b *backend) Status(context.Context) (supervisor.Status, error) {
 	return supervisor.Status{Sessions: []supervisor.SessionStatus{}}, nil
 }
@@ -66,6 +68,9 @@ func newTestHandler() (http.Handler, *backend) {
 
 func do(h http.Handler, method, path, body string) (int, map[string]any) {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var out map[string]any
