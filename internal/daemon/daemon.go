@@ -87,11 +87,15 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer st.Close()
 
+	mark, err := agentMarker(cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	ag, err := newAgent(cfg)
 	if err != nil {
 		return err
 	}
-	sup := supervisor.New(supervisorConfig(cfg, opt.Version), st, ag, clock.Real{}, logs)
+	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
 
 	ln, err := listenUnix(cfg.SocketPath())
 	if err != nil {
@@ -217,7 +221,7 @@ func newAgent(cfg config.Config) (agent.Agent, error) {
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
 }
 
-func supervisorConfig(cfg config.Config, version string) supervisor.Config {
+func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config {
 	h := cfg.Health
 	return supervisor.Config{
 		CheckInterval:   h.CheckInterval,
@@ -243,7 +247,7 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		ProbeMax:    cfg.Outage.ProbeMax,
 		Recovery:    cfg.Outage.RecoveryConcurrency,
 		Version:     version,
-		Env:         map[string]string{supervisor.MarkerVar: cfg.StateDir},
+		Env:         map[string]string{supervisor.MarkerVar: mark},
 		StateDir:    cfg.StateDir,
 		RetainDone:  cfg.Queue.RetainDone,
 	}
