@@ -214,7 +214,7 @@ func newAgent(cfg config.Config) (agent.Agent, error) {
 			return nil, fmt.Errorf("agent.dir: %w", err)
 		}
 		return claude.New(claude.Config{
-			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env,
+			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
 		}), nil
 	}

@@ -92,7 +92,7 @@ func CheckAgent(ctx context.Context, cfg config.Config, env Env) Result {
 	}
 	vctx, cancel := context.WithTimeout(ctx, env.VersionTimeout)
 	defer cancel()
-	out, err := env.RunVersion(vctx, path, claude.Environ(env.Environ(), cfg.Agent.Env))
+	out, err := env.RunVersion(vctx, path, claude.Environ(env.Environ(), cfg.Agent.EnvPassthrough, cfg.Agent.Env))
 	version := firstLine(out)
 	if err != nil {
 		r.Status = Fail

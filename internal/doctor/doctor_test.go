@@ -145,12 +145,15 @@ func TestCheckAgentNotFound(t *testing.T) {
 
 func TestCheckAgentVersionWithAgentEnvironment(t *testing.T) {
 	cfg := testConfig(t, "claude")
-	cfg.Agent.Command = script(t, `echo; echo "2.1.3 (Claude Code) FOO=$FOO CLAUDECODE=${CLAUDECODE:-unset} KEEP=$KEEP"; echo second line`)
+	cfg.Agent.Command = script(t, `echo; echo "2.1.3 (Claude Code) FOO=$FOO CLAUDECODE=${CLAUDECODE:-unset} KEEP=$KEEP SECRET=${SECRET:-unset}"; echo second line`)
 	cfg.Agent.Env = map[string]string{"FOO": "from-agent-env"}
+	cfg.Agent.EnvPassthrough = []string{"KEEP"}
 	r := CheckAgent(context.Background(), cfg, Env{
-		Environ: func() []string { return []string{"CLAUDECODE=1", "FOO=from-doctor", "KEEP=kept"} },
+		Environ: func() []string {
+			return []string{"PATH=/usr/bin:/bin", "CLAUDECODE=1", "FOO=from-doctor", "KEEP=kept", "SECRET=s"}
+		},
 	})
-	want(t, r, Pass, cfg.Agent.Command, "2.1.3 (Claude Code) FOO=from-agent-env CLAUDECODE=unset KEEP=kept")
+	want(t, r, Pass, cfg.Agent.Command, "2.1.3 (Claude Code) FOO=from-agent-env CLAUDECODE=unset KEEP=kept SECRET=unset")
 	if strings.Contains(r.Detail, "second line") {
 		t.Errorf("detail holds more than the first line: %q", r.Detail)
 	}

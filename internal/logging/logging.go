@@ -18,6 +18,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/fsafe"
+	"github.com/dispatchd/dispatch/internal/safename"
 )
 
 const (
@@ -183,3 +184,7 @@ func (l *Logs) Session(chat string) *slog.Logger {
 func (l *Logs) Close() error {
 	return errors.Join(l.sessions.close(), l.managerW.Close(), l.lifecycleW.Close())
 }
+
+// SafeName maps a chat id to the name of its log file (without extension);
+// see safename.Of.
+func SafeName(chat string) string { return safename.Of(chat) }

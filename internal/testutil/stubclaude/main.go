@@ -43,6 +43,10 @@
 //	STUB_IGNORE_TERM=1    ignore SIGTERM (so only SIGKILL ends the stub)
 //	STUB_RESUME_NEW_ID=1  on --resume, report a different session_id in the
 //	                      init and result lines (the CLI may fork on resume)
+//	STUB_PROJECTS=1       keep conversations where the CLI does instead:
+//	                      $CLAUDE_CONFIG_DIR (or $HOME/.claude)/projects/<working
+//	                      directory with non-alphanumerics as ->/ID.jsonl, so
+//	                      that --resume finds one only from the same directory
 //
 // SIGPIPE is ignored: when the reader goes away, writes fail and the stub
 // exits quietly.
@@ -65,6 +69,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/dispatchd/dispatch/internal/agent/claude"
 )
 
 const (
@@ -333,6 +339,12 @@ func stateDir() string {
 }
 
 func statePath(id string) string {
+	if os.Getenv("STUB_PROJECTS") == "1" {
+		// Like the CLI: under the config dir, in the folder of the
+		// working directory, so --resume works only from the same one.
+		slug, _ := claude.ProjectSlug(cwd())
+		return filepath.Join(claude.ConfigDir(os.Environ()), "projects", slug, filepath.Base(id)+".jsonl")
+	}
 	return filepath.Join(stateDir(), filepath.Base(id)+".json")
 }
 
@@ -350,7 +362,7 @@ func saveHistory(id string, h []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir(), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(statePath(id)), 0o755); err != nil {
 		return err
 	}
 	tmp := statePath(id) + ".tmp"
