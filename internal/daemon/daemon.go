@@ -102,7 +102,10 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return err
 	}
 	handler := api.Handler(sup, sup.Metrics().Registry, log)
-	servers := []*http.Server{newServer(handler)}
+	local := newServer(api.GuardPeers(handler))
+	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
+	local.ConnContext = gate.connContext
+	servers := []*http.Server{local}
 	listeners := []net.Listener{ln}
 	if cfg.API.Listen != "" {
 		srv, tln, err := listenTCP(cfg.API, handler, log)

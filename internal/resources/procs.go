@@ -244,3 +244,48 @@ func Kill(procRoot string, p Proc) error {
 	}
 	return nil
 }
+
+// AgentOf tells whether process pid belongs to one of the live agents:
+// agents maps each live agent's pid (which leads its process group) to its
+// chat. pid belongs to an agent when it, or one of its ancestors, is that
+// agent or sits in its process group. A process that carries the marker
+// key=value but that no live agent can be found for (its agent is gone, or
+// it left the family) is an agent's all the same, of no known chat. A
+// process that is gone cannot be told apart from an agent's and is
+// reported as one, of no known chat.
+func AgentOf(procRoot string, pid int, agents map[int]string, key, value string) (chat string, isAgent bool) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	if pid <= 0 {
+		return "", true
+	}
+	self := os.Getpid()
+	cur := pid
+	for range 4096 {
+		if c, ok := agents[cur]; ok {
+			return c, true
+		}
+		p, ok := readProc(procRoot, cur, 0)
+		if !ok {
+			if cur == pid {
+				return "", true // gone before it could be read
+			}
+			break
+		}
+		if c, ok := agents[p.PGID]; ok {
+			return c, true
+		}
+		if p.PPID <= 1 || p.PPID == self || p.PPID == cur {
+			break
+		}
+		cur = p.PPID
+	}
+	if value != "" {
+		env, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))
+		if err == nil && hasEntry(env, []byte(key+"="+value)) {
+			return "", true
+		}
+	}
+	return "", false
+}

@@ -177,3 +177,29 @@ func daemontestPoll(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+func TestAgentOf(t *testing.T) {
+	root := t.TempDir()
+	const me = 1000
+	mark := "DISPATCH_AGENT_MARK=m1\x00"
+	writeProc(t, root, "100", "100 (claude) S 1 100 100 0", mark, me)
+	writeProc(t, root, "101", "101 (bash) S 100 100 100 0", mark, me)
+	writeProc(t, root, "102", "102 (curl) S 101 102 102 0", "", me) // setsid, env cleared
+	writeProc(t, root, "103", "103 (sh) S 1 100 100 0", "", me)     // reparented, still in the group
+	writeProc(t, root, "200", "200 (dispatch) S 1 200 200 0", "", me)
+	writeProc(t, root, "300", "300 (left) S 1 300 300 0", mark, me)
+	agents := map[int]string{100: "mallory"}
+	for _, tt := range []struct {
+		pid     int
+		chat    string
+		isAgent bool
+	}{
+		{100, "mallory", true}, {101, "mallory", true}, {102, "mallory", true}, {103, "mallory", true},
+		{200, "", false}, {300, "", true}, {999, "", true},
+	} {
+		chat, isAgent := AgentOf(root, tt.pid, agents, "DISPATCH_AGENT_MARK", "m1")
+		if chat != tt.chat || isAgent != tt.isAgent {
+			t.Errorf("AgentOf(%d) = %q, %v; want %q, %v", tt.pid, chat, isAgent, tt.chat, tt.isAgent)
+		}
+	}
+}

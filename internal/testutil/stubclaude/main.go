@@ -27,6 +27,11 @@
 //	SLEEP=<dur>  wait <dur> (Go syntax) before answering
 //	BIGLINE=<n>  the assistant line carries n bytes of text
 //	UNKNOWN      also emit a line of an unknown type and a non-JSON line
+//	FETCH=<sock>,<path>       GET path on the unix socket sock (a prompt-injected
+//	                          agent trying the control API); the reply ends with
+//	                          " fetched: <status> <body>"
+//	FETCHCHILD=<sock>,<path>  the same from a child that left the agent's process
+//	                          group (setsid) and has an empty environment
 //
 // Environment knobs:
 //
@@ -54,9 +59,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -81,9 +90,14 @@ const (
 var (
 	sleepRe   = regexp.MustCompile(`SLEEP=(\S+)`)
 	biglineRe = regexp.MustCompile(`BIGLINE=(\d+)`)
+	fetchRe   = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == "--fetch" {
+		fmt.Print(fetch(os.Args[2], os.Args[3]))
+		return
+	}
 	signal.Ignore(syscall.SIGPIPE)
 	if os.Getenv("STUB_IGNORE_TERM") == "1" {
 		signal.Ignore(syscall.SIGTERM)
@@ -202,6 +216,9 @@ func (s *stub) turn(line []byte) {
 
 	s.keep(text)
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
+	if m := fetchRe.FindStringSubmatch(text); m != nil {
+		reply += " fetched: " + fetchAs(m[1] != "", m[2], m[3])
+	}
 	body := reply
 	if m := biglineRe.FindStringSubmatch(text); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -426,4 +443,41 @@ func spawnChild() {
 	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
 		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
 	}
+}
+
+// fetchAs GETs path on the unix socket sock, itself or (child) from a
+// child process in a session of its own with an empty environment.
+func fetchAs(child bool, sock, path string) string {
+	if !child {
+		return fetch(sock, path)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	cmd := exec.Command(self, "--fetch", sock, path)
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.Output()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
+}
+
+// fetch GETs path on the unix socket sock: "<status> <body>".
+func fetch(sock, path string) string {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := c.Get("http://dispatch" + path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 }
