@@ -76,7 +76,7 @@ import (
 var (
 	modelSeed  = flag.Int64("seed", -1, "TestModel: run only this seed")
 	modelSeeds = flag.Int("seeds", 0, "TestModel: run this many random seeds instead of the CI set")
-	modelOps   = flag.Int("ops", 60, "TestModel: operations per seed")
+	modelOps   = flag.Int("ops", 80, "TestModel: operations per seed")
 	modelTrace = flag.Bool("model.trace", false, "TestModel: log every seed's operations, also when it passes")
 )
 
@@ -145,6 +145,10 @@ type op struct {
 
 func (o op) String() string {
 	s := string(o.Kind)
+	if o.Kind == "race" {
+		s += " " + raceActions[o.N/10] + "+" + raceActions[o.N%10]
+		o.N = 0
+	}
 	if o.Chat != "" {
 		s += " " + o.Chat
 	}
@@ -186,6 +190,8 @@ var opSpecs = []opSpec{
 	{"kill", 3, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Kill(m.ctx(), o.Chat)) }},
 	{"restart", 3, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Restart(m.ctx(), o.Chat, false)) }},
 	{"restart-clean", 1, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Restart(m.ctx(), o.Chat, true)) }},
+	{"slow", 3, (*opGen).slow, func(m *model, o op) string { m.ag.SetChatDelay(o.Chat, o.D); return "" }},
+	{"race", 4, (*opGen).race, (*model).applyRace},
 	{"exempt", 1, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Exempt(m.ctx(), o.Chat, o.Pick%2 == 0)) }},
 	{"retry-dead", 3, (*opGen).pick, (*model).applyRetry},
 	{"drop-dead", 1, (*opGen).pick, (*model).applyDrop},
@@ -285,6 +291,29 @@ func (g *opGen) burst() op {
 	return o
 }
 
+// slow makes a chat's turns take a while (on the daemon's clock), so that
+// messages arrive during turns and operators act on them; 0 makes it fast.
+func (g *opGen) slow() op {
+	ds := []time.Duration{0, 2 * time.Second, time.Minute}
+	return op{Chat: g.chat(), D: ds[g.r.IntN(len(ds))]}
+}
+
+// raceActions are what a race op runs two of at once.
+var raceActions = []string{"send", "kill", "restart", "check", "proc-exit", "tick"}
+
+// race runs two actions on one chat at the same time; the scheduler decides
+// their interleaving, so a failure found by a race may need a few replays.
+func (g *opGen) race() op {
+	c := g.chat()
+	i := g.r.IntN(len(raceActions))
+	j := (i + 1 + g.r.IntN(len(raceActions)-1)) % len(raceActions)
+	o := op{Chat: c, N: i*10 + j}
+	if raceActions[i] == "send" || raceActions[j] == "send" {
+		o.Text = []string{g.text(c)}
+	}
+	return o
+}
+
 func (g *opGen) advance() op {
 	steps := []time.Duration{
 		time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute,
@@ -376,7 +405,9 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 			line += "  → " + did
 		}
 		m.trace = append(m.trace, line)
-		if m.checkStep() {
+		failed := m.checkStep()
+		m.trace[len(m.trace)-1] += "\n      " + m.summary()
+		if failed {
 			m.report(ops, verbose)
 			return modelResult{m.inv}
 		}
@@ -494,6 +525,49 @@ func (m *model) applySend(o op) string {
 	return "ids " + strings.Join(ids, ",")
 }
 
+func (m *model) applyRace(o op) string {
+	acts := []string{raceActions[o.N/10], raceActions[o.N%10]}
+	out := make([]string, 2)
+	var sent *modelMsg
+	var wg sync.WaitGroup
+	for k, act := range acts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch act {
+			case "send":
+				id, _, err := m.sup.Submit(m.ctx(), o.Chat, o.Text[0], "")
+				if err == nil {
+					sent = &modelMsg{id: id, chat: o.Chat, text: o.Text[0]}
+				}
+				out[k] = act + ":" + errText(err)
+			case "kill":
+				out[k] = act + ":" + errText(m.sup.Kill(m.ctx(), o.Chat))
+			case "restart":
+				out[k] = act + ":" + errText(m.sup.Restart(m.ctx(), o.Chat, false))
+			case "check":
+				out[k] = act + ":" + m.check()
+			case "proc-exit":
+				out[k] = fmt.Sprint(act, ":", m.ag.Crash(o.Chat))
+			case "tick":
+				m.clk.Advance(time.Second)
+				out[k] = act
+			}
+		}()
+	}
+	wg.Wait()
+	if sent == nil {
+		if o.Text != nil {
+			m.t.Fatalf("race: submit %q failed: %v", o.Text[0], out)
+		}
+	} else {
+		sent.n = len(m.msgs)
+		m.msgs = append(m.msgs, sent)
+		m.byID[sent.id] = sent
+	}
+	return strings.Join(out, " ")
+}
+
 func (m *model) deadMessages() []store.Message {
 	msgs, err := m.st.List(m.ctx(), store.Filter{State: store.Dead, Limit: 100000})
 	if err != nil {
@@ -524,12 +598,25 @@ func (m *model) applyDrop(o op) string {
 	return fmt.Sprintf("%s %q: %s", d.ID[:8], d.Text, errText(err))
 }
 
-// advance moves the daemon's clock and the bubble's own time (contexts with
-// timeouts, such as a probe's) forward by d.
+// advance moves the daemon's clock forward by d from one timer's deadline
+// to the next, letting the daemon settle after each, so that timers falling
+// due in one advance are handled in deadline order whatever the scheduler
+// does. Then the bubble's own time (contexts with timeouts, such as a
+// probe's) moves forward by d too.
 func (m *model) advance(d time.Duration) {
-	m.clk.Advance(d)
+	target := m.clk.Now().Add(d)
+	for steps := 0; ; steps++ {
+		next, ok := m.clk.Next()
+		if !ok || next.After(target) || steps > 100000 {
+			break
+		}
+		m.clk.Set(next)
+		synctest.Wait()
+	}
+	m.clk.Set(target)
 	synctest.Wait()
 	time.Sleep(d) // bubble time: returns at once, firing due timers in order
+	synctest.Wait()
 }
 
 func (m *model) check() string {
@@ -596,6 +683,36 @@ func holds(s session.Snapshot) (bool, string) {
 		return true, "paused"
 	}
 	return false, ""
+}
+
+// summary is the state after an op, for the trace: message counts, the
+// API, and each session's state (+busy, held, restart pending).
+func (m *model) summary() string {
+	c, _ := m.st.Counts(m.ctx())
+	api := "up"
+	if !m.sup.breaker.Up() {
+		api = "down"
+	}
+	parts := []string{fmt.Sprintf("pending=%d inflight=%d done=%d dead=%d api=%s |", c.Pending, c.Inflight, c.Done, c.Dead, api)}
+	for _, chat := range m.chats {
+		ss, ok := m.sup.lookup(chat)
+		if !ok {
+			continue
+		}
+		s := ss.Snapshot()
+		p := chat + ":" + string(s.State)
+		if s.Busy {
+			p += "+busy"
+		}
+		if s.Held {
+			p += "+held"
+		}
+		if s.RestartPending {
+			p += "+restart"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }
 
 func describe(s session.Snapshot) string {
