@@ -240,13 +240,21 @@ func genOps(seed uint64, n int) (chats []string, ops []op) {
 	for _, s := range opSpecs {
 		total += s.weight
 	}
-	for range n {
+	startOK := -1 // agents that cannot start come back after a few ops
+	for len(ops) < n {
+		if startOK--; startOK == 0 {
+			ops = append(ops, op{Kind: "start-ok"})
+			continue
+		}
 		w := r.IntN(total)
 		for _, s := range opSpecs {
 			if w < s.weight {
 				o := s.gen(g)
 				o.Kind = s.kind
 				ops = append(ops, o)
+				if o.Kind == "start-err" {
+					startOK = 1 + r.IntN(4)
+				}
 				break
 			}
 			w -= s.weight
@@ -420,7 +428,7 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 		return modelResult{m.inv}
 	}
 	if *modelTrace {
-		t.Logf("seed %d passed: chats %v\n%s", seed, chats, strings.Join(m.trace, "\n"))
+		t.Logf("seed %d passed: chats %v\n%s\n%s", seed, chats, strings.Join(m.trace, "\n"), strings.Join(m.notes, "\n"))
 	}
 	return modelResult{}
 }
@@ -736,7 +744,7 @@ func (m *model) summary() string {
 		}
 		s := ss.Snapshot()
 		p := chat + ":" + string(s.State)
-		if s.Busy {
+		if s.Busy && s.State != session.Busy {
 			p += "+busy"
 		}
 		if s.Held {
