@@ -388,16 +388,16 @@ type model struct {
 
 	cancels []context.CancelFunc // of ctx(), called at the end
 
-	chats  []string
-	msgs   []*modelMsg // acceptance order
-	byID   map[string]*modelMsg
-	trace  []string
-	notes  []string        // things that are not violations but explain a run
-	open   []store.Message // the messages not done, as checkStep last read them
+	chats []string
+	msgs  []*modelMsg // acceptance order
+	byID  map[string]*modelMsg
+	trace []string
+	notes []string        // things that are not violations but explain a run
+	open  []store.Message // the messages not done, as checkStep last read them
 	// storeFull: store writes fail (disk full) until store-ok.
 	storeFull bool
 	failed    string // the first violation
-	inv    string          // its invariant
+	inv       string // its invariant
 }
 
 type modelResult struct{ invariant string }
