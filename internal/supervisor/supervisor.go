@@ -150,7 +150,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	if len(pending) > 0 {
-		s.breaker.Pace() // a backlog may meet an API that is still down
+		s.breaker.Pace(pending...) // a backlog may meet an API that is still down
 	}
 	for _, chat := range pending {
 		if ss := s.session(chat); ss != nil {

@@ -27,6 +27,18 @@
 //	SLEEP=<dur>  wait <dur> (Go syntax) before answering
 //	BIGLINE=<n>  the assistant line carries n bytes of text
 //	UNKNOWN      also emit a line of an unknown type and a non-JSON line
+//	DIE          exit 4 at once, before any output (the message killed it)
+//	SILENT       the init line, then nothing: like the CLI when the API hangs
+//	STDERRLOOP   the init line, then a stderr line every 50ms, never a result
+//	EXTRA        answer, then 300ms later print a second, stray result
+//	EXIT0        answer, then exit 0
+//	CLOSEIN      answer, then close stdin and keep running (never reads again)
+//	STICKY       this and every later turn of the conversation fail with a
+//	             timeout error result (api_error_status null): a conversation
+//	             whose every request times out
+//	NOCONV       error result whose errors merely mention "No conversation
+//	             found" (a tool's error about a ticket)
+//	NOCONVSTDERR write "No conversation found" to stderr, then answer
 //
 // Environment knobs:
 //
@@ -149,6 +161,9 @@ func (s *stub) turn(line []byte) {
 			time.Sleep(time.Hour)
 		}
 	}
+	if strings.Contains(text, "DIE") {
+		os.Exit(4)
+	}
 	if m := sleepRe.FindStringSubmatch(text); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
 			time.Sleep(d)
@@ -160,6 +175,20 @@ func (s *stub) turn(line []byte) {
 		"apiKeySource": "none",
 	})
 
+	if strings.Contains(text, "SILENT") {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	if strings.Contains(text, "STDERRLOOP") {
+		for {
+			fmt.Fprintln(os.Stderr, "stubclaude: still working")
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if strings.Contains(text, "NOCONVSTDERR") {
+		fmt.Fprintln(os.Stderr, "mcp: No conversation found with session ID: 1234")
+	}
 	if strings.Contains(text, "CRASH") {
 		// after init, like the real CLI, which acknowledges a turn before
 		// working on it: the crash is this message's doing
@@ -177,7 +206,17 @@ func (s *stub) turn(line []byte) {
 			return
 		}
 	}
+	if strings.Contains(text, "STICKY") || slices.ContainsFunc(s.history, func(h string) bool { return strings.Contains(h, "STICKY") }) {
+		s.keep(text)
+		s.fail("API Error: Request timed out.", nil, "", ms())
+		return
+	}
 	switch {
+	case strings.Contains(text, "NOCONV") && !strings.Contains(text, "NOCONVSTDERR"):
+		r := result(s.reportID, "error_during_execution", true, "", ms(), nil)
+		r["errors"] = []string{"Tool ticket_lookup: No conversation found for ticket #4711"}
+		s.emit(r)
+		return
 	case strings.Contains(text, "OVERLOADED"):
 		s.keep(text)
 		s.fail(overloadedText, intp(529), "", ms())
@@ -209,6 +248,18 @@ func (s *stub) turn(line []byte) {
 	r := result(s.reportID, "success", false, reply, ms(), nil)
 	r["num_turns"] = len(s.history)
 	s.emit(r)
+	switch {
+	case strings.Contains(text, "EXTRA"):
+		time.Sleep(300 * time.Millisecond)
+		s.emit(result(s.reportID, "success", false, "stray result", ms(), nil))
+	case strings.Contains(text, "EXIT0"):
+		os.Exit(0)
+	case strings.Contains(text, "CLOSEIN"):
+		os.Stdin.Close()
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 }
 
 // keep adds text to the conversation and saves it (unless ephemeral).
