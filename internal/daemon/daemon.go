@@ -234,6 +234,7 @@ func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config
 			MaxErrors:             h.MaxErrors,
 			StuckTimeout:          h.StuckTimeout,
 			FirstTurnStuckTimeout: h.FirstTurnStuckTimeout,
+			MaxTurn:               h.MaxTurn,
 			IdleTimeout:           h.IdleTimeout,
 			Master:                cfg.Sessions.Master,
 			ExemptSuffix:          cfg.Sessions.ExemptSuffix,

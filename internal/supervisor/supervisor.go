@@ -74,8 +74,11 @@ type Supervisor struct {
 	sessions map[string]*session.Session
 	closing  bool
 
-	res      resourceWatch // owned by the check loop
-	probePid atomic.Int64  // the API probe's agent process, owned by no session
+	res resourceWatch // owned by the check loop
+	// daemonErr is the daemon's last own resource error (descriptors,
+	// memory, processes) and when it happened: reported in its health.
+	daemonErr atomic.Pointer[daemonError]
+	probePid  atomic.Int64 // the API probe's agent process, owned by no session
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -97,6 +100,8 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 	s.breaker = breaker.New(breaker.Config{
 		Min: cfg.ProbeMin, Max: cfg.ProbeMax, Recovery: cfg.Recovery,
 		Probe: s.probe, OnChange: s.apiChanged,
+		// a probe as silent as a stuck turn is unanswered
+		ProbeTimeout: cfg.Rules.StuckTimeout,
 	}, clk)
 	s.deps = &session.Deps{
 		Store:       st,
@@ -494,8 +499,34 @@ func (s *Supervisor) queues(ctx context.Context) (map[string]session.Queue, erro
 // observer turns session events into lifecycle log lines and metrics.
 type observer struct{ s *Supervisor }
 
+// daemonError is one resource error of the daemon's own.
+type daemonError struct {
+	at     time.Time
+	reason string
+}
+
+// DaemonErrorWindow is how long a resource error of the daemon's own keeps
+// its health degraded after the last one.
+const DaemonErrorWindow = time.Minute
+
+// daemonError returns the daemon's resource error of the last
+// DaemonErrorWindow, or "".
+func (s *Supervisor) daemonError() string {
+	e := s.daemonErr.Load()
+	if e == nil || s.clock.Now().Sub(e.at) > DaemonErrorWindow {
+		return ""
+	}
+	return e.reason
+}
+
 func (o observer) Lifecycle(chat, event, reason string) {
 	o.s.logs.Lifecycle(event, chat, reason)
+	if event == "daemon_error" {
+		if o.s.daemonErr.Load() == nil || o.s.daemonError() == "" {
+			o.s.log.Error("the daemon is out of a resource of its own; sessions retry without spending their restarts", "chat", chat, "err", reason)
+		}
+		o.s.daemonErr.Store(&daemonError{at: o.s.clock.Now(), reason: reason})
+	}
 	m := o.s.metrics
 	m.Lifecycle.WithLabelValues(event).Inc()
 	switch event {
@@ -538,6 +569,10 @@ type DaemonStatus struct {
 	Outages       int     `json:"api_outages"`
 	OutageSeconds float64 `json:"api_outage_seconds"`
 	Healthy       bool    `json:"healthy"`
+	// ResourceError is the daemon's own resource error (out of file
+	// descriptors, memory or processes) of the last minute: not any
+	// session's fault, and retried.
+	ResourceError string `json:"resource_error,omitempty"`
 }
 
 type SessionStatus struct {
@@ -590,7 +625,8 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	st := Status{
 		Daemon: DaemonStatus{
 			PID: os.Getpid(), Version: s.cfg.Version, UptimeSeconds: now.Sub(s.started).Seconds(),
-			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds, Healthy: s.Healthy(),
+			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds,
+			Healthy: s.Healthy() && s.daemonError() == "", ResourceError: s.daemonError(),
 		},
 		Queue:    QueueStatus{Pending: counts.Pending, Inflight: counts.Inflight, Dead: counts.Dead, Done: counts.Done},
 		Sessions: []SessionStatus{},
