@@ -53,6 +53,8 @@
 //	                      named in STUB_LOG_ENV
 //	STUB_LOG_ENV=A,B      environment variables to copy into the args log record
 //	STUB_OUTAGE_FILE=FILE while FILE exists every turn answers the OUTAGE result
+//	STUB_SILENT_FILE=FILE while FILE exists every turn is SILENT (the API hangs
+//	                      for everyone, probes included)
 //	STUB_SPAWN_CHILD=1    start `sleep 1000` in the same process group, holding
 //	                      stdout and stderr, and append its pid to
 //	                      $STUB_STATE_DIR/children.pids
@@ -195,7 +197,12 @@ func (s *stub) turn(line []byte) {
 		"apiKeySource": "none",
 	})
 
-	if strings.Contains(text, "SILENT") {
+	silent := false
+	if sf := os.Getenv("STUB_SILENT_FILE"); sf != "" {
+		_, err := os.Stat(sf)
+		silent = err == nil
+	}
+	if silent || strings.Contains(text, "SILENT") {
 		for {
 			time.Sleep(time.Hour)
 		}
