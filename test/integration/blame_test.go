@@ -223,3 +223,31 @@ func TestClosedStdinIsUndelivered(t *testing.T) {
 		t.Errorf("an undelivered message was charged: %+v", m)
 	}
 }
+
+// Two daemons given the same api.socket (different state dirs): the second
+// refuses to start, and the first keeps its socket.
+func TestSharedSocketIsLocked(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sk-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	o := opts(with(noChecks, map[string]any{"api.socket": filepath.Join(dir, "d.sock")}))
+	d1 := daemontest.New(t, o)
+	d1.Spawn()
+	if !daemontest.Poll(func() bool { _, _, code := d1.Run("status"); return code == 0 }, 20*time.Second) {
+		t.Fatalf("first daemon not serving on api.socket:\n%s", d1.Output())
+	}
+	d2 := daemontest.New(t, o)
+	d2.Spawn()
+	code, exited := d2.Wait(20 * time.Second)
+	if !exited || code == 0 {
+		t.Fatalf("second daemon on the same api.socket: exited %v, code %d", exited, code)
+	}
+	if out := d2.Output(); !strings.Contains(out, "in use by another daemon") {
+		t.Errorf("second daemon's message does not say why:\n%s", out)
+	}
+	if _, errOut, code := d1.Run("status"); code != 0 {
+		t.Fatalf("first daemon lost its socket: exit %d, %s", code, errOut)
+	}
+}
