@@ -53,6 +53,8 @@ type Store struct {
 	rdb *sql.DB   // read-only pool for queries
 	r   readers   // rdb with prepared statements
 
+	ident identity // the files opened, for CheckIdentity
+
 	ops       chan *writeOp // unbuffered: a sent op is always answered
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -85,6 +87,10 @@ func Open(path string, clk clock.Clock) (*Store, error) {
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(abs); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := s.ident.init(abs); err != nil {
 		s.closeDBs()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

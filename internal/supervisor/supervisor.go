@@ -79,6 +79,8 @@ type Supervisor struct {
 	// memory, processes) and when it happened: reported in its health.
 	daemonErr atomic.Pointer[daemonError]
 	probePid  atomic.Int64 // the API probe's agent process, owned by no session
+	// storeLost is set once the database is found removed or replaced.
+	storeLost atomic.Pointer[error]
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -220,6 +222,9 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 	s.mu.Unlock()
 	if closing {
 		return "", false, ErrClosing
+	}
+	if err := s.storeIntact(); err != nil {
+		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
 	if err != nil {
@@ -428,6 +433,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		s.log.Error("health check: read queue", "err", err)
 		return res
 	}
+	_ = s.storeIntact()
 	apiDown := !s.breaker.Up()
 	res.Unhealthy = map[string]string{}
 	rules := s.cfg.Rules
@@ -573,6 +579,9 @@ type DaemonStatus struct {
 	// descriptors, memory or processes) of the last minute: not any
 	// session's fault, and retried.
 	ResourceError string `json:"resource_error,omitempty"`
+	// StoreLost says the database file was removed, replaced or truncated
+	// under the daemon: nothing is accepted until it is restarted.
+	StoreLost string `json:"store_lost,omitempty"`
 }
 
 type SessionStatus struct {
@@ -609,12 +618,15 @@ type QueueStatus struct {
 // Status computes the daemon's status now; every verdict is fresh.
 func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	now := s.clock.Now()
+	// With the database lost under it, reads may fail too: the status then
+	// still says so, without queue figures.
+	lost := s.storeIntact() != nil && s.storeLost.Load() != nil
 	queues, err := s.queues(ctx)
-	if err != nil {
+	if err != nil && !lost {
 		return Status{}, err
 	}
 	counts, err := s.store.Counts(ctx)
-	if err != nil {
+	if err != nil && !lost {
 		return Status{}, err
 	}
 	bs := s.breaker.Stats()
@@ -626,7 +638,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		Daemon: DaemonStatus{
 			PID: os.Getpid(), Version: s.cfg.Version, UptimeSeconds: now.Sub(s.started).Seconds(),
 			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds,
-			Healthy: s.Healthy() && s.daemonError() == "", ResourceError: s.daemonError(),
+			Healthy: s.Healthy() && s.daemonError() == "" && s.storeLost.Load() == nil, ResourceError: s.daemonError(),
 		},
 		Queue:    QueueStatus{Pending: counts.Pending, Inflight: counts.Inflight, Dead: counts.Dead, Done: counts.Done},
 		Sessions: []SessionStatus{},
@@ -656,6 +668,9 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			StopReason:   stopReason(snap),
 			StoreError:   snap.StoreError,
 		})
+	}
+	if e := s.storeLost.Load(); e != nil {
+		st.Daemon.StoreLost = (*e).Error()
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
 	return st, nil
@@ -701,6 +716,21 @@ func stopReason(snap session.Snapshot) string {
 	return string(snap.StopReason)
 }
 
+// storeIntact runs the store's integrity probe (is the database file at
+// its path still the one opened, its WAL intact). The first failure is an
+// alert: nothing is accepted from then on (503), and an operator must
+// restore the state directory and restart the daemon.
+func (s *Supervisor) storeIntact() error {
+	err := s.store.CheckIdentity()
+	if err != nil && errors.Is(err, store.ErrLost) && s.storeLost.CompareAndSwap(nil, &err) {
+		s.log.Error("ALERT: the database was removed, replaced or truncated under the daemon: refusing to accept messages; "+
+			"stop the daemon, restore the state directory from a backup (or move it aside), start it again; run dispatch doctor",
+			"err", err)
+		s.logs.Lifecycle("store_lost", "", err.Error())
+	}
+	return err
+}
+
 // ChatHold says whether chat's waiting messages are held with no automatic
 // way forward: its session failed (an operator restart is needed). It is
 // how a sender waiting for a reply learns that none is coming.
@@ -734,6 +764,9 @@ func (s *Supervisor) Ready(ctx context.Context) error {
 	s.mu.Unlock()
 	if closing {
 		return ErrClosing
+	}
+	if err := s.storeIntact(); err != nil {
+		return err
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store not writable: %w", err)

@@ -251,3 +251,51 @@ func TestSharedSocketIsLocked(t *testing.T) {
 		t.Fatalf("first daemon lost its socket: exit %d, %s", code, errOut)
 	}
 }
+
+// A database removed (or its WAL truncated) under the running daemon is
+// detected: accepts are refused with 503, /readyz says not ready, status
+// and `dispatch doctor` say what happened.
+func TestDeletedDatabaseRefusesAccepts(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		harm func(db string) error
+	}{
+		{"removed", func(db string) error {
+			for _, f := range []string{db, db + "-wal", db + "-shm"} {
+				if err := os.Remove(f); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"wal truncated", func(db string) error { return os.Truncate(db+"-wal", 0) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := daemontest.Start(t, opts(noChecks))
+			d.WaitMessage(d.Send("vera", "hello"), "done", 15*time.Second)
+			if st, body := d.Get("/readyz"); st != 200 {
+				t.Fatalf("/readyz before: %d %s", st, body)
+			}
+			if err := tt.harm(filepath.Join(d.StateDir, "dispatch.db")); err != nil {
+				t.Fatal(err)
+			}
+			st, body := d.Post("/v1/messages", map[string]string{"chat_id": "vera", "text": "into the void"})
+			if st != 503 {
+				t.Fatalf("POST after the database was %s: %d %s, want 503", tt.name, st, body)
+			}
+			if st, body := d.Get("/readyz"); st != 503 {
+				t.Errorf("/readyz after: %d %s, want 503", st, body)
+			}
+			if s := d.Status(); s.Daemon.StoreLost == "" || s.Daemon.Healthy {
+				t.Errorf("status does not report the lost database: %+v", s.Daemon)
+			}
+			out, _, code := d.Run("doctor")
+			if code == 0 || !strings.Contains(out, "refusing messages") {
+				t.Errorf("doctor: exit %d\n%s", code, out)
+			}
+			if !strings.Contains(d.ManagerLog(), "ALERT: the database was removed, replaced or truncated") {
+				t.Error("no alert in the manager log")
+			}
+		})
+	}
+}
