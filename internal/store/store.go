@@ -5,7 +5,7 @@
 // takes all queued write operations (up to maxBatch), runs each inside its
 // own SAVEPOINT of one transaction, commits once — one fsync for the whole
 // group — and only then answers the callers. That keeps "accepted means
-// fsync'd" (SPEC 2.4) while letting throughput scale with the number of
+// fsync'd" while letting throughput scale with the number of
 // concurrent writers instead of being capped at one fsync per message. The
 // one exception is Claim, whose loss in a power failure is harmless: a group
 // made only of claims commits without its own fsync (the next durable

@@ -1,6 +1,6 @@
 // Package supervisor owns every chat's session: it creates them lazily,
 // routes accepted messages to them, runs the periodic health check and idle
-// reaping (SPEC 2.2, 2.3), recovers after a restart of the daemon, and shuts
+// reaping, recovers after a restart of the daemon, and shuts
 // everything down in order.
 package supervisor
 
