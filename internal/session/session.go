@@ -845,7 +845,7 @@ func (a *actor) othersAnswered(t *turnState) bool {
 }
 
 func (a *actor) logDecision(e TurnEnd, d Decision, why string) {
-	a.s.log.Warn("turn failed", "ending", e.Ending.String(), "blame", d.Party.String(),
+	a.s.log.Warn("turn failed", "ending", e.Ending.String(), "kind", e.Error.String(), "blame", d.Party.String(),
 		"messages", d.Messages.String(), "follow_up", d.Follow.String(), "err", why)
 }
 
