@@ -29,6 +29,8 @@ type Health struct {
 	MaxErrors             int           `yaml:"max_errors"`
 	StuckTimeout          time.Duration `yaml:"stuck_timeout"`
 	FirstTurnStuckTimeout time.Duration `yaml:"first_turn_stuck_timeout"`
+	// MaxTurn bounds a turn's length whatever the agent prints.
+	MaxTurn time.Duration `yaml:"max_turn"`
 }
 
 type Queue struct {
@@ -116,6 +118,7 @@ func Default() Config {
 			MaxErrors:             3,
 			StuckTimeout:          10 * time.Minute,
 			FirstTurnStuckTimeout: 30 * time.Minute,
+			MaxTurn:               time.Hour,
 		},
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},

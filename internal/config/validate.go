@@ -58,6 +58,7 @@ func (c Config) Validate() error {
 	atLeast("health.max_errors", h.MaxErrors, 1)
 	positive("health.stuck_timeout", h.StuckTimeout)
 	positive("health.first_turn_stuck_timeout", h.FirstTurnStuckTimeout)
+	positive("health.max_turn", h.MaxTurn)
 
 	r := c.Restart
 	restartsOK := atLeast("restart.max_restarts", r.MaxRestarts, 1)

@@ -746,6 +746,8 @@ func holds(s session.Snapshot) (bool, string) {
 		return true, "turn in flight"
 	case s.RestartPending:
 		return true, "restart scheduled"
+	case s.Backoff:
+		return true, "retry scheduled after a backoff"
 	case s.State == session.Failed:
 		return true, "failed"
 	case s.Held:
@@ -798,14 +800,17 @@ func (m *model) summary() string {
 		if s.RestartPending {
 			p += "+restart"
 		}
+		if s.Backoff {
+			p += "+backoff"
+		}
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, " ")
 }
 
 func describe(s session.Snapshot) string {
-	return fmt.Sprintf("state=%s procUp=%v busy=%v held=%v restartPending=%v errors=%d turns=%d gen=%d",
-		s.State, s.ProcUp, s.Busy, s.Held, s.RestartPending, s.ErrorCount, s.Turns, s.Gen)
+	return fmt.Sprintf("state=%s procUp=%v busy=%v held=%v restartPending=%v backoff=%v errors=%d turns=%d gen=%d",
+		s.State, s.ProcUp, s.Busy, s.Held, s.RestartPending, s.Backoff, s.ErrorCount, s.Turns, s.Gen)
 }
 
 // checkStep checks the invariants that hold at every quiescent moment. It
