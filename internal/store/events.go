@@ -135,8 +135,8 @@ func (s *Store) appendEvent(ctx context.Context, tx *wtx, ev events.Event) (even
 	}
 	if f := s.fanout.Load(); f != nil {
 		for _, ep := range (*f)(ev.Type) {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_outbox (endpoint, seq, chat_id, updated_at)
-				VALUES (?, ?, ?, ?)`, ep, seq, ev.ChatID, nanos(ev.At)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
+				VALUES (?, ?, ?, ?, ?)`, ep, seq, ev.ChatID, nanos(ev.At), nanos(ev.At)); err != nil {
 				return ev, fmt.Errorf("queue event %d for webhook %q: %w", seq, ep, err)
 			}
 		}

@@ -25,6 +25,7 @@ type OutboxRow struct {
 	Endpoint string
 	Seq      int64
 	ChatID   string
+	EventAt  time.Time // when the event happened
 	State    string
 	Attempts int
 	FirstAt  time.Time // first attempt (zero: not tried yet)
@@ -33,7 +34,7 @@ type OutboxRow struct {
 	Updated  time.Time
 }
 
-const outboxCols = `endpoint, seq, chat_id, state, attempts, first_at, next_at, error, updated_at`
+const outboxCols = `endpoint, seq, chat_id, event_at, state, attempts, first_at, next_at, error, updated_at`
 
 // OutboxPending returns endpoint's pending deliveries with seq > after, in
 // seq order, at most limit, never past the feed's visible mark.
@@ -189,13 +190,13 @@ func scanOutbox(rows interface {
 	var out []OutboxRow
 	for rows.Next() {
 		var (
-			r                    OutboxRow
-			first, next, updated int64
+			r                          OutboxRow
+			evAt, first, next, updated int64
 		)
-		if err := rows.Scan(&r.Endpoint, &r.Seq, &r.ChatID, &r.State, &r.Attempts, &first, &next, &r.Error, &updated); err != nil {
+		if err := rows.Scan(&r.Endpoint, &r.Seq, &r.ChatID, &evAt, &r.State, &r.Attempts, &first, &next, &r.Error, &updated); err != nil {
 			return nil, err
 		}
-		r.FirstAt, r.NextAt, r.Updated = fromNanos(first), fromNanos(next), fromNanos(updated)
+		r.EventAt, r.FirstAt, r.NextAt, r.Updated = fromNanos(evAt), fromNanos(first), fromNanos(next), fromNanos(updated)
 		out = append(out, r)
 	}
 	return out, rows.Err()

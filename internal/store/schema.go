@@ -87,6 +87,7 @@ CREATE TABLE webhook_outbox (
 	endpoint   TEXT    NOT NULL,
 	seq        INTEGER NOT NULL,
 	chat_id    TEXT    NOT NULL,
+	event_at   INTEGER NOT NULL,
 	state      TEXT    NOT NULL DEFAULT 'pending',
 	attempts   INTEGER NOT NULL DEFAULT 0,
 	first_at   INTEGER NOT NULL DEFAULT 0,
