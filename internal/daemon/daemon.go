@@ -29,6 +29,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
 // Options are the daemon's non-config inputs.
@@ -80,12 +81,23 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return err
 	}
 	sup := supervisor.New(supervisorConfig(cfg, opt.Version), st, ag, clock.Real{}, logs)
+	// Webhook delivery: every new event is queued for its endpoints in
+	// its own commit, so the fanout is set before anything is written.
+	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+		Log: log, Registry: sup.Metrics().Registry,
+	})
+	if err != nil {
+		return err
+	}
+	st.SetWebhookFanout(wh.Fanout)
+	wh.Start()
+	defer wh.Stop() // before the store closes (deferred earlier)
 
 	ln, err := listenUnix(cfg.SocketPath())
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(sup, sup.Metrics().Registry, log)
+	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh}, sup.Metrics().Registry, log)
 	servers := []*http.Server{newServer(handler)}
 	listeners := []net.Listener{ln}
 	if cfg.API.Listen != "" {
@@ -240,6 +252,9 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		Env:         map[string]string{supervisor.MarkerVar: cfg.StateDir},
 		StateDir:    cfg.StateDir,
 		RetainDone:  cfg.Queue.RetainDone,
+
+		RetainEvents: cfg.Events.Retain,
+		CarryOver:    cfg.Sessions.CarryOver,
 	}
 }
 
