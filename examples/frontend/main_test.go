@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,8 +96,8 @@ func TestFollower(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	// A new follower resumes after the cursor and waits for the next one.
-	out.Reset()
-	f2 := &Follower{Base: srv.URL, Cursor: cursor, Out: &out}
+	var out2 syncBuffer
+	f2 := &Follower{Base: srv.URL, Cursor: cursor, Out: &out2}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f2.Run(ctx) }()
@@ -105,12 +106,12 @@ func TestFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), "later") && time.Now().Before(deadline) {
+	for !strings.Contains(out2.String(), "later") && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	<-done
-	if got := out.String(); got != "to bob: later\n" {
+	if got := out2.String(); got != "to bob: later\n" {
 		t.Fatalf("resumed follower got %q", got)
 	}
 }
@@ -124,3 +125,20 @@ type feedOnly struct {
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }
 func (feedOnly) RetryWebhook(context.Context, string) (int, error)          { return 0, nil }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
