@@ -122,7 +122,7 @@ func printEvent(w io.Writer, ev events.Event, asJSON bool) error {
 	var detail string
 	switch ev.Type {
 	case events.Reply:
-		detail = fmt.Sprintf("turn %s, messages %s: %s", ev.TurnID, strings.Join(ev.MessageIDs, ","), clip(ev.Text, 200))
+		detail = fmt.Sprintf("turn %s, messages %s: %s", ev.TurnID, strings.Join(ev.MessageIDs, ","), clipText(ev.Text, 200))
 	case events.DeadLetter:
 		detail = fmt.Sprintf("message %s: %s", ev.MessageID, ev.Error)
 	default:
@@ -182,7 +182,7 @@ func webhooksCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ENDPOINT\tURL\tEVENTS\tPENDING\tFAILED\tDELIVERED\tLAG\tLAST ERROR")
 			for _, e := range out.Webhooks {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", safeText(e.Name), safeText(e.URL), strings.Join(e.Events, ","),
-					e.Pending, e.Failed, e.Delivered, human(time.Duration(e.LagSeconds*float64(time.Second))), clip(safeText(e.LastError), 60))
+					e.Pending, e.Failed, e.Delivered, human(time.Duration(e.LagSeconds*float64(time.Second))), clipText(safeText(e.LastError), 60))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -195,7 +195,7 @@ func webhooksCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "EVENT\tCHAT\tATTEMPTS\tGAVE UP\tERROR")
 				for _, d := range e.FailedDeliveries {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.EventID, safeText(d.ChatID), d.Attempts, d.At, clip(safeText(d.Error), 80))
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.EventID, safeText(d.ChatID), d.Attempts, d.At, clipText(safeText(d.Error), 80))
 				}
 				if err := tw.Flush(); err != nil {
 					return err
@@ -237,4 +237,13 @@ func printWebhookLine(w io.Writer, sts []webhook.EndpointStatus) {
 		fmt.Fprintf(w, "webhook %s: %d pending, %d failed, lag %s\n", safeText(e.Name), e.Pending, e.Failed,
 			human(time.Duration(e.LagSeconds*float64(time.Second))))
 	}
+}
+
+// clipText cuts s to at most n characters (whole runes), with an ellipsis.
+func clipText(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
 }

@@ -177,6 +177,7 @@ func Checks(cfg config.Config, env Env) []Check {
 		{"store", func(ctx context.Context) Result { return CheckStore(ctx, cfg, env) }},
 		{"daemon", func(ctx context.Context) Result { return CheckDaemon(ctx, cfg, env) }},
 		{"log dir", func(ctx context.Context) Result { return CheckLogDir(cfg) }},
+		{"API tokens", func(ctx context.Context) Result { return CheckTokens(cfg) }},
 	}
 }
 
