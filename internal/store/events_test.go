@@ -62,6 +62,10 @@ func TestCompleteTurnWritesOneReplyPerTurn(t *testing.T) {
 			t.Errorf("message %s: turn %q state %s, want turn %q done", id, m.TurnID, m.State, e.TurnID)
 		}
 	}
+	page, _, err := s.ListPage(ctx, Filter{ChatID: "alice", State: Done}, 0, 10, 200)
+	if err != nil || len(page) != 3 || page[0].TurnID != e.TurnID {
+		t.Fatalf("queue listing: %+v, %v; want the turn id on each message", page, err)
+	}
 	// A late or repeated completion changes nothing and writes no reply:
 	// a message is done exactly when its reply exists.
 	if err := s.CompleteTurn(ctx, ids, "again", SessionRecord{ChatID: "alice"}); err != nil {
