@@ -75,4 +75,19 @@ type Deps struct {
 	Env map[string]string
 	// NewID makes a fresh agent session id.
 	NewID func() string
+	// History records a conversation that had to start over and provides
+	// the earlier exchanges it may carry; nil records nothing.
+	History History
+	// CarryOver is how many earlier exchanges the first turn of such a
+	// conversation carries (sessions.carry_over; 0: none).
+	CarryOver int
+}
+
+// History is what a session needs when its conversation starts over.
+type History interface {
+	// RecordReset writes the session_reset event.
+	RecordReset(ctx context.Context, chat, reason string) error
+	// RecentExchanges returns the chat's last n answered turns, oldest
+	// first.
+	RecentExchanges(ctx context.Context, chat string, n int) ([]store.Exchange, error)
 }
