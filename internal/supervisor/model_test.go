@@ -386,7 +386,8 @@ type model struct {
 	logs *memLogs
 	sup  *Supervisor
 
-	cancels []context.CancelFunc // of ctx(), called at the end
+	cancelMu sync.Mutex
+	cancels  []context.CancelFunc // of ctx(), called at the end
 
 	chats []string
 	msgs  []*modelMsg // acceptance order
@@ -458,7 +459,9 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 // bound is the bubble's virtual time, so it costs nothing.
 func (m *model) ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	m.cancelMu.Lock() // race ops call it from two goroutines
 	m.cancels = append(m.cancels, cancel)
+	m.cancelMu.Unlock()
 	return ctx
 }
 
