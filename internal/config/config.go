@@ -29,6 +29,11 @@ type Health struct {
 	MaxErrors             int           `yaml:"max_errors"`
 	StuckTimeout          time.Duration `yaml:"stuck_timeout"`
 	FirstTurnStuckTimeout time.Duration `yaml:"first_turn_stuck_timeout"`
+	// MaxAgentRSS is the most resident memory one live agent (its whole
+	// process group) may hold; 0 means no limit.
+	MaxAgentRSS Size `yaml:"max_agent_rss"`
+	// MemoryInterval is how often every live agent's memory is sampled.
+	MemoryInterval time.Duration `yaml:"memory_interval"`
 }
 
 type Queue struct {
@@ -60,6 +65,8 @@ type Outage struct {
 type Sessions struct {
 	Master       string `yaml:"master"`
 	ExemptSuffix string `yaml:"exempt_suffix"`
+	// MaxLive caps the agent processes running at once; 0 means no cap.
+	MaxLive int `yaml:"max_live"`
 }
 
 type Agent struct {
@@ -102,10 +109,12 @@ func Default() Config {
 			MaxErrors:             3,
 			StuckTimeout:          10 * time.Minute,
 			FirstTurnStuckTimeout: 30 * time.Minute,
+			MaxAgentRSS:           2 * GiB,
+			MemoryInterval:        10 * time.Second,
 		},
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
-		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg"},
+		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
 			StopGrace: 3 * time.Second},

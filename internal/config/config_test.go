@@ -103,6 +103,8 @@ func TestDefaults(t *testing.T) {
 		{"health.max_errors", 3},
 		{"health.stuck_timeout", 10 * time.Minute},
 		{"health.first_turn_stuck_timeout", 30 * time.Minute},
+		{"health.max_agent_rss", 2 * GiB},
+		{"health.memory_interval", 10 * time.Second},
 		{"queue.max_attempts", 2},
 		{"queue.max_batch", 50},
 		{"queue.retain_done", 7 * 24 * time.Hour},
@@ -112,6 +114,7 @@ func TestDefaults(t *testing.T) {
 		{"restart.backoff_max", 5 * time.Minute},
 		{"sessions.master", "master"},
 		{"sessions.exempt_suffix", "-bg"},
+		{"sessions.max_live", 20},
 		{"agent.kind", "claude"},
 		{"agent.command", "claude"},
 		{"agent.args", []string{}},
@@ -184,10 +187,12 @@ func TestFullFileRoundTrip(t *testing.T) {
 			MaxErrors:             4,
 			StuckTimeout:          15 * time.Minute,
 			FirstTurnStuckTimeout: 45 * time.Minute,
+			MaxAgentRSS:           512 * MiB,
+			MemoryInterval:        3 * time.Second,
 		},
 		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20, RetainDone: 72 * time.Hour},
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
-		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background"},
+		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7},
 		Agent: Agent{
 			Kind:    "echo",
 			Command: filepath.Join(home, "bin/claude"),
@@ -368,6 +373,14 @@ func TestEveryKeyNamedInErrors(t *testing.T) {
 			cases["bad duration"] = `"2x"`
 			cases["float"] = "1.5"
 		}
+		if l.typ == sizeType {
+			cases["bad size"] = `"2 furlongs"`
+			cases["negative"] = "-1GiB"
+		}
+		if l.typ == sizeType {
+			cases["bad size"] = `"2 furlongs"`
+			cases["negative"] = "-1GiB"
+		}
 		if l.typ.Kind() == reflect.Int {
 			cases["string"] = "abc"
 			cases["float"] = "1.5"
@@ -423,6 +436,9 @@ func TestValidation(t *testing.T) {
 		{"health:\n  max_errors: 0\n", "health.max_errors"},
 		{"health:\n  stuck_timeout: 0\n", "health.stuck_timeout"},
 		{"health:\n  first_turn_stuck_timeout: 0\n", "health.first_turn_stuck_timeout"},
+		{"health:\n  max_agent_rss: 1MiB\n", "health.max_agent_rss"},
+		{"health:\n  memory_interval: 0\n", "health.memory_interval"},
+		{"sessions:\n  max_live: -1\n", "sessions.max_live"},
 		{"queue:\n  max_attempts: 0\n", "queue.max_attempts"},
 		{"queue:\n  max_attempts: 4\n", "queue.max_attempts"},
 		{"queue:\n  max_batch: 0\n", "queue.max_batch"},

@@ -58,6 +58,12 @@ func (c Config) Validate() error {
 	atLeast("health.max_errors", h.MaxErrors, 1)
 	positive("health.stuck_timeout", h.StuckTimeout)
 	positive("health.first_turn_stuck_timeout", h.FirstTurnStuckTimeout)
+	if h.MaxAgentRSS < 0 {
+		bad("health.max_agent_rss", "must not be negative (0 turns the limit off)")
+	} else if h.MaxAgentRSS > 0 && h.MaxAgentRSS < 16*MiB {
+		bad("health.max_agent_rss", "must be 0 (no limit) or at least 16MiB, got %s", h.MaxAgentRSS)
+	}
+	positive("health.memory_interval", h.MemoryInterval)
 
 	r := c.Restart
 	restartsOK := atLeast("restart.max_restarts", r.MaxRestarts, 1)
@@ -94,6 +100,10 @@ func (c Config) Validate() error {
 		bad("sessions.exempt_suffix", "must not be empty (every chat would be exempt from idle reaping)")
 	} else if !utf8.ValidString(s.ExemptSuffix) || hasControl(s.ExemptSuffix) {
 		bad("sessions.exempt_suffix", "must be printable UTF-8 without control characters")
+	}
+
+	if s.MaxLive < 0 {
+		bad("sessions.max_live", "must not be negative (0 means no cap), got %d", s.MaxLive)
 	}
 
 	a := c.Agent
