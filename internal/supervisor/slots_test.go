@@ -17,7 +17,7 @@ func TestSlots(t *testing.T) {
 	type step struct {
 		op     string // acquire, release
 		chat   string
-		oldest int // seconds after t0; -1: unknown
+		oldest int  // seconds after t0; -1: unknown
 		want   bool // acquire: granted
 	}
 	tests := []struct {
