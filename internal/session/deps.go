@@ -71,4 +71,21 @@ type Deps struct {
 	Env map[string]string
 	// NewID makes a fresh agent session id.
 	NewID func() string
+	// Slots is the live cap (nil: no cap).
+	Slots Slots
+}
+
+// Slots is the live cap: a session asks for a slot before it starts an
+// agent and gives it back once its agent is stopped for good (a restart
+// keeps it).
+type Slots interface {
+	// Acquire asks for chat's slot. false: the cap is reached; chat waits
+	// in line (state waiting) and wake is called once a slot is set aside
+	// for it.
+	Acquire(chat string, wake func()) bool
+	// Release gives chat's slot back, or takes chat out of the line.
+	Release(chat string)
+	// Idle tells that chat's agent is up with nothing in flight: if others
+	// wait for a slot, it may be hibernated for them.
+	Idle(chat string)
 }

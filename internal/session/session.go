@@ -367,7 +367,9 @@ func (s *Session) loop(a *actor, start bool) {
 			a.restartTimer = nil
 			s.guard(a, func() { a.startProc(); a.pump() })
 		}
+		s.guard(a, a.afterEvent)
 		s.publish(a)
+		a.announceIdle()
 	}
 }
 
@@ -418,6 +420,7 @@ type actor struct {
 	lastHandover time.Time
 	draining     bool
 	exited       bool
+	capState     // live slot and memory (livecap.go)
 }
 
 type turnState struct {
@@ -514,6 +517,9 @@ func (a *actor) startProc() {
 		a.state = Paused // held by an operator: no agent until Resume
 		return
 	}
+	if !a.takeSlot() {
+		return // at the live cap: woken when a slot is set aside for it
+	}
 	a.stopReason = ""
 	resume := a.sessionID != ""
 	if !resume {
@@ -579,6 +585,7 @@ func (a *actor) pump() {
 			waiting, err = d.Store.HasPending(ctx, a.s.chat)
 			return err
 		}) || !waiting {
+			a.noWork()
 			return
 		}
 		a.startProc()
@@ -692,6 +699,9 @@ func (a *actor) onTurn(r turnResult) followUp {
 		if errors.Is(cause, errStuck) {
 			a.gateDone(Answered)
 			a.fail(ids, errStuck.Error())
+		} else if errors.Is(cause, errMemory) {
+			a.gateDone(Released) // like a crash: it says nothing about the API
+			a.fail(ids, errMemory.Error())
 		} else {
 			a.gateDone(Released)
 			a.requeue(ids, cause.Error())

@@ -45,6 +45,10 @@ type Config struct {
 	StateDir string
 	// Env is added to every agent's environment.
 	Env map[string]string
+	// MaxLive caps the agents running at once (0: no cap).
+	MaxLive int
+	// MemoryInterval is how often the agents' memory is sampled (0: never).
+	MemoryInterval time.Duration
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
@@ -76,6 +80,8 @@ type Supervisor struct {
 
 	res      resourceWatch // owned by the check loop
 	probePid atomic.Int64  // the API probe's agent process, owned by no session
+
+	capacity // the live cap and the memory watch (livecap.go, memory.go)
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -112,6 +118,7 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 		Env:         cfg.Env,
 		NewID:       newID,
 	}
+	s.initCapacity()
 	return s
 }
 
@@ -162,9 +169,11 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.lastTick.Store(s.clock.Now().UnixNano())
-	s.wg.Add(2)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); s.breaker.Run(loopCtx) }()
 	go func() { defer s.wg.Done(); s.checkLoop(loopCtx) }()
+	go func() { defer s.wg.Done(); s.hibernationLoop(loopCtx) }()
+	go func() { defer s.wg.Done(); s.memoryLoop(loopCtx) }()
 	return nil
 }
 
@@ -461,6 +470,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		}
 	}
 	s.checkResources(now)
+	s.kickHibernation() // the safety net of the live cap
 	if s.cfg.RetainDone > 0 {
 		if n, err := s.store.PurgeDone(ctx, now.Add(-s.cfg.RetainDone), 20000); err != nil {
 			s.log.Error("purge answered messages", "err", err)
@@ -557,8 +567,12 @@ type SessionStatus struct {
 	ExemptFlag   bool    `json:"exempt_flag"`
 	Pid          int     `json:"pid,omitempty"`
 	LastActivity string  `json:"last_activity"`
-	// StopReason says why a stopped session has no agent: idle, killed.
+	// StopReason says why a stopped session has no agent: idle, killed,
+	// hibernated.
 	StopReason string `json:"stop_reason,omitempty"`
+	// RSSBytes is a live agent's resident memory, its whole process group
+	// counted, read when status is asked.
+	RSSBytes uint64 `json:"rss_bytes,omitempty"`
 	// StoreError is the store write the session is retrying, while it
 	// fails (a full disk, an I/O error).
 	StoreError string `json:"store_error,omitempty"`
@@ -596,8 +610,17 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		Sessions: []SessionStatus{},
 	}
 	rules := s.cfg.Rules
+	snaps := make([]session.Snapshot, 0, len(st.Sessions))
+	pids := map[int]bool{}
 	for _, ss := range s.all() {
 		snap := ss.Snapshot()
+		snaps = append(snaps, snap)
+		if snap.Pid > 0 && snap.ProcUp {
+			pids[snap.Pid] = true
+		}
+	}
+	rss := agentRSS(pids)
+	for _, snap := range snaps {
 		q := queues[snap.ChatID]
 		v := rules.Verdict(snap, q, now, !bs.Up)
 		st.Sessions = append(st.Sessions, SessionStatus{
@@ -619,6 +642,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			LastActivity: snap.LastActivity.UTC().Format(time.RFC3339),
 			StopReason:   stopReason(snap),
 			StoreError:   snap.StoreError,
+			RSSBytes:     rss[snap.Pid],
 		})
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
