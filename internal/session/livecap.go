@@ -78,11 +78,15 @@ func (s *Session) Memory(rss uint64, act MemoryAction, gen uint64) bool {
 		if act == MemoryKill {
 			reason = fmt.Sprintf("memory: agent holds %s, over twice the %s limit: killed", Bytes(rss), Bytes(limit))
 		}
-		a.s.log.Warn("agent over its memory limit", "rss_bytes", rss, "limit_bytes", limit,
-			"action", act.String(), "in_turn", a.turn != nil)
 		if act == MemoryKill {
+			a.s.log.Warn("agent over twice its memory limit: killing it", "rss_bytes", rss, "limit_bytes", limit,
+				"in_turn", a.turn != nil)
 			a.memoryKill(reason)
 			return
+		}
+		if a.memGen != gen {
+			a.s.log.Warn("agent over its memory limit: restarting it once it is not in a turn", "rss_bytes", rss,
+				"limit_bytes", limit, "in_turn", a.turn != nil)
 		}
 		a.memGen, a.memReason = gen, reason
 		a.memoryRestartWhenIdle()

@@ -22,6 +22,8 @@ type capacity struct {
 	rss    map[string]uint64 // chat → its agent's resident memory at the last sample
 	rssSum uint64
 	rssMax uint64
+	// memWarned: agents over the limit at the last sample, already logged
+	memWarned map[string]memWarning
 }
 
 func (s *Supervisor) initCapacity() {

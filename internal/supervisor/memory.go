@@ -54,6 +54,10 @@ func (s *Supervisor) sampleMemory() {
 		return
 	}
 	byChat := make(map[string]uint64, len(agents))
+	s.memMu.Lock()
+	warned := s.memWarned
+	s.memMu.Unlock()
+	nowWarned := map[string]memWarning{}
 	var sum, mx uint64
 	rules := s.cfg.Rules
 	for _, a := range agents {
@@ -65,14 +69,24 @@ func (s *Supervisor) sampleMemory() {
 		sum += rss
 		mx = max(mx, rss)
 		if act := rules.Memory(rss); act != session.MemoryOK {
-			s.log.Warn("agent over its memory limit", "chat", a.snap.ChatID, "pid", a.snap.Pid,
-				"rss_bytes", rss, "limit_bytes", rules.MaxAgentRSS, "action", act.String(), "busy", a.snap.Busy)
+			// One line per agent and action, not one per sample.
+			if w := warned[a.snap.ChatID]; w.gen != a.snap.Gen || w.act != act {
+				s.log.Warn("agent over its memory limit", "chat", a.snap.ChatID, "pid", a.snap.Pid,
+					"rss_bytes", rss, "limit_bytes", rules.MaxAgentRSS, "action", act.String(), "busy", a.snap.Busy)
+			}
+			nowWarned[a.snap.ChatID] = memWarning{a.snap.Gen, act}
 			a.ss.Memory(rss, act, a.snap.Gen)
 		}
 	}
 	s.memMu.Lock()
-	s.rss, s.rssSum, s.rssMax = byChat, sum, mx
+	s.rss, s.rssSum, s.rssMax, s.memWarned = byChat, sum, mx, nowWarned
 	s.memMu.Unlock()
+}
+
+// memWarning is an agent generation warned about, and for which action.
+type memWarning struct {
+	gen uint64
+	act session.MemoryAction
 }
 
 // AgentRSS is the live agents' resident memory at the last sample: the sum
