@@ -148,6 +148,20 @@ func (a *actor) takeSlot() bool {
 	if sl.Acquire(a.s.chat, a.s.Notify) {
 		return true
 	}
+	// With nothing waiting (a session that was live before the daemon
+	// restarted) there is no need to wait for a slot: stay hibernated.
+	var waiting bool
+	if a.persist("check pending", func(ctx context.Context) (err error) {
+		waiting, err = a.s.d.Store.HasPending(ctx, a.s.chat)
+		return err
+	}) && !waiting {
+		a.slot = false
+		sl.Release(a.s.chat)
+		if a.state != Failed && a.state != Paused {
+			a.state, a.stopReason = Stopped, StopHibernated
+		}
+		return false
+	}
 	if a.state != Waiting {
 		a.s.log.Info("live cap reached: waiting for a slot")
 		a.s.d.Observer.Lifecycle(a.s.chat, "wait", "live cap reached: waiting for a slot")

@@ -31,6 +31,7 @@ type Slots struct {
 	mu      sync.Mutex
 	held    map[string]time.Time // chat → when it got its slot
 	waiting map[string]waiter
+	closed  bool // shutting down: no new slots
 }
 
 type waiter struct {
@@ -54,6 +55,10 @@ func (s *Slots) Acquire(chat string, oldest time.Time, wake func()) bool {
 	if _, ok := s.held[chat]; ok {
 		s.mu.Unlock()
 		return true
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return false
 	}
 	if s.max == 0 || len(s.held) < s.max {
 		// A free slot means nobody waits (see Release).
@@ -90,7 +95,7 @@ func (s *Slots) Release(chat string) {
 	}
 	delete(s.held, chat)
 	var wakes []func()
-	for len(s.waiting) > 0 && (s.max == 0 || len(s.held) < s.max) {
+	for !s.closed && len(s.waiting) > 0 && (s.max == 0 || len(s.held) < s.max) {
 		next := s.first()
 		delete(s.waiting, next.Chat)
 		s.held[next.Chat] = s.clock.Now()
@@ -115,6 +120,14 @@ func (s *Slots) first() waiter {
 		}
 	}
 	return best
+}
+
+// Close stops handing out slots (the daemon is shutting down): nobody in
+// line is woken any more, and no new agent gets a slot.
+func (s *Slots) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
 }
 
 // Holds reports whether chat holds a slot.

@@ -172,6 +172,27 @@ func TestSlots(t *testing.T) {
 	}
 }
 
+// TestSlotsClose: once closed (shutdown), nobody new gets a slot and
+// nobody in line is woken.
+func TestSlotsClose(t *testing.T) {
+	s := NewSlots(1, clock.NewFake(time.Now()), nil)
+	woken := 0
+	if !s.Acquire("a", time.Time{}, nil) || s.Acquire("w", time.Now(), func() { woken++ }) {
+		t.Fatal("setup")
+	}
+	s.Close()
+	if !s.Acquire("a", time.Time{}, nil) {
+		t.Error("a holder lost its slot at Close")
+	}
+	s.Release("a")
+	if woken != 0 || s.Holds("w") {
+		t.Errorf("after Close a released slot went to the line (woken %d)", woken)
+	}
+	if s.Acquire("new", time.Time{}, nil) {
+		t.Error("after Close a new chat got a slot")
+	}
+}
+
 // TestSlotsConcurrent: many sessions asking and giving back at once never
 // get more than max slots, and everyone in line is served in the end.
 func TestSlotsConcurrent(t *testing.T) {

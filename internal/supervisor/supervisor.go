@@ -331,6 +331,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	if s.slots != nil {
+		s.slots.Close() // no agent starts for a waiting chat during shutdown
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}
