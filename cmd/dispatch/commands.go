@@ -22,6 +22,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/logging"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/termsafe"
 )
 
 func daemonCmd(g *globals) *cobra.Command {
@@ -128,7 +129,7 @@ func printStatus(w io.Writer, st supervisor.Status) error {
 			mem = "(" + s.StopReason + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n",
-			s.ChatID, s.State, s.HealthReason, yesNo(s.Busy), human(time.Duration(s.IdleSeconds*float64(time.Second))),
+			termsafe.Line(s.ChatID), s.State, termsafe.Line(s.HealthReason), yesNo(s.Busy), human(time.Duration(s.IdleSeconds*float64(time.Second))),
 			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, yesNo(s.Exempt))
 	}
 	return tw.Flush()
@@ -229,12 +230,12 @@ func waitReply(ctx context.Context, c *client, id string, timeout time.Duration,
 		}
 		switch {
 		case m.State == "done":
-			fmt.Fprintln(out, m.Reply)
+			fmt.Fprintln(out, termsafe.Text(m.Reply))
 			return nil
 		case m.State == "dead":
-			return &exitError{exitGivenUp, fmt.Errorf("message %s is dead after %d attempts: %s", id, m.Attempts, m.Error)}
+			return &exitError{exitGivenUp, fmt.Errorf("message %s is dead after %d attempts: %s", id, m.Attempts, termsafe.Line(m.Error))}
 		case m.Held != "":
-			return &exitError{exitGivenUp, fmt.Errorf("message %s will not be answered until an operator acts (%s); it stays queued", id, m.Held)}
+			return &exitError{exitGivenUp, fmt.Errorf("message %s will not be answered until an operator acts (%s); it stays queued", id, termsafe.Line(m.Held))}
 		}
 		if time.Now().After(deadline) {
 			return &exitError{exitTimedOut, fmt.Errorf("no reply to message %s within %s (state %s); it stays queued", id, timeout, m.State)}
@@ -312,77 +313,6 @@ func sessionsCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func queueCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "queue", Short: "List and operate queued and dead messages"}
-	var (
-		chat, state string
-		asJSON      bool
-	)
-	list := &cobra.Command{
-		Use:   "list",
-		Short: "List pending, in-flight and dead messages",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := connect(g, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			q := "/v1/queue?chat=" + urlEscape(chat) + "&state=" + urlEscape(state)
-			var msgs []api.MessageOut
-			if err := c.do(cmd.Context(), "GET", q, nil, &msgs); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), msgs)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tCHAT\tSTATE\tATTEMPTS\tCREATED\tERROR\tTEXT")
-			for _, m := range msgs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", m.ID, m.ChatID, m.State, m.Attempts,
-					m.CreatedAt, clip(m.Error, 60), clip(m.Text, 40))
-			}
-			return tw.Flush()
-		},
-	}
-	list.Flags().StringVar(&chat, "chat", "", "only this chat")
-	list.Flags().StringVar(&state, "state", "", "only this state: pending, inflight, dead or done")
-	list.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
-
-	idOp := func(use, short, path string) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " ID",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := connect(g, 30*time.Second)
-				if err != nil {
-					return err
-				}
-				if err := c.do(cmd.Context(), "POST", path, api.IDRequest{ID: args[0]}, nil); err != nil {
-					if isNotFound(err) {
-						return fmt.Errorf("no dead message with id %q", args[0])
-					}
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", use, args[0])
-				return nil
-			},
-		}
-	}
-	cmd.AddCommand(list,
-		idOp("retry", "Put a dead message back in line", "/v1/queue/retry"),
-		idOp("drop", "Delete a dead message (logged)", "/v1/queue/drop"))
-	return cmd
-}
-
-func clip(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
-	}
-	return s
-}
-
 func urlEscape(s string) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {
@@ -431,16 +361,26 @@ func printLog(ctx context.Context, path string, follow bool, out io.Writer) erro
 		return err
 	}
 	defer func() { f.Close() }()
-	if _, err := io.Copy(out, f); err != nil || !follow {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Lines are escaped: a log may quote what an agent or a sender wrote.
 	rd := bufio.NewReader(f)
 	for {
 		line, err := rd.ReadString('\n')
 		if line != "" {
-			fmt.Fprint(out, line)
+			fmt.Fprint(out, termsafe.Text(line))
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !follow {
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for {
+		line, err := rd.ReadString('\n')
+		if line != "" {
+			fmt.Fprint(out, termsafe.Text(line))
 		}
 		if err == nil {
 			continue

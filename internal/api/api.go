@@ -9,8 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -36,7 +36,7 @@ const (
 type Backend interface {
 	Submit(ctx context.Context, chat, text, clientID string) (string, bool, error)
 	Message(ctx context.Context, id string) (store.Message, error)
-	Messages(ctx context.Context, f store.Filter) ([]store.Message, error)
+	MessagePage(ctx context.Context, f store.Filter, after int64, limit, clip int) ([]store.Listed, bool, error)
 	Status(ctx context.Context) (supervisor.Status, error)
 	Kill(ctx context.Context, chat string) error
 	Pause(ctx context.Context, chat string) error
@@ -64,6 +64,7 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 	mux.HandleFunc("POST /v1/sessions/pause", h.pause)
 	mux.HandleFunc("POST /v1/sessions/resume", h.resume)
 	mux.HandleFunc("GET /v1/queue", h.queue)
+	mux.HandleFunc("GET /v1/queue/{id}", h.queueMessage)
 	mux.HandleFunc("POST /v1/queue/retry", h.retry)
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
 	mux.HandleFunc("GET /healthz", h.healthz)
@@ -286,35 +287,6 @@ func (h *handler) resume(w http.ResponseWriter, r *http.Request) {
 	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Resume(ctx, in.ChatID) })
 }
 
-func (h *handler) queue(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f := store.Filter{ChatID: q.Get("chat"), State: store.State(q.Get("state"))}
-	switch f.State {
-	case "", store.Pending, store.Inflight, store.Done, store.Dead:
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("state %q is not one of pending, inflight, done, dead", f.State))
-		return
-	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > 100000 {
-			writeError(w, http.StatusBadRequest, "limit must be a number from 1 to 100000")
-			return
-		}
-		f.Limit = n
-	}
-	msgs, err := h.b.Messages(r.Context(), f)
-	if err != nil {
-		h.fail(w, "list queue", err)
-		return
-	}
-	out := make([]MessageOut, len(msgs))
-	for i, m := range msgs {
-		out[i] = Out(m, true)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // IDRequest is the body of the queue operations.
 type IDRequest struct {
 	ID string `json:"id"`
@@ -375,14 +347,22 @@ func (h *handler) fail(w http.ResponseWriter, what string, err error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		writeError(w, http.StatusServiceUnavailable, what+": "+err.Error())
 	default:
+		// The detail (paths, SQL, internal state) is for the operator's
+		// log, not for the client.
 		h.log.Error(what, "err", err)
-		writeError(w, http.StatusInternalServerError, what+": "+err.Error())
+		writeError(w, http.StatusInternalServerError, what+": internal error (the daemon's log has the detail)")
 	}
 }
 
-// decode reads a JSON body of at most limit bytes into v, answering 400/413
-// itself on failure.
+// decode reads a JSON body of at most limit bytes into v, answering
+// 400/413/415 itself on failure. The body must be declared as
+// application/json: a browser's cross-site form post cannot be, so no web
+// page can drive the API through a user's browser.
 func decode(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "the body must be JSON sent with Content-Type: application/json")
+		return false
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()

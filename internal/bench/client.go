@@ -254,7 +254,13 @@ func (c *client) queueEmpty(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if len(bytes.TrimSpace(data)) > 2 { // anything but "[]"
+		var page struct {
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if err := json.Unmarshal(data, &page); err != nil {
+			return false, fmt.Errorf("queue: %w", err)
+		}
+		if len(page.Messages) > 0 {
 			return false, nil
 		}
 	}

@@ -88,6 +88,20 @@ func (f *Fake) Advance(d time.Duration) {
 // Set moves the clock to t (which must not be earlier than Now).
 func (f *Fake) Set(t time.Time) { f.Advance(t.Sub(f.Now())) }
 
+// Next returns the earliest deadline of the timers waiting to fire; ok is
+// false when none is. A test can step the clock from deadline to deadline,
+// letting the code react to each timer before the next one fires.
+func (f *Fake) Next() (when time.Time, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, t := range f.timers {
+		if !ok || t.when.Before(when) {
+			when, ok = t.when, true
+		}
+	}
+	return when, ok
+}
+
 // Pending reports how many timers are waiting to fire.
 func (f *Fake) Pending() int {
 	f.mu.Lock()

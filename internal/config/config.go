@@ -67,6 +67,9 @@ type Sessions struct {
 	ExemptSuffix string `yaml:"exempt_suffix"`
 	// MaxLive caps the agent processes running at once; 0 means no cap.
 	MaxLive int `yaml:"max_live"`
+	// Trusted are the chats whose agents may use the control socket; every
+	// other agent's connection is refused. Default: the master session.
+	Trusted []string `yaml:"trusted"`
 }
 
 type Agent struct {
@@ -74,7 +77,11 @@ type Agent struct {
 	Command string            `yaml:"command"`
 	Args    []string          `yaml:"args"`
 	Env     map[string]string `yaml:"env"`
-	// Dir is the agent's working directory (default: state_dir/work).
+	// EnvPassthrough names more variables of the daemon's environment that
+	// agents get, on top of the fixed allow-list; "NAME_*" matches a prefix.
+	EnvPassthrough []string `yaml:"env_passthrough"`
+	// Dir holds the agents' working directories, one per chat (default:
+	// state_dir/work).
 	Dir string `yaml:"dir"`
 	// StopGrace is the wait after each of the first two stop steps.
 	StopGrace time.Duration `yaml:"stop_grace"`
@@ -84,8 +91,15 @@ type API struct {
 	// Socket overrides the control socket path (default state_dir/dispatch.sock).
 	Socket string `yaml:"socket"`
 	// Listen is an optional TCP address; it requires TokenFile.
-	Listen    string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// TokenFile holds the full-access bearer token for TCP.
 	TokenFile string `yaml:"token_file"`
+	// MetricsTokenFile holds an optional read-only token: /metrics,
+	// /healthz and /readyz only.
+	MetricsTokenFile string `yaml:"metrics_token_file"`
+	// TLSCertFile and TLSKeyFile, both or neither, serve TCP over TLS.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
 }
 
 type Log struct {
@@ -114,10 +128,10 @@ func Default() Config {
 		},
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
-		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20},
+		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20, Trusted: []string{"master"}},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
-			StopGrace: 3 * time.Second},
+			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		ShutdownTimeout: 15 * time.Second,
 	}

@@ -115,6 +115,11 @@ func TestDefaults(t *testing.T) {
 		{"sessions.master", "master"},
 		{"sessions.exempt_suffix", "-bg"},
 		{"sessions.max_live", 20},
+		{"sessions.trusted", []string{"master"}},
+		{"agent.env_passthrough", []string{}},
+		{"api.metrics_token_file", ""},
+		{"api.tls_cert_file", ""},
+		{"api.tls_key_file", ""},
 		{"agent.kind", "claude"},
 		{"agent.command", "claude"},
 		{"agent.args", []string{}},
@@ -192,7 +197,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 		},
 		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20, RetainDone: 72 * time.Hour},
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
-		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7},
+		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7, Trusted: []string{"boss", "ops-bg"}},
 		Agent: Agent{
 			Kind:    "echo",
 			Command: filepath.Join(home, "bin/claude"),
@@ -201,13 +206,17 @@ func TestFullFileRoundTrip(t *testing.T) {
 				"ANTHROPIC_BASE_URL":      "http://127.0.0.1:8080",
 				"CLAUDE_CODE_MAX_RETRIES": "2",
 			},
-			Dir:       filepath.Join(home, "agent-work"),
-			StopGrace: 5 * time.Second,
+			EnvPassthrough: []string{"ANTHROPIC_API_KEY", "OTEL_*"},
+			Dir:            filepath.Join(home, "agent-work"),
+			StopGrace:      5 * time.Second,
 		},
 		API: API{
-			Socket:    "/tmp/dispatch-full-test.sock",
-			Listen:    "127.0.0.1:8787",
-			TokenFile: filepath.Join(home, ".config/dispatch/token"),
+			Socket:           "/tmp/dispatch-full-test.sock",
+			Listen:           "127.0.0.1:8787",
+			TokenFile:        filepath.Join(home, ".config/dispatch/token"),
+			MetricsTokenFile: filepath.Join(home, ".config/dispatch/metrics-token"),
+			TLSCertFile:      filepath.Join(home, ".config/dispatch/cert.pem"),
+			TLSKeyFile:       filepath.Join(home, ".config/dispatch/key.pem"),
 		},
 		Log:             Log{Level: "debug", MaxSizeMB: 50, MaxFiles: 9},
 		Outage:          Outage{ProbeInitial: 2 * time.Second, ProbeMax: 30 * time.Second, RecoveryConcurrency: 2},
@@ -237,6 +246,29 @@ func TestFullFileRoundTrip(t *testing.T) {
 	}
 	if got.LockPath() != filepath.Join(home, "dispatch-state/dispatch.lock") {
 		t.Errorf("LockPath = %q", got.LockPath())
+	}
+}
+
+// The trusted chats default to the master session, whatever it is called;
+// an explicit empty list trusts no agent.
+func TestTrustedDefaultsToMaster(t *testing.T) {
+	isolate(t)
+	for _, tt := range []struct {
+		yaml string
+		want []string
+	}{
+		{"", []string{"master"}},
+		{"sessions:\n  master: boss\n", []string{"boss"}},
+		{"sessions:\n  master: boss\n  trusted: []\n", []string{}},
+		{"sessions:\n  trusted: [ops-bg]\n", []string{"ops-bg"}},
+	} {
+		cfg, err := Parse([]byte(tt.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(cfg.Sessions.Trusted, tt.want) {
+			t.Errorf("%q: trusted = %#v, want %#v", tt.yaml, cfg.Sessions.Trusted, tt.want)
+		}
 	}
 }
 
@@ -457,6 +489,13 @@ func TestValidation(t *testing.T) {
 		{"agent:\n  stop_grace: 0\n", "agent.stop_grace"},
 		{"api:\n  listen: nonsense\n  token_file: /t\n", "api.listen"},
 		{"api:\n  listen: :8080\n", "api.token_file"},
+		{"api:\n  metrics_token_file: /m\n", "api.metrics_token_file"},
+		{"api:\n  listen: :8080\n  token_file: /t\n  metrics_token_file: /t\n", "api.metrics_token_file"},
+		{"api:\n  listen: :8080\n  token_file: /t\n  tls_cert_file: /c\n", "api.tls_key_file"},
+		{"api:\n  tls_cert_file: /c\n  tls_key_file: /k\n", "api.tls_cert_file"},
+		{"sessions:\n  trusted: [\"\"]\n", "sessions.trusted[0]"},
+		{"agent:\n  env_passthrough: [\"A=B\"]\n", "agent.env_passthrough[0]"},
+		{"agent:\n  env_passthrough: [\"*\"]\n", "agent.env_passthrough[0]"},
 		{"api:\n  socket: /" + strings.Repeat("s", 200) + "\n", "api.socket"},
 		{"state_dir: /" + strings.Repeat("s", 200) + "\n", "state_dir"},
 		{"log:\n  level: verbose\n", "log.level"},

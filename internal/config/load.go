@@ -101,6 +101,10 @@ func Parse(data []byte) (Config, error) {
 	if err := d.decodeDocument(data, &cfg); err != nil {
 		return Config{}, err
 	}
+	if !d.set["sessions.trusted"] {
+		// The default follows a renamed master session.
+		cfg.Sessions.Trusted = []string{cfg.Sessions.Master}
+	}
 	if err := cfg.resolvePaths(d.set["state_dir"]); err != nil {
 		return Config{}, err
 	}
@@ -126,6 +130,9 @@ func (c *Config) resolvePaths(stateDirSet bool) error {
 		{"agent.dir", &c.Agent.Dir},
 		{"api.socket", &c.API.Socket},
 		{"api.token_file", &c.API.TokenFile},
+		{"api.metrics_token_file", &c.API.MetricsTokenFile},
+		{"api.tls_cert_file", &c.API.TLSCertFile},
+		{"api.tls_key_file", &c.API.TLSKeyFile},
 	} {
 		if *p.val == "" {
 			continue
@@ -178,7 +185,8 @@ func (c Config) DBPath() string { return filepath.Join(c.StateDir, "dispatch.db"
 // LockPath is the single-daemon lock file: state_dir/dispatch.lock.
 func (c Config) LockPath() string { return filepath.Join(c.StateDir, "dispatch.lock") }
 
-// WorkDir is the agents' working directory: agent.dir, or state_dir/work.
+// WorkDir holds the agents' working directories (one per chat below it):
+// agent.dir, or state_dir/work.
 func (c Config) WorkDir() string {
 	if c.Agent.Dir != "" {
 		return c.Agent.Dir

@@ -105,6 +105,11 @@ func (c Config) Validate() error {
 	if s.MaxLive < 0 {
 		bad("sessions.max_live", "must not be negative (0 means no cap), got %d", s.MaxLive)
 	}
+	for i, chat := range s.Trusted {
+		if err := chatIDProblem(chat); err != "" {
+			bad(fmt.Sprintf("sessions.trusted[%d]", i), "%s", err)
+		}
+	}
 
 	a := c.Agent
 	switch a.Kind {
@@ -133,6 +138,12 @@ func (c Config) Validate() error {
 			bad("agent.env."+k, "must not contain a NUL byte")
 		}
 	}
+	for i, name := range a.EnvPassthrough {
+		base := strings.TrimSuffix(name, "*")
+		if base == "" || strings.ContainsAny(base, "=*\x00") {
+			bad(fmt.Sprintf("agent.env_passthrough[%d]", i), "invalid variable name %q (a name, or a prefix ending in *)", name)
+		}
+	}
 	if strings.ContainsRune(a.Dir, 0) {
 		bad("agent.dir", "must not contain a NUL byte")
 	}
@@ -156,6 +167,21 @@ func (c Config) Validate() error {
 		if api.TokenFile == "" {
 			bad("api.token_file", "required when api.listen is set")
 		}
+	}
+	for _, f := range []struct{ key, val string }{
+		{"api.metrics_token_file", api.MetricsTokenFile},
+		{"api.tls_cert_file", api.TLSCertFile},
+		{"api.tls_key_file", api.TLSKeyFile},
+	} {
+		if f.val != "" && api.Listen == "" {
+			bad(f.key, "only used with api.listen, which is not set")
+		}
+	}
+	if (api.TLSCertFile == "") != (api.TLSKeyFile == "") {
+		bad("api.tls_key_file", "api.tls_cert_file and api.tls_key_file go together: set both or neither")
+	}
+	if api.MetricsTokenFile != "" && api.MetricsTokenFile == api.TokenFile {
+		bad("api.metrics_token_file", "must not be the full-access api.token_file")
 	}
 
 	l := c.Log

@@ -24,6 +24,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/fsafe"
 	"github.com/dispatchd/dispatch/internal/logging"
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
@@ -47,8 +48,14 @@ var ErrLocked = errors.New("another dispatch daemon is running")
 // up to shutdown_timeout, stop every agent, close the store.
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	notify := sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	// Every file the daemon (and the store inside it) creates is private:
+	// the database and logs hold people's messages.
+	syscall.Umask(0o077)
+	if err := fsafe.EnsureDir("state directory", cfg.StateDir); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
+	}
+	if err := fsafe.EnsureDir("control socket directory", filepath.Dir(cfg.SocketPath())); err != nil {
+		return fmt.Errorf("api.socket: %w", err)
 	}
 	unlock, err := lock(cfg.LockPath())
 	if err != nil {
@@ -69,39 +76,45 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
+	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
+		if err := fsafe.CheckFile(f); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
 	st, err := store.Open(cfg.DBPath(), clock.Real{})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 
+	mark, err := agentMarker(cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	ag, err := newAgent(cfg)
 	if err != nil {
 		return err
 	}
-	sup := supervisor.New(supervisorConfig(cfg, opt.Version), st, ag, clock.Real{}, logs)
+	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
 
 	ln, err := listenUnix(cfg.SocketPath())
 	if err != nil {
 		return err
 	}
 	handler := api.Handler(sup, sup.Metrics().Registry, log)
-	servers := []*http.Server{newServer(handler)}
+	local := newServer(api.GuardPeers(handler))
+	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
+	local.ConnContext = gate.connContext
+	servers := []*http.Server{local}
 	listeners := []net.Listener{ln}
 	if cfg.API.Listen != "" {
-		token, err := api.LoadToken(cfg.API.TokenFile)
+		srv, tln, err := listenTCP(cfg.API, handler, log)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		tln, err := net.Listen("tcp", cfg.API.Listen)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("api.listen: %w", err)
-		}
-		servers = append(servers, newServer(api.RequireToken(token, handler)))
+		servers = append(servers, srv)
 		listeners = append(listeners, tln)
-		log.Info("TCP API listening (bearer token required)", "addr", tln.Addr().String())
 	}
 	_ = notify.Status("starting: recovering sessions and pending messages")
 	if err := sup.Start(ctx); err != nil {
@@ -155,7 +168,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	for _, srv := range servers {
 		_ = srv.Shutdown(hctx)
 	}
-	_ = os.Remove(cfg.SocketPath())
+	_ = fsafe.RemoveStaleSocket(cfg.SocketPath())
 	log.Info("dispatch daemon stopped")
 	return runErr
 }
@@ -204,14 +217,14 @@ func newAgent(cfg config.Config) (agent.Agent, error) {
 			return nil, fmt.Errorf("agent.dir: %w", err)
 		}
 		return claude.New(claude.Config{
-			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env,
+			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
 		}), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
 }
 
-func supervisorConfig(cfg config.Config, version string) supervisor.Config {
+func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config {
 	h := cfg.Health
 	return supervisor.Config{
 		CheckInterval:   h.CheckInterval,
@@ -240,7 +253,7 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 		ProbeMax:    cfg.Outage.ProbeMax,
 		Recovery:    cfg.Outage.RecoveryConcurrency,
 		Version:     version,
-		Env:         map[string]string{supervisor.MarkerVar: cfg.StateDir},
+		Env:         map[string]string{supervisor.MarkerVar: mark},
 		StateDir:    cfg.StateDir,
 		RetainDone:  cfg.Queue.RetainDone,
 	}
@@ -249,7 +262,9 @@ func supervisorConfig(cfg config.Config, version string) supervisor.Config {
 // lock takes the state directory's lock file (flock), so only one daemon
 // runs per state dir. The lock dies with the process, even on kill -9.
 func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never through a symbolic link, and nothing truncated before the lock
+	// is ours.
+	f, err := fsafe.OpenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -276,15 +291,15 @@ func lock(path string) (func(), error) {
 const maxSocketPath = 107
 
 // listenUnix listens on the control socket with mode 0600, replacing a stale
-// socket file left by a killed daemon (the lock proves it is stale).
+// socket left by a killed daemon (the lock proves it is stale) only when it
+// is a socket of the daemon's own user.
 func listenUnix(path string) (net.Listener, error) {
 	if len(path) > maxSocketPath {
 		return nil, fmt.Errorf("control socket path %s is %d bytes; unix sockets allow at most %d: use a shorter state_dir or set api.socket", path, len(path), maxSocketPath)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := fsafe.RemoveStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	_ = os.Remove(path)
 	old := syscall.Umask(0o177)
 	ln, err := net.Listen("unix", path)
 	syscall.Umask(old)

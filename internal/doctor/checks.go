@@ -22,7 +22,9 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" driver, as the store uses
 
 	"github.com/dispatchd/dispatch/internal/agent/claude"
+	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/fsafe"
 	"github.com/dispatchd/dispatch/internal/logging"
 )
 
@@ -90,7 +92,7 @@ func CheckAgent(ctx context.Context, cfg config.Config, env Env) Result {
 	}
 	vctx, cancel := context.WithTimeout(ctx, env.VersionTimeout)
 	defer cancel()
-	out, err := env.RunVersion(vctx, path, claude.Environ(env.Environ(), cfg.Agent.Env))
+	out, err := env.RunVersion(vctx, path, claude.Environ(env.Environ(), cfg.Agent.EnvPassthrough, cfg.Agent.Env))
 	version := firstLine(out)
 	if err != nil {
 		r.Status = Fail
@@ -217,11 +219,54 @@ func errText(err error) string {
 func CheckStateDir(cfg config.Config) Result {
 	r := writableDir("state dir", cfg.StateDir, "state_dir")
 	if r.Status == Pass {
+		for _, d := range []struct{ what, dir string }{
+			{"state directory", cfg.StateDir},
+			{"control socket directory", filepath.Dir(cfg.SocketPath())},
+		} {
+			if _, err := os.Stat(d.dir); err != nil {
+				continue // created by the daemon, 0700
+			}
+			if err := fsafe.CheckDir(d.what, d.dir); err != nil {
+				r.Status = Fail
+				r.Detail = err.Error()
+				r.Hint = "the daemon refuses to start: it keeps messages and its control socket there, so only its own user may write to it; use a directory of your own (mkdir -m 700)"
+				return r
+			}
+		}
 		if fi, err := os.Stat(cfg.StateDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
 			r.Status = Warn
 			r.Detail += fmt.Sprintf("; mode %04o lets other users in", fi.Mode().Perm())
 			r.Hint = fmt.Sprintf("chmod 700 %s (it holds message texts and the control socket)", cfg.StateDir)
 		}
+	}
+	return r
+}
+
+// CheckTokens checks the TCP listener's token files: they must exist,
+// hold a long enough token and be readable by their owner alone (the
+// daemon refuses them otherwise).
+func CheckTokens(cfg config.Config) Result {
+	r := Result{Name: "API tokens"}
+	if cfg.API.Listen == "" {
+		r.Status, r.Detail = Pass, "no TCP listener (api.listen unset): the control socket only"
+		return r
+	}
+	for _, f := range []struct{ key, path string }{
+		{"api.token_file", cfg.API.TokenFile},
+		{"api.metrics_token_file", cfg.API.MetricsTokenFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := api.LoadToken(f.key, f.path); err != nil {
+			r.Status, r.Detail = Fail, err.Error()
+			r.Hint = "put a long random token in it, readable by the daemon's user alone: head -c 32 /dev/urandom | base64 > FILE && chmod 600 FILE"
+			return r
+		}
+	}
+	r.Status, r.Detail = Pass, "token files are private"
+	if cfg.API.TLSCertFile == "" {
+		r.Detail += "; TCP without TLS: keep api.listen on loopback behind a tunnel"
 	}
 	return r
 }

@@ -184,6 +184,7 @@ func Checks(cfg config.Config, env Env) []Check {
 		{"daemon", func(ctx context.Context) Result { return CheckDaemon(ctx, cfg, env) }},
 		{"memory", func(ctx context.Context) Result { return CheckMemory(ctx, cfg, env) }},
 		{"log dir", func(ctx context.Context) Result { return CheckLogDir(cfg) }},
+		{"API tokens", func(ctx context.Context) Result { return CheckTokens(cfg) }},
 	}
 }
 

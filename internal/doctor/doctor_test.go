@@ -145,12 +145,15 @@ func TestCheckAgentNotFound(t *testing.T) {
 
 func TestCheckAgentVersionWithAgentEnvironment(t *testing.T) {
 	cfg := testConfig(t, "claude")
-	cfg.Agent.Command = script(t, `echo; echo "2.1.3 (Claude Code) FOO=$FOO CLAUDECODE=${CLAUDECODE:-unset} KEEP=$KEEP"; echo second line`)
+	cfg.Agent.Command = script(t, `echo; echo "2.1.3 (Claude Code) FOO=$FOO CLAUDECODE=${CLAUDECODE:-unset} KEEP=$KEEP SECRET=${SECRET:-unset}"; echo second line`)
 	cfg.Agent.Env = map[string]string{"FOO": "from-agent-env"}
+	cfg.Agent.EnvPassthrough = []string{"KEEP"}
 	r := CheckAgent(context.Background(), cfg, Env{
-		Environ: func() []string { return []string{"CLAUDECODE=1", "FOO=from-doctor", "KEEP=kept"} },
+		Environ: func() []string {
+			return []string{"PATH=/usr/bin:/bin", "CLAUDECODE=1", "FOO=from-doctor", "KEEP=kept", "SECRET=s"}
+		},
 	})
-	want(t, r, Pass, cfg.Agent.Command, "2.1.3 (Claude Code) FOO=from-agent-env CLAUDECODE=unset KEEP=kept")
+	want(t, r, Pass, cfg.Agent.Command, "2.1.3 (Claude Code) FOO=from-agent-env CLAUDECODE=unset KEEP=kept SECRET=unset")
 	if strings.Contains(r.Detail, "second line") {
 		t.Errorf("detail holds more than the first line: %q", r.Detail)
 	}
@@ -335,6 +338,34 @@ func TestCheckStateDir(t *testing.T) {
 	file.StateDir = filepath.Join(cfg.StateDir, "file")
 	os.WriteFile(file.StateDir, nil, 0o600)
 	want(t, CheckStateDir(file), Fail, "not a directory")
+}
+
+func TestCheckStateDirRefusesSharedDirectories(t *testing.T) {
+	cfg := testConfig(t, "echo")
+	os.Chmod(cfg.StateDir, 0o777)
+	r := CheckStateDir(cfg)
+	want(t, r, Fail, "group or others write")
+	if !strings.Contains(r.Hint, "refuses to start") {
+		t.Errorf("hint %q", r.Hint)
+	}
+}
+
+func TestCheckTokens(t *testing.T) {
+	cfg := testConfig(t, "echo")
+	want(t, CheckTokens(cfg), Pass, "no TCP listener")
+	dir := t.TempDir()
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.API.TokenFile = filepath.Join(dir, "token")
+	cfg.API.MetricsTokenFile = filepath.Join(dir, "metrics")
+	os.WriteFile(cfg.API.TokenFile, []byte("0123456789abcdef0123"), 0o600)
+	os.WriteFile(cfg.API.MetricsTokenFile, []byte("fedcba9876543210fedc"), 0o600)
+	want(t, CheckTokens(cfg), Pass, "private")
+	os.Chmod(cfg.API.MetricsTokenFile, 0o644)
+	r := CheckTokens(cfg)
+	want(t, r, Fail, "api.metrics_token_file")
+	if !strings.Contains(r.Detail, "chmod 600") {
+		t.Errorf("detail %q", r.Detail)
+	}
 }
 
 func TestCheckStateDirNotWritable(t *testing.T) {
@@ -659,7 +690,7 @@ func TestRunAllPassWithEcho(t *testing.T) {
 			marks = append(marks, strings.Fields(l)[0]+" "+strings.Fields(l)[1])
 		}
 	}
-	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ memory", "✔ log"}
+	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ memory", "✔ log", "✔ API"}
 	if strings.Join(marks, "|") != strings.Join(wantMarks, "|") {
 		t.Fatalf("lines:\n%s", out.String())
 	}

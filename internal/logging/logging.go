@@ -17,6 +17,8 @@ import (
 	"github.com/DeRuina/timberjack"
 
 	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/fsafe"
+	"github.com/dispatchd/dispatch/internal/safename"
 )
 
 const (
@@ -90,6 +92,18 @@ func open(stateDir string, cfg config.Log, stderr io.Writer, maxOpen int) (*Logs
 	}
 	if err := os.MkdirAll(sessionsDir(stateDir), dirMode); err != nil {
 		return nil, fmt.Errorf("create log directory: %w", err)
+	}
+	// Logs hold message texts: their folders must be the daemon's own, and
+	// no log file may be a link planted to make the daemon write elsewhere.
+	for _, dir := range []string{filepath.Dir(ManagerPath(stateDir)), sessionsDir(stateDir)} {
+		if err := fsafe.CheckDir("log directory", dir); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []string{ManagerPath(stateDir), LifecyclePath(stateDir)} {
+		if err := fsafe.CheckFile(f); err != nil {
+			return nil, fmt.Errorf("open log: %w", err)
+		}
 	}
 	newFile := func(path string) *timberjack.Logger {
 		size := cfg.MaxSizeMB
@@ -170,3 +184,7 @@ func (l *Logs) Session(chat string) *slog.Logger {
 func (l *Logs) Close() error {
 	return errors.Join(l.sessions.close(), l.managerW.Close(), l.lifecycleW.Close())
 }
+
+// SafeName maps a chat id to the name of its log file (without extension);
+// see safename.Of.
+func SafeName(chat string) string { return safename.Of(chat) }

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/DeRuina/timberjack"
+
+	"github.com/dispatchd/dispatch/internal/fsafe"
 )
 
 // sessionFiles keeps at most max session log files open, closing the least
@@ -62,8 +64,13 @@ func (s *sessionFiles) acquire(name string) (*sessionFile, error) {
 		s.lru.MoveToFront(e)
 		f = e.Value.(*sessionFile)
 	} else {
-		// timberjack opens the file itself on the first Write.
-		f = &sessionFile{name: name, w: s.newFile(filepath.Join(s.dir, name+".log"))}
+		// timberjack opens the file itself on the first Write; it must
+		// not be a link planted to make the daemon write elsewhere.
+		path := filepath.Join(s.dir, name+".log")
+		if err := fsafe.CheckFile(path); err != nil {
+			return nil, err
+		}
+		f = &sessionFile{name: name, w: s.newFile(path)}
 		s.open[name] = s.lru.PushFront(f)
 	}
 	f.refs++

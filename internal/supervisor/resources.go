@@ -1,17 +1,19 @@
 package supervisor
 
 import (
+	"errors"
 	"fmt"
-	"syscall"
+	"os"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/resources"
 )
 
-// MarkerVar is the environment variable every agent gets, set to the state
-// dir; it is inherited by the agent's children, so the daemon can find every
-// process it is responsible for.
-const MarkerVar = "DISPATCH_STATE_DIR"
+// MarkerVar is the environment variable every agent gets (Config.Env holds
+// it), set to a random value of this state dir's; it is inherited by the
+// agent's children, so the daemon can find every process it is responsible
+// for. Random, so that nobody sets it by accident or guesses it.
+const MarkerVar = "DISPATCH_AGENT_MARK"
 
 // resourceWatch carries what the resource checks remember between checks.
 type resourceWatch struct {
@@ -67,7 +69,11 @@ const orphanMinAge = 30 * time.Second
 // not yet in any snapshot. At startup (all=true) nothing is live yet, so
 // every marked process is a leftover of an earlier daemon.
 func (s *Supervisor) killOrphans(all bool) {
-	marked, err := resources.Marked("", MarkerVar, s.cfg.StateDir)
+	mark := s.cfg.Env[MarkerVar]
+	if mark == "" {
+		return
+	}
+	table, err := resources.ReadTable("", MarkerVar, mark, os.Geteuid())
 	if err != nil {
 		s.log.Error("orphan check", "err", err)
 		return
@@ -88,14 +94,25 @@ func (s *Supervisor) killOrphans(all bool) {
 		minAge = orphanMinAge
 	}
 	next := map[int]bool{}
-	for _, p := range resources.Orphans(marked, owned, minAge) {
+	for _, p := range resources.Orphans(table, owned, minAge) {
 		if !all && !s.res.suspects[p.PID] {
 			next[p.PID] = true
 			continue
 		}
-		_ = syscall.Kill(p.PID, syscall.SIGKILL)
+		if err := resources.Kill("", p); err != nil {
+			if !errors.Is(err, resources.ErrChanged) {
+				s.log.Warn("could not kill an agent process no session owns", "pid", p.PID, "err", err)
+			}
+			continue
+		}
+		// Its group's other members of ours (a child that cleared its
+		// environment) go with it.
 		if p.PGID == p.PID {
-			_ = syscall.Kill(-p.PGID, syscall.SIGKILL)
+			for _, q := range table.Procs {
+				if q.PGID == p.PID && q.PID != p.PID && q.UID == p.UID && q.EUID == p.EUID {
+					_ = resources.Kill("", q)
+				}
+			}
 		}
 		s.res.orphansKill++
 		s.metrics.Orphans.Inc()

@@ -144,7 +144,7 @@ func cliResume(t *testing.T, r *rig) (turnFn func(text string) time.Duration, pe
 	t.Helper()
 	bin := claudeBin(t)
 	dir := t.TempDir()
-	env := claude.Environ(os.Environ(), map[string]string{
+	env := claude.Environ(os.Environ(), nil, map[string]string{
 		"ANTHROPIC_BASE_URL":                       r.api.URL(),
 		"ANTHROPIC_API_KEY":                        "sk-ant-dummy-for-the-fake-api",
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",

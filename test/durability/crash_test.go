@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
 )
 
@@ -184,13 +185,13 @@ func TestCrashManyKills(t *testing.T) {
 // (pending, in flight and dead).
 func queueLen(t *testing.T, d *daemontest.Daemon) int {
 	t.Helper()
-	var out []map[string]any
-	st, data := d.Get("/v1/queue")
+	var out api.QueuePage
+	st, data := d.Get("/v1/queue?limit=1000")
 	if st != 200 {
 		t.Fatalf("GET /v1/queue: HTTP %d: %s", st, data)
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
 		t.Fatalf("GET /v1/queue: %v", err)
 	}
-	return len(out)
+	return len(out.Messages)
 }

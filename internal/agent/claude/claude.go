@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,9 +36,13 @@ type Config struct {
 	Command string
 	// Args are extra arguments, appended after dispatch's own.
 	Args []string
-	// Env is added to the inherited environment (agent.env).
+	// Env is added to the agent's environment (agent.env).
 	Env map[string]string
-	// Dir is the working directory of the CLI; created when missing.
+	// EnvPassthrough names variables of the daemon's environment passed on
+	// besides DefaultEnvAllow (agent.env_passthrough).
+	EnvPassthrough []string
+	// Dir holds the CLI's working directories, one per chat (ChatDir) and
+	// one for the API probe; they are created when missing.
 	Dir string
 	// StopGrace is how long Stop waits after closing stdin, and again after
 	// SIGTERM, before escalating (default 5s).
@@ -86,14 +89,30 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 	if spec.Log == nil {
 		spec.Log = slog.New(slog.DiscardHandler)
 	}
-	if a.cfg.Dir != "" {
-		if err := os.MkdirAll(a.cfg.Dir, 0o755); err != nil {
+	dir := a.cfg.Dir
+	if dir != "" {
+		switch {
+		case spec.Ephemeral:
+			dir = filepath.Join(dir, probeDir)
+		case spec.ChatID != "":
+			dir = ChatDir(dir, spec.ChatID)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("claude: work dir: %w", err)
 		}
 	}
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
-	cmd.Env = Environ(os.Environ(), a.cfg.Env, spec.Env)
-	cmd.Dir = a.cfg.Dir
+	cmd.Env = Environ(os.Environ(), a.cfg.EnvPassthrough, a.cfg.Env, spec.Env)
+	cmd.Dir = dir
+	if spec.Resume && dir != a.cfg.Dir {
+		// Conversations of earlier versions, which shared one working
+		// directory, move into the chat's own.
+		if moved, err := adoptConversation(ConfigDir(cmd.Env), dir, spec.SessionID); err != nil {
+			spec.Log.Warn("could not move the conversation into the chat's working directory; it may not resume", "dir", dir, "err", err)
+		} else if moved {
+			spec.Log.Info("moved the conversation into the chat's own working directory", "dir", dir, "session_id", spec.SessionID)
+		}
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	return start(cmd, spec, a.cfg)
 }
@@ -110,29 +129,6 @@ func (a *Agent) argv(spec agent.Spec) []string {
 		args = append(args, "--session-id", spec.SessionID)
 	}
 	return append(args, a.cfg.Args...)
-}
-
-// Environ is base without CLAUDECODE (set inside a Claude Code session, it
-// makes the CLI refuse to start as a nested session) and without the keys
-// that the overlays set, followed by the overlays in order; later overlays
-// win and keys are sorted so the result is deterministic.
-func Environ(base []string, overlays ...map[string]string) []string {
-	merged := map[string]string{}
-	for _, o := range overlays {
-		maps.Copy(merged, o)
-	}
-	env := make([]string, 0, len(base)+len(merged))
-	for _, kv := range base {
-		k, _, _ := strings.Cut(kv, "=")
-		if _, over := merged[k]; k == "CLAUDECODE" || over {
-			continue
-		}
-		env = append(env, kv)
-	}
-	for _, k := range slices.Sorted(maps.Keys(merged)) {
-		env = append(env, k+"="+merged[k])
-	}
-	return env
 }
 
 // KeepsFailedTurns reports that the Claude Code CLI keeps the user message

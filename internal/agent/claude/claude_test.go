@@ -260,6 +260,7 @@ func TestArgvEnvDir(t *testing.T) {
 	h.cfg.Env["DISPATCH_TEST_OVERRIDE"] = "cfg"
 	h.cfg.Env["DISPATCH_TEST_CFG"] = "cfg"
 	h.cfg.Dir = filepath.Join(t.TempDir(), "work", "dir") // missing: created
+	h.cfg.EnvPassthrough = []string{"DISPATCH_TEST_INHERITED", "DISPATCH_TEST_OVER*"}
 
 	spec := agent.Spec{SessionID: "new-id", Env: map[string]string{"DISPATCH_TEST_SPEC": "spec", "DISPATCH_TEST_CFG": "spec"}}
 	p, err := New(h.cfg).Start(context.Background(), spec)
@@ -303,9 +304,11 @@ func TestArgvEnvDir(t *testing.T) {
 }
 
 func TestEnviron(t *testing.T) {
-	base := []string{"A=1", "CLAUDECODE=1", "B=2", "CLAUDECODE=dup", "C=3"}
-	got := Environ(base, map[string]string{"B": "cfg", "D": "cfg"}, map[string]string{"D": "spec"})
-	want := []string{"A=1", "C=3", "B=cfg", "D=spec"}
+	base := []string{"PATH=/bin", "CLAUDECODE=1", "HOME=/h", "LC_ALL=C", "AWS_SECRET_ACCESS_KEY=s",
+		"SSH_AUTH_SOCK=/tmp/agent", "OTEL_A=1", "OTEL_B=2", "KEEP=k", "B=2"}
+	got := Environ(base, []string{"KEEP", "OTEL_*", "CLAUDECODE"},
+		map[string]string{"B": "cfg", "D": "cfg"}, map[string]string{"D": "spec"})
+	want := []string{"B=cfg", "D=spec", "HOME=/h", "KEEP=k", "LC_ALL=C", "OTEL_A=1", "OTEL_B=2", "PATH=/bin"}
 	if !slices.Equal(got, want) {
 		t.Errorf("environ = %q, want %q", got, want)
 	}

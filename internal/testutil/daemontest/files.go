@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/daemon"
+	"github.com/dispatchd/dispatch/internal/supervisor"
 )
 
 // --- logs ---
@@ -215,11 +218,20 @@ func (p Proc) String() string {
 	return fmt.Sprintf("pid %d (ppid %d, %s): %s", p.Pid, p.PPid, p.State, p.Cmdline)
 }
 
-// Procs lists the live (non-zombie) processes whose environment holds
-// DISPATCH_STATE_DIR=<this state dir>: the agents the daemon started and
-// everything they started.
+// Procs lists the live (non-zombie) processes whose environment holds this
+// state dir's agent marker: the agents the daemon started and everything
+// they started.
 func (d *Daemon) Procs() []Proc {
-	return ProcsWithEnv("DISPATCH_STATE_DIR=" + d.StateDir)
+	mark := d.Marker()
+	if mark == "" {
+		return nil
+	}
+	return ProcsWithEnv(supervisor.MarkerVar + "=" + mark)
+}
+
+// Marker is the state dir's agent marker value ("" before the first start).
+func (d *Daemon) Marker() string {
+	return strings.TrimSpace(readFile(filepath.Join(d.StateDir, daemon.MarkerFile)))
 }
 
 // WaitNoProcs waits up to timeout for Procs to be empty and returns what

@@ -31,6 +31,11 @@
 //	SLEEP=<dur>  wait <dur> (Go syntax) before answering
 //	BIGLINE=<n>  the assistant line carries n bytes of text
 //	UNKNOWN      also emit a line of an unknown type and a non-JSON line
+//	FETCH=<sock>,<path>       GET path on the unix socket sock (a prompt-injected
+//	                          agent trying the control API); the reply ends with
+//	                          " fetched: <status> <body>"
+//	FETCHCHILD=<sock>,<path>  the same from a child that left the agent's process
+//	                          group (setsid) and has an empty environment
 //
 // Environment knobs:
 //
@@ -47,6 +52,10 @@
 //	STUB_IGNORE_TERM=1    ignore SIGTERM (so only SIGKILL ends the stub)
 //	STUB_RESUME_NEW_ID=1  on --resume, report a different session_id in the
 //	                      init and result lines (the CLI may fork on resume)
+//	STUB_PROJECTS=1       keep conversations where the CLI does instead:
+//	                      $CLAUDE_CONFIG_DIR (or $HOME/.claude)/projects/<working
+//	                      directory with non-alphanumerics as ->/ID.jsonl, so
+//	                      that --resume finds one only from the same directory
 //
 // SIGPIPE is ignored: when the reader goes away, writes fail and the stub
 // exits quietly.
@@ -54,9 +63,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -69,6 +82,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/dispatchd/dispatch/internal/agent/claude"
 )
 
 const (
@@ -82,9 +97,14 @@ var (
 	growRe    = regexp.MustCompile(`GROW=(\d+)([KMG]B)?`)
 	// ballast is what GROW allocated: kept, so it stays resident.
 	ballast [][]byte
+	fetchRe = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
 )
 
 func main() {
+	if len(os.Args) == 4 && os.Args[1] == "--fetch" {
+		fmt.Print(fetch(os.Args[2], os.Args[3]))
+		return
+	}
 	signal.Ignore(syscall.SIGPIPE)
 	if os.Getenv("STUB_IGNORE_TERM") == "1" {
 		signal.Ignore(syscall.SIGTERM)
@@ -206,6 +226,9 @@ func (s *stub) turn(line []byte) {
 
 	s.keep(text)
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
+	if m := fetchRe.FindStringSubmatch(text); m != nil {
+		reply += " fetched: " + fetchAs(m[1] != "", m[2], m[3])
+	}
 	body := reply
 	if m := biglineRe.FindStringSubmatch(text); m != nil {
 		n, _ := strconv.Atoi(m[1])
@@ -343,6 +366,12 @@ func stateDir() string {
 }
 
 func statePath(id string) string {
+	if os.Getenv("STUB_PROJECTS") == "1" {
+		// Like the CLI: under the config dir, in the folder of the
+		// working directory, so --resume works only from the same one.
+		slug, _ := claude.ProjectSlug(cwd())
+		return filepath.Join(claude.ConfigDir(os.Environ()), "projects", slug, filepath.Base(id)+".jsonl")
+	}
 	return filepath.Join(stateDir(), filepath.Base(id)+".json")
 }
 
@@ -360,7 +389,7 @@ func saveHistory(id string, h []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(stateDir(), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(statePath(id)), 0o755); err != nil {
 		return err
 	}
 	tmp := statePath(id) + ".tmp"
@@ -443,4 +472,41 @@ func grow(n, unit string) {
 		b[i] = 1
 	}
 	ballast = append(ballast, b)
+}
+
+// fetchAs GETs path on the unix socket sock, itself or (child) from a
+// child process in a session of its own with an empty environment.
+func fetchAs(child bool, sock, path string) string {
+	if !child {
+		return fetch(sock, path)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	cmd := exec.Command(self, "--fetch", sock, path)
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.Output()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
+}
+
+// fetch GETs path on the unix socket sock: "<status> <body>".
+func fetch(sock, path string) string {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := c.Get("http://dispatch" + path)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 }

@@ -1,4 +1,4 @@
-package logging
+package safename
 
 import (
 	"path/filepath"
@@ -10,27 +10,27 @@ import (
 func checkSafe(t *testing.T, chat, name string) {
 	t.Helper()
 	if name == "" || name == "." || name == ".." {
-		t.Fatalf("SafeName(%q) = %q", chat, name)
+		t.Fatalf("Of(%q) = %q", chat, name)
 	}
 	if name[0] == '.' || name[0] == '-' {
-		t.Fatalf("SafeName(%q) = %q starts with %q", chat, name, name[0])
+		t.Fatalf("Of(%q) = %q starts with %q", chat, name, name[0])
 	}
 	if len(name) > 120 {
-		t.Fatalf("SafeName(%q) = %q is %d bytes long", chat, name, len(name))
+		t.Fatalf("Of(%q) = %q is %d bytes long", chat, name, len(name))
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; !isSafe(c) && c != '_' {
-			t.Fatalf("SafeName(%q) = %q has %q", chat, name, c)
+			t.Fatalf("Of(%q) = %q has %q", chat, name, c)
 		}
 	}
 	dir := filepath.FromSlash("/state/logs/sessions")
 	p := filepath.Join(dir, name+".log")
 	if filepath.Dir(p) != dir {
-		t.Fatalf("SafeName(%q) = %q escapes %s: %s", chat, name, dir, p)
+		t.Fatalf("Of(%q) = %q escapes %s: %s", chat, name, dir, p)
 	}
 }
 
-func TestSafeName(t *testing.T) {
+func TestOf(t *testing.T) {
 	long := strings.Repeat("x", 256)
 	cases := []struct {
 		chat string
@@ -63,24 +63,24 @@ func TestSafeName(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, c := range cases {
-		name := SafeName(c.chat)
+		name := Of(c.chat)
 		checkSafe(t, c.chat, name)
 		if c.want != "" && name != c.want {
-			t.Errorf("SafeName(%q) = %q, want %q", c.chat, name, c.want)
+			t.Errorf("Of(%q) = %q, want %q", c.chat, name, c.want)
 		}
 		if c.want == "" && !strings.Contains(name, "_") {
-			t.Errorf("SafeName(%q) = %q, want a hashed name", c.chat, name)
+			t.Errorf("Of(%q) = %q, want a hashed name", c.chat, name)
 		}
 		if other, ok := seen[name]; ok {
-			t.Errorf("SafeName(%q) = SafeName(%q) = %q", c.chat, other, name)
+			t.Errorf("Of(%q) = Of(%q) = %q", c.chat, other, name)
 		}
 		seen[name] = c.chat
-		if again := SafeName(c.chat); again != name {
-			t.Errorf("SafeName(%q) not stable: %q then %q", c.chat, name, again)
+		if again := Of(c.chat); again != name {
+			t.Errorf("Of(%q) not stable: %q then %q", c.chat, name, again)
 		}
 	}
-	if got := SafeName("signal:+1555"); !strings.HasPrefix(got, "signal_+1555_") {
-		t.Errorf("SafeName(signal:+1555) = %q, want a readable prefix", got)
+	if got := Of("signal:+1555"); !strings.HasPrefix(got, "signal_+1555_") {
+		t.Errorf("Of(signal:+1555) = %q, want a readable prefix", got)
 	}
 }
 
@@ -101,26 +101,26 @@ func TestSafeNameInjective(t *testing.T) {
 		if prev, ok := seen[id]; ok && prev == id {
 			continue
 		}
-		name := SafeName(id)
+		name := Of(id)
 		checkSafe(t, id, name)
 		if other, ok := seen[name]; ok && other != id {
-			t.Fatalf("SafeName(%q) = SafeName(%q) = %q", id, other, name)
+			t.Fatalf("Of(%q) = Of(%q) = %q", id, other, name)
 		}
 		seen[name] = id
 	}
 }
 
-func FuzzSafeName(f *testing.F) {
+func FuzzOf(f *testing.F) {
 	for _, s := range []string{"alice", "+15551234567", "signal:+1555", "family-group",
 		"../../etc/passwd", "a/b", "..", ".", "", "A", "a", "a_b", "-x", strings.Repeat("é", 128)} {
 		f.Add(s, s+"x")
 	}
 	f.Fuzz(func(t *testing.T, a, b string) {
-		na, nb := SafeName(a), SafeName(b)
+		na, nb := Of(a), Of(b)
 		checkSafe(t, a, na)
 		checkSafe(t, b, nb)
 		if a != b && na == nb {
-			t.Fatalf("SafeName(%q) = SafeName(%q) = %q", a, b, na)
+			t.Fatalf("Of(%q) = Of(%q) = %q", a, b, na)
 		}
 	})
 }

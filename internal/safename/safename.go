@@ -1,4 +1,6 @@
-package logging
+// Package safename maps a chat id to a name that is safe as one path
+// element: the chat's log file and its agent's working directory.
+package safename
 
 import (
 	"crypto/sha256"
@@ -17,7 +19,7 @@ const (
 	hashBytes = 10
 )
 
-// SafeName maps a chat id to a file name (without extension) that is safe to
+// Of maps a chat id to a file name (without extension) that is safe to
 // join to a directory: it has only the characters [A-Za-z0-9_+-], never
 // starts with '.' or '-', is never empty, "." or "..", and is at most 85
 // bytes long.
@@ -32,7 +34,7 @@ const (
 // Names never contain '.', which also keeps timberjack from mistaking one
 // chat's log file for a rotated backup of another: backup names carry a
 // timestamp with a '.' before the milliseconds.
-func SafeName(chat string) string {
+func Of(chat string) string {
 	if isPlain(chat) {
 		return chat
 	}
