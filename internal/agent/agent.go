@@ -59,6 +59,16 @@ type Process interface {
 	Stop(ctx context.Context) error
 }
 
+// ProgressReporter is implemented by processes that can tell their own
+// output from a mere acknowledgement of a turn (the Claude Code CLI prints
+// system lines at once, even when the API then hangs): LastProgress is
+// when the agent last wrote something of its own. A turn with none is
+// silent, which while no other chat gets answers either is an outage
+// signal rather than the messages' fault.
+type ProgressReporter interface {
+	LastProgress() time.Time
+}
+
 // FailedTurnKeeper is implemented by agents whose conversation keeps the
 // user message of a turn that failed at the API (the Claude Code CLI does,
 // and merges it into the next request). For them a retry after an outage
@@ -99,10 +109,15 @@ const (
 	// the turn (it answered with at least one line): a crash that counts
 	// against the turn's messages.
 	Exited
-	// Undelivered means the process ended before it took the turn (no
-	// output since the messages were written): the agent is broken, not the
-	// messages, so they go back in line uncharged.
+	// Undelivered means the turn provably never reached the agent: the
+	// write failed (its input is closed) or the turn's bytes were still
+	// unread when it ended. The agent is broken, not the messages, so they
+	// go back in line uncharged.
 	Undelivered
+	// ExitedSilent means the process ended during the turn after it may
+	// have read it, but before writing anything for it. Once is the
+	// agent's fault; the same messages doing it again are charged.
+	ExitedSilent
 )
 
 func (k Kind) String() string {
@@ -121,6 +136,8 @@ func (k Kind) String() string {
 		return "exited"
 	case Undelivered:
 		return "undelivered"
+	case ExitedSilent:
+		return "exited_silent"
 	}
 	return fmt.Sprintf("kind(%d)", int(k))
 }

@@ -1,4 +1,4 @@
-// Package breaker is the daemon's one API-health circuit breaker (SPEC 2.4).
+// Package breaker is the daemon's one API-health circuit breaker.
 //
 // A turn that fails as an outage opens the breaker: from then on every new
 // turn is held (its messages stay pending, in order) and the breaker probes
@@ -7,8 +7,15 @@
 // any agent and needs no API address of its own) and, unlike retrying a
 // chat's held turn, it leaves no trace in any conversation. The first probe
 // that gets an answer, or any turn that does, closes the breaker; the held
-// sessions are then woken oldest first, with at most Recovery turns running
-// at once until the backlog has drained, so recovery does not flood the API.
+// sessions are then woken oldest first, with at most Recovery of them
+// running at once until that backlog has drained, so recovery does not
+// flood the API. Only the backlog is paced: a chat that was not held goes
+// at once, and pacing ends when the backlog has drained, however busy the
+// other chats are.
+//
+// The breaker also remembers when each chat last got an answer, so that a
+// session can tell an outage (nobody gets answers) from a failure of its
+// own conversation (others do).
 package breaker
 
 import (
@@ -41,18 +48,23 @@ type Breaker struct {
 	clock clock.Clock
 	rearm chan struct{}
 
-	mu         sync.Mutex
-	down       bool
-	recovering bool
-	delay      time.Duration
-	probeAt    time.Time
-	timer      clock.Timer
-	inflight   int
-	waiters    []waiter
-	downSince  time.Time
-	downTotal  time.Duration
-	outages    int
-	probes     int
+	mu   sync.Mutex
+	down bool
+	// backlog: chats held by the last outage (or waiting at startup) that
+	// have not had their paced turn yet; paced: those whose paced turn is
+	// in flight. Pacing lasts while either is non-empty.
+	backlog   map[string]bool
+	paced     map[string]bool
+	answered  map[string]time.Time // chat ("" for a probe) → its last answer
+	delay     time.Duration
+	probeAt   time.Time
+	timer     clock.Timer
+	inflight  int
+	waiters   []waiter
+	downSince time.Time
+	downTotal time.Duration
+	outages   int
+	probes    int
 }
 
 type waiter struct {
@@ -76,7 +88,8 @@ func New(cfg Config, clk clock.Clock) *Breaker {
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = 2 * time.Minute
 	}
-	return &Breaker{cfg: cfg, clock: clk, rearm: make(chan struct{}, 1)}
+	return &Breaker{cfg: cfg, clock: clk, rearm: make(chan struct{}, 1),
+		backlog: map[string]bool{}, paced: map[string]bool{}, answered: map[string]time.Time{}}
 }
 
 // Up reports whether the API is considered reachable.
@@ -90,6 +103,7 @@ func (b *Breaker) Up() bool {
 type Stats struct {
 	Up          bool
 	Held        int
+	Pacing      bool // a backlog is being drained at a bounded pace
 	Outages     int
 	Probes      int
 	DownSeconds float64 // total time spent down, including the current outage
@@ -104,35 +118,50 @@ func (b *Breaker) Stats() Stats {
 	if b.down {
 		total += b.clock.Now().Sub(b.downSince)
 	}
-	st := Stats{Up: !b.down, Held: len(b.waiters), Outages: b.outages, Probes: b.probes, DownSeconds: total.Seconds()}
+	st := Stats{Up: !b.down, Held: len(b.waiters), Pacing: b.pacingLocked(), Outages: b.outages, Probes: b.probes, DownSeconds: total.Seconds()}
 	if b.down {
 		st.NextProbe = b.probeAt
 	}
 	return st
 }
 
-// Pace makes the breaker admit at most Recovery turns at once until the
-// current backlog drains — as after an outage. The daemon calls it at
-// startup when messages are waiting: it cannot know whether the API came
-// back while it was down.
-func (b *Breaker) Pace() {
+// Pace makes chats a backlog: each one's next turn is paced (at most
+// Recovery of them at once), as after an outage, until all have had it.
+// The daemon calls it at startup for the chats with waiting messages: it
+// cannot know whether the API came back while it was down. Other chats are
+// not paced.
+func (b *Breaker) Pace(chats ...string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.down {
-		b.recovering = true
+	if b.down {
+		return
+	}
+	for _, c := range chats {
+		b.backlog[c] = true
 	}
 }
 
+func (b *Breaker) pacingLocked() bool { return !b.down && (len(b.backlog) > 0 || len(b.paced) > 0) }
+
 // Admit lets a turn start, or holds it and calls wake when it may try
-// again: while the API is down every turn is held; while recovering at most
-// Recovery run at once.
+// again: while the API is down every turn is held; while a backlog drains,
+// at most Recovery of its chats run at once (other chats go at once).
 func (b *Breaker) Admit(chat string, wake func()) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.down && (!b.recovering || b.inflight < b.cfg.Recovery) {
-		b.remove(chat)
-		b.inflight++
-		return true
+	if !b.down {
+		switch {
+		case !b.backlog[chat]:
+			b.remove(chat)
+			b.inflight++
+			return true
+		case len(b.paced) < b.cfg.Recovery:
+			delete(b.backlog, chat)
+			b.paced[chat] = true
+			b.remove(chat)
+			b.inflight++
+			return true
+		}
 	}
 	for _, w := range b.waiters {
 		if w.chat == chat {
@@ -169,6 +198,7 @@ func (b *Breaker) Done(chat string, o session.Outcome) {
 	if b.inflight > 0 {
 		b.inflight--
 	}
+	delete(b.paced, chat)
 	var change func(bool)
 	var up bool
 	switch o {
@@ -178,6 +208,7 @@ func (b *Breaker) Done(chat string, o session.Outcome) {
 			change, up = b.cfg.OnChange, false
 		}
 	case session.Answered:
+		b.answered[chat] = b.clock.Now()
 		if b.down {
 			b.closeLocked()
 			change, up = b.cfg.OnChange, true
@@ -193,15 +224,34 @@ func (b *Breaker) Done(chat string, o session.Outcome) {
 	}
 }
 
+// AnsweredElsewhere reports whether a chat other than chat, or a probe,
+// got an answer from the API at or after since.
+func (b *Breaker) AnsweredElsewhere(chat string, since time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c, t := range b.answered {
+		if c != chat && !t.Before(since) {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Breaker) openLocked() {
 	now := b.clock.Now()
-	b.down, b.recovering, b.downSince, b.delay = true, false, now, b.cfg.Min
+	b.down, b.downSince, b.delay = true, now, b.cfg.Min
+	clear(b.backlog)
+	clear(b.paced)
 	b.outages++
 	b.armLocked(now)
 }
 
+// closeLocked ends an outage: the chats it held are the backlog to pace.
 func (b *Breaker) closeLocked() {
-	b.down, b.recovering = false, true
+	b.down = false
+	for _, w := range b.waiters {
+		b.backlog[w.chat] = true
+	}
 	b.downTotal += b.clock.Now().Sub(b.downSince)
 	if b.timer != nil {
 		b.timer.Stop()
@@ -209,26 +259,31 @@ func (b *Breaker) closeLocked() {
 	}
 }
 
-// wakeLocked pops the waiters that may go now, oldest first: all of them
-// when the API is up, one per free slot while recovering, none while down.
-// A woken session that no longer wants to send simply does not come back;
-// the next event (or Run's tick) wakes the next one.
+// wakeLocked pops the waiters that may go now, oldest first: none while
+// down; otherwise every waiter outside the backlog, and of the backlog one
+// per free pacing slot. A woken session that no longer wants to send
+// simply does not come back; the next event (or Run's tick) wakes the next
+// one.
 func (b *Breaker) wakeLocked() []func() {
 	if b.down {
 		return nil
 	}
-	if b.recovering && len(b.waiters) == 0 && b.inflight == 0 {
-		b.recovering = false // the backlog has drained
+	slots := b.cfg.Recovery - len(b.paced)
+	var out []func()
+	keep := b.waiters[:0]
+	for _, w := range b.waiters {
+		switch {
+		case !b.backlog[w.chat]:
+			out = append(out, w.wake)
+		case slots > 0:
+			slots--
+			out = append(out, w.wake)
+		default:
+			keep = append(keep, w)
+		}
 	}
-	n := len(b.waiters)
-	if b.recovering {
-		n = max(0, min(n, b.cfg.Recovery-b.inflight))
-	}
-	out := make([]func(), n)
-	for i := range n {
-		out[i] = b.waiters[i].wake
-	}
-	b.waiters = b.waiters[n:]
+	clear(b.waiters[len(keep):])
+	b.waiters = keep
 	return out
 }
 
@@ -304,6 +359,9 @@ func (b *Breaker) probe(ctx context.Context) {
 		return
 	}
 	b.mu.Lock()
+	if up {
+		b.answered[""] = b.clock.Now()
+	}
 	var change func(bool)
 	switch {
 	case !b.down: // a turn got through meanwhile

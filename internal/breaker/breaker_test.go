@@ -196,7 +196,7 @@ func TestAnsweredTurnClosesTheBreaker(t *testing.T) {
 
 func TestPaceBoundsABacklog(t *testing.T) {
 	f := newTest(2)
-	f.b.Pace()
+	f.b.Pace("a", "b", "c", "d")
 	got := 0
 	for _, c := range []string{"a", "b", "c", "d"} {
 		if f.b.Admit(c, f.w.fn(c)) {
@@ -221,5 +221,98 @@ func TestPaceBoundsABacklog(t *testing.T) {
 		if !f.b.Admit(c, f.w.fn(c)) {
 			t.Fatalf("%s held after the backlog drained", c)
 		}
+	}
+}
+
+// Only the backlog is paced: under steady traffic of other chats pacing
+// still ends once the backlog has had its turns, and a chat that was not
+// held never waits behind long turns of the backlog.
+func TestPacingOnlyTheBacklogAndItEnds(t *testing.T) {
+	f := newTest(2)
+	f.b.Pace("a", "b", "c", "d")
+	for _, c := range []string{"a", "b"} {
+		if !f.b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("%s held", c)
+		}
+	}
+	if f.b.Admit("c", f.w.fn("c")) {
+		t.Fatal("c admitted past the pace")
+	}
+	// an idle chat's quick message goes at once, though two long backlog
+	// turns are in flight and c waits
+	if !f.b.Admit("quick", f.w.fn("quick")) {
+		t.Fatal("a chat outside the backlog waited for the backlog")
+	}
+	f.b.Done("quick", session.Answered)
+	// steady traffic of other chats, never a moment with nothing in flight
+	busy := 0
+	next := func() {
+		busy++
+		c := fmt.Sprint("busy", busy)
+		if !f.b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("%s held while pacing", c)
+		}
+	}
+	next()
+	f.b.Done("a", session.Answered)
+	f.b.Admit("c", f.w.fn("c"))
+	next()
+	f.b.Done("b", session.Answered)
+	f.b.Admit("d", f.w.fn("d"))
+	next()
+	f.b.Done("c", session.Answered)
+	f.b.Done("d", session.Answered)
+	if f.b.Stats().Pacing {
+		t.Fatal("pacing did not end when the backlog had drained (other chats still busy)")
+	}
+	for _, c := range []string{"a", "b", "c", "d", "e"} {
+		if !f.b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("%s held after the backlog drained", c)
+		}
+	}
+}
+
+// An outage's backlog is the chats it held.
+func TestOutageBacklogIsWhatItHeld(t *testing.T) {
+	f := newTest(1)
+	f.run(t)
+	f.b.Admit("a", f.w.fn("a"))
+	f.b.Done("a", session.Unreachable)
+	for _, c := range []string{"a", "b"} {
+		if f.b.Admit(c, f.w.fn(c)) {
+			t.Fatalf("%s admitted while down", c)
+		}
+	}
+	f.clk.Advance(2 * time.Second)
+	eventually(t, "probe closes", f.b.Up)
+	if !f.b.Stats().Pacing {
+		t.Fatal("no pacing after an outage with held chats")
+	}
+	if !f.b.Admit("new", f.w.fn("new")) {
+		t.Fatal("a chat the outage did not hold was paced")
+	}
+}
+
+func TestAnsweredElsewhere(t *testing.T) {
+	f := newTest(1)
+	f.run(t)
+	f.b.Admit("a", f.w.fn("a"))
+	f.b.Done("a", session.Answered)
+	if f.b.AnsweredElsewhere("a", t0) {
+		t.Fatal("a's own answer counted as another chat's")
+	}
+	if !f.b.AnsweredElsewhere("b", t0) {
+		t.Fatal("a's answer not seen by b")
+	}
+	if f.b.AnsweredElsewhere("b", t0.Add(time.Second)) {
+		t.Fatal("an answer before since counted")
+	}
+	f.clk.Advance(time.Minute)
+	f.b.Admit("b", f.w.fn("b"))
+	f.b.Done("b", session.Unreachable)
+	f.clk.Advance(2 * time.Second) // the probe answers
+	eventually(t, "probe", f.b.Up)
+	if !f.b.AnsweredElsewhere("b", t0.Add(time.Minute)) {
+		t.Fatal("a probe's answer does not count")
 	}
 }

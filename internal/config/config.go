@@ -34,6 +34,8 @@ type Health struct {
 	MaxAgentRSS Size `yaml:"max_agent_rss"`
 	// MemoryInterval is how often every live agent's memory is sampled.
 	MemoryInterval time.Duration `yaml:"memory_interval"`
+	// MaxTurn bounds a turn's length whatever the agent prints.
+	MaxTurn time.Duration `yaml:"max_turn"`
 }
 
 type Queue struct {
@@ -125,6 +127,7 @@ func Default() Config {
 			FirstTurnStuckTimeout: 30 * time.Minute,
 			MaxAgentRSS:           2 * GiB,
 			MemoryInterval:        10 * time.Second,
+			MaxTurn:               time.Hour,
 		},
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},

@@ -64,6 +64,7 @@ func (c Config) Validate() error {
 		bad("health.max_agent_rss", "must be 0 (no limit) or at least 16MiB, got %s", h.MaxAgentRSS)
 	}
 	positive("health.memory_interval", h.MemoryInterval)
+	positive("health.max_turn", h.MaxTurn)
 
 	r := c.Restart
 	restartsOK := atLeast("restart.max_restarts", r.MaxRestarts, 1)

@@ -97,6 +97,16 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
 
+	if cfg.API.Socket != "" {
+		// A socket outside the state dir is not covered by its lock: two
+		// daemons given the same api.socket would steal and then delete
+		// each other's socket.
+		unlockSock, err := lock(cfg.SocketPath() + ".lock")
+		if err != nil {
+			return fmt.Errorf("api.socket %s is in use by another daemon: %w", cfg.SocketPath(), err)
+		}
+		defer unlockSock()
+	}
 	ln, err := listenUnix(cfg.SocketPath())
 	if err != nil {
 		return err
@@ -234,6 +244,7 @@ func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config
 			MaxErrors:             h.MaxErrors,
 			StuckTimeout:          h.StuckTimeout,
 			FirstTurnStuckTimeout: h.FirstTurnStuckTimeout,
+			MaxTurn:               h.MaxTurn,
 			IdleTimeout:           h.IdleTimeout,
 			Master:                cfg.Sessions.Master,
 			ExemptSuffix:          cfg.Sessions.ExemptSuffix,

@@ -435,6 +435,13 @@ func CheckStore(ctx context.Context, cfg config.Config, env Env) Result {
 	fi, err := os.Stat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if pid, alive := lockHolder(cfg, env); alive {
+			r.Status = Fail
+			r.Detail = fmt.Sprintf("%s is missing while the daemon (pid %d) runs: it was removed under it", path, pid)
+			r.Hint = "messages accepted since then are gone at its next start: stop it, restore the state directory " +
+				"from a backup if there is one, and start it again"
+			return r
+		}
 		r.Status = Pass
 		r.Detail = path + " not created yet (the daemon creates it)"
 		return r
@@ -588,6 +595,18 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 		var st daemonStatus
 		if json.Unmarshal(body, &st) == nil {
 			r.Detail = "healthy: " + st.summary()
+			if st.Daemon.StoreLost != "" {
+				r.Status = Fail
+				r.Detail = "refusing messages: " + st.Daemon.StoreLost
+				r.Hint = "messages accepted since then may be gone: stop the daemon, restore the state directory " +
+					"(dispatch.db, dispatch.db-wal, dispatch.db-shm) from a backup or move it aside, and start it again"
+				return r
+			}
+			if st.Daemon.ResourceError != "" {
+				r.Status = Warn
+				r.Hint = "the daemon ran out of a resource of its own (" + st.Daemon.ResourceError +
+					"): raise its limits (LimitNOFILE, memory); sessions retry on their own"
+			}
 			if failed := st.failed(); len(failed) > 0 {
 				r.Status = Warn
 				r.Hint = fmt.Sprintf("failed sessions no longer restart on their own: dispatch sessions restart %s", failed[0])
@@ -658,6 +677,8 @@ type daemonStatus struct {
 		Version       string  `json:"version"`
 		UptimeSeconds float64 `json:"uptime_seconds"`
 		API           string  `json:"api"`
+		StoreLost     string  `json:"store_lost"`
+		ResourceError string  `json:"resource_error"`
 	} `json:"daemon"`
 	Sessions []struct {
 		ChatID string `json:"chat_id"`

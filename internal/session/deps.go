@@ -41,6 +41,10 @@ const (
 type Gate interface {
 	Admit(chat string, wake func()) bool
 	Done(chat string, o Outcome)
+	// AnsweredElsewhere reports whether the API answered a turn of
+	// another chat, or a probe, at or after since: then a failure of
+	// chat's that looks like an outage is its own.
+	AnsweredElsewhere(chat string, since time.Time) bool
 }
 
 // Observer receives what a session does, for the lifecycle log and metrics.

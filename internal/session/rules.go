@@ -2,21 +2,27 @@ package session
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
 )
 
-// Rules are the health, idle and restart limits of SPEC 2.1–2.3, taken from
-// config. Every rule about when a session is unhealthy, reapable or allowed
+// Rules are the health, idle and restart limits, taken from config. Every rule about when a session is unhealthy, reapable or allowed
 // to restart lives in this file.
 type Rules struct {
 	MaxErrors             int
 	StuckTimeout          time.Duration
 	FirstTurnStuckTimeout time.Duration
-	IdleTimeout           time.Duration
-	Master                string
-	ExemptSuffix          string
+	// MaxTurn bounds a turn's length whatever the agent prints (0: no
+	// bound): an agent that keeps writing to stderr is not making progress.
+	MaxTurn      time.Duration
+	IdleTimeout  time.Duration
+	Master       string
+	ExemptSuffix string
 
 	MaxRestarts    int
 	RestartWindow  time.Duration
@@ -28,7 +34,7 @@ type Rules struct {
 	MaxAgentRSS uint64
 }
 
-// Health reasons (SPEC 2.2). Unhealthy reasons for errors are "errors=N"
+// Health reasons (docs/faults.md lists them with the outcomes). Unhealthy reasons for errors are "errors=N"
 // and for failed sessions "failed: <why>".
 const (
 	ReasonOK         = "ok"
@@ -97,7 +103,7 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		if s.LastOutput.After(quiet) {
 			quiet = s.LastOutput
 		}
-		if now.Sub(quiet) > limit {
+		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && now.Sub(s.TurnStarted) > r.MaxTurn) {
 			return Verdict{false, ReasonStuck, true}
 		}
 		return Verdict{true, ReasonOK, false}
@@ -121,12 +127,13 @@ const StrandGrace = 5 * time.Second
 
 // Stranded reports whether a session has messages waiting with nothing
 // scheduled to hand them over: no turn in flight, no start or restart
-// pending, not held on purpose (failed, paused, an API outage, a store
+// pending, no backoff after a failure, not held on purpose (failed,
+// paused, an API outage, a store
 // write being retried), for longer than StrandGrace. That must never
 // happen; the health check hands such messages over and logs that it had
 // to.
 func (r Rules) Stranded(s Snapshot, q Queue, now time.Time, apiDown bool) bool {
-	if q.Depth == 0 || apiDown || s.Busy || s.Held || s.RestartPending || s.StoreError != "" {
+	if q.Depth == 0 || apiDown || s.Busy || s.Held || s.RestartPending || s.Backoff || s.StoreError != "" {
 		return false
 	}
 	if s.State != Idle && s.State != Stopped {
@@ -157,7 +164,7 @@ func (r Rules) Exempt(chat string, flagged bool) bool {
 }
 
 // Reapable reports whether a live session has been idle for more than the
-// idle timeout and may be stopped (SPEC 2.3). Busy sessions and sessions
+// idle timeout and may be stopped. Busy sessions and sessions
 // with waiting messages are never reaped.
 func (r Rules) Reapable(s Snapshot, q Queue, now time.Time) bool {
 	if !s.ProcUp || s.State == Stopped || s.State == Failed || s.State == Starting || s.State == Paused {
@@ -295,4 +302,316 @@ func (r Rules) Memory(rss uint64) MemoryAction {
 		return MemoryKill
 	}
 	return MemoryRestart
+}
+
+// --- The fault model ---
+//
+// Every way a turn can end is described by a TurnEnd and judged by Decide:
+// who is to blame and what follows. docs/faults.md has the table.
+
+// Party is who is to blame for how a turn ended.
+type Party int
+
+const (
+	// NoFault: the turn succeeded, or it was stopped on purpose (an
+	// operator, idle reaping, a pause, shutdown).
+	NoFault Party = iota
+	// BlameAPI: the AI API is unreachable or overloaded for everyone (an
+	// outage): messages are held, the breaker probes.
+	BlameAPI
+	// BlameConversation: the conversation cannot go on as it is (it cannot
+	// be resumed, its context is too long, or its requests keep failing
+	// while the API answers others).
+	BlameConversation
+	// BlameMessage: the messages of the turn (their turn crashed the agent,
+	// hung, or got an error result).
+	BlameMessage
+	// BlameAgent: the agent process is broken (died before taking the
+	// turn, closed its input, could not start).
+	BlameAgent
+	// BlameDaemon: the daemon itself (out of file descriptors or memory,
+	// fork failures) or its configuration (rejected credentials).
+	BlameDaemon
+)
+
+func (p Party) String() string {
+	switch p {
+	case NoFault:
+		return "none"
+	case BlameAPI:
+		return "api"
+	case BlameConversation:
+		return "conversation"
+	case BlameMessage:
+		return "message"
+	case BlameAgent:
+		return "agent"
+	case BlameDaemon:
+		return "daemon"
+	}
+	return fmt.Sprintf("party(%d)", int(p))
+}
+
+// Ending is how a turn (or an agent process) ended, from structured facts
+// only: the result line's fields, the process's exit, what it wrote.
+type Ending int
+
+const (
+	// EndAnswered: a result that is not an error.
+	EndAnswered Ending = iota
+	// EndErrorResult: an error result; TurnEnd.Error classifies it.
+	EndErrorResult
+	// EndExited: the process ended during the turn (TurnEnd.Delivery says
+	// how far the turn got), or it reported an exit of kind
+	// TurnEnd.Error (agent.ResumeFailed).
+	EndExited
+	// EndUndelivered: the turn provably never reached the agent (its input
+	// was closed), while the process still runs.
+	EndUndelivered
+	// EndSilent: cancelled as stuck with no output of the agent's own at
+	// all since the turn was sent (it acknowledged it at most).
+	EndSilent
+	// EndStuck: cancelled as stuck after some output, or past max_turn.
+	EndStuck
+	// EndStopped: stopped on purpose (operator, reap, pause, shutdown).
+	EndStopped
+	// EndStartFailed: the agent could not be started; no turn ran.
+	EndStartFailed
+	// EndIdleExit: the process ended with no turn in flight.
+	EndIdleExit
+)
+
+func (e Ending) String() string {
+	switch e {
+	case EndAnswered:
+		return "answered"
+	case EndErrorResult:
+		return "error_result"
+	case EndExited:
+		return "exited"
+	case EndUndelivered:
+		return "undelivered"
+	case EndSilent:
+		return "silent"
+	case EndStuck:
+		return "stuck"
+	case EndStopped:
+		return "stopped"
+	case EndStartFailed:
+		return "start_failed"
+	case EndIdleExit:
+		return "idle_exit"
+	}
+	return fmt.Sprintf("ending(%d)", int(e))
+}
+
+// Delivery is how far a turn got before its process ended.
+type Delivery int
+
+const (
+	// NotDelivered: provably never read by the agent (the write failed, or
+	// the turn's bytes were still unread when the process ended).
+	NotDelivered Delivery = iota
+	// NoOutput: taken (or not provably untaken), but the process ended
+	// before writing anything for it.
+	NoOutput
+	// Output: the agent wrote something for the turn, then ended.
+	Output
+)
+
+// TurnEnd describes how a turn ended.
+type TurnEnd struct {
+	Ending Ending
+	// Error classifies an error result, and for EndExited and EndIdleExit
+	// the process's own exit (agent.ResumeFailed: the agent reported that
+	// the conversation it was told to resume does not exist).
+	Error agent.Kind
+	// Delivery: for EndExited, how far the turn got.
+	Delivery Delivery
+	// Repeat: for EndExited with NoOutput, these messages were also in the
+	// previous turn that ended so (the same turn again).
+	Repeat bool
+	// ResumeStart: the process was started with --resume and has not
+	// finished a turn yet. Only then can "conversation not found" be true.
+	ResumeStart bool
+	// CleanExit: the process exited with status 0.
+	CleanExit bool
+	// Answered: the process answered at least one turn before it ended.
+	Answered bool
+	// OthersAnswered: the API answered another chat (or a probe) since this
+	// turn started, or since this chat's last failure that was put down to
+	// an outage: the API is up, so the failure is this chat's own.
+	OthersAnswered bool
+	// DaemonError: for EndStartFailed, the daemon ran out of a resource of
+	// its own (descriptors, memory, processes).
+	DaemonError bool
+}
+
+// Fate is what happens to a turn's messages.
+type Fate int
+
+const (
+	// FateNone: the ending concerns no messages (no turn was in flight).
+	FateNone Fate = iota
+	// FateDone: answered; the messages are done.
+	FateDone
+	// FateRequeue: back in line, uncharged, texts sent again next time.
+	FateRequeue
+	// FateHold: back in line, uncharged, and kept: the agent's
+	// conversation already holds them (a turn the API failed), so the
+	// retry sends only a note.
+	FateHold
+	// FateCharge: one failed attempt; dead after queue.max_attempts.
+	FateCharge
+)
+
+func (f Fate) String() string {
+	return [...]string{"none", "done", "requeue", "hold", "charge"}[f]
+}
+
+// FollowUp is what the session does next.
+type FollowUp int
+
+const (
+	// CarryOn: hand over the next messages (after Backoff, if set).
+	CarryOn FollowUp = iota
+	// Restart: restart the agent under the restart policy (counted,
+	// backed off, failed past the limit).
+	Restart
+	// RestartPlain: start the agent again at once, not counted as a
+	// fault.
+	RestartPlain
+	// RestartClean: a new conversation (without resume): resuming would
+	// fail the same way.
+	RestartClean
+	// StartFresh: the saved conversation does not exist; start a new one.
+	StartFresh
+	// RetryStart: start again after a backoff, not counted against the
+	// session (the daemon's own resources failed).
+	RetryStart
+)
+
+func (f FollowUp) String() string {
+	return [...]string{"carry_on", "restart", "restart_plain", "restart_clean", "start_fresh", "retry_start"}[f]
+}
+
+// ErrorEffect is what happens to a session's error_count.
+type ErrorEffect int
+
+const (
+	ErrorsKeep  ErrorEffect = iota
+	ErrorsReset             // a successful turn: also clears the restart history
+	ErrorsGrow
+)
+
+// Decision is the fault model's verdict on one turn's end.
+type Decision struct {
+	Party    Party
+	Messages Fate
+	Breaker  Outcome
+	Follow   FollowUp
+	Errors   ErrorEffect
+	// Backoff: the next hand-over waits RetryDelay(error_count), so a
+	// failing chat never spins.
+	Backoff bool
+}
+
+// Decide is the fault model: for every way a turn can end, who is to blame
+// and what follows. It is pure; the session applies it.
+func Decide(e TurnEnd) Decision {
+	charge := func(p Party) Decision {
+		return Decision{Party: p, Messages: FateCharge, Breaker: Released, Follow: CarryOn, Errors: ErrorsGrow, Backoff: true}
+	}
+	switch e.Ending {
+	case EndAnswered:
+		return Decision{Party: NoFault, Messages: FateDone, Breaker: Answered, Follow: CarryOn, Errors: ErrorsReset}
+	case EndErrorResult:
+		switch e.Error {
+		case agent.Outage:
+			if e.OthersAnswered {
+				// The API answers others: this conversation's requests
+				// fail on their own (a sticky timeout, a rate limit only
+				// it exceeds). Held, it would hold everyone.
+				return charge(BlameConversation)
+			}
+			return Decision{Party: BlameAPI, Messages: FateHold, Breaker: Unreachable, Follow: CarryOn}
+		case agent.Auth:
+			// Credentials are the daemon's configuration: hold like an
+			// outage (the breaker probes until the key works).
+			return Decision{Party: BlameDaemon, Messages: FateHold, Breaker: Unreachable, Follow: CarryOn}
+		case agent.ContextTooLong:
+			d := charge(BlameConversation)
+			d.Breaker, d.Follow, d.Backoff = Answered, RestartClean, false
+			return d
+		case agent.ResumeFailed:
+			if e.ResumeStart {
+				return Decision{Party: BlameConversation, Messages: FateRequeue, Breaker: Released, Follow: StartFresh}
+			}
+		}
+		d := charge(BlameMessage)
+		d.Breaker = Answered
+		return d
+	case EndExited:
+		if e.Error == agent.ResumeFailed && e.ResumeStart {
+			return Decision{Party: BlameConversation, Messages: FateRequeue, Breaker: Released, Follow: StartFresh}
+		}
+		d := Decision{Party: BlameAgent, Messages: FateRequeue, Breaker: Released, Follow: Restart}
+		if e.Delivery == Output || (e.Delivery == NoOutput && e.Repeat) {
+			d.Party, d.Messages = BlameMessage, FateCharge
+		}
+		return d
+	case EndUndelivered:
+		return Decision{Party: BlameAgent, Messages: FateRequeue, Breaker: Released, Follow: Restart}
+	case EndSilent:
+		if !e.OthersAnswered {
+			// Nobody gets anything from the API: an outage signal. The
+			// hung agent is replaced without counting it; the messages
+			// go out again (not kept: the agent may never have taken
+			// them) once a probe gets through.
+			return Decision{Party: BlameAPI, Messages: FateRequeue, Breaker: Unreachable, Follow: RestartPlain}
+		}
+		return Decision{Party: BlameMessage, Messages: FateCharge, Breaker: Released, Follow: Restart}
+	case EndStuck:
+		return Decision{Party: BlameMessage, Messages: FateCharge, Breaker: Released, Follow: Restart}
+	case EndStopped:
+		return Decision{Party: NoFault, Messages: FateRequeue, Breaker: Released, Follow: CarryOn}
+	case EndStartFailed:
+		if e.DaemonError {
+			return Decision{Party: BlameDaemon, Messages: FateNone, Breaker: Released, Follow: RetryStart}
+		}
+		return Decision{Party: BlameAgent, Messages: FateNone, Breaker: Released, Follow: Restart}
+	case EndIdleExit:
+		switch {
+		case e.Error == agent.ResumeFailed && e.ResumeStart:
+			return Decision{Party: BlameConversation, Messages: FateNone, Breaker: Released, Follow: StartFresh}
+		case e.CleanExit && e.Answered:
+			// An agent that ends cleanly after answering is not broken.
+			return Decision{Party: NoFault, Messages: FateNone, Breaker: Released, Follow: RestartPlain}
+		}
+		return Decision{Party: BlameAgent, Messages: FateNone, Breaker: Released, Follow: Restart}
+	}
+	panic(fmt.Sprintf("session: Decide: unknown ending %v", e.Ending))
+}
+
+// RetryDelay is how long a chat waits before its next hand-over after a
+// failure charged to it, with errors consecutive failures (from 1):
+// BackoffInitial, doubling, at most BackoffMax.
+func (r Rules) RetryDelay(errors int) time.Duration {
+	d := r.BackoffInitial
+	for i := 1; i < errors && d < r.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, r.BackoffMax)
+}
+
+// DaemonResourceError reports whether err is the daemon running out of a
+// resource of its own — file descriptors (EMFILE, ENFILE), memory (ENOMEM)
+// or processes (EAGAIN from fork) — rather than anything about a session.
+func DaemonResourceError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,8 +1,14 @@
 package session
 
 import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/agent"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -156,5 +162,145 @@ func TestNextRestart(t *testing.T) {
 	}
 	if d, ok := r.NextRestart(h, t0); !ok || d != 5*time.Second {
 		t.Fatalf("capped delay = %v, %v; want 5s", d, ok)
+	}
+}
+
+// TestDecide is the fault model, row by row: every way a turn ends, who is
+// to blame and what follows (docs/faults.md is this table in prose).
+func TestDecide(t *testing.T) {
+	type D = Decision
+	tests := []struct {
+		name string
+		end  TurnEnd
+		want Decision
+	}{
+		{"answered", TurnEnd{Ending: EndAnswered},
+			D{NoFault, FateDone, Answered, CarryOn, ErrorsReset, false}},
+		{"outage, nobody else answered", TurnEnd{Ending: EndErrorResult, Error: agent.Outage},
+			D{BlameAPI, FateHold, Unreachable, CarryOn, ErrorsKeep, false}},
+		{"outage-like error while others are answered: the conversation's own", TurnEnd{Ending: EndErrorResult, Error: agent.Outage, OthersAnswered: true},
+			D{BlameConversation, FateCharge, Released, CarryOn, ErrorsGrow, true}},
+		{"rejected credentials", TurnEnd{Ending: EndErrorResult, Error: agent.Auth},
+			D{BlameDaemon, FateHold, Unreachable, CarryOn, ErrorsKeep, false}},
+		{"context too long", TurnEnd{Ending: EndErrorResult, Error: agent.ContextTooLong},
+			D{BlameConversation, FateCharge, Answered, RestartClean, ErrorsGrow, false}},
+		{"error result", TurnEnd{Ending: EndErrorResult, Error: agent.Fault},
+			D{BlameMessage, FateCharge, Answered, CarryOn, ErrorsGrow, true}},
+		{"resume failed from a --resume start", TurnEnd{Ending: EndErrorResult, Error: agent.ResumeFailed, ResumeStart: true},
+			D{BlameConversation, FateRequeue, Released, StartFresh, ErrorsKeep, false}},
+		{"'resume failed' after the first turn is the turn's error", TurnEnd{Ending: EndErrorResult, Error: agent.ResumeFailed},
+			D{BlameMessage, FateCharge, Answered, CarryOn, ErrorsGrow, true}},
+		{"exit: resume failed", TurnEnd{Ending: EndExited, Error: agent.ResumeFailed, ResumeStart: true},
+			D{BlameConversation, FateRequeue, Released, StartFresh, ErrorsKeep, false}},
+		{"exit: 'resume failed' not from a resume start", TurnEnd{Ending: EndExited, Error: agent.ResumeFailed, Delivery: Output},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"exit before reading the turn", TurnEnd{Ending: EndExited, Delivery: NotDelivered},
+			D{BlameAgent, FateRequeue, Released, Restart, ErrorsKeep, false}},
+		{"exit after reading, before output, once", TurnEnd{Ending: EndExited, Delivery: NoOutput},
+			D{BlameAgent, FateRequeue, Released, Restart, ErrorsKeep, false}},
+		{"exit after reading, before output, again", TurnEnd{Ending: EndExited, Delivery: NoOutput, Repeat: true},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"crash after output", TurnEnd{Ending: EndExited, Delivery: Output},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"input closed: never delivered", TurnEnd{Ending: EndUndelivered},
+			D{BlameAgent, FateRequeue, Released, Restart, ErrorsKeep, false}},
+		{"silent while nobody gets answers: outage signal", TurnEnd{Ending: EndSilent},
+			D{BlameAPI, FateRequeue, Unreachable, RestartPlain, ErrorsKeep, false}},
+		{"silent while others are answered", TurnEnd{Ending: EndSilent, OthersAnswered: true},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"stuck after output, or past max_turn", TurnEnd{Ending: EndStuck},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"stuck is never an answer, whoever else answers", TurnEnd{Ending: EndStuck, OthersAnswered: true},
+			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
+		{"stopped on purpose", TurnEnd{Ending: EndStopped},
+			D{NoFault, FateRequeue, Released, CarryOn, ErrorsKeep, false}},
+		{"start failed: daemon out of resources", TurnEnd{Ending: EndStartFailed, DaemonError: true},
+			D{BlameDaemon, FateNone, Released, RetryStart, ErrorsKeep, false}},
+		{"start failed", TurnEnd{Ending: EndStartFailed},
+			D{BlameAgent, FateNone, Released, Restart, ErrorsKeep, false}},
+		{"clean exit after answering", TurnEnd{Ending: EndIdleExit, CleanExit: true, Answered: true},
+			D{NoFault, FateNone, Released, RestartPlain, ErrorsKeep, false}},
+		{"clean exit before answering anything", TurnEnd{Ending: EndIdleExit, CleanExit: true},
+			D{BlameAgent, FateNone, Released, Restart, ErrorsKeep, false}},
+		{"idle crash", TurnEnd{Ending: EndIdleExit, Answered: true},
+			D{BlameAgent, FateNone, Released, Restart, ErrorsKeep, false}},
+		{"idle exit: resume failed", TurnEnd{Ending: EndIdleExit, Error: agent.ResumeFailed, ResumeStart: true},
+			D{BlameConversation, FateNone, Released, StartFresh, ErrorsKeep, false}},
+		{"idle exit: 'resume failed' after a turn", TurnEnd{Ending: EndIdleExit, Error: agent.ResumeFailed, Answered: true},
+			D{BlameAgent, FateNone, Released, Restart, ErrorsKeep, false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Decide(tt.end); got != tt.want {
+				t.Fatalf("Decide(%+v)\n got %+v\nwant %+v", tt.end, got, tt.want)
+			}
+		})
+	}
+}
+
+// No ending blames a message and holds it, or holds messages without
+// telling the breaker: held messages are only ever the API's (or the
+// daemon's credentials').
+func TestDecideInvariants(t *testing.T) {
+	for e := EndAnswered; e <= EndIdleExit; e++ {
+		for _, k := range []agent.Kind{agent.Fault, agent.Outage, agent.ContextTooLong, agent.ResumeFailed, agent.Auth} {
+			for _, dl := range []Delivery{NotDelivered, NoOutput, Output} {
+				for bits := range 32 {
+					end := TurnEnd{Ending: e, Error: k, Delivery: dl, Repeat: bits&1 != 0, ResumeStart: bits&2 != 0,
+						CleanExit: bits&4 != 0, OthersAnswered: bits&8 != 0, DaemonError: bits&16 != 0}
+					d := Decide(end)
+					if d.Messages == FateCharge && (d.Party == BlameAPI || d.Party == BlameAgent || d.Party == BlameDaemon || d.Party == NoFault) {
+						t.Errorf("%+v: charged for a failure of %v", end, d.Party)
+					}
+					if d.Breaker == Unreachable && (end.OthersAnswered && d.Party == BlameAPI || d.Party != BlameAPI && d.Party != BlameDaemon) {
+						t.Errorf("%+v: breaker told unreachable though %v is to blame (others answered: %v)", end, d.Party, end.OthersAnswered)
+					}
+					if (e == EndStuck || e == EndSilent) && d.Breaker == Answered {
+						t.Errorf("%+v: a stuck turn counted as an answer", end)
+					}
+					if d.Follow == StartFresh && !end.ResumeStart {
+						t.Errorf("%+v: a conversation dropped outside a failed --resume start", end)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	r := testRules()
+	for n, want := range map[int]time.Duration{1: time.Second, 2: 2 * time.Second, 3: 4 * time.Second, 20: 5 * time.Minute} {
+		if got := r.RetryDelay(n); got != want {
+			t.Errorf("RetryDelay(%d) = %v, want %v", n, got, want)
+		}
+	}
+}
+
+func TestDaemonResourceError(t *testing.T) {
+	for err, want := range map[error]bool{
+		fmt.Errorf("claude: pipes: %w", &os.SyscallError{Syscall: "pipe2", Err: syscall.EMFILE}): true,
+		fmt.Errorf("fork/exec: %w", syscall.EAGAIN):                                              true,
+		fmt.Errorf("x: %w", syscall.ENOMEM):                                                      true,
+		fmt.Errorf("x: %w", syscall.ENFILE):                                                      true,
+		fmt.Errorf("exec: %w", syscall.ENOENT):                                                   false,
+		errors.New("too many open files"):                                                        false,
+	} {
+		if got := DaemonResourceError(err); got != want {
+			t.Errorf("DaemonResourceError(%v) = %v, want %v", err, got, want)
+		}
+	}
+}
+
+func TestVerdictMaxTurn(t *testing.T) {
+	r := testRules()
+	r.MaxTurn = time.Hour
+	s := live("a")
+	s.State, s.Busy, s.TurnStarted = Busy, true, t0
+	s.LastOutput = t0.Add(time.Hour) // keeps writing (stderr)
+	if v := r.Verdict(s, Queue{}, t0.Add(time.Hour), false); !v.Healthy {
+		t.Fatalf("at max_turn: %+v", v)
+	}
+	if v := r.Verdict(s, Queue{}, t0.Add(time.Hour+time.Second), false); v.Healthy || v.Reason != ReasonStuck {
+		t.Fatalf("past max_turn with fresh output: %+v, want stuck", v)
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store"
 )
 
-// State is a session's externally visible state (SPEC 3.2).
+// State is a session's externally visible state (dispatch status).
 type State string
 
 const (
@@ -51,13 +51,16 @@ type Snapshot struct {
 	Busy           bool
 	Held           bool // waiting for the API gate
 	RestartPending bool
-	ErrorCount     int
-	Turns          int64
-	Restarts       int64 // automatic restarts since the daemon started
-	SessionID      string
-	ExemptFlag     bool
-	FailReason     string
-	StopReason     StopReason // why a stopped session has no agent
+	// Backoff: the next hand-over waits out a backoff after a failure
+	// charged to the chat (it is scheduled).
+	Backoff    bool
+	ErrorCount int
+	Turns      int64
+	Restarts   int64 // automatic restarts since the daemon started
+	SessionID  string
+	ExemptFlag bool
+	FailReason string
+	StopReason StopReason // why a stopped session has no agent
 	// StoreError is the last failed store write while the session retries
 	// it ("" when the store is fine): the session is waiting on its disk.
 	StoreError   string
@@ -304,6 +307,7 @@ func (s *Session) publish(a *actor) {
 		Busy:           a.turn != nil,
 		Held:           a.held,
 		RestartPending: a.restartTimer != nil,
+		Backoff:        a.retryTimer != nil,
 		ErrorCount:     a.errorCount,
 		Gen:            a.gen,
 		Turns:          a.turns,
@@ -342,9 +346,12 @@ func (s *Session) loop(a *actor, start bool) {
 		if a.proc != nil {
 			procDone = a.proc.Done()
 		}
-		var timer <-chan time.Time
+		var timer, retry <-chan time.Time
 		if a.restartTimer != nil {
 			timer = a.restartTimer.C()
+		}
+		if a.retryTimer != nil {
+			retry = a.retryTimer.C()
 		}
 		select {
 		case <-s.wake:
@@ -366,6 +373,9 @@ func (s *Session) loop(a *actor, start bool) {
 		case <-timer:
 			a.restartTimer = nil
 			s.guard(a, func() { a.startProc(); a.pump() })
+		case <-retry:
+			a.retryTimer = nil
+			s.guard(a, a.pump)
 		}
 		s.guard(a, a.afterEvent)
 		s.publish(a)
@@ -393,9 +403,10 @@ func (s *Session) guard(a *actor, f func()) {
 type actor struct {
 	s *Session
 
-	state     State
-	proc      agent.Process
-	procFirst bool // the process has not finished a turn yet
+	state      State
+	proc       agent.Process
+	procFirst  bool // the process has not finished a turn yet
+	procResume bool // the process was started with --resume
 	// more is set when messages may be waiting behind the turn in flight
 	// (a wake during the turn, a full batch, a failed turn): only then does
 	// the end of a turn look for the next one, saving an empty claim.
@@ -410,6 +421,20 @@ type actor struct {
 	restarts     int64
 	history      []time.Time
 	restartTimer clock.Timer
+	// retryTimer: the next hand-over waits out a backoff after a failure
+	// charged to the chat.
+	retryTimer clock.Timer
+	// daemonTries counts agent starts in a row that failed for want of
+	// the daemon's own resources (retried with backoff, never counted
+	// against the session).
+	daemonTries int
+	// noOutput holds the messages of the last turn whose process ended
+	// after taking it but before writing anything: the same messages
+	// ending so again are charged.
+	noOutput map[string]bool
+	// outageAt is when this chat's last failure was put down to an
+	// outage; an answer elsewhere since then proves the API up.
+	outageAt     time.Time
 	failReason   string
 	stopReason   StopReason
 	paused       bool
@@ -430,6 +455,9 @@ type turnState struct {
 	ctx     context.Context
 	started time.Time
 	first   bool
+	// progress: the agent wrote something of its own for this turn
+	// before it was cancelled as stuck (read at the cancellation).
+	progress bool
 }
 
 type turnResult struct {
@@ -530,14 +558,27 @@ func (a *actor) startProc() {
 	spec := agent.Spec{ChatID: a.s.chat, SessionID: a.sessionID, Resume: resume, Log: a.s.log, Env: a.s.d.Env}
 	proc, err := a.s.d.Agent.Start(context.Background(), spec)
 	if err != nil {
+		d := Decide(TurnEnd{Ending: EndStartFailed, DaemonError: DaemonResourceError(err)})
+		if d.Follow == RetryStart {
+			// Not the session's fault: no restart budget is spent.
+			a.daemonTries++
+			delay := a.s.d.Rules.RetryDelay(a.daemonTries)
+			a.s.log.Error("agent start failed for want of the daemon's own resources; retrying", "err", err, "retry_in", delay)
+			a.s.d.Observer.Lifecycle(a.s.chat, "daemon_error", fmt.Sprintf("agent start: %v (retry in %s)", err, delay))
+			a.state = Starting
+			a.restartTimer = a.s.d.Clock.NewTimer(delay)
+			return
+		}
 		a.s.log.Error("agent start failed", "err", err)
 		a.s.d.Observer.Lifecycle(a.s.chat, "failure", "start failed: "+err.Error())
 		a.scheduleRestart("start failed")
 		return
 	}
+	a.daemonTries = 0
 	a.proc = proc
 	a.gen++
 	a.procFirst = true
+	a.procResume = resume
 	a.state = Idle
 	a.errorCount = 0
 	a.s.publish(a) // its pid is owned from now on (the orphan check reads it)
@@ -556,7 +597,7 @@ func (a *actor) pump() {
 		return
 	}
 	a.more = false
-	if a.state == Failed || a.restartTimer != nil || a.draining || a.exited {
+	if a.state == Failed || a.restartTimer != nil || a.retryTimer != nil || a.draining || a.exited {
 		return
 	}
 	if a.paused {
@@ -644,24 +685,15 @@ func (a *actor) pump() {
 	}()
 }
 
-// followUp is what a finished turn asks the session to do next.
-type followUp int
-
-const (
-	carryOn    followUp = iota
-	restartErr          // error_count reached max_errors
-	startFresh          // the conversation cannot be resumed
-	startClean          // the context is too long to resume
-)
-
-// onTurn records a finished turn's outcome and classifies it. It only
-// records; the caller acts on the returned follow-up, so that a turn that
-// finishes while the session is stopping never starts a new agent.
-func (a *actor) onTurn(r turnResult) followUp {
+// onTurn records a finished turn's outcome as the fault model decides it
+// (Decide) and returns the follow-up. It only records; the caller acts on
+// the follow-up, so that a turn that finishes while the session is
+// stopping never starts a new agent.
+func (a *actor) onTurn(r turnResult) FollowUp {
 	t := a.turn
 	a.turn = nil
 	if t == nil {
-		return carryOn
+		return CarryOn
 	}
 	defer t.cancel(nil) // release the turn's context (its cause is read below)
 	d := a.s.d
@@ -679,10 +711,13 @@ func (a *actor) onTurn(r turnResult) followUp {
 	}
 	dur := now.Sub(t.started)
 	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
-	if r.err == nil {
+	end := a.turnEnd(t, r)
+	if end.Ending == EndAnswered {
 		// The agent answered, even if the turn was being cancelled.
 		a.gateDone(Answered)
 		a.errorCount = 0
+		a.history = nil // a successful turn proves the session healthy
+		a.noOutput, a.outageAt = nil, time.Time{}
 		a.turns++
 		a.procFirst = false
 		// one write: the messages are done and the session saved
@@ -691,88 +726,186 @@ func (a *actor) onTurn(r turnResult) followUp {
 			return d.Store.CompleteTurn(ctx, ids, r.res.Text, rec)
 		})
 		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
-		return carryOn
+		return CarryOn
 	}
+	why := "turn failed"
+	if r.err != nil {
+		why = r.err.Error()
+	}
+	switch end.Ending {
+	case EndStuck, EndStopped:
+		why = context.Cause(t.ctx).Error()
+	case EndSilent:
+		why = "turn silent: no output from the agent past the stuck timeout"
+	}
+	if c := context.Cause(t.ctx); errors.Is(c, errMemory) {
+		why = c.Error()
+	}
+	if end.Ending == EndExited && end.Delivery == NoOutput {
+		// The same messages ending the agent before it says anything
+		// again are charged; the others go back uncharged.
+		var again, fresh []string
+		for _, id := range ids {
+			if a.noOutput[id] {
+				again = append(again, id)
+			} else {
+				fresh = append(fresh, id)
+			}
+		}
+		a.noOutput = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			a.noOutput[id] = true
+		}
+		end.Repeat = len(again) > 0
+		dec := Decide(end)
+		a.logDecision(end, dec, why)
+		a.gateDone(dec.Breaker)
+		a.applyMessages(dec, again, why)
+		end.Repeat = false
+		a.applyMessages(Decide(end), fresh, why)
+		return dec.Follow
+	}
+	dec := Decide(end)
+	a.logDecision(end, dec, why)
+	if end.Error == agent.Auth && !a.authLogged {
+		// Rejected credentials: the operator has to act; told once.
+		a.authLogged = true
+		a.s.log.Error("the AI API rejected the agent's credentials", "err", r.err)
+		d.Observer.Lifecycle(a.s.chat, "failure", why)
+	}
+	a.gateDone(dec.Breaker)
+	a.applyMessages(dec, ids, why)
+	if dec.Party == BlameAPI {
+		a.outageAt = now
+	}
+	if dec.Errors == ErrorsGrow {
+		a.errorCount++
+		if a.errorCount >= d.Rules.MaxErrors && dec.Follow == CarryOn {
+			return restartErr
+		}
+	}
+	if dec.Backoff && dec.Follow == CarryOn {
+		delay := d.Rules.RetryDelay(a.errorCount)
+		a.s.log.Info("backing off after a failed turn", "retry_in", delay, "error_count", a.errorCount)
+		a.retryTimer = d.Clock.NewTimer(delay)
+	}
+	return dec.Follow
+}
 
-	// A cancelled turn: stuck is the messages' fault, a stop is not.
+// restartErr is the follow-up of a session whose error_count reached
+// max_errors: a restart under the policy.
+const restartErr FollowUp = -1
+
+// turnEnd describes how a turn ended, for Decide.
+func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
+	e := TurnEnd{ResumeStart: a.procResume && a.procFirst, Answered: !a.procFirst}
+	if r.err == nil {
+		e.Ending = EndAnswered
+		return e
+	}
 	if cause := context.Cause(t.ctx); cause != nil {
-		if errors.Is(cause, errStuck) {
-			a.gateDone(Answered)
-			a.fail(ids, errStuck.Error())
-		} else if errors.Is(cause, errMemory) {
-			a.gateDone(Released) // like a crash: it says nothing about the API
-			a.fail(ids, errMemory.Error())
-		} else {
-			a.gateDone(Released)
-			a.requeue(ids, cause.Error())
+		switch {
+		case errors.Is(cause, errMemory):
+			// Killed for holding more than twice its memory limit: the
+			// turn fails like a crash after the agent took it.
+			e.Ending, e.Delivery = EndExited, Output
+		case errors.Is(cause, errStuck) && t.progress:
+			e.Ending = EndStuck
+		case errors.Is(cause, errStuck):
+			e.Ending = EndSilent
+			e.OthersAnswered = a.othersAnswered(t)
+		default:
+			e.Ending = EndStopped
 		}
-		return carryOn
+		return e
 	}
-
 	kind := agent.KindOf(r.err)
-	a.s.log.Warn("turn failed", "kind", kind.String(), "err", r.err)
 	switch kind {
-	case agent.Outage:
-		a.gateDone(Unreachable)
-		a.hold(ids, r.err.Error())
-		return carryOn
-	case agent.Auth:
-		// Rejected credentials are the daemon's problem, not the message's
-		// or the session's: restarting cannot fix them. Hold the messages
-		// like an outage (the breaker probes until the key works) and tell
-		// the operator once per session.
-		if !a.authLogged {
-			a.authLogged = true
-			a.s.log.Error("the AI API rejected the agent's credentials", "err", r.err)
-			d.Observer.Lifecycle(a.s.chat, "failure", r.err.Error())
-		}
-		a.gateDone(Unreachable)
-		a.hold(ids, r.err.Error())
-		return carryOn
-	case agent.ResumeFailed:
-		a.gateDone(Released) // the CLI gave up before calling the API
-		a.requeue(ids, r.err.Error())
-		return startFresh
-	case agent.ContextTooLong:
-		a.gateDone(Answered)
-		a.fail(ids, r.err.Error())
-		return startClean
 	case agent.Exited:
-		// The process died during the turn; onExit restarts it. A crash
-		// says nothing about the API.
-		a.gateDone(Released)
-		a.fail(ids, r.err.Error())
-		return carryOn
+		e.Ending, e.Delivery = EndExited, Output
+	case agent.ExitedSilent:
+		e.Ending, e.Delivery = EndExited, NoOutput
 	case agent.Undelivered:
-		// The process died before taking the turn: a broken agent, not a
-		// poison message. onExit restarts it under the restart policy.
-		a.gateDone(Released)
-		a.requeue(ids, r.err.Error())
-		return carryOn
+		e.Ending = EndUndelivered
+	case agent.ResumeFailed:
+		e.Ending, e.Error = EndExited, agent.ResumeFailed
+		if !e.ResumeStart {
+			// Not from a --resume start before its first turn: whatever
+			// the words, the turn's own error.
+			e.Ending, e.Error = EndErrorResult, agent.Fault
+		}
+	default:
+		e.Ending, e.Error = EndErrorResult, kind
+		if kind == agent.Outage {
+			e.OthersAnswered = a.othersAnswered(t)
+		}
 	}
-	// Fault: the session's own error.
-	a.gateDone(Answered)
-	a.fail(ids, r.err.Error())
-	a.errorCount++
-	if a.errorCount >= d.Rules.MaxErrors {
-		return restartErr
+	return e
+}
+
+// othersAnswered reports whether the API answered another chat (or a
+// probe) since the turn started or since this chat's last failure that was
+// put down to an outage, whichever is earlier.
+func (a *actor) othersAnswered(t *turnState) bool {
+	g := a.s.d.Gate
+	if g == nil {
+		return false
 	}
-	return carryOn
+	since := t.started
+	if !a.outageAt.IsZero() && a.outageAt.Before(since) {
+		since = a.outageAt
+	}
+	return g.AnsweredElsewhere(a.s.chat, since)
+}
+
+func (a *actor) logDecision(e TurnEnd, d Decision, why string) {
+	a.s.log.Warn("turn failed", "ending", e.Ending.String(), "kind", e.Error.String(), "blame", d.Party.String(),
+		"messages", d.Messages.String(), "follow_up", d.Follow.String(), "err", why)
+}
+
+// applyMessages carries out a decision's fate for ids (never FateDone:
+// a success is recorded with the session in one write).
+func (a *actor) applyMessages(d Decision, ids []string, why string) {
+	if len(ids) == 0 {
+		return
+	}
+	switch d.Messages {
+	case FateRequeue:
+		a.requeue(ids, why)
+	case FateHold:
+		a.hold(ids, why)
+	case FateCharge:
+		a.fail(ids, why)
+	}
 }
 
 // act carries out a turn's follow-up.
-func (a *actor) act(f followUp) {
+func (a *actor) act(f FollowUp) {
 	switch f {
 	case restartErr:
+		a.retryTimer = stopTimer(a.retryTimer)
 		a.autoRestart(fmt.Sprintf("errors=%d", a.errorCount), false)
-	case startFresh:
+	case Restart:
+		// The process still runs (its input was closed, say); a process
+		// that ended is restarted by onExit.
+		if a.proc != nil {
+			a.autoRestart("agent broken: a turn could not be delivered", false)
+		}
+	case StartFresh:
 		a.freshStart("no conversation to resume")
-	case startClean:
+	case RestartClean:
 		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "context too long: restarting clean")
 		a.stopProc(errStopped)
 		a.sessionID = ""
 		a.startProc()
 	}
+}
+
+func stopTimer(t clock.Timer) clock.Timer {
+	if t != nil {
+		t.Stop()
+	}
+	return nil
 }
 
 // RetryNote is the text sent in place of messages that an agent already
@@ -818,27 +951,43 @@ func (a *actor) fail(ids []string, why string) {
 	}
 }
 
-// onExit handles the agent process ending on its own.
+// onExit handles the agent process ending on its own: the turn in flight,
+// if any, reports the exit; otherwise the exit itself is judged (Decide,
+// EndIdleExit).
 func (a *actor) onExit() {
 	proc := a.proc
 	if proc == nil {
 		return
 	}
 	exitErr := proc.ExitErr()
-	f := a.finishTurn() // the turn in flight, if any, reports the exit
+	hadTurn := a.turn != nil
+	f := a.finishTurn()
 	a.proc = nil
 	a.held = false
 	_ = proc.Stop(context.Background()) // already reaped: kills leftovers, returns at once
-	if f == startFresh || agent.KindOf(exitErr) == agent.ResumeFailed {
-		a.freshStart(fmt.Sprint(exitErr))
-		return
-	}
-	if f == startClean {
-		a.sessionID = ""
+	if !hadTurn {
+		e := TurnEnd{Ending: EndIdleExit, ResumeStart: a.procResume && a.procFirst,
+			Answered: !a.procFirst, CleanExit: exitErr == nil}
+		if exitErr != nil && agent.KindOf(exitErr) == agent.ResumeFailed {
+			e.Error = agent.ResumeFailed
+		}
+		f = Decide(e).Follow
 	}
 	reason := "dead: agent exited"
 	if exitErr != nil {
 		reason = "dead: " + exitErr.Error()
+	}
+	switch f {
+	case StartFresh:
+		a.freshStart(fmt.Sprint(exitErr))
+		return
+	case RestartPlain:
+		a.s.log.Info("agent exited cleanly after answering; starting it again")
+		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "agent exited cleanly after answering (not a fault)")
+		a.startProc()
+		return
+	case RestartClean:
+		a.sessionID = ""
 	}
 	a.s.log.Warn("agent exited", "err", exitErr)
 	a.scheduleRestart(reason)
@@ -855,17 +1004,20 @@ func (a *actor) freshStart(why string) {
 
 // finishTurn waits for the turn in flight (its process is stopped or gone,
 // or its context cancelled) and records its outcome.
-func (a *actor) finishTurn() followUp {
+func (a *actor) finishTurn() FollowUp {
 	if a.turn == nil {
-		return carryOn
+		return CarryOn
 	}
 	return a.onTurn(<-a.s.turnCh)
 }
 
 // stopProc cancels the turn in flight with cause, stops the agent in three
-// steps and records the turn's outcome.
-func (a *actor) stopProc(cause error) {
+// steps and records the turn's outcome, returning its follow-up.
+func (a *actor) stopProc(cause error) FollowUp {
 	if a.turn != nil {
+		if errors.Is(cause, errStuck) && a.proc != nil {
+			a.turn.progress = progressSince(a.proc, a.turn.started)
+		}
 		a.turn.cancel(cause)
 	}
 	if a.proc != nil {
@@ -875,9 +1027,20 @@ func (a *actor) stopProc(cause error) {
 		}
 		cancel()
 	}
-	a.finishTurn()
+	f := a.finishTurn()
 	a.proc = nil
 	a.held = false
+	return f
+}
+
+// progressSince reports whether the agent wrote anything of its own after
+// t: more than the acknowledgement of a turn, where the agent can tell
+// (agent.ProgressReporter), else any output.
+func progressSince(p agent.Process, t time.Time) bool {
+	if pr, ok := p.(agent.ProgressReporter); ok {
+		return pr.LastProgress().After(t)
+	}
+	return p.LastOutput().After(t)
 }
 
 // stop ends the agent and leaves the session stopped and resumable.
@@ -886,6 +1049,7 @@ func (a *actor) stop(event, reason string, cause error) {
 		a.restartTimer.Stop()
 		a.restartTimer = nil
 	}
+	a.retryTimer = stopTimer(a.retryTimer)
 	if a.proc == nil && a.state == Stopped {
 		return
 	}
@@ -915,7 +1079,15 @@ func (a *actor) autoRestart(reason string, stuck bool) {
 	if stuck {
 		cause = errStuck
 	}
-	a.stopProc(cause)
+	if a.stopProc(cause) == RestartPlain {
+		// A silent turn while nobody gets answers: an outage signal, not
+		// the session's fault; the breaker now holds the next turn.
+		a.s.d.Observer.Lifecycle(a.s.chat, "restart", reason+": silent turn, API outage suspected (not counted)")
+		a.state = Starting
+		a.startProc()
+		a.pump()
+		return
+	}
 	a.scheduleRestart(reason)
 }
 
@@ -947,6 +1119,8 @@ func (a *actor) operatorRestart(clean bool) {
 		a.restartTimer.Stop()
 		a.restartTimer = nil
 	}
+	a.retryTimer = stopTimer(a.retryTimer)
+	a.daemonTries = 0
 	a.stopProc(errStopped)
 	a.history = nil
 	a.failReason = ""
@@ -968,6 +1142,7 @@ func (a *actor) shutdown(ctx context.Context) {
 		a.restartTimer.Stop()
 		a.restartTimer = nil
 	}
+	a.retryTimer = stopTimer(a.retryTimer)
 	if a.turn != nil {
 		var procDone <-chan struct{}
 		if a.proc != nil {

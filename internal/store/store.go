@@ -5,7 +5,7 @@
 // takes all queued write operations (up to maxBatch), runs each inside its
 // own SAVEPOINT of one transaction, commits once — one fsync for the whole
 // group — and only then answers the callers. That keeps "accepted means
-// fsync'd" (SPEC 2.4) while letting throughput scale with the number of
+// fsync'd" while letting throughput scale with the number of
 // concurrent writers instead of being capped at one fsync per message. The
 // one exception is Claim, whose loss in a power failure is harmless: a group
 // made only of claims commits without its own fsync (the next durable
@@ -53,6 +53,8 @@ type Store struct {
 	rdb *sql.DB   // read-only pool for queries
 	r   readers   // rdb with prepared statements
 
+	ident identity // the files opened, for CheckIdentity
+
 	ops       chan *writeOp // unbuffered: a sent op is always answered
 	closing   chan struct{}
 	stopped   chan struct{}
@@ -85,6 +87,10 @@ func Open(path string, clk clock.Clock) (*Store, error) {
 		stopped: make(chan struct{}),
 	}
 	if err := s.open(abs); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := s.ident.init(abs); err != nil {
 		s.closeDBs()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}

@@ -75,7 +75,12 @@ func TestTransientFailureDoesNotStrandTheQueue(t *testing.T) {
 			}
 			close(g.release)
 			for _, id := range ids {
-				h.waitMsg(id, store.Done) // no Check, no further message
+				// no Check, no further message: only the backoff after
+				// the failure passes
+				h.eventually("message done", func() bool {
+					h.clk.Advance(100 * time.Millisecond)
+					return h.msg(id).State == store.Done
+				})
 			}
 			if got := h.msg(ids[0]); got.Failures != 1 {
 				t.Errorf("first message failures = %d, want 1", got.Failures)

@@ -66,6 +66,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -205,16 +206,26 @@ var opSpecs = []opSpec{
 	{"check", 6, plain, func(m *model, o op) string { return m.check() }},
 	{"daemon-restart", 2, plain, func(m *model, o op) string { m.daemonRestart(); return "" }},
 	{"daemon-crash", 2, plain, func(m *model, o op) string { return m.daemonCrash() }},
-	// TODO(pause): when Supervisor.Pause/Resume land, add
-	//   {"pause", 2, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Pause(m.ctx(), o.Chat)) }},
-	//   {"resume", 3, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Resume(m.ctx(), o.Chat)) }},
-	// (holds() already accepts the "paused" state; settle() must Resume
-	// every chat before it checks that everything is answered.)
-	// TODO(store faults): when the store can be made to fail its writes for
-	// a while (disk full), add a "store-fail" op that starts it with o.N
-	// writes or o.D of failures and a "store-ok" op that ends it, clear it
-	// in settle(), and check that store_error sessions count as holding
-	// their messages on purpose only while the fault lasts.
+	{"pause", 2, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Pause(m.ctx(), o.Chat)) }},
+	{"resume", 3, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Resume(m.ctx(), o.Chat)) }},
+	{"store-fail", 2, plain, (*model).applyStoreFail},
+	{"store-ok", 3, plain, (*model).applyStoreOK},
+}
+
+// applyStoreFail makes every store write fail as on a full disk until
+// store-ok (or a daemon restart, which opens the store anew).
+func (m *model) applyStoreFail(op) string {
+	m.storeFull = true
+	m.st.InjectWriteFault(func() error {
+		return &os.PathError{Op: "write", Path: "dispatch.db-wal", Err: syscall.ENOSPC}
+	})
+	return "disk full"
+}
+
+func (m *model) applyStoreOK(op) string {
+	m.storeFull = false
+	m.st.InjectWriteFault(nil)
+	return "disk has room"
 }
 
 func plain(g *opGen) op { return op{} }
@@ -375,14 +386,18 @@ type model struct {
 	logs *memLogs
 	sup  *Supervisor
 
-	chats  []string
-	msgs   []*modelMsg // acceptance order
-	byID   map[string]*modelMsg
-	trace  []string
-	notes  []string        // things that are not violations but explain a run
-	open   []store.Message // the messages not done, as checkStep last read them
-	failed string          // the first violation
-	inv    string          // its invariant
+	cancels []context.CancelFunc // of ctx(), called at the end
+
+	chats []string
+	msgs  []*modelMsg // acceptance order
+	byID  map[string]*modelMsg
+	trace []string
+	notes []string        // things that are not violations but explain a run
+	open  []store.Message // the messages not done, as checkStep last read them
+	// storeFull: store writes fail (disk full) until store-ok.
+	storeFull bool
+	failed    string // the first violation
+	inv       string // its invariant
 }
 
 type modelResult struct{ invariant string }
@@ -437,7 +452,15 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 	return modelResult{}
 }
 
-func (m *model) ctx() context.Context { return context.Background() }
+// ctx bounds an operator call: while a session retries a store write that
+// fails, its actor takes no command, and the call gives up (the command
+// still runs once the write goes through), as a real client's would. The
+// bound is the bubble's virtual time, so it costs nothing.
+func (m *model) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	m.cancels = append(m.cancels, cancel)
+	return ctx
+}
 
 func (m *model) dbPath() string {
 	return filepath.Join(m.dir, fmt.Sprintf("gen%d", m.gen), "dispatch.db")
@@ -469,6 +492,9 @@ func (m *model) shutdown() {
 func (m *model) close() {
 	m.shutdown()
 	m.st.Close()
+	for _, cancel := range m.cancels {
+		cancel()
+	}
 }
 
 // daemonRestart is a clean restart of the daemon (SIGTERM, then a new
@@ -476,6 +502,7 @@ func (m *model) close() {
 func (m *model) daemonRestart() {
 	m.shutdown()
 	m.st.Close()
+	m.storeFull = false // a new store: the fault was on the old one
 	m.openStore()
 	m.startSupervisor()
 }
@@ -509,6 +536,7 @@ func (m *model) daemonCrash() string {
 	cancel() // no grace period: nothing more of the old daemon counts
 	oldSup.Shutdown(ctx)
 	oldSt.Close()
+	m.storeFull = false // a new store: the fault was on the old one
 	m.openStore()
 	m.startSupervisor()
 	return fmt.Sprintf("database copied (%d files) to gen%d", copied, m.gen)
@@ -532,6 +560,10 @@ func (m *model) applySend(o op) string {
 			id, dup, err = m.st.Accept(m.ctx(), o.Chat, text, "")
 		} else {
 			id, dup, err = m.sup.Submit(m.ctx(), o.Chat, text, "")
+		}
+		if m.storeFull && store.IsStorage(err) {
+			ids = append(ids, "refused (disk full)")
+			continue // not accepted: the sender is told, nothing to track
 		}
 		if err != nil || dup {
 			m.t.Fatalf("submit %q: %v (dup %v)", text, err, dup)
@@ -714,12 +746,16 @@ func holds(s session.Snapshot) (bool, string) {
 		return true, "turn in flight"
 	case s.RestartPending:
 		return true, "restart scheduled"
+	case s.Backoff:
+		return true, "retry scheduled after a backoff"
 	case s.State == session.Failed:
 		return true, "failed"
 	case s.Held:
 		return true, "waiting for the API gate"
-	case s.State == session.State("paused"): // SPEC 2.1, coming with Pause/Resume
+	case s.State == session.Paused:
 		return true, "paused"
+	case s.StoreError != "":
+		return true, "retrying a store write"
 	}
 	return false, ""
 }
@@ -764,14 +800,17 @@ func (m *model) summary() string {
 		if s.RestartPending {
 			p += "+restart"
 		}
+		if s.Backoff {
+			p += "+backoff"
+		}
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, " ")
 }
 
 func describe(s session.Snapshot) string {
-	return fmt.Sprintf("state=%s procUp=%v busy=%v held=%v restartPending=%v errors=%d turns=%d gen=%d",
-		s.State, s.ProcUp, s.Busy, s.Held, s.RestartPending, s.ErrorCount, s.Turns, s.Gen)
+	return fmt.Sprintf("state=%s procUp=%v busy=%v held=%v restartPending=%v backoff=%v errors=%d turns=%d gen=%d",
+		s.State, s.ProcUp, s.Busy, s.Held, s.RestartPending, s.Backoff, s.ErrorCount, s.Turns, s.Gen)
 }
 
 // checkStep checks the invariants that hold at every quiescent moment. It
@@ -813,7 +852,10 @@ func (m *model) checkStep() bool {
 	}
 	heldSessions := 0
 	for _, ss := range m.sup.all() {
-		if ss.Snapshot().Held {
+		// A session retrying a store write publishes nothing else until
+		// the write goes through: its held flag may be from before the
+		// breaker woke it (the wake waits in its mailbox).
+		if snap := ss.Snapshot(); snap.Held && snap.StoreError == "" {
 			heldSessions++
 		}
 	}
@@ -825,7 +867,7 @@ func (m *model) checkStep() bool {
 		if !ok {
 			return m.violate("stranded-inflight", "chat %s has inflight messages %q and no session", chat, inflight[chat])
 		}
-		if s := ss.Snapshot(); !s.Busy {
+		if s := ss.Snapshot(); !s.Busy && s.StoreError == "" {
 			return m.violate("stranded-inflight", "chat %s has inflight messages %q and no turn in flight: %s", chat, inflight[chat], describe(s))
 		}
 	}
@@ -851,7 +893,12 @@ func (m *model) settle() bool {
 	m.trace = append(m.trace, "--- settle: faults off")
 	m.ag.Fail(agent.Outage, 0) // clears any pending Fail, whatever its kind
 	m.ag.SetStartErr(nil)
-	// TODO(pause): resume every chat here. TODO(store faults): end them here.
+	m.applyStoreOK(op{})
+	for _, chat := range m.chats {
+		if _, ok := m.sup.lookup(chat); ok {
+			_ = m.sup.Resume(m.ctx(), chat)
+		}
+	}
 	synctest.Wait()
 	for round := range 30 {
 		if m.checkStep() {

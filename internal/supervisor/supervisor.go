@@ -1,6 +1,6 @@
 // Package supervisor owns every chat's session: it creates them lazily,
 // routes accepted messages to them, runs the periodic health check and idle
-// reaping (SPEC 2.2, 2.3), recovers after a restart of the daemon, and shuts
+// reaping, recovers after a restart of the daemon, and shuts
 // everything down in order.
 package supervisor
 
@@ -78,8 +78,13 @@ type Supervisor struct {
 	sessions map[string]*session.Session
 	closing  bool
 
-	res      resourceWatch // owned by the check loop
-	probePid atomic.Int64  // the API probe's agent process, owned by no session
+	res resourceWatch // owned by the check loop
+	// daemonErr is the daemon's last own resource error (descriptors,
+	// memory, processes) and when it happened: reported in its health.
+	daemonErr atomic.Pointer[daemonError]
+	probePid  atomic.Int64 // the API probe's agent process, owned by no session
+	// storeLost is set once the database is found removed or replaced.
+	storeLost atomic.Pointer[error]
 
 	capacity // the live cap and the memory watch (livecap.go, memory.go)
 
@@ -103,6 +108,8 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 	s.breaker = breaker.New(breaker.Config{
 		Min: cfg.ProbeMin, Max: cfg.ProbeMax, Recovery: cfg.Recovery,
 		Probe: s.probe, OnChange: s.apiChanged,
+		// a probe as silent as a stuck turn is unanswered
+		ProbeTimeout: cfg.Rules.StuckTimeout,
 	}, clk)
 	s.deps = &session.Deps{
 		Store:       st,
@@ -157,7 +164,7 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	if len(pending) > 0 {
-		s.breaker.Pace() // a backlog may meet an API that is still down
+		s.breaker.Pace(pending...) // a backlog may meet an API that is still down
 	}
 	for _, chat := range pending {
 		if ss := s.session(chat); ss != nil {
@@ -224,6 +231,9 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 	s.mu.Unlock()
 	if closing {
 		return "", false, ErrClosing
+	}
+	if err := s.storeIntact(); err != nil {
+		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
 	if err != nil {
@@ -435,6 +445,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		s.log.Error("health check: read queue", "err", err)
 		return res
 	}
+	_ = s.storeIntact()
 	apiDown := !s.breaker.Up()
 	res.Unhealthy = map[string]string{}
 	rules := s.cfg.Rules
@@ -507,8 +518,34 @@ func (s *Supervisor) queues(ctx context.Context) (map[string]session.Queue, erro
 // observer turns session events into lifecycle log lines and metrics.
 type observer struct{ s *Supervisor }
 
+// daemonError is one resource error of the daemon's own.
+type daemonError struct {
+	at     time.Time
+	reason string
+}
+
+// DaemonErrorWindow is how long a resource error of the daemon's own keeps
+// its health degraded after the last one.
+const DaemonErrorWindow = time.Minute
+
+// daemonError returns the daemon's resource error of the last
+// DaemonErrorWindow, or "".
+func (s *Supervisor) daemonError() string {
+	e := s.daemonErr.Load()
+	if e == nil || s.clock.Now().Sub(e.at) > DaemonErrorWindow {
+		return ""
+	}
+	return e.reason
+}
+
 func (o observer) Lifecycle(chat, event, reason string) {
 	o.s.logs.Lifecycle(event, chat, reason)
+	if event == "daemon_error" {
+		if o.s.daemonErr.Load() == nil || o.s.daemonError() == "" {
+			o.s.log.Error("the daemon is out of a resource of its own; sessions retry without spending their restarts", "chat", chat, "err", reason)
+		}
+		o.s.daemonErr.Store(&daemonError{at: o.s.clock.Now(), reason: reason})
+	}
 	m := o.s.metrics
 	m.Lifecycle.WithLabelValues(event).Inc()
 	switch event {
@@ -551,6 +588,13 @@ type DaemonStatus struct {
 	Outages       int     `json:"api_outages"`
 	OutageSeconds float64 `json:"api_outage_seconds"`
 	Healthy       bool    `json:"healthy"`
+	// ResourceError is the daemon's own resource error (out of file
+	// descriptors, memory or processes) of the last minute: not any
+	// session's fault, and retried.
+	ResourceError string `json:"resource_error,omitempty"`
+	// StoreLost says the database file was removed, replaced or truncated
+	// under the daemon: nothing is accepted until it is restarted.
+	StoreLost string `json:"store_lost,omitempty"`
 }
 
 type SessionStatus struct {
@@ -591,12 +635,15 @@ type QueueStatus struct {
 // Status computes the daemon's status now; every verdict is fresh.
 func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	now := s.clock.Now()
+	// With the database lost under it, reads may fail too: the status then
+	// still says so, without queue figures.
+	lost := s.storeIntact() != nil && s.storeLost.Load() != nil
 	queues, err := s.queues(ctx)
-	if err != nil {
+	if err != nil && !lost {
 		return Status{}, err
 	}
 	counts, err := s.store.Counts(ctx)
-	if err != nil {
+	if err != nil && !lost {
 		return Status{}, err
 	}
 	bs := s.breaker.Stats()
@@ -607,7 +654,8 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	st := Status{
 		Daemon: DaemonStatus{
 			PID: os.Getpid(), Version: s.cfg.Version, UptimeSeconds: now.Sub(s.started).Seconds(),
-			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds, Healthy: s.Healthy(),
+			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds,
+			Healthy: s.Healthy() && s.daemonError() == "" && s.storeLost.Load() == nil, ResourceError: s.daemonError(),
 		},
 		Queue:    QueueStatus{Pending: counts.Pending, Inflight: counts.Inflight, Dead: counts.Dead, Done: counts.Done},
 		Sessions: []SessionStatus{},
@@ -647,6 +695,9 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			StoreError:   snap.StoreError,
 			RSSBytes:     rss[snap.Pid],
 		})
+	}
+	if e := s.storeLost.Load(); e != nil {
+		st.Daemon.StoreLost = (*e).Error()
 	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
 	return st, nil
@@ -692,6 +743,21 @@ func stopReason(snap session.Snapshot) string {
 	return string(snap.StopReason)
 }
 
+// storeIntact runs the store's integrity probe (is the database file at
+// its path still the one opened, its WAL intact). The first failure is an
+// alert: nothing is accepted from then on (503), and an operator must
+// restore the state directory and restart the daemon.
+func (s *Supervisor) storeIntact() error {
+	err := s.store.CheckIdentity()
+	if err != nil && errors.Is(err, store.ErrLost) && s.storeLost.CompareAndSwap(nil, &err) {
+		s.log.Error("ALERT: the database was removed, replaced or truncated under the daemon: refusing to accept messages; "+
+			"stop the daemon, restore the state directory from a backup (or move it aside), start it again; run dispatch doctor",
+			"err", err)
+		s.logs.Lifecycle("store_lost", "", err.Error())
+	}
+	return err
+}
+
 // ChatHold says whether chat's waiting messages are held with no automatic
 // way forward: its session failed (an operator restart is needed). It is
 // how a sender waiting for a reply learns that none is coming.
@@ -725,6 +791,9 @@ func (s *Supervisor) Ready(ctx context.Context) error {
 	s.mu.Unlock()
 	if closing {
 		return ErrClosing
+	}
+	if err := s.storeIntact(); err != nil {
+		return err
 	}
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store not writable: %w", err)

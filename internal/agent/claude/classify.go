@@ -18,6 +18,9 @@ type ResultLine struct {
 	APIErrorStatus int
 	TerminalReason string
 	Errors         []string
+	// ResumeFailed is set by the driver, never parsed: the line is a
+	// --resume start's report that its conversation does not exist.
+	ResumeFailed bool
 }
 
 // authHint is appended to Auth errors: the operator has to act.
@@ -41,7 +44,8 @@ var (
 //
 //   - context too long (terminal_reason prompt_too_long, "prompt is too
 //     long") → ContextTooLong: resuming would fail the same way;
-//   - "No conversation found" → ResumeFailed;
+//   - ResumeFailed (set by the driver from structured facts) → ResumeFailed;
+//     words like "No conversation found" inside an error text never are;
 //   - status 401/403 → Auth; 5xx (529 included), 429, 408 → Outage;
 //   - auth wording → Auth; with no status, connection/timeout/overload
 //     wording → Outage;
@@ -59,7 +63,7 @@ func Classify(r ResultLine) *agent.TurnError {
 	switch {
 	case r.TerminalReason == "prompt_too_long" || strings.Contains(text, "prompt is too long"):
 		return te(agent.ContextTooLong)
-	case strings.Contains(text, "no conversation found"):
+	case r.ResumeFailed:
 		return te(agent.ResumeFailed)
 	case st == 401 || st == 403:
 		e := te(agent.Auth)

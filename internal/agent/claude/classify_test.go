@@ -30,7 +30,12 @@ func TestClassify(t *testing.T) {
 		{"too long by reason", ResultLine{IsError: true, APIErrorStatus: 400, TerminalReason: "prompt_too_long", Result: "x"}, agent.ContextTooLong},
 		{"too long by text", ResultLine{IsError: true, APIErrorStatus: 400, Result: "API Error: 400 prompt is too long: 210000 tokens > 200000 maximum"}, agent.ContextTooLong},
 		{"too long in errors", ResultLine{IsError: true, Errors: []string{"Prompt is too long"}}, agent.ContextTooLong},
-		{"no conversation", ResultLine{IsError: true, Subtype: "error_during_execution", Errors: []string{"No conversation found with session ID: abc"}}, agent.ResumeFailed},
+		// "conversation not found" comes only from the driver's structured
+		// judgement (a --resume start before its first turn), never from
+		// words in an error text: a tool's error about a ticket, say.
+		{"resume failed (driver)", ResultLine{IsError: true, Subtype: "error_during_execution", Errors: []string{"No conversation found with session ID: abc"}, ResumeFailed: true}, agent.ResumeFailed},
+		{"no conversation words in errors", ResultLine{IsError: true, Subtype: "error_during_execution", Errors: []string{"No conversation found with session ID: abc"}}, agent.Fault},
+		{"no conversation words in a tool error", ResultLine{IsError: true, Subtype: "success", Result: "Tool error: No conversation found for ticket #12"}, agent.Fault},
 		{"401", ResultLine{IsError: true, APIErrorStatus: 401, Result: "API Error: 401 invalid x-api-key"}, agent.Auth},
 		{"403", ResultLine{IsError: true, APIErrorStatus: 403}, agent.Auth},
 		{"invalid key text", ResultLine{IsError: true, Result: "Invalid API key · Please run /login"}, agent.Auth},

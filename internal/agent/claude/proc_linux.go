@@ -1,6 +1,7 @@
 package claude
 
 import (
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -24,4 +25,20 @@ func waitExited(pid int) {
 			return
 		}
 	}
+}
+
+// unreadBytes is how many bytes written to a pipe through f (its write
+// end) nobody has read yet (TIOCINQ is FIONREAD; it works on either end): what a dead agent provably never took.
+func unreadBytes(f *os.File) int {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
 }

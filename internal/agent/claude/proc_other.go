@@ -2,7 +2,10 @@
 
 package claude
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
 // sysProcAttr puts the CLI in its own process group. There is no parent
 // death signal outside Linux.
@@ -13,3 +16,6 @@ func sysProcAttr() *syscall.SysProcAttr {
 // waitExited returns at once: without waitid(WNOWAIT) the group is
 // signalled right after reaping, a small window for pid reuse.
 func waitExited(int) {}
+
+// unreadBytes is unknown here: 0.
+func unreadBytes(*os.File) int { return 0 }

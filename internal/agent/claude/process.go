@@ -51,6 +51,7 @@ type Process struct {
 
 	stdinOnce sync.Once
 	lastOut   atomic.Int64 // unix nanoseconds
+	lastProg  atomic.Int64 // unix nanoseconds of the last line of the agent's own (not system)
 	outLines  atomic.Int64 // stdout lines read: a turn was taken if it grew
 	outDone   chan struct{}
 	errDone   chan struct{}
@@ -59,13 +60,20 @@ type Process struct {
 	mu        sync.Mutex
 	sessionID string
 	waiting   chan ResultLine // the turn waiting for a result, if any
-	skip      int             // results still due to abandoned turns
-	broken    error           // set when an abandoned turn left stdin mid-line
-	reaped    bool            // no more group signals: the pid may be reused
-	stopped   bool            // Stop was called
-	tail      []string        // last stderr lines
-	noConv    string          // the CLI said "No conversation found"
-	exitErr   error
+	// armed: the agent has written a line other than a result since the
+	// waiting turn was sent (the CLI starts every turn with system/init),
+	// so a result now answers that turn. A result before that is stray.
+	armed    bool
+	reported string   // the session id of the last init line
+	answered bool     // a turn got its result
+	unread   int      // bytes of stdin nobody read when the process ended
+	skip     int      // results still due to abandoned turns
+	broken   error    // set when an abandoned turn left stdin mid-line
+	reaped   bool     // no more group signals: the pid may be reused
+	stopped  bool     // Stop was called
+	tail     []string // last stderr lines
+	noConv   string   // a --resume start reported its conversation missing
+	exitErr  error
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -152,6 +160,17 @@ func (p *Process) ExitErr() error {
 // it started.
 func (p *Process) LastOutput() time.Time { return time.Unix(0, p.lastOut.Load()) }
 
+// LastProgress is when the CLI last wrote a stdout line of its own: not a
+// system line (init, api_retry), which it prints at once even when the API
+// then hangs, and not stderr. Zero before any. It implements
+// agent.ProgressReporter.
+func (p *Process) LastProgress() time.Time {
+	if n := p.lastProg.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Pid is the CLI's pid, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }
 
@@ -165,7 +184,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	select {
 	case <-p.done:
-		return agent.Result{}, p.exitDuring(p.outLines.Load())
+		return agent.Result{}, p.exitDuring(p.outLines.Load(), false)
 	default:
 	}
 	line, err := userLine(texts)
@@ -180,6 +199,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		return agent.Result{}, agent.Errorf(agent.Fault, "claude: %v", err)
 	}
 	p.waiting = ch
+	p.armed = false
 	p.mu.Unlock()
 
 	start := p.clk.Now()
@@ -196,13 +216,19 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		if ctx.Err() != nil {
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned while writing: %w", ctx.Err())
 		}
-		// Stdin is closed (Stop) or broken (the CLI is gone): the process
-		// is ending; report how.
+		// Stdin is closed (Stop), broken (the CLI is gone or closed its
+		// input): the turn provably never reached the agent. A process
+		// that is ending says how (a failed resume, say).
+		t := p.clk.NewTimer(p.grace)
+		defer t.Stop()
 		select {
 		case <-p.done:
-			return agent.Result{}, p.exitDuring(seen)
+			return agent.Result{}, p.exitDuring(seen, false)
 		case <-ctx.Done():
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+		case <-t.C():
+			return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
+				Msg: "the agent does not read its input (it closed it): " + err.Error()}
 		}
 	}
 
@@ -216,7 +242,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		case r := <-ch:
 			return p.finish(r, start)
 		default:
-			return agent.Result{}, p.exitDuring(seen)
+			return agent.Result{}, p.exitDuring(seen, true)
 		}
 	case <-ctx.Done():
 		p.mu.Lock()
@@ -253,15 +279,26 @@ func (p *Process) write(ctx context.Context, line []byte) (int, error) {
 	return n, err
 }
 
-// exitDuring is the error of a turn the process's end cut short. If the CLI
-// printed nothing since the turn was written (seen stdout lines before it),
-// it never took the turn — it died at start or was already dying — and the
-// turn is Undelivered rather than a crash charged to its messages.
-func (p *Process) exitDuring(seen int64) error {
+// exitDuring is the error of a turn the process's end cut short (seen:
+// stdout lines before the turn was written; written: the whole line went
+// into the pipe). A turn that was never written, or whose bytes were still
+// unread when the process ended, provably never reached the agent:
+// Undelivered. One it may have read but printed nothing for is
+// ExitedSilent; after output it is a crash (Exited).
+func (p *Process) exitDuring(seen int64, written bool) error {
 	err := p.turnExitErr()
 	var te *agent.TurnError
-	if errors.As(err, &te) && te.Kind == agent.Exited && p.outLines.Load() == seen {
-		return &agent.TurnError{Kind: agent.Undelivered, Msg: "before taking the turn: " + te.Msg}
+	if !errors.As(err, &te) || te.Kind != agent.Exited {
+		return err
+	}
+	p.mu.Lock()
+	unread := p.unread
+	p.mu.Unlock()
+	switch {
+	case !written || unread > 0:
+		return &agent.TurnError{Kind: agent.Undelivered, Msg: "never read by the agent: " + te.Msg}
+	case p.outLines.Load() == seen:
+		return &agent.TurnError{Kind: agent.ExitedSilent, Msg: "before writing anything for the turn: " + te.Msg}
 	}
 	return err
 }
@@ -367,9 +404,11 @@ func (p *Process) signal(sig syscall.Signal) {
 // it, waits for the readers and closes done.
 func (p *Process) wait() {
 	waitExited(p.pid)
+	unread := unreadBytes(p.stdin) // before stdin is closed below
 	p.mu.Lock()
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftover grandchildren
 	p.reaped = true
+	p.unread = unread
 	p.mu.Unlock()
 	werr := p.cmd.Wait()
 	p.closeStdin()
@@ -451,7 +490,11 @@ func (p *Process) handle(line []byte) {
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
 		p.log.Debug("agent non-JSON line ignored", "line", clip(line, 200))
+		p.arm(true)
 		return
+	}
+	if head.Type != "result" {
+		p.arm(head.Type != "system")
 	}
 	switch head.Type {
 	case "system":
@@ -470,6 +513,19 @@ func (p *Process) handle(line []byte) {
 	}
 }
 
+// arm notes a stdout line that is not a result: a result after it answers
+// the turn waiting now. progress: the line is the agent's own output.
+func (p *Process) arm(progress bool) {
+	if progress {
+		p.lastProg.Store(p.clk.Now().UnixNano())
+	}
+	p.mu.Lock()
+	if p.waiting != nil {
+		p.armed = true
+	}
+	p.mu.Unlock()
+}
+
 // onInit records the id the CLI reports for a new conversation. A resumed
 // run keeps the id it resumed with, whatever the CLI says.
 func (p *Process) onInit(id string) {
@@ -478,6 +534,7 @@ func (p *Process) onInit(id string) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.reported = id
 	if p.spec.Resume {
 		if id != p.sessionID {
 			p.log.Debug("agent reported another session id on resume; keeping the resumed one",
@@ -488,24 +545,49 @@ func (p *Process) onInit(id string) {
 	p.sessionID = id
 }
 
-// deliver hands a result to the waiting turn, or drops it when it belongs
-// to an abandoned one.
+// deliver hands a result to the turn it answers: the turn waiting now,
+// if the agent has started answering it (armed) and the result is of this
+// conversation. Anything else — a result of an abandoned turn, an extra
+// result after the real one, one before the turn was sent, one of another
+// session — is logged and dropped, never attached to other messages.
 func (p *Process) deliver(r ResultLine) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if te := Classify(r); te != nil && te.Kind == agent.ResumeFailed {
-		p.noConv = te.Msg
+	if p.resumeFailure(r) {
+		r.ResumeFailed = true
+		p.noConv = r.message()
 	}
+	ours := r.SessionID == "" || r.SessionID == p.sessionID || r.SessionID == p.reported
 	switch {
 	case p.skip > 0: // results come in order: this one is an abandoned turn's
 		p.skip--
 		p.log.Debug("late result of an abandoned turn dropped")
-	case p.waiting != nil:
+	case p.waiting != nil && ours && (p.armed || r.ResumeFailed):
 		p.waiting <- r // buffered, never blocks
 		p.waiting = nil
+		if !r.IsError {
+			p.answered = true
+		}
 	default:
-		p.log.Debug("agent result with no turn waiting", "is_error", r.IsError, "result", clip([]byte(r.message()), 200))
+		p.log.Warn("agent result that answers no turn dropped", "turn_waiting", p.waiting != nil,
+			"session_id", r.SessionID, "is_error", r.IsError, "result", clip([]byte(r.message()), 200))
 	}
+}
+
+// resumeFailure reports whether r says, in its structured fields, that the
+// conversation this process was told to resume does not exist: only a
+// --resume start that has not answered a turn yet, with an error naming
+// its own session id. Words in an error text never count. p.mu is held.
+func (p *Process) resumeFailure(r ResultLine) bool {
+	if !p.spec.Resume || p.answered || !r.IsError || r.Subtype != "error_during_execution" {
+		return false
+	}
+	for _, e := range r.Errors {
+		if e == "No conversation found with session ID: "+p.sessionID {
+			return true
+		}
+	}
+	return false
 }
 
 // readStderr logs stderr lines to the session log and keeps the last few.
@@ -523,9 +605,6 @@ func (p *Process) readStderr() {
 			p.tail = append(p.tail, s)
 			if len(p.tail) > stderrTail {
 				p.tail = p.tail[len(p.tail)-stderrTail:]
-			}
-			if strings.Contains(s, "No conversation found") {
-				p.noConv = s
 			}
 			p.mu.Unlock()
 		}

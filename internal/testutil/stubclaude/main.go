@@ -31,6 +31,18 @@
 //	SLEEP=<dur>  wait <dur> (Go syntax) before answering
 //	BIGLINE=<n>  the assistant line carries n bytes of text
 //	UNKNOWN      also emit a line of an unknown type and a non-JSON line
+//	DIE          exit 4 at once, before any output (the message killed it)
+//	SILENT       the init line, then nothing: like the CLI when the API hangs
+//	STDERRLOOP   the init line, then a stderr line every 50ms, never a result
+//	EXTRA        answer, then 300ms later print a second, stray result
+//	EXIT0        answer, then exit 0
+//	CLOSEIN      answer, then close stdin and keep running (never reads again)
+//	STICKY       this and every later turn of the conversation fail with a
+//	             timeout error result (api_error_status null): a conversation
+//	             whose every request times out
+//	NOCONV       error result whose errors merely mention "No conversation
+//	             found" (a tool's error about a ticket)
+//	NOCONVSTDERR write "No conversation found" to stderr, then answer
 //	FETCH=<sock>,<path>       GET path on the unix socket sock (a prompt-injected
 //	                          agent trying the control API); the reply ends with
 //	                          " fetched: <status> <body>"
@@ -45,6 +57,8 @@
 //	                      named in STUB_LOG_ENV
 //	STUB_LOG_ENV=A,B      environment variables to copy into the args log record
 //	STUB_OUTAGE_FILE=FILE while FILE exists every turn answers the OUTAGE result
+//	STUB_SILENT_FILE=FILE while FILE exists every turn is SILENT (the API hangs
+//	                      for everyone, probes included)
 //	STUB_SPAWN_CHILD=1    start `sleep 1000` in the same process group, holding
 //	                      stdout and stderr, and append its pid to
 //	                      $STUB_STATE_DIR/children.pids
@@ -179,6 +193,9 @@ func (s *stub) turn(line []byte) {
 	if m := growRe.FindStringSubmatch(text); m != nil {
 		grow(m[1], m[2])
 	}
+	if strings.Contains(text, "DIE") {
+		os.Exit(4)
+	}
 	if m := sleepRe.FindStringSubmatch(text); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
 			time.Sleep(d)
@@ -190,6 +207,25 @@ func (s *stub) turn(line []byte) {
 		"apiKeySource": "none",
 	})
 
+	silent := false
+	if sf := os.Getenv("STUB_SILENT_FILE"); sf != "" {
+		_, err := os.Stat(sf)
+		silent = err == nil
+	}
+	if silent || strings.Contains(text, "SILENT") {
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
+	if strings.Contains(text, "STDERRLOOP") {
+		for {
+			fmt.Fprintln(os.Stderr, "stubclaude: still working")
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if strings.Contains(text, "NOCONVSTDERR") {
+		fmt.Fprintln(os.Stderr, "mcp: No conversation found with session ID: 1234")
+	}
 	if strings.Contains(text, "CRASH") {
 		// after init, like the real CLI, which acknowledges a turn before
 		// working on it: the crash is this message's doing
@@ -207,7 +243,17 @@ func (s *stub) turn(line []byte) {
 			return
 		}
 	}
+	if strings.Contains(text, "STICKY") || slices.ContainsFunc(s.history, func(h string) bool { return strings.Contains(h, "STICKY") }) {
+		s.keep(text)
+		s.fail("API Error: Request timed out.", nil, "", ms())
+		return
+	}
 	switch {
+	case strings.Contains(text, "NOCONV") && !strings.Contains(text, "NOCONVSTDERR"):
+		r := result(s.reportID, "error_during_execution", true, "", ms(), nil)
+		r["errors"] = []string{"Tool ticket_lookup: No conversation found for ticket #4711"}
+		s.emit(r)
+		return
 	case strings.Contains(text, "OVERLOADED"):
 		s.keep(text)
 		s.fail(overloadedText, intp(529), "", ms())
@@ -242,6 +288,18 @@ func (s *stub) turn(line []byte) {
 	r := result(s.reportID, "success", false, reply, ms(), nil)
 	r["num_turns"] = len(s.history)
 	s.emit(r)
+	switch {
+	case strings.Contains(text, "EXTRA"):
+		time.Sleep(300 * time.Millisecond)
+		s.emit(result(s.reportID, "success", false, "stray result", ms(), nil))
+	case strings.Contains(text, "EXIT0"):
+		os.Exit(0)
+	case strings.Contains(text, "CLOSEIN"):
+		os.Stdin.Close()
+		for {
+			time.Sleep(time.Hour)
+		}
+	}
 }
 
 // keep adds text to the conversation and saves it (unless ephemeral).
