@@ -109,6 +109,7 @@ func printStatus(w io.Writer, st supervisor.Status) error {
 	fmt.Fprintf(w, "dispatch %s  pid %d  up %s  api %s  queue: %d pending, %d in flight, %d dead\n",
 		d.Version, d.PID, human(time.Duration(d.UptimeSeconds*float64(time.Second))), d.API,
 		st.Queue.Pending, st.Queue.Inflight, st.Queue.Dead)
+	printWebhookLine(w, st.Webhooks)
 	if len(st.Sessions) == 0 {
 		fmt.Fprintln(w, "no sessions")
 		return nil

@@ -64,6 +64,8 @@ func newRoot() *cobra.Command {
 		logsCmd(g),
 		doctorCmd(g),
 		benchCmd(g),
+		eventsCmd(g),
+		webhooksCmd(g),
 	)
 	return root
 }

@@ -69,6 +69,9 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
+	if eb, ok := b.(EventsBackend); ok {
+		registerEvents(mux, h, eb)
+	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))
 	}
@@ -112,6 +115,9 @@ type MessageOut struct {
 	Error     string `json:"error"`
 	CreatedAt string `json:"created_at"`
 	UpdatedAt string `json:"updated_at"`
+	// TurnID is the turn that answered the message (its reply event
+	// carries the same id); "" until it is done.
+	TurnID string `json:"turn_id"`
 	// Held is set on a message that waits at a session that cannot go on
 	// without an operator (it failed), with the reason: a sender waiting
 	// for its reply can stop waiting.
@@ -122,7 +128,7 @@ type MessageOut struct {
 func Out(m store.Message, withText bool) MessageOut {
 	o := MessageOut{
 		ID: m.ID, ChatID: m.ChatID, ClientID: m.ClientID, State: string(m.State), Attempts: m.Attempts, Failures: m.Failures,
-		Reply: m.Reply, Error: m.Error,
+		Reply: m.Reply, Error: m.Error, TurnID: m.TurnID,
 		CreatedAt: m.CreatedAt.UTC().Format(time.RFC3339Nano), UpdatedAt: m.UpdatedAt.UTC().Format(time.RFC3339Nano),
 	}
 	if withText {

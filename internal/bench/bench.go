@@ -39,7 +39,7 @@ const (
 )
 
 // AllPhases lists every phase.
-var AllPhases = []string{PhaseThroughput, PhaseLatency, PhaseSessions}
+var AllPhases = []string{PhaseThroughput, PhaseLatency, PhaseSessions, PhaseFeed, PhaseWebhooks}
 
 // Options configure a run. Zero values take the defaults noted.
 type Options struct {
@@ -100,7 +100,7 @@ func (o *Options) defaults() error {
 	}
 	for _, p := range o.Phases {
 		if !slices.Contains(AllPhases, p) {
-			return fmt.Errorf("unknown phase %q (phases: throughput, latency, sessions)", p)
+			return fmt.Errorf("unknown phase %q (phases: throughput, latency, sessions, feed, webhooks)", p)
 		}
 	}
 	if o.Socket != "" && o.InProcess {
@@ -136,6 +136,8 @@ type Report struct {
 	Throughput *ThroughputResult `json:"throughput,omitempty"`
 	Latency    *LatencyResult    `json:"latency,omitempty"`
 	Sessions   *SessionsResult   `json:"sessions,omitempty"`
+	Feed       *FeedResult       `json:"feed,omitempty"`
+	Webhooks   *WebhookResult    `json:"webhooks,omitempty"`
 	Figures    []Figure          `json:"figures"`
 	// Warnings are problems that do not invalidate the figures.
 	Warnings []string `json:"warnings,omitempty"`
@@ -214,14 +216,25 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return nil, err
 	}
 	r := &runner{o: o, run: strconv.FormatInt(time.Now().UnixNano()%(1<<30), 36)}
+	// The webhook phase needs an endpoint in the daemon's config: a
+	// loopback receiver that holds every request until the phase.
+	var hook *hookReceiver
+	extra := ""
+	if slices.Contains(o.Phases, PhaseWebhooks) && o.Socket == "" {
+		if hook, err = startReceiver(); err != nil {
+			return nil, err
+		}
+		defer hook.close()
+		extra = hook.webhookConfig()
+	}
 	r.progress("starting the daemon")
 	switch {
 	case o.Socket != "":
 		r.t, err = useSocket(ctx, o.Socket)
 	case o.InProcess:
-		r.t, err = startInProcess(ctx, o.Version, o.LogLevel, o.Keep)
+		r.t, err = startInProcess(ctx, o.Version, o.LogLevel, extra, o.Keep)
 	default:
-		r.t, err = startChild(ctx, o.Executable, o.LogLevel, o.Keep)
+		r.t, err = startChild(ctx, o.Executable, o.LogLevel, extra, o.Keep)
 	}
 	if err != nil {
 		return nil, err
@@ -292,6 +305,18 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		}
 		if o.Sessions != TargetStatusAtSess {
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the status target is for %d sessions; this run created %d", TargetStatusAtSess, o.Sessions))
+		}
+	}
+	if has(PhaseFeed) {
+		if rep.Feed, err = r.feed(ctx); err != nil {
+			return nil, fmt.Errorf("feed phase: %w", err)
+		}
+	}
+	if has(PhaseWebhooks) {
+		if hook == nil {
+			rep.Warnings = append(rep.Warnings, "the webhooks phase needs a daemon the bench starts itself; skipped with --socket")
+		} else if rep.Webhooks, err = r.webhooks(ctx, hook); err != nil {
+			return nil, fmt.Errorf("webhooks phase: %w", err)
 		}
 	}
 	if r.t.mode == "in-process" {
@@ -607,6 +632,16 @@ func figures(rep *Report) []Figure {
 	if rep.Sessions != nil {
 		ses = *rep.Sessions
 	}
+	var (
+		fd FeedResult
+		wh WebhookResult
+	)
+	if rep.Feed != nil {
+		fd = *rep.Feed
+	}
+	if rep.Webhooks != nil {
+		wh = *rep.Webhooks
+	}
 	return []Figure{
 		atLeast(fmt.Sprintf("durable accept throughput, %d clients", rep.Clients), "msg/s",
 			tp.PerSec, TargetThroughput, rep.Throughput != nil),
@@ -620,5 +655,11 @@ func figures(rep *Report) []Figure {
 			ses.MBPerK, TargetMBPerKSess, rep.Sessions != nil && ses.RSSAvailable),
 		atMost(fmt.Sprintf("GET /v1/status with %s sessions (max of %d)", thousands(float64(ses.StatusSess)), ses.Status.N), "ms",
 			ms(ses.Status.Max), ms(TargetStatus), rep.Sessions != nil),
+		atMost("reply visible on a waiting long poll after its turn, p50", "ms",
+			ms(fd.Visible.P50), ms(TargetFeedP99), rep.Feed != nil),
+		atMost("reply visible on a waiting long poll after its turn, p99", "ms",
+			ms(fd.Visible.P99), ms(TargetFeedP99), rep.Feed != nil),
+		atLeast("webhook deliveries to a loopback receiver", "/s",
+			wh.PerSec, TargetWebhookRPS, rep.Webhooks != nil),
 	}
 }

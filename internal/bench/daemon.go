@@ -27,12 +27,13 @@ type target struct {
 
 // benchConfig is the YAML of the bench's own daemon: the echo agent and a
 // fresh state dir, everything else at its defaults.
-func benchConfig(stateDir, logLevel string) string {
+func benchConfig(stateDir, logLevel, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "state_dir: %q\nagent:\n  kind: echo\n", stateDir)
 	if logLevel != "" {
 		fmt.Fprintf(&b, "log:\n  level: %q\n", logLevel)
 	}
+	b.WriteString(extra)
 	return b.String()
 }
 
@@ -48,7 +49,7 @@ func scratchDir() (string, error) {
 
 // startChild runs `exe daemon --config …` as a child process and waits until
 // its API answers.
-func startChild(ctx context.Context, exe, logLevel string, keep bool) (*target, error) {
+func startChild(ctx context.Context, exe, logLevel, extra string, keep bool) (*target, error) {
 	dir, err := scratchDir()
 	if err != nil {
 		return nil, err
@@ -60,7 +61,7 @@ func startChild(ctx context.Context, exe, logLevel string, keep bool) (*target, 
 	}
 	stateDir := filepath.Join(dir, "state")
 	cfgPath := filepath.Join(dir, "bench.yaml")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig(stateDir, logLevel)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(stateDir, logLevel, extra)), 0o600); err != nil {
 		cleanup()
 		return nil, err
 	}
@@ -117,7 +118,7 @@ func exitProblem(err error, outPath string) error {
 
 // startInProcess runs the daemon inside this process (for profiling: one
 // CPU profile covers client and daemon).
-func startInProcess(ctx context.Context, version, logLevel string, keep bool) (*target, error) {
+func startInProcess(ctx context.Context, version, logLevel, extra string, keep bool) (*target, error) {
 	dir, err := scratchDir()
 	if err != nil {
 		return nil, err
@@ -128,7 +129,7 @@ func startInProcess(ctx context.Context, version, logLevel string, keep bool) (*
 		}
 	}
 	stateDir := filepath.Join(dir, "state")
-	cfg, err := config.Parse([]byte(benchConfig(stateDir, logLevel)))
+	cfg, err := config.Parse([]byte(benchConfig(stateDir, logLevel, extra)))
 	if err != nil {
 		cleanup()
 		return nil, err

@@ -90,6 +90,14 @@ func Print(w io.Writer, rep *Report) error {
 		fmt.Fprintf(&b, "status:     %s sessions, %s KB of JSON: p50 %s, max %s over %d calls\n",
 			thousands(float64(s.StatusSess)), thousands(float64(s.StatusBytes)/1024), fmtMS(s.Status.P50), fmtMS(s.Status.Max), s.Status.N)
 	}
+	if f := rep.Feed; f != nil {
+		fmt.Fprintf(&b, "feed:       %d replies, each awaited by a long poll: visible p50 %s, p90 %s, p99 %s, max %s after the turn ended\n",
+			f.Samples, fmtMS(f.Visible.P50), fmtMS(f.Visible.P90), fmtMS(f.Visible.P99), fmtMS(f.Visible.Max))
+	}
+	if wh := rep.Webhooks; wh != nil {
+		fmt.Fprintf(&b, "webhooks:   %s replies held by the endpoint during the earlier phases, delivered in %.2fs once it answered: %s/s\n",
+			thousands(float64(wh.Delivered)), wh.Elapsed.Seconds(), thousands(wh.PerSec))
+	}
 	for _, w := range rep.Warnings {
 		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
@@ -112,6 +120,8 @@ func fmtValue(v float64, unit string) string {
 	switch unit {
 	case "msg/s":
 		return thousands(v) + " msg/s"
+	case "/s":
+		return thousands(v) + "/s"
 	case "ms":
 		return fmtFloatMS(v)
 	case "MB":

@@ -17,6 +17,9 @@ type Config struct {
 	Outage   Outage   `yaml:"outage"`
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
+	Events   Events   `yaml:"events"`
+	// Webhooks are the endpoints that receive the event feed.
+	Webhooks []Webhook `yaml:"webhooks"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight turns.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -72,6 +75,28 @@ type Sessions struct {
 	// Trusted are the chats whose agents may use the control socket; every
 	// other agent's connection is refused. Default: the master session.
 	Trusted []string `yaml:"trusted"`
+	// CarryOver is how many of a chat's last exchanges the first turn of a
+	// conversation that had to start over carries as earlier context.
+	CarryOver int `yaml:"carry_over"`
+}
+
+// Events configures the event feed.
+type Events struct {
+	// Retain is how long events are kept.
+	Retain time.Duration `yaml:"retain"`
+}
+
+// Webhook is one endpoint that receives the event feed, signed per the
+// Standard Webhooks scheme.
+type Webhook struct {
+	// Name identifies the endpoint (default: the URL's host and path).
+	Name   string   `yaml:"name"`
+	URL    string   `yaml:"url"`
+	Secret string   `yaml:"secret"` // whsec_<base64>
+	Events []string `yaml:"events"` // default: every type
+	// Timeout bounds one attempt; RetryFor how long a delivery is retried.
+	Timeout  time.Duration `yaml:"timeout"`
+	RetryFor time.Duration `yaml:"retry_for"`
 }
 
 type Agent struct {
@@ -136,6 +161,7 @@ func Default() Config {
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
 			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
+		Events:          Events{Retain: 7 * 24 * time.Hour},
 		ShutdownTimeout: 15 * time.Second,
 	}
 }

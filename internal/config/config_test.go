@@ -137,6 +137,9 @@ func TestDefaults(t *testing.T) {
 		{"outage.probe_max", time.Minute},
 		{"outage.recovery_concurrency", 4},
 		{"shutdown_timeout", 15 * time.Second},
+		{"sessions.carry_over", 0},
+		{"events.retain", 7 * 24 * time.Hour},
+		{"webhooks", []Webhook(nil)},
 	}
 	if n := len(leaves(reflect.TypeFor[Config](), "")); n != len(tests) {
 		t.Errorf("table covers %d keys, Config has %d", len(tests), n)
@@ -199,7 +202,12 @@ func TestFullFileRoundTrip(t *testing.T) {
 		},
 		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20, RetainDone: 72 * time.Hour},
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
-		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7, Trusted: []string{"boss", "ops-bg"}},
+		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7, CarryOver: 3, Trusted: []string{"boss", "ops-bg"}},
+		Events:   Events{Retain: 48 * time.Hour},
+		Webhooks: []Webhook{{
+			Name: "bridge", URL: "https://bridge.example/dispatch", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+			Events: []string{"reply", "dead_letter"}, Timeout: 5 * time.Second, RetryFor: 12 * time.Hour,
+		}},
 		Agent: Agent{
 			Kind:    "echo",
 			Command: filepath.Join(home, "bin/claude"),
@@ -746,4 +754,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("nil args or env")
 		}
 	})
+}
+
+func TestWebhookKeys(t *testing.T) {
+	isolate(t)
+	cfg, err := Parse([]byte("webhooks:\n  - url: http://127.0.0.1:9/hook\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Webhooks[0]; w.Timeout != 10*time.Second || w.RetryFor != 24*time.Hour || w.Events != nil {
+		t.Fatalf("defaults: %+v", w)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"webhooks:\n  - url: ftp://x/y\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", "webhooks[0].url"},
+		{"webhooks:\n  - url: https://x/y\n    secret: notasecretvalue\n", "webhooks[0].secret"},
+		{"webhooks:\n  - url: https://x/y\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n    events: [replies]\n", "webhooks[0].events"},
+		{"webhooks:\n  - url: https://x/y\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n    bogus: 1\n", "webhooks[0].bogus"},
+		{"webhooks:\n  - url: https://x/y\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n  - url: https://x/y?a=1\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n", "webhooks[1].name"},
+		{"webhooks: {url: x}\n", "webhooks"},
+		{"sessions:\n  carry_over: -1\n", "sessions.carry_over"},
+		{"events:\n  retain: 0s\n", "events.retain"},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%q: err = %v, want one naming %s", tc.yaml, err, tc.key)
+		}
+		if err != nil && strings.Contains(err.Error(), "notasecretvalue") {
+			t.Errorf("the error repeats the secret: %v", err)
+		}
+	}
 }

@@ -108,6 +108,7 @@ func Parse(data []byte) (Config, error) {
 	if err := cfg.resolvePaths(d.set["state_dir"]); err != nil {
 		return Config{}, err
 	}
+	cfg.webhookDefaults()
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -441,6 +442,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 		v.SetInt(int64(i))
 		return nil
 	case reflect.Slice:
+		if v.Type().Elem().Kind() == reflect.Struct {
+			return d.decodeStructList(n, v, path, depth)
+		}
 		if v.Type().Elem().Kind() != reflect.String {
 			break
 		}
@@ -481,6 +485,23 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	}
 	// Only reachable if a field of an unsupported type is added to Config.
 	return &Error{Key: path, Line: n.Line, Msg: fmt.Sprintf("unsupported field type %s", v.Type())}
+}
+
+// decodeStructList decodes a list of mappings (webhooks) into a slice of
+// structs; each element starts from the zero value, its key path is
+// "path[i]".
+func (d *decoder) decodeStructList(n *yaml.Node, v reflect.Value, path string, depth int) error {
+	if n.Kind != yaml.SequenceNode {
+		return typeErr(path, n, "a list of mappings")
+	}
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, e := range n.Content {
+		if err := d.decode(e, out.Index(i), fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
+			return err
+		}
+	}
+	v.Set(out)
+	return nil
 }
 
 // scalarString decodes a list element or map value; null is "".

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
 // maxSocketPath is the longest unix socket path the OS accepts
@@ -196,6 +199,38 @@ func (c Config) Validate() error {
 
 	positive("shutdown_timeout", c.ShutdownTimeout)
 
+	if c.Sessions.CarryOver < 0 || c.Sessions.CarryOver > 100 {
+		bad("sessions.carry_over", "must be from 0 to 100, got %d", c.Sessions.CarryOver)
+	}
+	positive("events.retain", c.Events.Retain)
+	names := map[string]int{}
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhooks[%d]", i)
+		if err := webhook.CheckURL(w.URL); err != nil {
+			bad(key+".url", "%s", err)
+		}
+		// The message never repeats the secret.
+		if _, err := webhook.ParseSecret(w.Secret); err != nil {
+			bad(key+".secret", "%s", err)
+		}
+		if _, err := events.ParseTypes(strings.Join(w.Events, ",")); err != nil {
+			bad(key+".events", "%s", err)
+		}
+		positive(key+".timeout", w.Timeout)
+		positive(key+".retry_for", w.RetryFor)
+		if w.Name != "" && (!utf8.ValidString(w.Name) || hasControl(w.Name) || len(w.Name) > 200) {
+			bad(key+".name", "must be printable UTF-8 of at most 200 bytes")
+		}
+		name := w.Name
+		if name == "" {
+			name = webhook.DefaultName(w.URL)
+		}
+		if j, dup := names[name]; dup {
+			bad(key+".name", "webhooks[%d] has the same name %q; give each endpoint its own name", j, name)
+		}
+		names[name] = i
+	}
+
 	return errors.Join(errs...)
 }
 
@@ -220,4 +255,17 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// webhookDefaults fills each endpoint's unset timeout and retry_for.
+func (c *Config) webhookDefaults() {
+	for i := range c.Webhooks {
+		w := &c.Webhooks[i]
+		if w.Timeout == 0 {
+			w.Timeout = webhook.DefaultTimeout
+		}
+		if w.RetryFor == 0 {
+			w.RetryFor = webhook.DefaultRetryFor
+		}
+	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
 // Options are the daemon's non-config inputs.
@@ -96,6 +97,17 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return err
 	}
 	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
+	// Webhook delivery: every new event is queued for its endpoints in
+	// its own commit, so the fanout is set before anything is written.
+	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+		Log: log, Registry: sup.Metrics().Registry,
+	})
+	if err != nil {
+		return err
+	}
+	st.SetWebhookFanout(wh.Fanout)
+	wh.Start()
+	defer wh.Stop() // before the store closes (deferred earlier)
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -111,7 +123,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(sup, sup.Metrics().Registry, log)
+	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh}, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
@@ -267,6 +279,9 @@ func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config
 		Env:         map[string]string{supervisor.MarkerVar: mark},
 		StateDir:    cfg.StateDir,
 		RetainDone:  cfg.Queue.RetainDone,
+
+		RetainEvents: cfg.Events.Retain,
+		CarryOver:    cfg.Sessions.CarryOver,
 	}
 }
 

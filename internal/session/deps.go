@@ -77,6 +77,21 @@ type Deps struct {
 	NewID func() string
 	// Slots is the live cap (nil: no cap).
 	Slots Slots
+	// History records a conversation that had to start over and provides
+	// the earlier exchanges it may carry; nil records nothing.
+	History History
+	// CarryOver is how many earlier exchanges the first turn of such a
+	// conversation carries (sessions.carry_over; 0: none).
+	CarryOver int
+}
+
+// History is what a session needs when its conversation starts over.
+type History interface {
+	// RecordReset writes the session_reset event.
+	RecordReset(ctx context.Context, chat, reason string) error
+	// RecentExchanges returns the chat's last n answered turns, oldest
+	// first.
+	RecentExchanges(ctx context.Context, chat string, n int) ([]store.Exchange, error)
 }
 
 // Slots is the live cap: a session asks for a slot before it starts an

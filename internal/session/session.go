@@ -18,6 +18,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
 )
 
@@ -446,6 +447,9 @@ type actor struct {
 	draining     bool
 	exited       bool
 	capState     // live slot and memory (livecap.go)
+	// carry: the conversation started over; its first turn carries the
+	// chat's earlier exchanges (see reset.go).
+	carry bool
 }
 
 type turnState struct {
@@ -664,6 +668,7 @@ func (a *actor) pump() {
 		// failed; the agent merges it into this request.
 		texts = append(texts, RetryNote)
 	}
+	texts = a.withCarryOver(texts)
 	now := a.now()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
@@ -897,6 +902,7 @@ func (a *actor) act(f FollowUp) {
 		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "context too long: restarting clean")
 		a.stopProc(errStopped)
 		a.sessionID = ""
+		a.reset(events.ResetContextTooLong)
 		a.startProc()
 	}
 }
@@ -988,6 +994,7 @@ func (a *actor) onExit() {
 		return
 	case RestartClean:
 		a.sessionID = ""
+		a.reset(events.ResetContextTooLong)
 	}
 	a.s.log.Warn("agent exited", "err", exitErr)
 	a.scheduleRestart(reason)
@@ -999,6 +1006,7 @@ func (a *actor) freshStart(why string) {
 	a.s.d.Observer.Lifecycle(a.s.chat, "resume_failed", fmt.Sprintf("session %s: %s; starting fresh", a.sessionID, why))
 	a.stopProc(errStopped)
 	a.sessionID = ""
+	a.reset(events.ResetResumeFailed)
 	a.startProc()
 }
 

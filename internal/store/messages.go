@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/dispatchd/dispatch/internal/events"
 )
 
 // State is where a message is in its life.
@@ -50,6 +52,9 @@ type Message struct {
 	// ClientID is the sender's own key for the message, unique within its
 	// chat ("" if none); see Accept.
 	ClientID string
+	// TurnID is the turn that answered the message ("" until it is done);
+	// the turn's reply event carries the same id.
+	TurnID string
 }
 
 // Filter selects messages for List. Zero fields match anything, except that
@@ -67,7 +72,7 @@ type Counts struct {
 
 const defaultListLimit = 1000
 
-const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in, coalesce(client_id, '')`
+const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in, coalesce(client_id, ''), turn_id`
 
 // Accept stores a new pending message for chatID and returns its id once it
 // is committed and fsync'd. Message ids are always the store's own (a
@@ -205,30 +210,84 @@ func claimable(pending []Message) []Message {
 	return pending
 }
 
-// Complete marks inflight messages done with reply, clearing their error.
-// Ids that are not inflight are left alone, so a late or repeated call
-// cannot change a message that has moved on.
+// Complete marks inflight messages done with reply, clearing their error,
+// as one turn: they get a new turn id, and the turn's reply event is
+// written in the same commit. Ids that are not inflight are left alone, so
+// a late or repeated call cannot change a message that has moved on.
 func (s *Store) Complete(ctx context.Context, ids []string, reply string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	now := nanos(s.clk.Now())
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error { return completeMessages(ctx, tx, ids, reply, now) })
+	now := s.clk.Now()
+	turn := newTurnID()
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+		return s.completeMessages(ctx, tx, ids, reply, turn, now)
+	})
 	if err != nil {
 		return fmt.Errorf("store: complete %d messages: %w", len(ids), err)
 	}
 	return nil
 }
 
-func completeMessages(ctx context.Context, tx *wtx, ids []string, reply string, now int64) error {
+// newTurnID makes a turn's id.
+func newTurnID() string { return "turn-" + uuid.NewString() }
+
+// completeMessages marks the inflight ones of ids done as turn turnID and
+// writes the turn's one reply event, naming the messages it answered in
+// order. A message is done exactly when its reply event exists: both are
+// in this one transaction, and nothing is written when no message was
+// inflight any more.
+func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, reply, turnID string, at time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE messages
-		SET state = 'done', reply = ?, error = '', updated_at = ?
-		WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
-		withIDs([]any{reply, now}, ids)...)
-	return err
+	rows, err := tx.QueryContext(ctx, `UPDATE messages
+		SET state = 'done', reply = ?, error = '', updated_at = ?, turn_id = ?
+		WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)
+		RETURNING seq, id, chat_id`,
+		withIDs([]any{reply, nanos(at), turnID}, ids)...)
+	if err != nil {
+		return err
+	}
+	type done struct {
+		seq      int64
+		id, chat string
+	}
+	var got []done
+	for rows.Next() {
+		var d done
+		if err := rows.Scan(&d.seq, &d.id, &d.chat); err != nil {
+			rows.Close()
+			return err
+		}
+		got = append(got, d)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	slices.SortFunc(got, func(a, b done) int { return cmp.Compare(a.seq, b.seq) })
+	// One turn answers one chat; a call mixing chats (never made) gets a
+	// reply event per chat rather than one chat's reply shown in another.
+	byChat := map[string][]string{}
+	var chats []string
+	for _, d := range got {
+		if _, ok := byChat[d.chat]; !ok {
+			chats = append(chats, d.chat)
+		}
+		byChat[d.chat] = append(byChat[d.chat], d.id)
+	}
+	for _, chat := range chats {
+		if _, err := s.appendEvent(ctx, tx, events.Event{
+			Type: events.Reply, At: at, ChatID: chat, TurnID: turnID, MessageIDs: byChat[chat], Text: reply,
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Requeue puts inflight messages back to pending, keeping their Seq (place
@@ -278,15 +337,14 @@ func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttem
 			SET failures = failures + 1, error = ?, updated_at = ?,
 				state = CASE WHEN failures + 1 >= ? THEN 'dead' ELSE 'pending' END
 			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)
-			RETURNING seq, id, state`,
+			RETURNING seq, id, state, chat_id`,
 			withIDs([]any{errText, now, maxAttempts}, ids)...)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
 		type seqID struct {
-			seq int64
-			id  string
+			seq      int64
+			id, chat string
 		}
 		var died []seqID
 		for rows.Next() {
@@ -294,13 +352,15 @@ func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttem
 				r  seqID
 				st State
 			)
-			if err := rows.Scan(&r.seq, &r.id, &st); err != nil {
+			if err := rows.Scan(&r.seq, &r.id, &st, &r.chat); err != nil {
+				rows.Close()
 				return err
 			}
 			if st == Dead {
 				died = append(died, r)
 			}
 		}
+		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
@@ -308,6 +368,13 @@ func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttem
 		dead = nil
 		for _, r := range died {
 			dead = append(dead, r.id)
+			// In the commit that makes the message dead: a front-end
+			// learns that no reply is coming.
+			if _, err := s.appendEvent(ctx, tx, events.Event{
+				Type: events.DeadLetter, At: fromNanos(now), ChatID: r.chat, MessageID: r.id, Error: errText,
+			}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -516,7 +583,7 @@ func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
 		created, updated int64
 	)
 	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
-		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn, &m.ClientID)
+		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn, &m.ClientID, &m.TurnID)
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return m, err
 }

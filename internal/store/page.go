@@ -49,7 +49,7 @@ func (s *Store) ListPage(ctx context.Context, f Filter, after int64, limit, clip
 			substr(text, 1, ?), length(CAST(text AS BLOB)),
 			substr(reply, 1, ?), length(CAST(reply AS BLOB)),
 			substr(error, 1, ?), length(CAST(error AS BLOB)),
-			state, attempts, failures, created_at, updated_at, kept_in, coalesce(client_id, '')
+			state, attempts, failures, created_at, updated_at, kept_in, coalesce(client_id, ''), turn_id
 		FROM messages WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("store: list page: %w", err)
@@ -61,7 +61,7 @@ func (s *Store) ListPage(ctx context.Context, f Filter, after int64, limit, clip
 			created, updated int64
 		)
 		if err := rows.Scan(&l.Seq, &l.ID, &l.ChatID, &l.Text, &l.TextBytes, &l.Reply, &l.ReplyBytes,
-			&l.Error, &l.ErrorBytes, &l.State, &l.Attempts, &l.Failures, &created, &updated, &l.KeptIn, &l.ClientID); err != nil {
+			&l.Error, &l.ErrorBytes, &l.State, &l.Attempts, &l.Failures, &created, &updated, &l.KeptIn, &l.ClientID, &l.TurnID); err != nil {
 			return nil, false, fmt.Errorf("store: list page: %w", err)
 		}
 		l.CreatedAt, l.UpdatedAt = fromNanos(created), fromNanos(updated)

@@ -65,6 +65,38 @@ UPDATE messages SET client_id = id;
 CREATE UNIQUE INDEX messages_chat_client ON messages (chat_id, client_id) WHERE client_id IS NOT NULL;
 ALTER TABLE sessions ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
 `,
+	// 5: the event feed and the webhook outbox. An event's seq is its
+	// rowid; AUTOINCREMENT keeps a purged seq from ever coming back, so a
+	// reader's cursor stays meaningful across purges. Its type-specific
+	// fields are kept as JSON (payload). Each answered message records the
+	// turn that answered it (turn_id); the turn's reply event names it too.
+	// webhook_outbox holds, for each endpoint, the events it still has to
+	// deliver (pending) or gave up on (failed); a row is written in the
+	// same commit as its event and deleted once delivered.
+	`
+CREATE TABLE events (
+	seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+	type    TEXT    NOT NULL,
+	chat_id TEXT    NOT NULL DEFAULT '',
+	at      INTEGER NOT NULL,
+	payload TEXT    NOT NULL
+);
+CREATE INDEX events_chat ON events (chat_id);
+ALTER TABLE messages ADD COLUMN turn_id TEXT NOT NULL DEFAULT '';
+CREATE TABLE webhook_outbox (
+	endpoint   TEXT    NOT NULL,
+	seq        INTEGER NOT NULL,
+	chat_id    TEXT    NOT NULL,
+	event_at   INTEGER NOT NULL,
+	state      TEXT    NOT NULL DEFAULT 'pending',
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	first_at   INTEGER NOT NULL DEFAULT 0,
+	next_at    INTEGER NOT NULL DEFAULT 0,
+	error      TEXT    NOT NULL DEFAULT '',
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (endpoint, seq)
+) WITHOUT ROWID;
+`,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

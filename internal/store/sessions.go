@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/events"
 )
 
 // SessionRecord is the durable part of a session: what a restarted daemon
@@ -32,7 +35,7 @@ func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
 	if created == 0 {
 		created = nanos(s.clk.Now())
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error { return saveSession(ctx, tx, r, created, given) })
+	err := s.write(ctx, func(ctx context.Context, tx *wtx) error { return s.saveSession(ctx, tx, r, created, given) })
 	if err != nil {
 		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
 	}
@@ -40,7 +43,9 @@ func (s *Store) SaveSession(ctx context.Context, r SessionRecord) error {
 }
 
 // CompleteTurn records a successful turn in one write: its inflight
-// messages become done with the reply, and the session record is saved.
+// messages become done with the reply, the turn's reply event is written
+// (one per turn, naming its messages in order, with the turn id each
+// message records), and the session record is saved.
 func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r SessionRecord) error {
 	if r.ChatID == "" {
 		return errors.New("store: complete turn: empty chat id")
@@ -50,11 +55,12 @@ func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r 
 	if created == 0 {
 		created = nanos(now)
 	}
+	turn := newTurnID()
 	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		if err := completeMessages(ctx, tx, ids, reply, nanos(now)); err != nil {
+		if err := s.completeMessages(ctx, tx, ids, reply, turn, now); err != nil {
 			return err
 		}
-		return saveSession(ctx, tx, r, created, nanos(r.CreatedAt))
+		return s.saveSession(ctx, tx, r, created, nanos(r.CreatedAt))
 	})
 	if err != nil {
 		return fmt.Errorf("store: complete turn of %d messages: %w", len(ids), err)
@@ -62,7 +68,29 @@ func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r 
 	return nil
 }
 
-func saveSession(ctx context.Context, tx *wtx, r SessionRecord, created, given int64) error {
+// saveSession upserts r. A session that becomes failed, or stops being
+// failed, gets its session_failed or session_recovered event in the same
+// commit.
+func (s *Store) saveSession(ctx context.Context, tx *wtx, r SessionRecord, created, given int64) error {
+	var wasFailed bool
+	err := tx.QueryRowContext(ctx, `SELECT failed FROM sessions WHERE chat_id = ?`, r.ChatID).Scan(&wasFailed)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if err := upsertSession(ctx, tx, r, created, given); err != nil {
+		return err
+	}
+	err = nil
+	switch {
+	case r.Failed && !wasFailed:
+		_, err = s.appendEvent(ctx, tx, events.Event{Type: events.SessionFailed, ChatID: r.ChatID, Reason: r.FailReason})
+	case !r.Failed && wasFailed:
+		_, err = s.appendEvent(ctx, tx, events.Event{Type: events.SessionRecovered, ChatID: r.ChatID, Reason: "restarted"})
+	}
+	return err
+}
+
+func upsertSession(ctx context.Context, tx *wtx, r SessionRecord, created, given int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO sessions
 			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity, paused)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12)

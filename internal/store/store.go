@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -64,6 +65,10 @@ type Store struct {
 	commits atomic.Int64 // transactions committed by the writer, for tests and benchmarks
 
 	fault atomic.Pointer[FaultFunc] // see InjectWriteFault
+
+	feed    feed                                       // the event feed's visible mark (events.go)
+	horizon atomic.Int64                               // events up to this seq were purged
+	fanout  atomic.Pointer[func(events.Type) []string] // see SetWebhookFanout
 }
 
 // Open opens (creating if needed, parent directory included) the database
@@ -126,6 +131,9 @@ func (s *Store) open(abs string) error {
 		return fmt.Errorf("journal_mode is %q, want wal", mode)
 	}
 	if err := migrate(ctx, s.wc); err != nil {
+		return err
+	}
+	if err := s.loadFeed(ctx); err != nil {
 		return err
 	}
 

@@ -1066,6 +1066,9 @@ func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
 	// store a message under a client-chosen id the way it allowed.
 	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
 		for _, q := range []string{
+			`DROP TABLE events`,
+			`DROP TABLE webhook_outbox`,
+			`ALTER TABLE messages DROP COLUMN turn_id`,
 			`DROP INDEX messages_chat_client`,
 			`ALTER TABLE messages DROP COLUMN client_id`,
 			`ALTER TABLE sessions DROP COLUMN paused`,

@@ -34,7 +34,15 @@ type writeOp struct {
 type wtx struct {
 	c     *sql.Conn
 	stmts map[string]*sql.Stmt
+	// opEvent is the largest event seq the running op inserted (0: none);
+	// see noteEvent.
+	opEvent int64
 }
+
+// noteEvent records that the running op inserted event seq: once the
+// batch commits (and only if this op was not rolled back), the feed's
+// visible mark moves up to it.
+func (t *wtx) noteEvent(seq int64) { t.opEvent = max(t.opEvent, seq) }
 
 func (t *wtx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st, ok := t.stmts[query]; ok {
@@ -165,8 +173,9 @@ func (s *Store) run() {
 		// transaction, so it is switched between groups, and only when a
 		// group's need differs from the last one's.
 		err := setDurable(tx, &durable, needsDurable(batch))
+		var lastEvent int64
 		if err == nil {
-			err = commit(tx, batch, res)
+			lastEvent, err = commit(tx, batch, res)
 		}
 		if err != nil {
 			for i := range res {
@@ -176,6 +185,9 @@ func (s *Store) run() {
 			}
 		} else {
 			s.commits.Add(1)
+			// After the commit, before anyone is answered: a reader
+			// told of an event can read it.
+			s.feed.advance(lastEvent)
 		}
 		for i, op := range batch {
 			op.done <- res[i]
@@ -213,12 +225,13 @@ func setDurable(tx *wtx, cur *bool, want bool) error {
 // commit runs batch in one transaction, each op in its own savepoint so a
 // failing op is rolled back alone; per-op errors land in errs. A non-nil
 // result means the transaction as a whole failed (nothing was stored) and
-// applies to every op without an error of its own.
+// applies to every op without an error of its own. lastEvent is the
+// largest event seq the committed ops inserted (0: none).
 //
 // Statements run without the callers' cancellation: interrupting a write
 // inside an explicit transaction makes SQLite roll back the whole
 // transaction, which would fail every other op in the batch.
-func commit(tx *wtx, batch []*writeOp, errs []error) error {
+func commit(tx *wtx, batch []*writeOp, errs []error) (lastEvent int64, err error) {
 	ctx := context.Background()
 	exec := func(q string) error {
 		_, err := tx.ExecContext(ctx, q)
@@ -229,7 +242,7 @@ func commit(tx *wtx, batch []*writeOp, errs []error) error {
 		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	if err := exec("BEGIN IMMEDIATE"); err != nil {
-		return abort("begin", err)
+		return 0, abort("begin", err)
 	}
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
@@ -237,23 +250,26 @@ func commit(tx *wtx, batch []*writeOp, errs []error) error {
 			continue
 		}
 		if err := exec("SAVEPOINT op"); err != nil {
-			return abort("savepoint", err)
+			return 0, abort("savepoint", err)
 		}
+		tx.opEvent = 0
 		if err := op.fn(context.WithoutCancel(op.ctx), tx); err != nil {
 			errs[i] = err
 			// If SQLite rolled the whole transaction back (disk full,
 			// I/O error), the savepoint is gone and this fails, so the
 			// batch is aborted rather than continued in autocommit.
 			if err := exec("ROLLBACK TO op"); err != nil {
-				return abort("rollback to savepoint", err)
+				return 0, abort("rollback to savepoint", err)
 			}
+		} else {
+			lastEvent = max(lastEvent, tx.opEvent)
 		}
 		if err := exec("RELEASE op"); err != nil {
-			return abort("release savepoint", err)
+			return 0, abort("release savepoint", err)
 		}
 	}
 	if err := exec("COMMIT"); err != nil {
-		return abort("commit", err)
+		return 0, abort("commit", err)
 	}
-	return nil
+	return lastEvent, nil
 }

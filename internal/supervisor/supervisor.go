@@ -21,9 +21,11 @@ import (
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/breaker"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/metrics"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
 // Config is what the supervisor takes from the daemon's configuration.
@@ -41,6 +43,8 @@ type Config struct {
 	Version         string
 	// RetainDone is how long done messages are kept (0: forever).
 	RetainDone time.Duration
+	// RetainEvents is how long the event feed keeps events (0: forever).
+	RetainEvents time.Duration
 	// StateDir enables the resource checks (disk, descriptors, orphans).
 	StateDir string
 	// Env is added to every agent's environment.
@@ -49,6 +53,9 @@ type Config struct {
 	MaxLive int
 	// MemoryInterval is how often the agents' memory is sampled (0: never).
 	MemoryInterval time.Duration
+	// CarryOver is sessions.carry_over: earlier exchanges a conversation
+	// that had to start over carries into its first turn.
+	CarryOver int
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
@@ -86,7 +93,8 @@ type Supervisor struct {
 	// storeLost is set once the database is found removed or replaced.
 	storeLost atomic.Pointer[error]
 
-	capacity // the live cap and the memory watch (livecap.go, memory.go)
+	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
+	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -124,8 +132,11 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 		Log:         logs.Session,
 		Env:         cfg.Env,
 		NewID:       newID,
+		History:     st,
+		CarryOver:   cfg.CarryOver,
 	}
 	s.initCapacity()
+	s.apiEvents = make(chan events.Event, 64)
 	return s
 }
 
@@ -176,9 +187,10 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.lastTick.Store(s.clock.Now().UnixNano())
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() { defer s.wg.Done(); s.breaker.Run(loopCtx) }()
 	go func() { defer s.wg.Done(); s.checkLoop(loopCtx) }()
+	go func() { defer s.wg.Done(); s.writeAPIEvents(loopCtx) }()
 	go func() { defer s.wg.Done(); s.hibernationLoop(loopCtx) }()
 	go func() { defer s.wg.Done(); s.memoryLoop(loopCtx) }()
 	return nil
@@ -392,6 +404,7 @@ func (s *Supervisor) probe(ctx context.Context) bool {
 }
 
 func (s *Supervisor) apiChanged(up bool) {
+	s.recordAPIChange(up)
 	if up {
 		s.log.Info("AI API is back: processing held messages", "outage_seconds", s.breaker.Stats().DownSeconds)
 	} else {
@@ -492,6 +505,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 			s.log.Info("purged answered messages past their retention", "count", n, "retain_done", s.cfg.RetainDone)
 		}
 	}
+	s.purgeEvents(ctx, now)
 	res.Took = time.Since(start)
 	s.metrics.Checks.Inc()
 	s.metrics.CheckDuration.Observe(res.Took.Seconds())
@@ -577,6 +591,9 @@ type Status struct {
 	Daemon   DaemonStatus    `json:"daemon"`
 	Sessions []SessionStatus `json:"sessions"`
 	Queue    QueueStatus     `json:"queue"`
+	// Webhooks are the webhook endpoints with their delivery state (the
+	// daemon fills it in; never a secret).
+	Webhooks []webhook.EndpointStatus `json:"webhooks,omitempty"`
 }
 
 type DaemonStatus struct {

@@ -1,0 +1,194 @@
+// Package events defines dispatch's event feed: what front-ends (a chat
+// bridge, a web app, a script) read to learn what happened to their
+// messages — above all the replies — and what webhooks deliver.
+//
+// An event is written durably, in the same commit as the change it reports
+// (a reply in the commit that marks its messages done), and gets a sequence
+// number (Seq) from the store. The feed's one promise to readers: once a
+// reader has been given the events up to Seq N, no event with a Seq ≤ N
+// ever appears later. See the store's Feed documentation for how a store
+// keeps it.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Type is an event's kind.
+type Type string
+
+// The event types.
+const (
+	// Reply: a turn succeeded. ChatID, TurnID, MessageIDs (in order), Text.
+	Reply Type = "reply"
+	// DeadLetter: a message gave up. ChatID, MessageID, Error.
+	DeadLetter Type = "dead_letter"
+	// SessionFailed: a session stopped restarting. ChatID, Reason.
+	SessionFailed Type = "session_failed"
+	// SessionRecovered: a failed session runs again. ChatID, Reason.
+	SessionRecovered Type = "session_recovered"
+	// SessionReset: a chat's conversation had to start over (it could not
+	// be resumed, or had to restart clean), so the agent lost its earlier
+	// context. ChatID, Reason.
+	SessionReset Type = "session_reset"
+	// APIDown and APIUp: the AI API became unreachable / reachable again.
+	APIDown Type = "api_down"
+	APIUp   Type = "api_up"
+)
+
+// AllTypes lists every type, in a stable order.
+var AllTypes = []Type{Reply, DeadLetter, SessionFailed, SessionRecovered, SessionReset, APIDown, APIUp}
+
+// Valid reports whether t is a known type.
+func (t Type) Valid() bool {
+	for _, k := range AllTypes {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseTypes parses a comma-separated list of types ("" is nil: every type).
+func ParseTypes(s string) ([]Type, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []Type
+	for _, p := range strings.Split(s, ",") {
+		t := Type(strings.TrimSpace(p))
+		if !t.Valid() {
+			return nil, fmt.Errorf("unknown event type %q (types: %s)", t, typeList())
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func typeList() string {
+	s := make([]string, len(AllTypes))
+	for i, t := range AllTypes {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// Reasons for a SessionReset.
+const (
+	ResetResumeFailed   = "resume_failed"    // the saved conversation could not be resumed
+	ResetContextTooLong = "context_too_long" // the context was too long: restarted clean
+)
+
+// Event is one entry of the feed. Fields a type does not use are empty and
+// left out of its JSON.
+type Event struct {
+	ID   string    `json:"id"` // "evt-<seq>"
+	Seq  int64     `json:"seq"`
+	Type Type      `json:"type"`
+	At   time.Time `json:"at"`
+
+	ChatID     string   `json:"chat_id,omitempty"`
+	TurnID     string   `json:"turn_id,omitempty"`
+	MessageIDs []string `json:"message_ids,omitempty"`
+	Text       string   `json:"text,omitempty"`
+	MessageID  string   `json:"message_id,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+}
+
+// IDOf is the event id of seq: "evt-<seq>".
+func IDOf(seq int64) string { return "evt-" + strconv.FormatInt(seq, 10) }
+
+// SeqOf parses an event id ("evt-42") or a bare sequence number ("42").
+func SeqOf(s string) (int64, error) {
+	n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(s), "evt-"), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not an event sequence number", s)
+	}
+	return n, nil
+}
+
+// WithSeq returns e numbered seq (ID and Seq set).
+func (e Event) WithSeq(seq int64) Event {
+	e.Seq = seq
+	e.ID = IDOf(seq)
+	return e
+}
+
+// MarshalJSON writes At in RFC 3339 with nanoseconds, in UTC.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event
+	return json.Marshal(struct {
+		plain
+		At string `json:"at"`
+	}{plain(e), e.At.UTC().Format(time.RFC3339Nano)})
+}
+
+// payload is what a store keeps of an event besides its Seq, Type and At.
+type payload struct {
+	ChatID     string   `json:"chat_id,omitempty"`
+	TurnID     string   `json:"turn_id,omitempty"`
+	MessageIDs []string `json:"message_ids,omitempty"`
+	Text       string   `json:"text,omitempty"`
+	MessageID  string   `json:"message_id,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+}
+
+// Payload encodes the fields of e a store keeps besides Seq, Type and At.
+func (e Event) Payload() ([]byte, error) {
+	return json.Marshal(payload{e.ChatID, e.TurnID, e.MessageIDs, e.Text, e.MessageID, e.Error, e.Reason})
+}
+
+// FromPayload rebuilds an event from what Payload kept.
+func FromPayload(seq int64, t Type, at time.Time, data []byte) (Event, error) {
+	var p payload
+	if len(data) > 0 {
+		if err := json.Unmarshal(data, &p); err != nil {
+			return Event{}, fmt.Errorf("event %d: %w", seq, err)
+		}
+	}
+	e := Event{Type: t, At: at, ChatID: p.ChatID, TurnID: p.TurnID, MessageIDs: p.MessageIDs,
+		Text: p.Text, MessageID: p.MessageID, Error: p.Error, Reason: p.Reason}
+	return e.WithSeq(seq), nil
+}
+
+// Query selects events from the feed.
+type Query struct {
+	// After: only events with a larger Seq. HasAfter false means "from the
+	// oldest kept event".
+	After    int64
+	HasAfter bool
+	ChatID   string // "" any chat
+	Types    []Type // nil any type
+	Limit    int    // at most this many (default 100, at most 1000)
+}
+
+// Limits of a Query.
+const (
+	DefaultLimit = 100
+	MaxLimit     = 1000
+)
+
+// ErrGone is returned for a read from a position older than the oldest
+// kept event: events the reader has not seen were purged, and the feed
+// says so rather than skip them silently.
+type ErrGone struct {
+	Oldest int64 // the oldest kept Seq (or the next Seq, if none is kept)
+}
+
+func (e *ErrGone) Error() string {
+	return fmt.Sprintf("events before seq %d are no longer kept", e.Oldest)
+}
+
+// IsGone reports whether err is an ErrGone, and returns it.
+func IsGone(err error) (*ErrGone, bool) {
+	var g *ErrGone
+	ok := errors.As(err, &g)
+	return g, ok
+}
