@@ -20,6 +20,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/daemon"
 	"github.com/dispatchd/dispatch/internal/logging"
+	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/termsafe"
 )
@@ -116,15 +117,21 @@ func printStatus(w io.Writer, st supervisor.Status) error {
 	sessions := append([]supervisor.SessionStatus(nil), st.Sessions...)
 	sort.SliceStable(sessions, func(i, j int) bool { return sessions[i].IdleSeconds < sessions[j].IdleSeconds })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CHAT\tSTATE\tHEALTH\tBUSY\tIDLE\tERRORS\tQUEUE\tTURNS\tRESTARTS\tSESSION\tEXEMPT")
+	fmt.Fprintln(tw, "CHAT\tSTATE\tHEALTH\tBUSY\tIDLE\tERRORS\tQUEUE\tTURNS\tRESTARTS\tMEMORY\tSESSION\tEXEMPT")
 	for _, s := range sessions {
 		sid := s.SessionID
 		if len(sid) > 8 {
 			sid = sid[:8]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n",
+		mem := "-"
+		if s.RSSBytes > 0 {
+			mem = session.Bytes(s.RSSBytes)
+		} else if s.StopReason != "" {
+			mem = "(" + s.StopReason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n",
 			termsafe.Line(s.ChatID), s.State, termsafe.Line(s.HealthReason), yesNo(s.Busy), human(time.Duration(s.IdleSeconds*float64(time.Second))),
-			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, sid, yesNo(s.Exempt))
+			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, yesNo(s.Exempt))
 	}
 	return tw.Flush()
 }

@@ -32,6 +32,11 @@ type Health struct {
 	MaxErrors             int           `yaml:"max_errors"`
 	StuckTimeout          time.Duration `yaml:"stuck_timeout"`
 	FirstTurnStuckTimeout time.Duration `yaml:"first_turn_stuck_timeout"`
+	// MaxAgentRSS is the most resident memory one live agent (its whole
+	// process group) may hold; 0 means no limit.
+	MaxAgentRSS Size `yaml:"max_agent_rss"`
+	// MemoryInterval is how often every live agent's memory is sampled.
+	MemoryInterval time.Duration `yaml:"memory_interval"`
 	// MaxTurn bounds a turn's length whatever the agent prints.
 	MaxTurn time.Duration `yaml:"max_turn"`
 }
@@ -65,6 +70,8 @@ type Outage struct {
 type Sessions struct {
 	Master       string `yaml:"master"`
 	ExemptSuffix string `yaml:"exempt_suffix"`
+	// MaxLive caps the agent processes running at once; 0 means no cap.
+	MaxLive int `yaml:"max_live"`
 	// Trusted are the chats whose agents may use the control socket; every
 	// other agent's connection is refused. Default: the master session.
 	Trusted []string `yaml:"trusted"`
@@ -143,11 +150,13 @@ func Default() Config {
 			MaxErrors:             3,
 			StuckTimeout:          10 * time.Minute,
 			FirstTurnStuckTimeout: 30 * time.Minute,
+			MaxAgentRSS:           2 * GiB,
+			MemoryInterval:        10 * time.Second,
 			MaxTurn:               time.Hour,
 		},
 		Queue:    Queue{MaxAttempts: 2, MaxBatch: 50, RetainDone: 7 * 24 * time.Hour},
 		Restart:  Restart{MaxRestarts: 3, Window: 20 * time.Minute, BackoffInitial: time.Second, BackoffMax: 5 * time.Minute},
-		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", Trusted: []string{"master"}},
+		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20, Trusted: []string{"master"}},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
 			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},

@@ -103,6 +103,8 @@ func TestDefaults(t *testing.T) {
 		{"health.max_errors", 3},
 		{"health.stuck_timeout", 10 * time.Minute},
 		{"health.first_turn_stuck_timeout", 30 * time.Minute},
+		{"health.max_agent_rss", 2 * GiB},
+		{"health.memory_interval", 10 * time.Second},
 		{"health.max_turn", time.Hour},
 		{"queue.max_attempts", 2},
 		{"queue.max_batch", 50},
@@ -113,6 +115,7 @@ func TestDefaults(t *testing.T) {
 		{"restart.backoff_max", 5 * time.Minute},
 		{"sessions.master", "master"},
 		{"sessions.exempt_suffix", "-bg"},
+		{"sessions.max_live", 20},
 		{"sessions.trusted", []string{"master"}},
 		{"agent.env_passthrough", []string{}},
 		{"api.metrics_token_file", ""},
@@ -193,11 +196,13 @@ func TestFullFileRoundTrip(t *testing.T) {
 			MaxErrors:             4,
 			StuckTimeout:          15 * time.Minute,
 			FirstTurnStuckTimeout: 45 * time.Minute,
+			MaxAgentRSS:           512 * MiB,
+			MemoryInterval:        3 * time.Second,
 			MaxTurn:               2 * time.Hour,
 		},
 		Queue:    Queue{MaxAttempts: 3, MaxBatch: 20, RetainDone: 72 * time.Hour},
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
-		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", CarryOver: 3, Trusted: []string{"boss", "ops-bg"}},
+		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7, CarryOver: 3, Trusted: []string{"boss", "ops-bg"}},
 		Events:   Events{Retain: 48 * time.Hour},
 		Webhooks: []Webhook{{
 			Name: "bridge", URL: "https://bridge.example/dispatch", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
@@ -410,6 +415,14 @@ func TestEveryKeyNamedInErrors(t *testing.T) {
 			cases["bad duration"] = `"2x"`
 			cases["float"] = "1.5"
 		}
+		if l.typ == sizeType {
+			cases["bad size"] = `"2 furlongs"`
+			cases["negative"] = "-1GiB"
+		}
+		if l.typ == sizeType {
+			cases["bad size"] = `"2 furlongs"`
+			cases["negative"] = "-1GiB"
+		}
 		if l.typ.Kind() == reflect.Int {
 			cases["string"] = "abc"
 			cases["float"] = "1.5"
@@ -465,6 +478,9 @@ func TestValidation(t *testing.T) {
 		{"health:\n  max_errors: 0\n", "health.max_errors"},
 		{"health:\n  stuck_timeout: 0\n", "health.stuck_timeout"},
 		{"health:\n  first_turn_stuck_timeout: 0\n", "health.first_turn_stuck_timeout"},
+		{"health:\n  max_agent_rss: 1MiB\n", "health.max_agent_rss"},
+		{"health:\n  memory_interval: 0\n", "health.memory_interval"},
+		{"sessions:\n  max_live: -1\n", "sessions.max_live"},
 		{"health:\n  max_turn: 0\n", "health.max_turn"},
 		{"health:\n  max_turn: -1s\n", "health.max_turn"},
 		{"queue:\n  max_attempts: 0\n", "queue.max_attempts"},

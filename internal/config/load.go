@@ -402,6 +402,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, depth int) 
 	if v.Type() == durationType {
 		return decodeDuration(n, v, path)
 	}
+	if v.Type() == sizeType {
+		return decodeSize(n, v, path)
+	}
 	switch v.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {

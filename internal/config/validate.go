@@ -61,6 +61,12 @@ func (c Config) Validate() error {
 	atLeast("health.max_errors", h.MaxErrors, 1)
 	positive("health.stuck_timeout", h.StuckTimeout)
 	positive("health.first_turn_stuck_timeout", h.FirstTurnStuckTimeout)
+	if h.MaxAgentRSS < 0 {
+		bad("health.max_agent_rss", "must not be negative (0 turns the limit off)")
+	} else if h.MaxAgentRSS > 0 && h.MaxAgentRSS < 16*MiB {
+		bad("health.max_agent_rss", "must be 0 (no limit) or at least 16MiB, got %s", h.MaxAgentRSS)
+	}
+	positive("health.memory_interval", h.MemoryInterval)
 	positive("health.max_turn", h.MaxTurn)
 
 	r := c.Restart
@@ -100,6 +106,9 @@ func (c Config) Validate() error {
 		bad("sessions.exempt_suffix", "must be printable UTF-8 without control characters")
 	}
 
+	if s.MaxLive < 0 {
+		bad("sessions.max_live", "must not be negative (0 means no cap), got %d", s.MaxLive)
+	}
 	for i, chat := range s.Trusted {
 		if err := chatIDProblem(chat); err != "" {
 			bad(fmt.Sprintf("sessions.trusted[%d]", i), "%s", err)

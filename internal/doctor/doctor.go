@@ -100,6 +100,12 @@ type Env struct {
 	DiskUsage func(path string) (Disk, error)
 	// ProcessAlive reports whether pid exists (kill(pid, 0)).
 	ProcessAlive func(pid int) bool
+	// MemTotal is the machine's memory in bytes (/proc/meminfo).
+	MemTotal func() uint64
+	// AgentRSS is the per-agent memory a running daemon measured: its
+	// largest live agent, how many live agents it measured, and whether
+	// it measured any (GET /v1/status over the control socket).
+	AgentRSS func(ctx context.Context, cfg config.Config) (per uint64, live int, ok bool)
 
 	VersionTimeout time.Duration // agent --version (default 10s)
 	HTTPTimeout    time.Duration // API reachability (default 5s)
@@ -176,6 +182,7 @@ func Checks(cfg config.Config, env Env) []Check {
 		{"disk space", func(ctx context.Context) Result { return CheckDisk(cfg, env) }},
 		{"store", func(ctx context.Context) Result { return CheckStore(ctx, cfg, env) }},
 		{"daemon", func(ctx context.Context) Result { return CheckDaemon(ctx, cfg, env) }},
+		{"memory", func(ctx context.Context) Result { return CheckMemory(ctx, cfg, env) }},
 		{"log dir", func(ctx context.Context) Result { return CheckLogDir(cfg) }},
 		{"API tokens", func(ctx context.Context) Result { return CheckTokens(cfg) }},
 	}

@@ -690,7 +690,7 @@ func TestRunAllPassWithEcho(t *testing.T) {
 			marks = append(marks, strings.Fields(l)[0]+" "+strings.Fields(l)[1])
 		}
 	}
-	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ log", "✔ API"}
+	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ memory", "✔ log", "✔ API"}
 	if strings.Join(marks, "|") != strings.Join(wantMarks, "|") {
 		t.Fatalf("lines:\n%s", out.String())
 	}

@@ -18,6 +18,11 @@ type Source interface {
 	MessageStates() map[string]int // messages by state
 	APIUp() bool
 	OutageSeconds() float64
+	// AgentRSS is the resident memory of the live agents at the last
+	// sample (each agent's whole process group): the sum and the largest.
+	AgentRSS() (sum, max uint64)
+	// SessionsWaiting is how many sessions wait for a live slot.
+	SessionsWaiting() int
 }
 
 // Metrics holds the counters and histograms that events update.
@@ -36,6 +41,7 @@ type Metrics struct {
 	Lifecycle     *prometheus.CounterVec
 	Orphans       prometheus.Counter
 	Stranded      prometheus.Counter
+	Hibernations  prometheus.Counter
 }
 
 // New creates the metrics and registers them, with src's state gauges.
@@ -81,15 +87,19 @@ func New(src Source) *Metrics {
 			Name: "dispatch_stranded_handovers_total",
 			Help: "Times the health check found waiting messages with nothing scheduled to hand them over (always a bug) and handed them over.",
 		}),
+		Hibernations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatch_hibernations_total",
+			Help: "Idle sessions stopped (resumable) to free a live slot for a chat waiting at sessions.max_live.",
+		}),
 		Lifecycle: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatch_lifecycle_events_total", Help: "Session lifecycle events by kind.",
 		}, []string{"event"}),
 	}
 	m.Registry.MustRegister(m.Restarts, m.Checks, m.CheckDuration, m.Reaped, m.Accepted, m.Duplicates,
-		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans, m.Stranded,
+		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans, m.Stranded, m.Hibernations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src})
-	for _, r := range []string{"dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "other"} {
+	for _, r := range []string{"dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "memory", "other"} {
 		m.Restarts.WithLabelValues(r) // present (at 0) before the first restart
 	}
 	return m
@@ -102,7 +112,7 @@ func ReasonLabel(reason string) string {
 		reason = reason[:i]
 	}
 	switch reason {
-	case "dead", "errors", "stuck", "stale_queue", "panic", "start", "context":
+	case "dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "memory":
 		return reason
 	}
 	return "other"
@@ -119,19 +129,23 @@ var (
 	descMessages = prometheus.NewDesc("dispatch_messages", "Stored messages by state.", []string{"state"}, nil)
 	descAPIUp    = prometheus.NewDesc("dispatch_api_up", "1 while the AI API is considered reachable.", nil, nil)
 	descOutage   = prometheus.NewDesc("dispatch_api_outage_seconds_total", "Time the AI API has been down.", nil, nil)
+	descRSS      = prometheus.NewDesc("dispatch_agent_rss_bytes",
+		"Resident memory of the live agents (each agent's whole process group) at the last sample: stat=sum over all agents, stat=max the largest one.",
+		[]string{"stat"}, nil)
+	descWaiting = prometheus.NewDesc("dispatch_sessions_waiting", "Sessions waiting for a live slot (sessions.max_live reached).", nil, nil)
 )
 
 type stateCollector struct{ src Source }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSessions, descProcs, descMessages, descAPIUp, descOutage} {
+	for _, d := range []*prometheus.Desc{descSessions, descProcs, descMessages, descAPIUp, descOutage, descRSS, descWaiting} {
 		ch <- d
 	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	states := c.src.SessionStates()
-	for _, s := range []string{"starting", "idle", "busy", "stopped", "failed"} {
+	for _, s := range []string{"starting", "idle", "busy", "stopped", "failed", "paused", "waiting"} {
 		ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(states[s]), s)
 	}
 	ch <- prometheus.MustNewConstMetric(descProcs, prometheus.GaugeValue, float64(c.src.LiveProcesses()))
@@ -145,4 +159,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descAPIUp, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(descOutage, prometheus.CounterValue, c.src.OutageSeconds())
+	sum, mx := c.src.AgentRSS()
+	ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(sum), "sum")
+	ch <- prometheus.MustNewConstMetric(descRSS, prometheus.GaugeValue, float64(mx), "max")
+	ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(c.src.SessionsWaiting()))
 }

@@ -75,6 +75,8 @@ type Deps struct {
 	Env map[string]string
 	// NewID makes a fresh agent session id.
 	NewID func() string
+	// Slots is the live cap (nil: no cap).
+	Slots Slots
 	// History records a conversation that had to start over and provides
 	// the earlier exchanges it may carry; nil records nothing.
 	History History
@@ -90,4 +92,19 @@ type History interface {
 	// RecentExchanges returns the chat's last n answered turns, oldest
 	// first.
 	RecentExchanges(ctx context.Context, chat string, n int) ([]store.Exchange, error)
+}
+
+// Slots is the live cap: a session asks for a slot before it starts an
+// agent and gives it back once its agent is stopped for good (a restart
+// keeps it).
+type Slots interface {
+	// Acquire asks for chat's slot. false: the cap is reached; chat waits
+	// in line (state waiting) and wake is called once a slot is set aside
+	// for it.
+	Acquire(chat string, wake func()) bool
+	// Release gives chat's slot back, or takes chat out of the line.
+	Release(chat string)
+	// Idle tells that chat's agent is up with nothing in flight: if others
+	// wait for a slot, it may be hibernated for them.
+	Idle(chat string)
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,6 +28,10 @@ type Rules struct {
 	RestartWindow  time.Duration
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
+
+	// MaxAgentRSS is the most resident memory (bytes) one agent's process
+	// group may hold; 0 means no limit.
+	MaxAgentRSS uint64
 }
 
 // Health reasons (docs/faults.md lists them with the outcomes). Unhealthy reasons for errors are "errors=N"
@@ -40,6 +45,9 @@ const (
 	ReasonStarting   = "starting"
 	ReasonPaused     = "paused"
 	ReasonStoreError = "store_error"
+	// ReasonLiveCap: the session waits for a live slot (the cap on agent
+	// processes is reached and no live session could be hibernated).
+	ReasonLiveCap = "live_cap"
 )
 
 // Queue is what the store knows about one chat's waiting messages.
@@ -71,6 +79,9 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		return Verdict{true, ReasonPaused, false}
 	case s.State == Stopped:
 		return Verdict{true, ReasonStopped, false}
+	case s.State == Waiting:
+		// Held on purpose: it starts as soon as a slot frees.
+		return Verdict{true, ReasonLiveCap, false}
 	}
 	if !s.ProcUp {
 		if s.State == Starting && !s.RestartPending {
@@ -199,6 +210,98 @@ func (r Rules) trimHistory(history []time.Time, now time.Time) []time.Time {
 		}
 	}
 	return out
+}
+
+// Hibernatable reports whether a live session may be hibernated to free its
+// agent's slot for a session that must start at the live cap: its agent is
+// up and idle — no turn in flight, nothing waiting, not held by the API
+// gate, no restart pending, no store write being retried — and the chat is
+// not exempt (the master session, the exempt suffix, a run-time flag).
+// Hibernation stops the agent exactly like idle reaping; the next message
+// resumes the conversation.
+func (r Rules) Hibernatable(s Snapshot, q Queue) bool {
+	if !s.ProcUp || s.State != Idle || s.Busy || s.Held || s.RestartPending || s.StoreError != "" {
+		return false
+	}
+	if q.Depth > 0 {
+		return false
+	}
+	return !r.Exempt(s.ChatID, s.ExemptFlag)
+}
+
+// HibernateFirst orders hibernation candidates, for slices.SortFunc: the
+// least recently active first, ties broken by chat id so that the choice
+// is deterministic.
+func HibernateFirst(a, b Snapshot) int {
+	if c := a.LastActivity.Compare(b.LastActivity); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ChatID, b.ChatID)
+}
+
+// Waiter is a session waiting for a live slot.
+type Waiter struct {
+	Chat string
+	// Oldest is when its oldest waiting message was accepted (zero when
+	// unknown: it then goes after every waiter that knows).
+	Oldest time.Time
+	// Since is when it began to wait.
+	Since time.Time
+}
+
+// StartsBefore orders the sessions waiting for a live slot, for
+// slices.SortFunc: the one whose oldest waiting message is oldest starts
+// first; then the one that has waited longest; then by chat id.
+func StartsBefore(a, b Waiter) int {
+	switch {
+	case a.Oldest.IsZero() && !b.Oldest.IsZero():
+		return 1
+	case !a.Oldest.IsZero() && b.Oldest.IsZero():
+		return -1
+	}
+	if c := a.Oldest.Compare(b.Oldest); c != 0 {
+		return c
+	}
+	if c := a.Since.Compare(b.Since); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Chat, b.Chat)
+}
+
+// MemoryAction is what an agent's sampled memory calls for.
+type MemoryAction int
+
+const (
+	// MemoryOK: within the limit (or no limit).
+	MemoryOK MemoryAction = iota
+	// MemoryRestart: over the limit: restart it with resume as soon as it
+	// is not in a turn.
+	MemoryRestart
+	// MemoryKill: over twice the limit: kill it at once, even mid-turn; the
+	// turn fails like a crash.
+	MemoryKill
+)
+
+func (m MemoryAction) String() string {
+	switch m {
+	case MemoryRestart:
+		return "restart"
+	case MemoryKill:
+		return "kill"
+	}
+	return "ok"
+}
+
+// Memory judges an agent's resident memory (its whole process group)
+// against MaxAgentRSS.
+func (r Rules) Memory(rss uint64) MemoryAction {
+	switch {
+	case r.MaxAgentRSS == 0 || rss <= r.MaxAgentRSS:
+		return MemoryOK
+	case rss > 2*r.MaxAgentRSS:
+		return MemoryKill
+	}
+	return MemoryRestart
 }
 
 // --- The fault model ---

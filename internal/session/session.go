@@ -378,7 +378,9 @@ func (s *Session) loop(a *actor, start bool) {
 			a.retryTimer = nil
 			s.guard(a, a.pump)
 		}
+		s.guard(a, a.afterEvent)
 		s.publish(a)
+		a.announceIdle()
 	}
 }
 
@@ -444,6 +446,7 @@ type actor struct {
 	lastHandover time.Time
 	draining     bool
 	exited       bool
+	capState     // live slot and memory (livecap.go)
 	// carry: the conversation started over; its first turn carries the
 	// chat's earlier exchanges (see reset.go).
 	carry bool
@@ -546,6 +549,9 @@ func (a *actor) startProc() {
 		a.state = Paused // held by an operator: no agent until Resume
 		return
 	}
+	if !a.takeSlot() {
+		return // at the live cap: woken when a slot is set aside for it
+	}
 	a.stopReason = ""
 	resume := a.sessionID != ""
 	if !resume {
@@ -624,6 +630,7 @@ func (a *actor) pump() {
 			waiting, err = d.Store.HasPending(ctx, a.s.chat)
 			return err
 		}) || !waiting {
+			a.noWork()
 			return
 		}
 		a.startProc()
@@ -736,6 +743,9 @@ func (a *actor) onTurn(r turnResult) FollowUp {
 	case EndSilent:
 		why = "turn silent: no output from the agent past the stuck timeout"
 	}
+	if c := context.Cause(t.ctx); errors.Is(c, errMemory) {
+		why = c.Error()
+	}
 	if end.Ending == EndExited && end.Delivery == NoOutput {
 		// The same messages ending the agent before it says anything
 		// again are charged; the others go back uncharged.
@@ -800,6 +810,10 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 	}
 	if cause := context.Cause(t.ctx); cause != nil {
 		switch {
+		case errors.Is(cause, errMemory):
+			// Killed for holding more than twice its memory limit: the
+			// turn fails like a crash after the agent took it.
+			e.Ending, e.Delivery = EndExited, Output
 		case errors.Is(cause, errStuck) && t.progress:
 			e.Ending = EndStuck
 		case errors.Is(cause, errStuck):

@@ -49,6 +49,10 @@ type Config struct {
 	StateDir string
 	// Env is added to every agent's environment.
 	Env map[string]string
+	// MaxLive caps the agents running at once (0: no cap).
+	MaxLive int
+	// MemoryInterval is how often the agents' memory is sampled (0: never).
+	MemoryInterval time.Duration
 	// CarryOver is sessions.carry_over: earlier exchanges a conversation
 	// that had to start over carries into its first turn.
 	CarryOver int
@@ -89,6 +93,7 @@ type Supervisor struct {
 	// storeLost is set once the database is found removed or replaced.
 	storeLost atomic.Pointer[error]
 
+	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
@@ -130,6 +135,7 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 		History:     st,
 		CarryOver:   cfg.CarryOver,
 	}
+	s.initCapacity()
 	s.apiEvents = make(chan events.Event, 64)
 	return s
 }
@@ -181,10 +187,12 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.lastTick.Store(s.clock.Now().UnixNano())
-	s.wg.Add(3)
+	s.wg.Add(5)
 	go func() { defer s.wg.Done(); s.breaker.Run(loopCtx) }()
 	go func() { defer s.wg.Done(); s.checkLoop(loopCtx) }()
 	go func() { defer s.wg.Done(); s.writeAPIEvents(loopCtx) }()
+	go func() { defer s.wg.Done(); s.hibernationLoop(loopCtx) }()
+	go func() { defer s.wg.Done(); s.memoryLoop(loopCtx) }()
 	return nil
 }
 
@@ -345,6 +353,9 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
+	if s.slots != nil {
+		s.slots.Close() // no agent starts for a waiting chat during shutdown
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}
@@ -486,6 +497,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		}
 	}
 	s.checkResources(now)
+	s.kickHibernation() // the safety net of the live cap
 	if s.cfg.RetainDone > 0 {
 		if n, err := s.store.PurgeDone(ctx, now.Add(-s.cfg.RetainDone), 20000); err != nil {
 			s.log.Error("purge answered messages", "err", err)
@@ -619,8 +631,12 @@ type SessionStatus struct {
 	ExemptFlag   bool    `json:"exempt_flag"`
 	Pid          int     `json:"pid,omitempty"`
 	LastActivity string  `json:"last_activity"`
-	// StopReason says why a stopped session has no agent: idle, killed.
+	// StopReason says why a stopped session has no agent: idle, killed,
+	// hibernated.
 	StopReason string `json:"stop_reason,omitempty"`
+	// RSSBytes is a live agent's resident memory, its whole process group
+	// counted, read when status is asked.
+	RSSBytes uint64 `json:"rss_bytes,omitempty"`
 	// StoreError is the store write the session is retrying, while it
 	// fails (a full disk, an I/O error).
 	StoreError string `json:"store_error,omitempty"`
@@ -662,8 +678,17 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		Sessions: []SessionStatus{},
 	}
 	rules := s.cfg.Rules
+	snaps := make([]session.Snapshot, 0, len(st.Sessions))
+	pids := map[int]bool{}
 	for _, ss := range s.all() {
 		snap := ss.Snapshot()
+		snaps = append(snaps, snap)
+		if snap.Pid > 0 && snap.ProcUp {
+			pids[snap.Pid] = true
+		}
+	}
+	rss := agentRSS(pids)
+	for _, snap := range snaps {
 		q := queues[snap.ChatID]
 		v := rules.Verdict(snap, q, now, !bs.Up)
 		st.Sessions = append(st.Sessions, SessionStatus{
@@ -685,6 +710,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			LastActivity: snap.LastActivity.UTC().Format(time.RFC3339),
 			StopReason:   stopReason(snap),
 			StoreError:   snap.StoreError,
+			RSSBytes:     rss[snap.Pid],
 		})
 	}
 	if e := s.storeLost.Load(); e != nil {

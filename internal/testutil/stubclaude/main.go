@@ -24,6 +24,10 @@
 //	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
 //	OVERLOADED   error result, api_error_status 529, an overloaded_error body
 //	TOOLONG      error result, api_error_status 400, terminal_reason prompt_too_long
+//	GROW=<size>  allocate <size> more memory (e.g. 200MB; KB, MB, GB are powers of
+//	             1024, a bare number is bytes), touch every page so that it is
+//	             resident, and keep it for the life of the process; done before
+//	             SLEEP, so "GROW=300MB SLEEP=30s" holds the memory mid-turn
 //	SLEEP=<dur>  wait <dur> (Go syntax) before answering
 //	BIGLINE=<n>  the assistant line carries n bytes of text
 //	UNKNOWN      also emit a line of an unknown type and a non-JSON line
@@ -104,7 +108,10 @@ const (
 var (
 	sleepRe   = regexp.MustCompile(`SLEEP=(\S+)`)
 	biglineRe = regexp.MustCompile(`BIGLINE=(\d+)`)
-	fetchRe   = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
+	growRe    = regexp.MustCompile(`GROW=(\d+)([KMG]B)?`)
+	// ballast is what GROW allocated: kept, so it stays resident.
+	ballast [][]byte
+	fetchRe = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
 )
 
 func main() {
@@ -182,6 +189,9 @@ func (s *stub) turn(line []byte) {
 		for { // until killed; select{} would trip the runtime's deadlock check
 			time.Sleep(time.Hour)
 		}
+	}
+	if m := growRe.FindStringSubmatch(text); m != nil {
+		grow(m[1], m[2])
 	}
 	if strings.Contains(text, "DIE") {
 		os.Exit(4)
@@ -501,6 +511,25 @@ func spawnChild() {
 	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
 		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
 	}
+}
+
+// grow allocates n units of memory and writes to every page of it, so the
+// kernel counts it as resident.
+func grow(n, unit string) {
+	size, _ := strconv.ParseInt(n, 10, 64)
+	switch unit {
+	case "KB":
+		size <<= 10
+	case "MB":
+		size <<= 20
+	case "GB":
+		size <<= 30
+	}
+	b := make([]byte, size)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	ballast = append(ballast, b)
 }
 
 // fetchAs GETs path on the unix socket sock, itself or (child) from a
