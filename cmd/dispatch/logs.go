@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/logging"
 	"github.com/dispatchd/dispatch/internal/termsafe"
 	"github.com/dispatchd/dispatch/internal/wire"
@@ -57,7 +56,11 @@ wrote. A chat the daemon has never seen is an error (exit 1).`,
 				}
 				path = logging.SessionPath(cfg.StateDir, chat)
 				if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-					return noSessionLog(cmd.Context(), g, cfg, chat)
+					if err := noSessionLog(cmd.Context(), g, chat, filepath.Dir(path)); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "chat %q has no log yet (%s)\n", termsafe.Line(chat), path)
+					return nil
 				}
 			}
 			return printLog(cmd.Context(), path, lines, follow, cmd.OutOrStdout())
@@ -68,20 +71,20 @@ wrote. A chat the daemon has never seen is an error (exit 1).`,
 	return cmd
 }
 
-// noSessionLog explains a missing session log: a chat the daemon knows
-// that has logged nothing yet, or an unknown chat (an error).
-func noSessionLog(ctx context.Context, g *globals, cfg config.Config, chat string) error {
+// noSessionLog is nil when the daemon knows chat (it has a session that
+// has logged nothing yet), else the error for an unknown chat.
+func noSessionLog(ctx context.Context, g *globals, chat, dir string) error {
 	if c, err := connect(g, 5*time.Second, 0); err == nil {
 		defer c.Close()
 		if st, err := c.Status(ctx); err == nil {
 			for _, s := range st.Sessions {
 				if s.ChatID == chat {
-					return fmt.Errorf("chat %q has no log yet (%s)", termsafe.Line(chat), logging.SessionPath(cfg.StateDir, chat))
+					return nil
 				}
 			}
 		}
 	}
-	return fmt.Errorf("unknown chat %q: it has no session log under %s", termsafe.Line(chat), filepath.Dir(logging.SessionPath(cfg.StateDir, chat)))
+	return fmt.Errorf("unknown chat %q: the daemon has no session for it and there is no log for it in %s", termsafe.Line(chat), dir)
 }
 
 // printLog prints the last n lines of a log file (all when n is 0); with
