@@ -1,4 +1,4 @@
-// Package config loads dispatch's YAML configuration (SPEC 3.1). Every key
+// Package config loads dispatch's YAML configuration. Every key
 // is optional; defaults equal the seed's constants. A broken file, an unknown
 // key or a bad value is an error that names the key. REFERENCE.md lists
 // every key with its default.
@@ -58,7 +58,7 @@ type Restart struct {
 	BackoffMax     time.Duration `yaml:"backoff_max"`
 }
 
-// Outage configures the API-health breaker (SPEC 2.4): how often a held
+// Outage configures the API-health breaker: how often a held
 // turn is retried as a probe while the AI API is down, and how many turns
 // run at once while the backlog drains after it comes back.
 type Outage struct {

@@ -506,6 +506,10 @@ func TestValidation(t *testing.T) {
 		{"api:\n  listen: :8080\n  token_file: /t\n  tls_cert_file: /c\n", "api.tls_key_file"},
 		{"api:\n  tls_cert_file: /c\n  tls_key_file: /k\n", "api.tls_cert_file"},
 		{"sessions:\n  trusted: [\"\"]\n", "sessions.trusted[0]"},
+		// The API's chat id rule, exactly: no unusual spaces, no padding.
+		{"sessions:\n  master: \"a\\u00a0b\"\n", "sessions.master"},
+		{"sessions:\n  master: \" master\"\n", "sessions.master"},
+		{"sessions:\n  trusted: [\"ok\", \"bad \"]\n", "sessions.trusted[1]"},
 		{"agent:\n  env_passthrough: [\"A=B\"]\n", "agent.env_passthrough[0]"},
 		{"agent:\n  env_passthrough: [\"*\"]\n", "agent.env_passthrough[0]"},
 		{"api:\n  socket: /" + strings.Repeat("s", 200) + "\n", "api.socket"},

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,12 +33,17 @@ import (
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // Options are the daemon's non-config inputs.
 type Options struct {
 	Version string
-	Stderr  io.Writer // manager log lines are echoed here (foreground)
+	// Stderr gets the warnings an operator must see at startup (an agent
+	// command that is not installed) and, with EchoLogs, every manager
+	// log line.
+	Stderr   io.Writer
+	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
 }
@@ -64,7 +71,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer unlock()
 
-	logs, err := logging.Open(cfg.StateDir, cfg.Log, opt.Stderr)
+	var echo io.Writer
+	if opt.EchoLogs {
+		echo = opt.Stderr
+	}
+	logs, err := logging.Open(cfg.StateDir, cfg.Log, echo)
 	if err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -88,6 +99,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	defer st.Close()
 
+	warnMissingAgent(cfg, log, opt)
 	mark, err := agentMarker(cfg.StateDir)
 	if err != nil {
 		return err
@@ -312,16 +324,12 @@ func lock(path string) (func(), error) {
 	}, nil
 }
 
-// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
-// 108 bytes including the terminating NUL).
-const maxSocketPath = 107
-
 // listenUnix listens on the control socket with mode 0600, replacing a stale
 // socket left by a killed daemon (the lock proves it is stale) only when it
 // is a socket of the daemon's own user.
 func listenUnix(path string) (net.Listener, error) {
-	if len(path) > maxSocketPath {
-		return nil, fmt.Errorf("control socket path %s is %d bytes; unix sockets allow at most %d: use a shorter state_dir or set api.socket", path, len(path), maxSocketPath)
+	if p := wire.SocketPathProblem(path); p != "" {
+		return nil, fmt.Errorf("%s: use a shorter state_dir or set api.socket", p)
 	}
 	if err := fsafe.RemoveStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -337,4 +345,21 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return ln, nil
+}
+
+// warnMissingAgent says at startup, on stderr and in the manager log, when
+// the claude agent's command cannot be found: the daemon would otherwise
+// start without a word and fail the first message's session.
+func warnMissingAgent(cfg config.Config, log *slog.Logger, opt Options) {
+	if cfg.Agent.Kind != "claude" {
+		return
+	}
+	if _, err := exec.LookPath(cfg.Agent.Command); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("agent command %q not found (agent.command, looked up in $PATH): every session will fail to start until it is installed; run dispatch doctor", cfg.Agent.Command)
+	log.Warn(msg)
+	if opt.Stderr != nil && !opt.EchoLogs {
+		fmt.Fprintln(opt.Stderr, "dispatch: warning:", msg)
+	}
 }

@@ -13,8 +13,10 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/clock"
@@ -676,6 +678,10 @@ func (a *actor) pump() {
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
 	a.s.log.Debug("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
+	for _, m := range msgs {
+		// The chat's own log shows what was said (slog quotes and escapes).
+		a.s.log.Info("message to agent", "id", m.ID, "text", logText(m.Text))
+	}
 	go func() {
 		var r turnResult
 		defer func() {
@@ -731,6 +737,7 @@ func (a *actor) onTurn(r turnResult) FollowUp {
 			return d.Store.CompleteTurn(ctx, ids, r.res.Text, rec)
 		})
 		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
+		a.s.log.Info("reply", "message_ids", strings.Join(ids, ","), "text", logText(r.res.Text))
 		return CarryOn
 	}
 	why := "turn failed"
@@ -1173,4 +1180,18 @@ func (a *actor) shutdown(ctx context.Context) {
 		a.state = Stopped
 	}
 	a.exited = true
+}
+
+// logText is a text as a session log shows it: up to 4 KiB, then how long
+// it was (queue show has it whole).
+func logText(s string) string {
+	const max = 4 << 10
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
 }
