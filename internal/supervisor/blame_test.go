@@ -82,3 +82,20 @@ func TestCleanExitsAndSuccessesNeverFailTheSession(t *testing.T) {
 		t.Fatalf("crashes each followed by a success failed the session: %+v", s)
 	}
 }
+
+// An agent that exits with status 0 right after its answer — the exit may
+// be noticed before the answer is — is started again plainly: never a
+// counted restart (found by the model test, op exit0-next).
+func TestCleanExitRightAfterAnAnswerIsNotCounted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("eve", "hello"), store.Done)
+	for i := range 20 {
+		gen := h.snap("eve").Gen
+		h.ag.Exit0Next()
+		h.waitMsg(h.send("eve", fmt.Sprint("m", i)), store.Done)
+		h.eventually("a new agent", func() bool { s := h.snap("eve"); return s.ProcUp && s.Gen > gen })
+	}
+	if s := h.snap("eve"); s.Restarts != 0 || s.State == session.Failed {
+		t.Fatalf("clean exits after answering were counted: restarts %d, state %s", s.Restarts, s.State)
+	}
+}
