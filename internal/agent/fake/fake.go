@@ -78,7 +78,7 @@ type Agent struct {
 	failN      int
 	crashNext  bool
 	hangNext   bool
-	dieNext    bool
+	dieNext    int
 	exit0Next  bool
 	extraNext  bool
 	failMsg    string
@@ -144,8 +144,9 @@ func (a *Agent) FailMsg(kind agent.Kind, n int, msg string) {
 }
 
 // DieNext makes the process of the next turn exit before writing anything
-// for it (like the stub's DIE): the turn fails with Kind ExitedSilent.
-func (a *Agent) DieNext() { a.with(func() { a.dieNext = true }) }
+// for it (like the stub's DIE): the turn fails with Kind ExitedSilent. Each
+// call adds one more such turn.
+func (a *Agent) DieNext() { a.with(func() { a.dieNext++ }) }
 
 // Exit0Next makes the process of the next turn answer it and then exit with
 // status 0 (like the stub's EXIT0).
@@ -180,7 +181,7 @@ func (a *Agent) SetSticky(chat string, on bool) {
 func (a *Agent) Armed() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.failN > 0 || a.crashNext || a.hangNext || a.dieNext || a.silent || a.startErr != nil
+	return a.failN > 0 || a.crashNext || a.hangNext || a.dieNext > 0 || a.silent || a.startErr != nil
 }
 
 // Strays counts the stray results dropped (EXTRA).
@@ -369,12 +370,15 @@ func (a *Agent) take(p *Process, texts []string, call int) plan {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.turns = append(a.turns, Turn{Chat: p.spec.ChatID, SessionID: p.spec.SessionID, Texts: slices.Clone(texts)})
-	pl := plan{clk: a.clk, delay: a.delay, crash: a.crashNext, hang: a.hangNext, die: a.dieNext,
+	pl := plan{clk: a.clk, delay: a.delay, crash: a.crashNext, hang: a.hangNext, die: a.dieNext > 0,
 		exit0: a.exit0Next, extra: a.extraNext, script: a.script, directives: a.directives}
 	if d, ok := a.chatDelay[p.spec.ChatID]; ok {
 		pl.delay = d
 	}
-	a.crashNext, a.hangNext, a.dieNext, a.exit0Next, a.extraNext = false, false, false, false, false
+	a.crashNext, a.hangNext, a.exit0Next, a.extraNext = false, false, false, false
+	if pl.die {
+		a.dieNext--
+	}
 	hit := ""
 	switch {
 	case pl.crash:
