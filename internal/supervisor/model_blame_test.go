@@ -36,6 +36,7 @@ type blameState struct {
 	quietSup   *Supervisor
 	quietSince time.Time
 	outagesAt  int       // the breaker's Outages when the period began
+	outages    int       // and when last seen
 	answers    int       // turns of the model's chats answered in the period
 	upSeen     bool      // the breaker was seen up in the period
 	downSince  time.Time // first seen down in the current down stretch
@@ -99,7 +100,7 @@ func (m *model) observe() bool {
 		b.quiet = false
 	case !b.quiet || b.quietSup != m.sup:
 		b.quiet, b.quietSup, b.quietSince = true, m.sup, now
-		b.outagesAt, b.answers, b.upSeen, b.downSince = st.Outages, 0, st.Up, time.Time{}
+		b.outagesAt, b.outages, b.answers, b.upSeen, b.downSince = st.Outages, st.Outages, 0, st.Up, time.Time{}
 	}
 	for i := b.cursor; i < len(b.calls); i++ {
 		c := b.calls[i]
@@ -125,6 +126,13 @@ func (m *model) observe() bool {
 	}
 	if !b.quiet {
 		return false
+	}
+	if st.Outages != b.outages {
+		// it opened (again): the probe is a ProbeMin away from now
+		b.outages, b.downSince = st.Outages, time.Time{}
+		if b.outages != b.outagesAt {
+			b.upSeen = true
+		}
 	}
 	if st.Up {
 		b.upSeen, b.downSince = true, time.Time{}
