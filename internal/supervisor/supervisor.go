@@ -376,7 +376,8 @@ const ProbeText = "Reply with the single word OK."
 
 // probe asks the API, through a throwaway agent conversation that is not
 // saved, whether it answers again. Only an outage (or rejected credentials)
-// keeps the breaker open; an agent that cannot even start keeps it open too.
+// keeps the breaker open; an agent that cannot even start, or ends before
+// answering (whether or not it wrote anything), keeps it open too.
 func (s *Supervisor) probe(ctx context.Context) bool {
 	proc, err := s.deps.Agent.Start(ctx, agent.Spec{
 		ChatID: "dispatch-probe", SessionID: newID(), Ephemeral: true,
@@ -397,7 +398,7 @@ func (s *Supervisor) probe(ctx context.Context) bool {
 	switch k := agent.KindOf(err); {
 	case err == nil:
 		return true
-	case ctx.Err() != nil, k == agent.Outage, k == agent.Auth, k == agent.Exited, k == agent.Undelivered:
+	case ctx.Err() != nil, k == agent.Outage, k == agent.Auth, k == agent.Exited, k == agent.ExitedSilent, k == agent.Undelivered:
 		s.log.Info("API probe: still unreachable", "err", err)
 		return false
 	default:
