@@ -29,6 +29,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/pgstore"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
@@ -77,12 +78,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
-		if err := fsafe.CheckFile(f); err != nil {
-			return fmt.Errorf("store: %w", err)
-		}
-	}
-	st, err := store.Open(cfg.DBPath(), clock.Real{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -193,6 +189,26 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	_ = fsafe.RemoveStaleSocket(cfg.SocketPath())
 	log.Info("dispatch daemon stopped")
 	return runErr
+}
+
+// openStore opens the configured store: the embedded SQLite database in
+// the state directory, or the shared PostgreSQL database.
+func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+	if cfg.Store.Postgres() {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
+		if err != nil {
+			return nil, fmt.Errorf("store (postgres): %w", err)
+		}
+		return st, nil
+	}
+	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
+		if err := fsafe.CheckFile(f); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return store.Open(cfg.DBPath(), clock.Real{})
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).
