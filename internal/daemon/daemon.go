@@ -78,6 +78,15 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
+	var nodeLost <-chan error
+	if cfg.Store.Postgres() {
+		lost, release, err := holdNodeLock(ctx, cfg.Store.DSN, log)
+		if err != nil {
+			return err
+		}
+		defer release()
+		nodeLost = lost
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -173,6 +182,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
 		runErr = fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
+	case err := <-nodeLost:
+		log.Error("stopping: another node took the store", "err", err)
+		runErr = err
 	}
 	stopNotify()
 	_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
