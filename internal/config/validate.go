@@ -194,6 +194,28 @@ func (c Config) Validate() error {
 		bad("sessions.carry_over", "must be from 0 to 100, got %d", c.Sessions.CarryOver)
 	}
 	positive("events.retain", c.Events.Retain)
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.DSN != "" {
+			bad("store.dsn", `is for store.driver "postgres" only`)
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", `is required with store.driver "postgres" (e.g. postgres://dispatch@db/dispatch)`)
+		} else if !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") &&
+			!strings.Contains(c.Store.DSN, "=") {
+			// The message never repeats the DSN: it may hold a password.
+			bad("store.dsn", "must be a postgres:// URL or a key=value connection string")
+		}
+	default:
+		bad("store.driver", `must be "sqlite" or "postgres"`)
+	}
+	if c.Node.ID != "" && (!utf8.ValidString(c.Node.ID) || hasControl(c.Node.ID) || len(c.Node.ID) > 100 || strings.ContainsAny(c.Node.ID, " \t")) {
+		bad("node.id", "must be printable UTF-8 without spaces, at most 100 bytes")
+	}
+	if c.Node.LeaseTTL < 3*time.Second {
+		bad("node.lease_ttl", "must be at least 3s, got %s", c.Node.LeaseTTL)
+	}
 	names := map[string]int{}
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)

@@ -31,6 +31,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/pgstore"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
 	"github.com/dispatchd/dispatch/internal/wire"
@@ -88,12 +89,16 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
-		if err := fsafe.CheckFile(f); err != nil {
-			return fmt.Errorf("store: %w", err)
+	var nodeLost <-chan error
+	if cfg.Store.Postgres() {
+		lost, release, err := holdNodeLock(ctx, cfg.Store.DSN, log)
+		if err != nil {
+			return err
 		}
+		defer release()
+		nodeLost = lost
 	}
-	st, err := store.Open(cfg.DBPath(), clock.Real{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -189,6 +194,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
 		runErr = fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
+	case err := <-nodeLost:
+		log.Error("stopping: another node took the store", "err", err)
+		runErr = err
 	}
 	stopNotify()
 	_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
@@ -205,6 +213,26 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	_ = fsafe.RemoveStaleSocket(cfg.SocketPath())
 	log.Info("dispatch daemon stopped")
 	return runErr
+}
+
+// openStore opens the configured store: the embedded SQLite database in
+// the state directory, or the shared PostgreSQL database.
+func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+	if cfg.Store.Postgres() {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
+		if err != nil {
+			return nil, fmt.Errorf("store (postgres): %w", err)
+		}
+		return st, nil
+	}
+	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
+		if err := fsafe.CheckFile(f); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return store.Open(cfg.DBPath(), clock.Real{})
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).

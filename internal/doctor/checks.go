@@ -431,6 +431,9 @@ func bytesText(n uint64) string {
 // database is fine: the daemon creates it.
 func CheckStore(ctx context.Context, cfg config.Config, env Env) Result {
 	env = env.withDefaults()
+	if cfg.Store.Postgres() {
+		return checkPostgres(ctx, cfg, env)
+	}
 	r := Result{Name: "store"}
 	path := cfg.DBPath()
 	fi, err := os.Stat(path)
