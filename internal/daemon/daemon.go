@@ -25,6 +25,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/agent/echo"
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/cluster"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/fsafe"
 	"github.com/dispatchd/dispatch/internal/logging"
@@ -89,15 +90,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	var nodeLost <-chan error
-	if cfg.Store.Postgres() {
-		lost, release, err := holdNodeLock(ctx, cfg.Store.DSN, log)
-		if err != nil {
-			return err
-		}
-		defer release()
-		nodeLost = lost
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -113,17 +105,47 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
+	scfg := supervisorConfig(cfg, opt.Version, mark)
+	// Several nodes on one PostgreSQL database: chats are owned through
+	// leases whose fencing tokens the store checks on every write for a
+	// chat; webhooks are delivered by the one node holding that role.
+	var (
+		node *cluster.Manager
+		wh   *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	)
+	if pg, ok := st.(*pgstore.Store); ok {
+		node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
+			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
+			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+			OnRole: func(r string, held bool) {
+				if r != cluster.RoleWebhooks {
+					return
+				}
+				if held {
+					log.Info("this node delivers the webhooks now")
+					wh.Start()
+				} else {
+					log.Info("this node no longer delivers the webhooks")
+					wh.Stop()
+				}
+			},
+		})
+		pg.SetFence(node)
+		scfg.Owner = node
+	}
+	sup := supervisor.New(scfg, st, ag, clock.Real{}, logs)
 	// Webhook delivery: every new event is queued for its endpoints in
 	// its own commit, so the fanout is set before anything is written.
-	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+	wh, err = webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
 		Log: log, Registry: sup.Metrics().Registry,
 	})
 	if err != nil {
 		return err
 	}
 	st.SetWebhookFanout(wh.Fanout)
-	wh.Start()
+	if node == nil {
+		wh.Start()
+	}
 	defer wh.Stop() // before the store closes (deferred earlier)
 
 	if cfg.API.Socket != "" {
@@ -162,6 +184,15 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		}
 		return err
 	}
+	if node != nil {
+		if err := node.Start(ctx, sup); err != nil {
+			sup.Shutdown(context.Background())
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+	}
 	serveErr := make(chan error, len(servers))
 	for i, srv := range servers {
 		go func() { serveErr <- srv.Serve(listeners[i]) }()
@@ -194,9 +225,6 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
 		runErr = fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
-	case err := <-nodeLost:
-		log.Error("stopping: another node took the store", "err", err)
-		runErr = err
 	}
 	stopNotify()
 	_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
@@ -204,6 +232,13 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	sup.Shutdown(sctx)
+	if node != nil {
+		// After the sessions saved their state under their leases: give
+		// the leases back so that the other nodes take the chats at once.
+		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		node.Stop(rctx)
+		rcancel()
+	}
 	_ = notify.Status("stopping: agents stopped, closing the store")
 	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer hcancel()

@@ -83,6 +83,37 @@ CREATE TABLE webhook_outbox (
 	PRIMARY KEY (endpoint, seq)
 );
 `,
+	// 2: the cluster's tables. A node's row is its heartbeat; a lease
+	// names a chat's owner node with a fencing token that only grows (see
+	// fence.go). roles are leases on work only one node does at a time
+	// (webhook delivery). Expiry is the database's clock, never a node's.
+	`
+CREATE TABLE nodes (
+	id           text        PRIMARY KEY,
+	incarnation  text        NOT NULL,
+	max_live     integer     NOT NULL DEFAULT 0,
+	started_at   timestamptz NOT NULL,
+	heartbeat_at timestamptz NOT NULL,
+	stopped      boolean     NOT NULL DEFAULT false
+);
+
+CREATE TABLE leases (
+	chat_id     text        PRIMARY KEY,
+	owner       text        NOT NULL,
+	token       bigint      NOT NULL,
+	expires_at  timestamptz NOT NULL,
+	acquired_at timestamptz NOT NULL
+);
+CREATE INDEX leases_owner ON leases (owner);
+
+CREATE TABLE roles (
+	name        text        PRIMARY KEY,
+	owner       text        NOT NULL,
+	token       bigint      NOT NULL,
+	expires_at  timestamptz NOT NULL,
+	acquired_at timestamptz NOT NULL
+);
+`,
 }
 
 // migrateLock is the session-level advisory lock key under which a node
