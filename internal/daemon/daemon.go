@@ -145,6 +145,8 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	st.SetWebhookFanout(wh.Fanout)
 	if node == nil {
 		wh.Start()
+	} else {
+		clusterMetrics(sup.Metrics().Registry, node)
 	}
 	defer wh.Stop() // before the store closes (deferred earlier)
 
@@ -162,7 +164,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh}, sup.Metrics().Registry, log)
+	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: node}, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -156,6 +158,52 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 	}
 	t.Logf("chats per node: %v", per)
+
+	// status on any node shows the whole cluster: every chat with its
+	// owner, and the three nodes with their heartbeats
+	st := ds[1].Status()
+	if st.Daemon.Node != nodeName(1) || len(st.Nodes) != 3 {
+		t.Fatalf("status of node-2: node %q, nodes %+v", st.Daemon.Node, st.Nodes)
+	}
+	for _, n := range st.Nodes {
+		if !n.Live || n.HeartbeatAge > testTTL.Seconds() || n.Self != (n.ID == nodeName(1)) {
+			t.Errorf("node in status: %+v", n)
+		}
+	}
+	owner := map[string]string{}
+	for _, s := range st.Sessions {
+		owner[s.ChatID] = s.Owner
+	}
+	for _, c := range chats {
+		if want := nodeName(adopters(ds, c)[0]); owner[c] != want {
+			t.Errorf("status: chat %s owner %q, want %q", c, owner[c], want)
+		}
+	}
+	out, _, code := ds[0].Run("status")
+	if code != 0 || !strings.Contains(out, "OWNER") || !strings.Contains(out, "node node-1 (this node): live") {
+		t.Errorf("dispatch status (exit %d):\n%s", code, out)
+	}
+	// metrics: the leases each node holds add up to the chats
+	held := 0
+	for i, d := range ds {
+		code, body := d.Get("/metrics")
+		if code != http.StatusOK {
+			t.Fatalf("metrics: HTTP %d", code)
+		}
+		var n int
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "dispatch_cluster_leases_held "); ok {
+				n, _ = strconv.Atoi(v)
+			}
+		}
+		if n != per[i] {
+			t.Errorf("node %s: dispatch_cluster_leases_held %d, owns %d", nodeName(i), n, per[i])
+		}
+		held += n
+	}
+	if held != len(chats) {
+		t.Errorf("leases held in all: %d, chats %d", held, len(chats))
+	}
 }
 
 // kill -9 of a node under load: its chats are taken over within the lease
