@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg)
+	ag, err := newAgent(cfg, st)
 	if err != nil {
 		return err
 	}
@@ -306,7 +306,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config) (agent.Agent, error) {
+func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -315,10 +315,14 @@ func newAgent(cfg config.Config) (agent.Agent, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("agent.dir: %w", err)
 		}
-		return claude.New(claude.Config{
+		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
-		}), nil
+		}
+		if pg, ok := st.(*pgstore.Store); ok {
+			cc.Conversations = pg // conversations move with their chats between nodes
+		}
+		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
 }

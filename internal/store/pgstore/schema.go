@@ -114,6 +114,25 @@ CREATE TABLE roles (
 	acquired_at timestamptz NOT NULL
 );
 `,
+	// 3: agents' conversation files, so that a chat's conversation moves
+	// with the chat to another node. A file is the concatenation of its
+	// chunks in offset order; a save appends a chunk for what was added.
+	`
+CREATE TABLE conversation_files (
+	chat_id text   NOT NULL,
+	path    text   NOT NULL,
+	size    bigint NOT NULL,
+	hash    bytea  NOT NULL,
+	PRIMARY KEY (chat_id, path)
+);
+CREATE TABLE conversation_chunks (
+	chat_id text   NOT NULL,
+	path    text   NOT NULL,
+	off     bigint NOT NULL,
+	data    bytea  NOT NULL,
+	PRIMARY KEY (chat_id, path, off)
+);
+`,
 }
 
 // migrateLock is the session-level advisory lock key under which a node
