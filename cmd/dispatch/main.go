@@ -66,6 +66,7 @@ func newRoot() *cobra.Command {
 		benchCmd(g),
 		eventsCmd(g),
 		webhooksCmd(g),
+		webCmd(g),
 	)
 	return root
 }
