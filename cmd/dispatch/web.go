@@ -50,15 +50,21 @@ over --listen on a public address.`,
 				return err
 			}
 			defer ln.Close()
+			// The address as asked for, with the port the system picked
+			// (0.0.0.0 stays 0.0.0.0 rather than becoming [::]).
+			addr := ln.Addr().String()
+			if _, port, err := net.SplitHostPort(addr); err == nil && host != "" {
+				addr = net.JoinHostPort(host, port)
+			}
 			stderr := cmd.ErrOrStderr()
 			if !isLoopback(host) {
-				fmt.Fprintf(stderr, "dispatch web: listening on %s, which is NOT loopback (--listen): anyone who can reach it sees the page's traffic in plain HTTP; the link below is the only way in\n", ln.Addr())
+				fmt.Fprintf(stderr, "dispatch web: listening on %s, which is NOT loopback (--listen): anyone who can reach it sees the page's traffic in plain HTTP; the link below is the only way in\n", addr)
 			}
 			if _, err := newClient(cfg.SocketPath(), 3*time.Second).status(cmd.Context()); err != nil {
 				fmt.Fprintf(stderr, "dispatch web: the daemon does not answer yet (%v); the page shows it once it does\n", err)
 			}
 			fmt.Fprintln(stderr, "dispatch web: open this URL (its secret works once); stop with Ctrl-C")
-			fmt.Fprintln(cmd.OutOrStdout(), web.URL(ln.Addr().String(), srv.Secret()))
+			fmt.Fprintln(cmd.OutOrStdout(), web.URL(addr, srv.Secret()))
 
 			hs := &http.Server{
 				Handler:           srv,

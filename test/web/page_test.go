@@ -70,6 +70,54 @@ func TestStatusPage(t *testing.T) {
 		}
 	})
 
+	t.Run("filter, sort, memory", func(t *testing.T) {
+		var got struct {
+			Filtered     []string
+			Sorted       []string
+			MemHidden    bool
+			MemShown     bool
+			MemText      string
+			Unhealthy1st string
+		}
+		// One synchronous script, so that the page's own refresh cannot
+		// run in between: type a filter, sort by chat descending, and
+		// give a session the memory figure that status reports for live
+		// agents (the column appears only when the field exists) and an
+		// unhealthy verdict (it goes first).
+		if err := b.eval(`(() => {
+			const chats = () => [...document.querySelectorAll('#sessions tbody tr')].map(r => r.dataset.chat);
+			const f = document.querySelector('#filter');
+			f.value = 'bo'; f.dispatchEvent(new Event('input'));
+			const filtered = chats();
+			f.value = ''; f.dispatchEvent(new Event('input'));
+			const th = document.querySelector('#sessions th[data-key=chat_id]');
+			th.click(); th.click();
+			const sorted = chats();
+			th.click(); state.sortKey = ''; state.sortDir = 1;
+			const memHidden = document.querySelector('#sessions th.mem').hidden;
+			state.status.sessions.forEach(s => { if (s.chat_id === 'bob') { s.rss_bytes = 200 * 1048576; s.healthy = false; s.health_reason = 'dead'; } });
+			renderSessions();
+			const row = document.querySelector('#sessions tbody tr[data-chat=bob]');
+			return {Filtered: filtered, Sorted: sorted, MemHidden: memHidden,
+				MemShown: !document.querySelector('#sessions th.mem').hidden,
+				MemText: row.lastElementChild.textContent, Unhealthy1st: chats()[0]};
+		})()`, &got); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got.Filtered, ",") != "bob" {
+			t.Errorf("filter 'bo' shows %q", got.Filtered)
+		}
+		if len(got.Sorted) < 3 || got.Sorted[0] != "bob" || got.Sorted[len(got.Sorted)-1] != evilChat {
+			t.Errorf("sorted by chat, descending: %q", got.Sorted)
+		}
+		if !got.MemHidden || !got.MemShown || got.MemText != "200 MiB" {
+			t.Errorf("memory column: hidden without rss_bytes %v, shown with it %v, text %q", got.MemHidden, got.MemShown, got.MemText)
+		}
+		if got.Unhealthy1st != "bob" {
+			t.Errorf("first row %q, want the unhealthy bob", got.Unhealthy1st)
+		}
+	})
+
 	t.Run("chat id with markup is text", func(t *testing.T) {
 		var n struct {
 			Scripts, Imgs int
