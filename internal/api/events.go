@@ -268,6 +268,7 @@ func (e *eventsHandler) stream(w http.ResponseWriter, r *http.Request, q events.
 				if !write(": keep-alive\n\n") {
 					return
 				}
+				evs = nil // sent already
 				continue
 			}
 		}

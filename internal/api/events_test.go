@@ -265,6 +265,34 @@ func TestSSEFramingResumeAndKeepAlive(t *testing.T) {
 	}
 }
 
+// A keep-alive comment never repeats the events sent before it.
+func TestKeepAliveSendsNothingTwice(t *testing.T) {
+	old := KeepAlive
+	KeepAlive = 30 * time.Millisecond
+	t.Cleanup(func() { KeepAlive = old })
+	srv, b := newFeedServer(t, nil)
+	reply(t, b.Store, "alice", "once", "m1")
+	resp, rd := openStream(t, srv.URL+"/v1/events", "")
+	readSSE(t, rd, 1, nil)
+	time.AfterFunc(300*time.Millisecond, func() { resp.Body.Close() })
+	comments := 0
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, ": keep-alive") {
+			comments++
+		}
+		if strings.HasPrefix(line, "id: ") {
+			t.Fatalf("an event came again after %d keep-alive comments: %q", comments, line)
+		}
+	}
+	if comments < 2 {
+		t.Fatalf("%d keep-alive comments", comments)
+	}
+}
+
 // tail=N gives the last N events, as JSON and as the start of a stream
 // that then follows the feed; it goes without after and limit.
 func TestTail(t *testing.T) {
