@@ -22,8 +22,7 @@ func TestWebCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := stderrFile(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -80,8 +80,7 @@ func startWeb(t *testing.T, d *daemontest.Daemon, args ...string) *webServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	stderr := stderrFile(t, cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +120,28 @@ func startWeb(t *testing.T, d *daemontest.Daemon, args ...string) *webServer {
 		t.Fatalf("dispatch web printed no URL within 20s; stderr:\n%s", stderr.String())
 	}
 	return nil
+}
+
+// stderrFile sends cmd's standard error to a file (written by the process
+// itself, so reading it races with nothing); String reads it.
+func stderrFile(t *testing.T, cmd *exec.Cmd) fileText {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "stderr")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	cmd.Stderr = f
+	return fileText(p)
+}
+
+// fileText is a file whose content String returns.
+type fileText string
+
+func (f fileText) String() string {
+	b, _ := os.ReadFile(string(f))
+	return string(b)
 }
 
 // browser is one headless Chromium with one tab.
