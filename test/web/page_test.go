@@ -301,6 +301,38 @@ func TestStatusPage(t *testing.T) {
 		b.must("back to desktop", emulation.ClearDeviceMetricsOverride())
 	})
 
+	t.Run("drop asks for a confirmation", func(t *testing.T) {
+		var dead struct {
+			Messages []api.ListedOut `json:"messages"`
+		}
+		if st, body, err := d.Do("GET", "/v1/queue?state=dead", nil); err != nil || st != http.StatusOK || json.Unmarshal(body, &dead) != nil || len(dead.Messages) == 0 {
+			t.Fatalf("no dead letter to drop: %d %s %v", st, body, err)
+		}
+		id := dead.Messages[0].ID
+		btn := `document.querySelector('#dead tr[data-id=` + jsString(id) + `] button.danger')`
+		var ok bool
+		if err := b.eval(btn+`.click(), true`, &ok); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if m := message(d, id); m.State != "dead" {
+			t.Fatalf("one click dropped the message (state %q)", m.State)
+		}
+		var label string
+		_ = b.eval(btn+`.textContent`, &label)
+		if !strings.Contains(label, "?") {
+			t.Errorf("after one click the button says %q, want a question", label)
+		}
+		if err := b.eval(btn+`.click(), true`, &ok); err != nil {
+			t.Fatal(err)
+		}
+		daemontest.WaitFor(t, func() bool {
+			st, _, err := d.Do("GET", "/v1/messages/"+id, nil)
+			return err == nil && st == http.StatusNotFound
+		}, 10*time.Second, "the confirmed drop")
+		b.waitJS(`!document.querySelector('#dead tr[data-id=`+jsString(id)+`]')`, 5*time.Second, "the dropped letter to leave the list")
+	})
+
 	t.Run("survives a daemon restart", func(t *testing.T) {
 		var marker bool
 		_ = b.eval(`window.__noReload = true`, &marker)
