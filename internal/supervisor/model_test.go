@@ -386,7 +386,8 @@ type model struct {
 	logs *memLogs
 	sup  *Supervisor
 
-	cancels []context.CancelFunc // of ctx(), called at the end
+	cancelMu sync.Mutex           // ctx() is called from racing goroutines
+	cancels  []context.CancelFunc // of ctx(), called at the end
 
 	chats []string
 	msgs  []*modelMsg // acceptance order
@@ -458,7 +459,9 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 // bound is the bubble's virtual time, so it costs nothing.
 func (m *model) ctx() context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	m.cancelMu.Lock()
 	m.cancels = append(m.cancels, cancel)
+	m.cancelMu.Unlock()
 	return ctx
 }
 
@@ -492,6 +495,8 @@ func (m *model) shutdown() {
 func (m *model) close() {
 	m.shutdown()
 	m.st.Close()
+	m.cancelMu.Lock()
+	defer m.cancelMu.Unlock()
 	for _, cancel := range m.cancels {
 		cancel()
 	}
