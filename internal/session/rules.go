@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 // Rules are the health, idle and restart limits, taken from config. Every rule about when a session is unhealthy, reapable or allowed
@@ -64,6 +65,14 @@ type Verdict struct {
 	// unhealthy session is restarted: a failed one waits for an operator,
 	// and one whose store writes fail waits for its disk.
 	Restart bool
+	// Cause is the restart's cause (set when Restart is).
+	Cause lifecycle.Cause
+}
+
+func healthy(reason string) Verdict   { return Verdict{Healthy: true, Reason: reason} }
+func unhealthy(reason string) Verdict { return Verdict{Reason: reason} }
+func restart(c lifecycle.Cause, reason string) Verdict {
+	return Verdict{Reason: reason, Restart: true, Cause: c}
 }
 
 // Verdict judges s at now. apiDown suppresses stale_queue: while the API
@@ -71,28 +80,28 @@ type Verdict struct {
 func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict {
 	switch {
 	case s.State == Failed:
-		return Verdict{false, "failed: " + s.FailReason, false}
+		return unhealthy("failed: " + s.FailReason)
 	case s.StoreError != "":
 		// Restarting cannot help: the session retries its write.
-		return Verdict{false, ReasonStoreError, false}
+		return unhealthy(ReasonStoreError)
 	case s.State == Paused:
-		return Verdict{true, ReasonPaused, false}
+		return healthy(ReasonPaused)
 	case s.State == Stopped:
-		return Verdict{true, ReasonStopped, false}
+		return healthy(ReasonStopped)
 	case s.State == Waiting:
 		// Held on purpose: it starts as soon as a slot frees.
-		return Verdict{true, ReasonLiveCap, false}
+		return healthy(ReasonLiveCap)
 	}
 	if !s.ProcUp {
 		if s.State == Starting && !s.RestartPending {
 			// The agent is being started right now.
-			return Verdict{true, ReasonStarting, false}
+			return healthy(ReasonStarting)
 		}
 		// Also while a restart waits out its backoff: the session is down.
-		return Verdict{false, ReasonDead, true}
+		return restart(lifecycle.Dead, ReasonDead)
 	}
 	if s.ErrorCount >= r.MaxErrors {
-		return Verdict{false, fmt.Sprintf("errors=%d", s.ErrorCount), true}
+		return restart(lifecycle.Errors, fmt.Sprintf("errors=%d", s.ErrorCount))
 	}
 	if s.Busy {
 		limit := r.StuckTimeout
@@ -104,9 +113,9 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			quiet = s.LastOutput
 		}
 		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && now.Sub(s.TurnStarted) > r.MaxTurn) {
-			return Verdict{false, ReasonStuck, true}
+			return restart(lifecycle.Stuck, ReasonStuck)
 		}
-		return Verdict{true, ReasonOK, false}
+		return healthy(ReasonOK)
 	}
 	if q.Depth > 0 && !apiDown && !s.Held {
 		since := s.LastHandover
@@ -114,10 +123,10 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			since = q.Oldest
 		}
 		if now.Sub(since) > r.StuckTimeout {
-			return Verdict{false, ReasonStaleQueue, true}
+			return restart(lifecycle.StaleQueue, ReasonStaleQueue)
 		}
 	}
-	return Verdict{true, ReasonOK, false}
+	return healthy(ReasonOK)
 }
 
 // StrandGrace is how long messages may wait at an idle session before the

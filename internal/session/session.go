@@ -18,7 +18,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/clock"
-	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/store"
 )
 
@@ -175,12 +175,12 @@ func (s *Session) Snapshot() Snapshot {
 // agent generation gen (Snapshot.Gen). It never blocks: the restart happens
 // in the session's own goroutine. A verdict on an agent that has since been
 // replaced is stale and ignored, as is a request while a restart is pending.
-func (s *Session) Restart(reason string, gen uint64) bool {
+func (s *Session) Restart(v Verdict, gen uint64) bool {
 	return s.send(func(a *actor) {
 		if gen != a.gen {
 			return
 		}
-		a.autoRestart(reason, reason == ReasonStuck)
+		a.autoRestart(v.Cause, v.Reason)
 	})
 }
 
@@ -189,7 +189,7 @@ func (s *Session) Restart(reason string, gen uint64) bool {
 func (s *Session) Reap(ok func(Snapshot) bool) bool {
 	return s.send(func(a *actor) {
 		if ok(s.Snapshot()) {
-			a.stop("reap", "idle timeout", errStopped)
+			a.stop(lifecycle.Reap, lifecycle.Idle, "idle timeout", errStopped)
 		}
 	})
 }
@@ -200,7 +200,7 @@ func (s *Session) Reap(ok func(Snapshot) bool) bool {
 // nothing waiting the session stays stopped.
 func (s *Session) Kill(ctx context.Context) error {
 	return s.call(ctx, func(a *actor) {
-		a.stop("stop", "operator kill", errStopped)
+		a.stop(lifecycle.Stop, lifecycle.Operator, "operator kill", errStopped)
 		if a.state == Stopped {
 			a.stopReason = StopKilled
 		}
@@ -219,7 +219,7 @@ func (s *Session) Pause(ctx context.Context) error {
 		}
 		a.paused = true
 		a.save()
-		a.s.d.Observer.Lifecycle(a.s.chat, "pause", "operator pause")
+		a.emit(lifecycle.Pause, lifecycle.Operator, "operator pause")
 		a.pump()
 	})
 }
@@ -236,7 +236,7 @@ func (s *Session) Resume(ctx context.Context) error {
 			a.state = Stopped
 		}
 		a.save()
-		a.s.d.Observer.Lifecycle(a.s.chat, "resume", "operator resume")
+		a.emit(lifecycle.Resume, lifecycle.Operator, "operator resume")
 		a.pump()
 	})
 }
@@ -391,9 +391,9 @@ func (s *Session) guard(a *actor, f func()) {
 		if r := recover(); r != nil {
 			reason := fmt.Sprintf("panic: %v", r)
 			s.log.Error("session panic", "panic", r, "stack", string(debug.Stack()))
-			s.d.Observer.Lifecycle(s.chat, "panic", reason)
+			a.emit(lifecycle.Panic, lifecycle.Panicked, reason)
 			if !a.exited && a.state != Failed && a.state != Stopped {
-				a.scheduleRestart("panic")
+				a.scheduleRestart(lifecycle.Panicked, "panic")
 			}
 		}
 	}()
@@ -471,6 +471,13 @@ type turnResult struct {
 
 func (a *actor) now() time.Time { return a.s.d.Clock.Now() }
 
+// emit reports a lifecycle event of the session's and returns it.
+func (a *actor) emit(kind lifecycle.Kind, cause lifecycle.Cause, detail string) lifecycle.Event {
+	ev := lifecycle.Event{Kind: kind, Cause: cause, Chat: a.s.chat, Detail: detail}
+	a.s.d.Observer.Event(ev)
+	return ev
+}
+
 // record is the session's durable form.
 func (a *actor) record() store.SessionRecord {
 	return store.SessionRecord{
@@ -519,7 +526,7 @@ func (a *actor) persist(what string, op func(ctx context.Context) error) bool {
 		delay := StoreRetryDelay(try)
 		if a.storeErr == "" {
 			a.s.log.Error("store write failed: retrying until it succeeds", "op", what, "err", err)
-			a.s.d.Observer.Lifecycle(a.s.chat, "store_error", fmt.Sprintf("%s: %v", what, err))
+			a.emit(lifecycle.StoreError, lifecycle.Store, fmt.Sprintf("%s: %v", what, err))
 		} else {
 			a.s.log.Debug("store write failed again", "op", what, "err", err, "retry_in", delay)
 		}
@@ -568,14 +575,14 @@ func (a *actor) startProc() {
 			a.daemonTries++
 			delay := a.s.d.Rules.RetryDelay(a.daemonTries)
 			a.s.log.Error("agent start failed for want of the daemon's own resources; retrying", "err", err, "retry_in", delay)
-			a.s.d.Observer.Lifecycle(a.s.chat, "daemon_error", fmt.Sprintf("agent start: %v (retry in %s)", err, delay))
+			a.emit(lifecycle.DaemonError, lifecycle.Resources, fmt.Sprintf("agent start: %v (retry in %s)", err, delay))
 			a.state = Starting
 			a.restartTimer = a.s.d.Clock.NewTimer(delay)
 			return
 		}
 		a.s.log.Error("agent start failed", "err", err)
-		a.s.d.Observer.Lifecycle(a.s.chat, "failure", "start failed: "+err.Error())
-		a.scheduleRestart("start failed")
+		a.emit(lifecycle.Failure, lifecycle.StartFail, "start failed: "+err.Error())
+		a.scheduleRestart(lifecycle.StartFail, "start failed")
 		return
 	}
 	a.daemonTries = 0
@@ -591,7 +598,7 @@ func (a *actor) startProc() {
 	if resume {
 		how = "resume " + a.sessionID
 	}
-	a.s.d.Observer.Lifecycle(a.s.chat, "start", how)
+	a.emit(lifecycle.Start, lifecycle.NoCause, how)
 }
 
 // pump hands waiting messages to the agent when the session can take them.
@@ -776,7 +783,7 @@ func (a *actor) onTurn(r turnResult) FollowUp {
 		// Rejected credentials: the operator has to act; told once.
 		a.authLogged = true
 		a.s.log.Error("the AI API rejected the agent's credentials", "err", r.err)
-		d.Observer.Lifecycle(a.s.chat, "failure", why)
+		a.emit(lifecycle.Failure, lifecycle.Auth, why)
 	}
 	a.gateDone(dec.Breaker)
 	a.applyMessages(dec, ids, why)
@@ -889,20 +896,20 @@ func (a *actor) act(f FollowUp) {
 	switch f {
 	case restartErr:
 		a.retryTimer = stopTimer(a.retryTimer)
-		a.autoRestart(fmt.Sprintf("errors=%d", a.errorCount), false)
+		a.autoRestart(lifecycle.Errors, fmt.Sprintf("errors=%d", a.errorCount))
 	case Restart:
 		// The process still runs (its input was closed, say); a process
 		// that ended is restarted by onExit.
 		if a.proc != nil {
-			a.autoRestart("agent broken: a turn could not be delivered", false)
+			a.autoRestart(lifecycle.Broken, "agent broken: a turn could not be delivered")
 		}
 	case StartFresh:
 		a.freshStart("no conversation to resume")
 	case RestartClean:
-		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "context too long: restarting clean")
+		ev := a.emit(lifecycle.Restart, lifecycle.Context, "context too long: restarting clean")
 		a.stopProc(errStopped)
 		a.sessionID = ""
-		a.reset(events.ResetContextTooLong)
+		a.reset(ev)
 		a.startProc()
 	}
 }
@@ -953,7 +960,7 @@ func (a *actor) fail(ids []string, why string) {
 		return err
 	})
 	for _, id := range dead {
-		a.s.d.Observer.Lifecycle(a.s.chat, "dead_letter", fmt.Sprintf("message %s: %s", id, why))
+		a.emit(lifecycle.DeadLetter, lifecycle.Attempts, fmt.Sprintf("message %s: %s", id, why))
 	}
 }
 
@@ -989,24 +996,24 @@ func (a *actor) onExit() {
 		return
 	case RestartPlain:
 		a.s.log.Info("agent exited cleanly after answering; starting it again")
-		a.s.d.Observer.Lifecycle(a.s.chat, "restart", "agent exited cleanly after answering (not a fault)")
+		a.emit(lifecycle.Restart, lifecycle.CleanExit, "agent exited cleanly after answering (not a fault)")
 		a.startProc()
 		return
 	case RestartClean:
 		a.sessionID = ""
-		a.reset(events.ResetContextTooLong)
+		a.reset(lifecycle.Event{Kind: lifecycle.Restart, Cause: lifecycle.Context, Chat: a.s.chat})
 	}
 	a.s.log.Warn("agent exited", "err", exitErr)
-	a.scheduleRestart(reason)
+	a.scheduleRestart(lifecycle.Dead, reason)
 }
 
 // freshStart drops a conversation that cannot be resumed and starts a new
 // one; the pending messages are processed by the new agent.
 func (a *actor) freshStart(why string) {
-	a.s.d.Observer.Lifecycle(a.s.chat, "resume_failed", fmt.Sprintf("session %s: %s; starting fresh", a.sessionID, why))
+	ev := a.emit(lifecycle.ResumeFailed, lifecycle.Resumption, fmt.Sprintf("session %s: %s; starting fresh", a.sessionID, why))
 	a.stopProc(errStopped)
 	a.sessionID = ""
-	a.reset(events.ResetResumeFailed)
+	a.reset(ev)
 	a.startProc()
 }
 
@@ -1052,7 +1059,7 @@ func progressSince(p agent.Process, t time.Time) bool {
 }
 
 // stop ends the agent and leaves the session stopped and resumable.
-func (a *actor) stop(event, reason string, cause error) {
+func (a *actor) stop(kind lifecycle.Kind, why lifecycle.Cause, reason string, cause error) {
 	if a.restartTimer != nil {
 		a.restartTimer.Stop()
 		a.restartTimer = nil
@@ -1071,12 +1078,12 @@ func (a *actor) stop(event, reason string, cause error) {
 		a.stopReason = StopIdle
 	}
 	a.save()
-	a.s.d.Observer.Lifecycle(a.s.chat, event, reason)
+	a.emit(kind, why, reason)
 }
 
 // autoRestart kills the agent and starts it again under the restart policy.
 // A request while a restart is already scheduled is ignored.
-func (a *actor) autoRestart(reason string, stuck bool) {
+func (a *actor) autoRestart(why lifecycle.Cause, reason string) {
 	if a.restartTimer != nil || a.state == Failed || a.exited {
 		return
 	}
@@ -1084,24 +1091,24 @@ func (a *actor) autoRestart(reason string, stuck bool) {
 		return // stopped sessions are healthy; the next message starts them
 	}
 	cause := errStopped
-	if stuck {
+	if why == lifecycle.Stuck {
 		cause = errStuck
 	}
 	if a.stopProc(cause) == RestartPlain {
 		// A silent turn while nobody gets answers: an outage signal, not
 		// the session's fault; the breaker now holds the next turn.
-		a.s.d.Observer.Lifecycle(a.s.chat, "restart", reason+": silent turn, API outage suspected (not counted)")
+		a.emit(lifecycle.Restart, why, reason+": silent turn, API outage suspected (not counted)")
 		a.state = Starting
 		a.startProc()
 		a.pump()
 		return
 	}
-	a.scheduleRestart(reason)
+	a.scheduleRestart(why, reason)
 }
 
 // scheduleRestart applies the restart intensity limit: the session either
 // waits its backoff and starts again, or fails.
-func (a *actor) scheduleRestart(reason string) {
+func (a *actor) scheduleRestart(why lifecycle.Cause, reason string) {
 	r := a.s.d.Rules
 	now := a.now()
 	a.history = r.trimHistory(a.history, now)
@@ -1111,13 +1118,13 @@ func (a *actor) scheduleRestart(reason string) {
 		a.failReason = fmt.Sprintf("%d restarts in %s; last: %s", len(a.history), r.RestartWindow, reason)
 		a.save()
 		a.s.log.Error("session failed: restart limit reached", "reason", a.failReason)
-		a.s.d.Observer.Lifecycle(a.s.chat, "failure", a.failReason)
+		a.emit(lifecycle.Failure, lifecycle.RestartLimit, a.failReason)
 		return
 	}
 	a.history = append(a.history, now)
 	a.restarts++
 	a.state = Starting
-	a.s.d.Observer.Lifecycle(a.s.chat, "restart", fmt.Sprintf("%s (delay %s)", reason, delay))
+	a.emit(lifecycle.Restart, why, fmt.Sprintf("%s (delay %s)", reason, delay))
 	a.restartTimer = a.s.d.Clock.NewTimer(delay)
 	a.save()
 }
@@ -1137,7 +1144,7 @@ func (a *actor) operatorRestart(clean bool) {
 	if clean {
 		a.sessionID = ""
 	}
-	a.s.d.Observer.Lifecycle(a.s.chat, "restart", fmt.Sprintf("operator restart (clean=%t)", clean))
+	a.emit(lifecycle.Restart, lifecycle.Operator, fmt.Sprintf("operator restart (clean=%t)", clean))
 	a.startProc()
 	a.pump()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/breaker"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/metrics"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
@@ -59,11 +60,18 @@ type Config struct {
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
-// and one log per session.
+// and one log per session. A Logs that is also an EventLog (the daemon's
+// logging.Logs) is given typed lifecycle events; any other gets each one
+// rendered as its name, chat and reason.
 type Logs interface {
 	Manager() *slog.Logger
 	Lifecycle(event, chat, reason string, attrs ...slog.Attr)
 	Session(chat string) *slog.Logger
+}
+
+// EventLog writes typed lifecycle events (logging.Logs.Event).
+type EventLog interface {
+	Event(ev lifecycle.Event, attrs ...slog.Attr)
 }
 
 // ErrUnknownChat is returned for operations on a chat that has no session.
@@ -320,7 +328,7 @@ func (s *Supervisor) RetryMessage(ctx context.Context, id string) error {
 	if err := s.store.Retry(ctx, id); err != nil {
 		return err
 	}
-	s.logs.Lifecycle("retry", m.ChatID, "operator retry of message "+id)
+	s.emit(lifecycle.Event{Kind: lifecycle.Retry, Cause: lifecycle.Operator, Chat: m.ChatID, Detail: "operator retry of message " + id})
 	if ss := s.session(m.ChatID); ss != nil {
 		ss.Notify()
 	}
@@ -336,7 +344,8 @@ func (s *Supervisor) DropMessage(ctx context.Context, id string) error {
 	if err := s.store.Drop(ctx, id); err != nil {
 		return err
 	}
-	s.logs.Lifecycle("drop", m.ChatID, fmt.Sprintf("operator dropped dead message %s (attempts %d, last error: %s)", id, m.Attempts, m.Error))
+	s.emit(lifecycle.Event{Kind: lifecycle.Drop, Cause: lifecycle.Operator, Chat: m.ChatID,
+		Detail: fmt.Sprintf("operator dropped dead message %s (attempts %d, last error: %s)", id, m.Attempts, m.Error)})
 	return nil
 }
 
@@ -474,7 +483,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		if !v.Healthy {
 			if v.Restart && !snap.RestartPending {
 				res.Unhealthy[snap.ChatID] = v.Reason
-				ss.Restart(v.Reason, snap.Gen)
+				ss.Restart(v, snap.Gen)
 			}
 			continue
 		}
@@ -552,25 +561,27 @@ func (s *Supervisor) daemonError() string {
 	return e.reason
 }
 
-func (o observer) Lifecycle(chat, event, reason string) {
-	o.s.logs.Lifecycle(event, chat, reason)
-	if event == "daemon_error" {
+func (o observer) Event(ev lifecycle.Event) {
+	if ev.Kind == lifecycle.DaemonError {
 		if o.s.daemonErr.Load() == nil || o.s.daemonError() == "" {
-			o.s.log.Error("the daemon is out of a resource of its own; sessions retry without spending their restarts", "chat", chat, "err", reason)
+			o.s.log.Error("the daemon is out of a resource of its own; sessions retry without spending their restarts", "chat", ev.Chat, "err", ev.Detail)
 		}
-		o.s.daemonErr.Store(&daemonError{at: o.s.clock.Now(), reason: reason})
+		o.s.daemonErr.Store(&daemonError{at: o.s.clock.Now(), reason: ev.Detail})
 	}
-	m := o.s.metrics
-	m.Lifecycle.WithLabelValues(event).Inc()
-	switch event {
-	case "restart":
-		m.Restarts.WithLabelValues(metrics.ReasonLabel(reason)).Inc()
-	case "reap":
-		m.Reaped.Inc()
-	case "dead_letter":
-		m.DeadLetters.Inc()
-	case "panic":
-		m.Panics.Inc()
+	o.s.emit(ev)
+	o.s.metrics.ObserveLifecycle(ev)
+}
+
+// emit writes a lifecycle event's line in the lifecycle log. A session's
+// events are also counted (observer.Event); the daemon's own (an
+// operator's retry or drop, a lost store, an orphan killed) have counters
+// of their own. An event's feed form, if any, is written by the store with
+// the change it reports (see lifecycle.Event.Feed).
+func (s *Supervisor) emit(ev lifecycle.Event) {
+	if el, ok := s.logs.(EventLog); ok {
+		el.Event(ev)
+	} else {
+		s.logs.Lifecycle(ev.Kind.String(), ev.Chat, ev.Detail)
 	}
 }
 
@@ -770,7 +781,7 @@ func (s *Supervisor) storeIntact() error {
 		s.log.Error("ALERT: the database was removed, replaced or truncated under the daemon: refusing to accept messages; "+
 			"stop the daemon, restore the state directory from a backup (or move it aside), start it again; run dispatch doctor",
 			"err", err)
-		s.logs.Lifecycle("store_lost", "", err.Error())
+		s.emit(lifecycle.Event{Kind: lifecycle.StoreLost, Cause: lifecycle.Store, Detail: err.Error()})
 	}
 	return err
 }
