@@ -12,8 +12,16 @@ import (
 	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
-// Rules are the health, idle and restart limits, taken from config. Every rule about when a session is unhealthy, reapable or allowed
-// to restart lives in this file.
+// Rules are the health, idle and restart limits, taken from config.
+//
+// Every rule about a session lives in this file as a pure function, table
+// tested in rules_test.go: when a session is healthy, alive, stranded,
+// reapable, hibernatable or allowed to restart (Verdict, Alive, Stranded,
+// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), what a
+// turn's end means (Decide, docs/faults.md) and whether a probe reached
+// the API (ProbeAnswered). The one rule kept beside its only user is the
+// store's claim isolation (store.claimable: a message that failed before
+// goes alone), because the store cannot import this package.
 type Rules struct {
 	MaxErrors             int
 	StuckTimeout          time.Duration
@@ -129,6 +137,18 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 	return healthy(ReasonOK)
 }
 
+// Alive reports whether a session counts as alive in status: it has an
+// agent process that is not stopped, failed or past max_errors.
+func (r Rules) Alive(s Snapshot) bool {
+	return s.State != Stopped && s.State != Failed && s.ProcUp && s.ErrorCount < r.MaxErrors
+}
+
+// RestartNow reports whether the health check asks for a restart after
+// verdict v on s: the verdict calls for one and none is pending already.
+func RestartNow(v Verdict, s Snapshot) bool {
+	return v.Restart && !s.RestartPending
+}
+
 // StrandGrace is how long messages may wait at an idle session before the
 // health check counts them as stranded: a message accepted a moment ago
 // may simply not have reached its session yet.
@@ -183,6 +203,14 @@ func (r Rules) Reapable(s Snapshot, q Queue, now time.Time) bool {
 		return false
 	}
 	return now.Sub(s.LastActivity) > r.IdleTimeout
+}
+
+// StillReapable is the re-check a session makes when a reap requested by
+// the health check reaches it: the session may have taken a turn or
+// started over since. Its own snapshot carries no queue depth; a message
+// that arrived meanwhile wakes it into a turn, which makes it busy.
+func (r Rules) StillReapable(s Snapshot, now time.Time) bool {
+	return r.Reapable(s, Queue{}, now)
 }
 
 // NextRestart applies the restart intensity limit to a session's recent
@@ -623,4 +651,25 @@ func DaemonResourceError(err error) bool {
 		}
 	}
 	return false
+}
+
+// ProbeAnswered judges an API-health probe's turn (Supervisor.probe):
+// whether the API answered. err is the turn's error; cancelled says the
+// probe's context ended first. An outage, rejected credentials, or an
+// agent that exited or could not take the turn leave the API unreachable;
+// any other error is the API answering with an error of the turn's own.
+// A probe is stricter than a chat's turn (Decide): it exists only to learn
+// whether the API answers, so anything that did not reach it counts as no.
+func ProbeAnswered(err error, cancelled bool) bool {
+	if err == nil {
+		return true
+	}
+	if cancelled {
+		return false
+	}
+	switch agent.KindOf(err) {
+	case agent.Outage, agent.Auth, agent.Exited, agent.Undelivered:
+		return false
+	}
+	return true
 }

@@ -401,15 +401,11 @@ func (s *Supervisor) probe(ctx context.Context) bool {
 		cancel()
 	}()
 	_, err = proc.Turn(ctx, []string{ProbeText})
-	switch k := agent.KindOf(err); {
-	case err == nil:
-		return true
-	case ctx.Err() != nil, k == agent.Outage, k == agent.Auth, k == agent.Exited, k == agent.Undelivered:
+	if !session.ProbeAnswered(err, ctx.Err() != nil) {
 		s.log.Info("API probe: still unreachable", "err", err)
 		return false
-	default:
-		return true // the API answered, if with an error of the turn's own
 	}
+	return true // the API answered, if with an error of the turn's own
 }
 
 func (s *Supervisor) apiChanged(up bool) {
@@ -481,7 +477,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		q := queues[snap.ChatID]
 		v := rules.Verdict(snap, q, now, apiDown)
 		if !v.Healthy {
-			if v.Restart && !snap.RestartPending {
+			if session.RestartNow(v, snap) {
 				res.Unhealthy[snap.ChatID] = v.Reason
 				ss.Restart(v, snap.Gen)
 			}
@@ -502,7 +498,7 @@ func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
 		}
 		if rules.Reapable(snap, q, now) {
 			res.Reaped = append(res.Reaped, snap.ChatID)
-			ss.Reap(func(cur session.Snapshot) bool { return rules.Reapable(cur, session.Queue{}, s.clock.Now()) })
+			ss.Reap(func(cur session.Snapshot) bool { return rules.StillReapable(cur, s.clock.Now()) })
 		}
 	}
 	s.checkResources(now)
@@ -705,7 +701,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		st.Sessions = append(st.Sessions, SessionStatus{
 			ChatID:       snap.ChatID,
 			State:        string(snap.State),
-			Alive:        snap.State != session.Stopped && snap.State != session.Failed && snap.ProcUp && snap.ErrorCount < rules.MaxErrors,
+			Alive:        rules.Alive(snap),
 			Healthy:      v.Healthy,
 			HealthReason: v.Reason,
 			Busy:         snap.Busy,
