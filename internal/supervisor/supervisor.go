@@ -128,8 +128,10 @@ func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs
 	s.breaker = breaker.New(breaker.Config{
 		Min: cfg.ProbeMin, Max: cfg.ProbeMax, Recovery: cfg.Recovery,
 		Probe: s.probe, OnChange: s.apiChanged,
-		// a probe as silent as a stuck turn is unanswered
-		ProbeTimeout: cfg.Rules.StuckTimeout,
+		// A probe as silent as a stuck turn is unanswered. A probe is
+		// always a new agent's first turn, so it gets a first turn's time
+		// (a cold start of the CLI on a loaded machine takes seconds).
+		ProbeTimeout: cfg.Rules.FirstTurnStuckTimeout,
 	}, clk)
 	s.deps = &session.Deps{
 		Store:       st,

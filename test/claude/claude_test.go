@@ -263,6 +263,11 @@ func TestPromptTooLong(t *testing.T) {
 	if m.Failures != 2 || !strings.Contains(strings.ToLower(m.Error), "too long") {
 		t.Errorf("dead too-long message: failures %d, error %q; want 2 and the API's reason", m.Failures, m.Error)
 	}
+	// The lifecycle lines follow the store write that made the message
+	// dead by a moment: wait (bounded) for them.
+	daemontest.Poll(func() bool {
+		return len(r.events("erin", "dead_letter", id)) >= 1 && len(r.events("erin", "restart", "restarting clean")) >= 3
+	}, 10*time.Second)
 	if dl := r.events("erin", "dead_letter", id); len(dl) != 1 {
 		t.Errorf("dead_letter events for %s: %v, want 1", id, dl)
 	}
