@@ -42,6 +42,9 @@ the daemon inside the bench, which --cpuprofile needs to profile it.
 
 It is a measurement: it exits 0 whatever the figures, 2 if the bench itself
 broke, and with --check 1 when a target is missed.`,
+		Example: `  dispatch bench
+  dispatch bench --phases latency --samples 200
+  dispatch bench --socket ~/.local/state/dispatch/dispatch.sock --phases throughput --duration 5s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for p := range strings.SplitSeq(phases, ",") {

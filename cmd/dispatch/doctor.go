@@ -18,9 +18,11 @@ func doctorCmd(g *globals) *cobra.Command {
 (with a hint), ! a warning, - neutral (the daemon is not running). Exits 1
 if any check failed. A daemon that is not running is not a failure unless
 --require-daemon is given.`,
+		Example: `  dispatch doctor
+  dispatch doctor --config /etc/dispatch.yaml --require-daemon`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rep := doctor.Run(cmd.Context(), cmd.OutOrStdout(), g.configPath, config.Load,
+			rep := doctor.Run(cmd.Context(), cmd.OutOrStdout(), g.configFile(), config.Load,
 				doctor.Env{RequireDaemon: requireDaemon})
 			if !rep.OK() {
 				return &exitError{code: 1, err: fmt.Errorf("doctor: %d check(s) failed", rep.Failed)}

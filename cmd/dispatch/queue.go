@@ -3,131 +3,156 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"text/tabwriter"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
-	"github.com/dispatchd/dispatch/internal/api"
+	"github.com/dispatchd/dispatch/internal/client"
 	"github.com/dispatchd/dispatch/internal/termsafe"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
+// queueStates are the values of queue list --state.
+var queueStates = []string{"pending", "inflight", "dead", "done"}
+
 func queueCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "queue", Short: "List and operate queued and dead messages"}
+	cmd := &cobra.Command{
+		Use:   "queue",
+		Short: "List and operate queued and dead messages",
+		Example: `  dispatch queue list --state dead
+  dispatch queue show 0b5c…
+  dispatch queue retry 0b5c…`,
+	}
 	var (
-		chat, state string
-		asJSON      bool
+		f      client.QueueFilter
+		asJSON bool
 	)
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List pending, in-flight and dead messages (texts shortened; see queue show)",
-		Args:  cobra.NoArgs,
+		Short: "List pending, in-flight, dead and answered messages (texts clipped; see queue show)",
+		Long: `List the stored messages, oldest first: pending, in flight, dead, and done
+(answered) ones while they are kept. Text, reply and error are clipped to
+fit a line; "dispatch queue show ID" prints one message in full. CREATED is
+how long ago the message was accepted. --json prints a JSON array with the
+full fields (text, reply and error clipped at 200 characters; "truncated"
+says so).`,
+		Example: `  dispatch queue list
+  dispatch queue list --state dead
+  dispatch queue list --chat alice --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := connect(g, 30*time.Second)
+			c, err := connect(g, 30*time.Second, 0)
 			if err != nil {
 				return err
 			}
+			defer c.Close()
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return listJSON(cmd.Context(), c, chat, state, out)
+				return listJSON(cmd.Context(), c, f, out)
 			}
-			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tCHAT\tSTATE\tATTEMPTS\tCREATED\tERROR\tTEXT")
-			err = eachQueued(cmd.Context(), c, chat, state, func(m api.ListedOut) error {
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", cell(m.ID, 40), cell(m.ChatID, 30), m.State,
-					m.Attempts, m.CreatedAt, cell(m.Error, 60), cell(m.Text, 40))
-				return err
+			now := time.Now()
+			t := newTable("ID", "CHAT", "STATE", "ATTEMPTS", "CREATED", "TEXT", "REPLY", "ERROR")
+			err = c.EachQueued(cmd.Context(), f, func(m wire.ListedOut) error {
+				t.add(m.ID, cell(m.ChatID, 24), m.State, m.Attempts, age(m.CreatedAt, now),
+					cell(m.Text, 30), cell(m.Reply, 30), cell(m.Error, 40))
+				return nil
 			})
-			return errors.Join(err, tw.Flush())
+			if err != nil {
+				return err
+			}
+			if t.len() == 0 {
+				fmt.Fprintln(out, "no messages"+filterText(f))
+				return nil
+			}
+			return t.print(out)
 		},
 	}
-	list.Flags().StringVar(&chat, "chat", "", "only this chat")
-	list.Flags().StringVar(&state, "state", "", "only this state: pending, inflight, dead or done")
+	list.Flags().StringVar(&f.Chat, "chat", "", "only this chat")
+	list.Flags().StringVar(&f.State, "state", "", "only this state: "+strings.Join(queueStates, ", "))
 	list.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	_ = list.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(queueStates, cobra.ShellCompDirectiveNoFileComp))
+	_ = list.RegisterFlagCompletionFunc("chat", completeChats(g, -1))
 
 	show := &cobra.Command{
 		Use:   "show ID",
 		Short: "Show one message in full, with its reply or error",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show one message in full: chat, client id, state, attempts, the turn that
+answered it, its text, and its reply or error. Every field is escaped for the
+terminal.`,
+		Example:           "  dispatch queue show 0b5c8f3e-…",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeMessages(g, ""),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := connect(g, 30*time.Second)
+			c, err := connect(g, 30*time.Second, 0)
 			if err != nil {
 				return err
 			}
-			var m api.MessageOut
-			if err := c.do(cmd.Context(), "GET", "/v1/queue/"+urlEscape(args[0]), nil, &m); err != nil {
-				if isNotFound(err) {
-					return fmt.Errorf("no message with id %q", args[0])
+			defer c.Close()
+			m, err := c.QueueMessage(cmd.Context(), args[0])
+			if err != nil {
+				if client.IsNotFound(err) {
+					return fmt.Errorf("no message with id %q", termsafe.Line(args[0]))
 				}
 				return err
 			}
-			return printMessage(cmd.OutOrStdout(), m)
+			return printMessage(cmd.OutOrStdout(), m, time.Now())
 		},
 	}
 
-	idOp := func(use, short, path string) *cobra.Command {
+	idOp := func(op, short, example string) *cobra.Command {
 		return &cobra.Command{
-			Use:   use + " ID",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Use:               op + " ID",
+			Short:             short,
+			Example:           example,
+			Args:              cobra.ExactArgs(1),
+			ValidArgsFunction: completeMessages(g, "dead"),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := connect(g, 30*time.Second)
+				c, err := connect(g, 30*time.Second, 0)
 				if err != nil {
 					return err
 				}
-				if err := c.do(cmd.Context(), "POST", path, api.IDRequest{ID: args[0]}, nil); err != nil {
-					if isNotFound(err) {
-						return fmt.Errorf("no dead message with id %q", args[0])
+				defer c.Close()
+				if err := c.QueueOp(cmd.Context(), op, args[0]); err != nil {
+					if client.IsNotFound(err) {
+						return fmt.Errorf("no dead message with id %q", termsafe.Line(args[0]))
 					}
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", use, termsafe.Line(args[0]))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", op, termsafe.Line(args[0]))
 				return nil
 			},
 		}
 	}
 	cmd.AddCommand(list, show,
-		idOp("retry", "Put a dead message back in line", "/v1/queue/retry"),
-		idOp("drop", "Delete a dead message (logged)", "/v1/queue/drop"))
+		idOp("retry", "Put a dead message back in line", "  dispatch queue retry 0b5c8f3e-…"),
+		idOp("drop", "Delete a dead message (logged)", "  dispatch queue drop 0b5c8f3e-…"))
 	return cmd
 }
 
-// eachQueued pages through GET /v1/queue, calling fn for every message.
-func eachQueued(ctx context.Context, c *client, chat, state string, fn func(api.ListedOut) error) error {
-	after := ""
-	for {
-		q := "/v1/queue?limit=" + strconv.Itoa(api.MaxQueuePage) + "&chat=" + urlEscape(chat) + "&state=" + urlEscape(state)
-		if after != "" {
-			q += "&after=" + urlEscape(after)
-		}
-		var page api.QueuePage
-		if err := c.do(ctx, "GET", q, nil, &page); err != nil {
-			return err
-		}
-		for _, m := range page.Messages {
-			if err := fn(m); err != nil {
-				return err
-			}
-		}
-		if page.Next == "" {
-			return nil
-		}
-		after = page.Next
+func filterText(f client.QueueFilter) string {
+	var parts []string
+	if f.State != "" {
+		parts = append(parts, "in state "+f.State)
 	}
+	if f.Chat != "" {
+		parts = append(parts, "of chat "+termsafe.Line(f.Chat))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return " " + strings.Join(parts, " ")
 }
 
 // listJSON prints every listed message as one JSON array, page by page.
-func listJSON(ctx context.Context, c *client, chat, state string, out io.Writer) error {
+func listJSON(ctx context.Context, c *client.Client, f client.QueueFilter, out io.Writer) error {
 	first := true
 	if _, err := io.WriteString(out, "["); err != nil {
 		return err
 	}
-	err := eachQueued(ctx, c, chat, state, func(m api.ListedOut) error {
+	err := c.EachQueued(ctx, f, func(m wire.ListedOut) error {
 		b, err := json.MarshalIndent(m, "  ", "  ")
 		if err != nil {
 			return err
@@ -152,13 +177,21 @@ func listJSON(ctx context.Context, c *client, chat, state string, out io.Writer)
 
 // printMessage shows one message for a person: every field escaped, texts
 // on lines of their own.
-func printMessage(w io.Writer, m api.MessageOut) error {
+func printMessage(w io.Writer, m wire.MessageOut, now time.Time) error {
+	orNone := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return termsafe.Line(s)
+	}
 	fmt.Fprintf(w, "id:        %s\n", termsafe.Line(m.ID))
 	fmt.Fprintf(w, "chat:      %s\n", termsafe.Line(m.ChatID))
+	fmt.Fprintf(w, "client_id: %s\n", orNone(m.ClientID))
 	fmt.Fprintf(w, "state:     %s\n", termsafe.Line(m.State))
 	fmt.Fprintf(w, "attempts:  %d (failures %d)\n", m.Attempts, m.Failures)
-	fmt.Fprintf(w, "created:   %s\n", m.CreatedAt)
-	fmt.Fprintf(w, "updated:   %s\n", m.UpdatedAt)
+	fmt.Fprintf(w, "turn_id:   %s\n", orNone(m.TurnID))
+	fmt.Fprintf(w, "created:   %s (%s)\n", termsafe.Line(m.CreatedAt), age(m.CreatedAt, now))
+	fmt.Fprintf(w, "updated:   %s (%s)\n", termsafe.Line(m.UpdatedAt), age(m.UpdatedAt, now))
 	fmt.Fprintf(w, "text:\n%s\n", indent(termsafe.Text(m.Text)))
 	if m.Reply != "" {
 		fmt.Fprintf(w, "reply:\n%s\n", indent(termsafe.Text(m.Reply)))
@@ -179,14 +212,4 @@ func indent(s string) string {
 		}
 	}
 	return string(out)
-}
-
-// cell is s escaped for one table cell and shortened to n runes.
-func cell(s string, n int) string {
-	s = termsafe.Line(s)
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }

@@ -1,5 +1,6 @@
-// Package api is dispatch's HTTP control API (SPEC 3.3), served on the unix
-// control socket. Every request is validated here; bad input gets a 4xx with
+// Package api is dispatch's HTTP control API, served on the unix control
+// socket (and on TCP when configured). Its JSON shapes live in the wire
+// package. Every request is validated here; bad input gets a 4xx with
 // a reason and never reaches the store.
 package api
 
@@ -13,7 +14,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,14 +21,15 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
-// Input limits (SPEC 3.3).
+// Input limits: see the wire package.
 const (
-	MaxChatID  = 256
-	MaxText    = 1 << 20
-	MaxID      = 256     // message ids and client ids
-	maxBody    = 8 << 20 // a 1 MiB text JSON-escaped can grow; past this: 413
+	MaxChatID  = wire.MaxChatID
+	MaxText    = wire.MaxText
+	MaxID      = wire.MaxID // message ids and client ids
+	maxBody    = 8 << 20    // a 1 MiB text JSON-escaped can grow; past this: 413
 	maxCtlBody = 64 << 10
 )
 
@@ -76,9 +77,31 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// A known path asked with another method is 405 with the methods
+		// it takes, not 404: DELETE /v1/messages/ID is not a missing
+		// message.
+		if allow := allowed(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return recoverer(log, mux)
+}
+
+// allowed lists the methods that have a route for r's path (HEAD with
+// GET), by asking mux which pattern each would reach; the catch-all "/"
+// does not count.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 type handler struct {
@@ -86,43 +109,15 @@ type handler struct {
 	log *slog.Logger
 }
 
-// MessageIn is the body of POST /v1/messages. ClientID is the sender's own
-// key for the message, scoped to the chat: a resend with the same one is a
-// duplicate. ID is refused: message ids are always dispatch's own.
-type MessageIn struct {
-	ChatID   string `json:"chat_id"`
-	Text     string `json:"text"`
-	ClientID string `json:"client_id,omitempty"`
-	ID       string `json:"id,omitempty"`
-}
-
-// Accepted is the answer to POST /v1/messages.
-type Accepted struct {
-	ID        string `json:"id"`
-	Duplicate bool   `json:"duplicate"`
-}
-
-// MessageOut is one message as the API shows it.
-type MessageOut struct {
-	ID        string `json:"id"`
-	ChatID    string `json:"chat_id"`
-	ClientID  string `json:"client_id"`
-	State     string `json:"state"`
-	Attempts  int    `json:"attempts"`
-	Failures  int    `json:"failures"`
-	Text      string `json:"text,omitempty"`
-	Reply     string `json:"reply"`
-	Error     string `json:"error"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	// TurnID is the turn that answered the message (its reply event
-	// carries the same id); "" until it is done.
-	TurnID string `json:"turn_id"`
-	// Held is set on a message that waits at a session that cannot go on
-	// without an operator (it failed), with the reason: a sender waiting
-	// for its reply can stop waiting.
-	Held string `json:"held,omitempty"`
-}
+// The request and answer shapes are the wire package's; these names are
+// the ones the API's users have always had.
+type (
+	MessageIn   = wire.MessageIn
+	Accepted    = wire.Accepted
+	MessageOut  = wire.MessageOut
+	ChatRequest = wire.ChatRequest
+	IDRequest   = wire.IDRequest
+)
 
 // Out converts a stored message; text is included only when withText.
 func Out(m store.Message, withText bool) MessageOut {
@@ -137,35 +132,10 @@ func Out(m store.Message, withText bool) MessageOut {
 	return o
 }
 
-// ValidChatID checks a chat id: 1–256 bytes of printable UTF-8 without
-// control characters, and without leading or trailing white space (trimming
-// it instead would silently merge two chats).
-func ValidChatID(s string) error {
-	if err := validKey("chat_id", s, MaxChatID); err != nil {
-		return err
-	}
-	if strings.TrimFunc(s, unicode.IsSpace) != s {
-		return errors.New("chat_id has leading or trailing white space")
-	}
-	return nil
-}
+// ValidChatID checks a chat id with the one rule (see wire.ChatIDProblem).
+func ValidChatID(s string) error { return wire.ValidChatID(s) }
 
-func validKey(name, s string, limit int) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%s is required", name)
-	case len(s) > limit:
-		return fmt.Errorf("%s is %d bytes; the limit is %d", name, len(s), limit)
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%s is not valid UTF-8", name)
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) && r != ' ' {
-			return fmt.Errorf("%s contains a control or non-printable character (%U)", name, r)
-		}
-	}
-	return nil
-}
+func validKey(name, s string, limit int) error { return wire.ValidKey(name, s, limit) }
 
 // status codes for validation failures
 type inputError struct {
@@ -250,13 +220,6 @@ func (h *handler) sessions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st.Sessions)
 }
 
-// ChatRequest is the body of the session operations.
-type ChatRequest struct {
-	ChatID string `json:"chat_id"`
-	Clean  bool   `json:"clean,omitempty"`
-	Off    bool   `json:"off,omitempty"`
-}
-
 func (h *handler) chatOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, in ChatRequest) error) {
 	var in ChatRequest
 	if !decode(w, r, &in, maxCtlBody) {
@@ -291,11 +254,6 @@ func (h *handler) pause(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) resume(w http.ResponseWriter, r *http.Request) {
 	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Resume(ctx, in.ChatID) })
-}
-
-// IDRequest is the body of the queue operations.
-type IDRequest struct {
-	ID string `json:"id"`
 }
 
 func (h *handler) idOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string) error) {

@@ -115,7 +115,9 @@ func TestRequests(t *testing.T) {
 		{"get known", "GET", "/v1/messages/known", ``, 200, ""},
 		{"get unknown", "GET", "/v1/messages/nope", ``, 404, "not found"},
 		{"unknown route", "GET", "/v2/x", ``, 404, "no route"},
-		{"wrong method", "DELETE", "/v1/messages", ``, 404, "no route"},
+		{"wrong method", "DELETE", "/v1/messages", ``, 405, "allowed: POST"},
+		{"delete a message", "DELETE", "/v1/messages/known", ``, 405, "allowed: GET"},
+		{"no-break space in chat", "POST", "/v1/messages", `{"chat_id":"a\u00a0b","text":"hi"}`, 400, "non-printable"},
 		{"kill unknown", "POST", "/v1/sessions/kill", `{"chat_id":"who"}`, 404, "unknown chat"},
 		{"kill known", "POST", "/v1/sessions/kill", `{"chat_id":"known"}`, 200, ""},
 		{"retry unknown", "POST", "/v1/queue/retry", `{"id":"x"}`, 404, "not found"},
@@ -180,4 +182,28 @@ func FuzzPostMessage(f *testing.F) {
 			t.Fatalf("status %d for body %q", code, body)
 		}
 	})
+}
+
+// A wrong method on a known path is 405 with an Allow header naming the
+// methods it takes; an unknown path stays 404.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	h := Handler(&backend{}, nil, slog.New(slog.DiscardHandler))
+	for _, tt := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/messages/abc", "GET, HEAD"},
+		{"PUT", "/v1/messages", "POST"},
+		{"GET", "/v1/sessions/kill", "POST"},
+		{"POST", "/v1/status", "GET, HEAD"},
+		{"DELETE", "/v1/queue/retry", "GET, HEAD, POST"}, // GET reads message "retry"
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tt.allow {
+			t.Errorf("%s %s = %d, Allow %q; want 405, Allow %q (%s)", tt.method, tt.path, rec.Code, rec.Header().Get("Allow"), tt.allow, rec.Body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/v1/nothing-here", nil))
+	if rec.Code != http.StatusNotFound || rec.Header().Get("Allow") != "" {
+		t.Errorf("DELETE of an unknown path = %d, Allow %q; want 404 without Allow", rec.Code, rec.Header().Get("Allow"))
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // EventsBackend is what the event feed and webhook routes need. A Backend
@@ -37,23 +38,12 @@ const (
 // variable for tests).
 var KeepAlive = 15 * time.Second
 
-// EventsOut is the answer of GET /v1/events.
-type EventsOut struct {
-	Events []events.Event `json:"events"`
-	Next   int64          `json:"next"`
-}
-
-// GoneOut is the 410 answer for a position older than the oldest kept
-// event.
-type GoneOut struct {
-	Error  string `json:"error"`
-	Oldest int64  `json:"oldest"`
-}
-
-// WebhookRetry is the body of POST /v1/webhooks/retry.
-type WebhookRetry struct {
-	Endpoint string `json:"endpoint"`
-}
+// The feed's shapes are the wire package's.
+type (
+	EventsOut    = wire.EventsOut
+	GoneOut      = wire.GoneOut
+	WebhookRetry = wire.WebhookRetry
+)
 
 type eventsHandler struct {
 	h         *handler

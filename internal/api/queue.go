@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // Queue listing limits. A page holds at most MaxQueuePage messages (the
@@ -16,27 +17,15 @@ import (
 // than that. GET /v1/queue/{id} gives one message in full.
 const (
 	DefaultQueuePage = 100
-	MaxQueuePage     = store.MaxPage
+	MaxQueuePage     = wire.MaxQueuePage
 	ListClip         = 200
 )
 
-// ListedOut is one message of a queue listing.
-type ListedOut struct {
-	MessageOut
-	// Truncated is true when text, reply or error were clipped; the sizes
-	// are the full ones in bytes.
-	Truncated  bool `json:"truncated,omitempty"`
-	TextBytes  int  `json:"text_bytes"`
-	ReplyBytes int  `json:"reply_bytes,omitempty"`
-	ErrorBytes int  `json:"error_bytes,omitempty"`
-}
-
-// QueuePage is the answer to GET /v1/queue: the page, and the cursor to
-// pass as after= for the next one ("" on the last page).
-type QueuePage struct {
-	Messages []ListedOut `json:"messages"`
-	Next     string      `json:"next,omitempty"`
-}
+// ListedOut and QueuePage are the wire package's listing shapes.
+type (
+	ListedOut = wire.ListedOut
+	QueuePage = wire.QueuePage
+)
 
 // queue serves GET /v1/queue?chat=C&state=S&after=CURSOR&limit=N.
 func (h *handler) queue(w http.ResponseWriter, r *http.Request) {

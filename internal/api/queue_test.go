@@ -129,3 +129,10 @@ func TestPostRequiresJSONContentType(t *testing.T) {
 		t.Errorf("application/json; charset=utf-8: %d", rec.Code)
 	}
 }
+
+// The page size clients ask for is the most the store gives.
+func TestQueuePageLimitMatchesStore(t *testing.T) {
+	if MaxQueuePage != store.MaxPage {
+		t.Errorf("wire.MaxQueuePage %d, store.MaxPage %d", MaxQueuePage, store.MaxPage)
+	}
+}

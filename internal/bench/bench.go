@@ -245,7 +245,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			err = fmt.Errorf("stop daemon: %w", serr)
 		}
 	}()
-	r.c = newClient(r.t.socket, 2)
+	r.c = newCtl(r.t.socket, 2)
 	defer r.c.close()
 	r.conns = make([]*conn, o.Clients)
 	for i := range r.conns {
@@ -329,7 +329,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 type runner struct {
 	o     Options
 	t     *target
-	c     *client // for the calls that are not measured
+	c     *ctl    // for the calls that are not measured
 	conns []*conn // one per client, for the measured calls
 	run   string  // distinguishes this run's chat ids from earlier runs'
 }

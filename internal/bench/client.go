@@ -7,40 +7,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/client"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
-// client is a lean HTTP client for the control socket. Every benchmark
-// client runs on the same cores as the daemon, so it avoids work it does not
-// need: bodies are built by hand and only the fields read are decoded.
-type client struct {
-	http *http.Client
+// ctl is the bench's client for the calls it does not measure: the shared
+// API client (internal/client). The measured calls go through conn.
+type ctl struct {
+	c *client.Client
 }
 
-func newClient(socket string, conns int) *client {
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-		// One kept-alive connection per concurrent client: the default of
-		// two idle connections per host would make the others redial.
-		MaxIdleConns:        conns + 4,
-		MaxIdleConnsPerHost: conns + 4,
-		DisableCompression:  true,
-		IdleConnTimeout:     time.Minute,
-	}
-	return &client{http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+func newCtl(socket string, conns int) *ctl {
+	c, _ := client.New(client.Options{Socket: socket, Conns: conns, Timeout: 60 * time.Second})
+	return &ctl{c: c}
 }
 
-func (c *client) close() { c.http.CloseIdleConnections() }
+func (c *ctl) close() { c.c.Close() }
 
-// statusError is a non-2xx answer.
+// statusError is a non-2xx answer on a measured connection.
 type statusError struct {
 	code int
 	body string
@@ -48,34 +38,6 @@ type statusError struct {
 
 func (e *statusError) Error() string {
 	return fmt.Sprintf("HTTP %d: %s", e.code, strings.TrimSpace(e.body))
-}
-
-// do sends one request and returns the body of a 2xx answer.
-func (c *client) do(ctx context.Context, method, path string, body []byte, buf *bytes.Buffer) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://dispatch"+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, &statusError{resp.StatusCode, buf.String()}
-	}
-	return buf.Bytes(), nil
 }
 
 // messageBody is the JSON of POST /v1/messages. Chat ids and texts made by
@@ -90,7 +52,8 @@ func messageBody(chat, text string) []byte {
 }
 
 // conn is one kept-alive HTTP/1.1 connection to the control socket, used by
-// one goroutine at a time, for the requests whose cost is measured. It
+// one goroutine at a time, for the requests whose cost is measured — the
+// one place that does not use internal/client, on purpose. It
 // writes requests itself and parses answers with http.ReadResponse, so a
 // request costs no goroutine hand-off: net/http's Transport runs a read and
 // a write goroutine per connection and switches between them and the
@@ -186,9 +149,7 @@ func (c *conn) send(ctx context.Context, chat, text string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var acc struct {
-		ID string `json:"id"`
-	}
+	var acc wire.Accepted
 	if err := json.Unmarshal(data, &acc); err != nil || acc.ID == "" {
 		return "", fmt.Errorf("accept: unexpected answer %q", data)
 	}
@@ -201,10 +162,7 @@ func (c *conn) state(ctx context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var m struct {
-		State string `json:"state"`
-		Error string `json:"error"`
-	}
+	var m wire.MessageOut
 	if err := json.Unmarshal(data, &m); err != nil {
 		return "", fmt.Errorf("get message: %w", err)
 	}
@@ -214,51 +172,45 @@ func (c *conn) state(ctx context.Context, id string) (string, error) {
 	return m.State, nil
 }
 
-// statusInfo is the part of GET /v1/status the bench reads.
-type statusInfo struct {
-	Daemon struct {
-		PID     int    `json:"pid"`
-		Version string `json:"version"`
-		API     string `json:"api"`
-	} `json:"daemon"`
-	Sessions []json.RawMessage `json:"sessions"`
-	Queue    struct {
-		Pending  int `json:"pending"`
-		Inflight int `json:"inflight"`
-		Dead     int `json:"dead"`
-		Done     int `json:"done"`
-	} `json:"queue"`
-}
-
-func (c *client) status(ctx context.Context) (statusInfo, int, error) {
+// status is GET /v1/status and the size of its answer.
+func (c *ctl) status(ctx context.Context) (wire.Status, int, error) {
 	var (
-		buf bytes.Buffer
-		st  statusInfo
+		raw json.RawMessage
+		st  wire.Status
 	)
-	data, err := c.do(ctx, "GET", "/v1/status", nil, &buf)
-	if err != nil {
+	if err := c.c.Do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
 		return st, 0, err
 	}
-	if err := json.Unmarshal(data, &st); err != nil {
+	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, 0, fmt.Errorf("status: %w", err)
 	}
-	return st, len(data), nil
+	return st, len(raw), nil
+}
+
+// ready is nil once GET /readyz answers 200.
+func (c *ctl) ready(ctx context.Context) error {
+	return c.c.Do(ctx, "GET", "/readyz", nil, nil)
+}
+
+// webhookPending is the first webhook endpoint's pending deliveries.
+func (c *ctl) webhookPending(ctx context.Context) (int, error) {
+	hooks, err := c.c.Webhooks(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if len(hooks) == 0 {
+		return 0, errors.New("GET /v1/webhooks: no endpoint")
+	}
+	return hooks[0].Pending, nil
 }
 
 // queueEmpty reports whether no message is pending or in flight, asking for
 // at most one of each so the answer stays cheap whatever the queue holds.
-func (c *client) queueEmpty(ctx context.Context) (bool, error) {
-	var buf bytes.Buffer
+func (c *ctl) queueEmpty(ctx context.Context) (bool, error) {
 	for _, st := range []string{"pending", "inflight"} {
-		data, err := c.do(ctx, "GET", "/v1/queue?state="+st+"&limit=1", nil, &buf)
+		page, err := c.c.QueuePage(ctx, client.QueueFilter{State: st}, "", 1)
 		if err != nil {
 			return false, err
-		}
-		var page struct {
-			Messages []json.RawMessage `json:"messages"`
-		}
-		if err := json.Unmarshal(data, &page); err != nil {
-			return false, fmt.Errorf("queue: %w", err)
 		}
 		if len(page.Messages) > 0 {
 			return false, nil
@@ -269,10 +221,9 @@ func (c *client) queueEmpty(ctx context.Context) (bool, error) {
 
 // metric reads one unlabelled sample from GET /metrics; ok is false when it
 // is missing.
-func (c *client) metric(ctx context.Context, name string) (float64, bool) {
-	var buf bytes.Buffer
-	data, err := c.do(ctx, "GET", "/metrics", nil, &buf)
-	if err != nil {
+func (c *ctl) metric(ctx context.Context, name string) (float64, bool) {
+	code, data, err := c.c.Raw(ctx, "GET", "/metrics", nil)
+	if err != nil || code != 200 {
 		return 0, false
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {

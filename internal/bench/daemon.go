@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -165,7 +164,7 @@ func startInProcess(ctx context.Context, version, logLevel, extra string, keep b
 
 // useSocket measures a daemon that is already running.
 func useSocket(ctx context.Context, socket string) (*target, error) {
-	c := newClient(socket, 1)
+	c := newCtl(socket, 1)
 	defer c.close()
 	st, _, err := c.status(ctx)
 	if err != nil {
@@ -183,7 +182,7 @@ func useSocket(ctx context.Context, socket string) (*target, error) {
 // waitReady polls /readyz until the daemon answers 200, it exits, or 30 s
 // pass.
 func waitReady(ctx context.Context, socket string, exited <-chan error) error {
-	c := newClient(socket, 1)
+	c := newCtl(socket, 1)
 	defer c.close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -193,7 +192,7 @@ func waitReady(ctx context.Context, socket string, exited <-chan error) error {
 		default:
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := c.do(rctx, "GET", "/readyz", nil, new(bytes.Buffer))
+		err := c.ready(rctx)
 		cancel()
 		if err == nil {
 			return nil

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -156,21 +155,7 @@ func (r *runner) webhooks(ctx context.Context, h *hookReceiver) (*WebhookResult,
 	if err := r.drain(ctx, 5*time.Minute); err != nil {
 		return nil, err
 	}
-	pending := func() (int, error) {
-		var out struct {
-			Webhooks []struct {
-				Pending int `json:"pending"`
-			} `json:"webhooks"`
-		}
-		data, err := r.c.do(ctx, "GET", "/v1/webhooks", nil, new(bytes.Buffer))
-		if err != nil {
-			return 0, err
-		}
-		if err := json.Unmarshal(data, &out); err != nil || len(out.Webhooks) == 0 {
-			return 0, fmt.Errorf("GET /v1/webhooks: %s", data)
-		}
-		return out.Webhooks[0].Pending, nil
-	}
+	pending := func() (int, error) { return r.c.webhookPending(ctx) }
 	backlog, err := pending()
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-// Package config loads dispatch's YAML configuration (SPEC 3.1). Every key
+// Package config loads dispatch's YAML configuration. Every key
 // is optional; defaults equal the seed's constants. A broken file, an unknown
 // key or a bad value is an error that names the key. REFERENCE.md lists
 // every key with its default.
@@ -18,6 +18,8 @@ type Config struct {
 	API      API      `yaml:"api"`
 	Log      Log      `yaml:"log"`
 	Events   Events   `yaml:"events"`
+	Store    Store    `yaml:"store"`
+	Node     Node     `yaml:"node"`
 	// Webhooks are the endpoints that receive the event feed.
 	Webhooks []Webhook `yaml:"webhooks"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight turns.
@@ -58,7 +60,7 @@ type Restart struct {
 	BackoffMax     time.Duration `yaml:"backoff_max"`
 }
 
-// Outage configures the API-health breaker (SPEC 2.4): how often a held
+// Outage configures the API-health breaker: how often a held
 // turn is retried as a probe while the AI API is down, and how many turns
 // run at once while the backlog drains after it comes back.
 type Outage struct {
@@ -84,6 +86,25 @@ type Sessions struct {
 type Events struct {
 	// Retain is how long events are kept.
 	Retain time.Duration `yaml:"retain"`
+}
+
+// Store chooses the durable store: the embedded SQLite database in
+// state_dir (one node), or a PostgreSQL database that several nodes share.
+type Store struct {
+	Driver string `yaml:"driver"` // sqlite | postgres
+	// DSN is the PostgreSQL connection string (postgres only).
+	DSN string `yaml:"dsn"`
+}
+
+// Postgres reports whether the store is PostgreSQL.
+func (s Store) Postgres() bool { return s.Driver == "postgres" }
+
+// Node is this daemon as one node of several sharing a PostgreSQL store.
+type Node struct {
+	// ID names the node (default: the host name).
+	ID string `yaml:"id"`
+	// LeaseTTL is how long a chat's lease lasts without renewal.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Webhook is one endpoint that receives the event feed, signed per the
@@ -162,6 +183,8 @@ func Default() Config {
 			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		Events:          Events{Retain: 7 * 24 * time.Hour},
+		Store:           Store{Driver: "sqlite"},
+		Node:            Node{LeaseTTL: 15 * time.Second},
 		ShutdownTimeout: 15 * time.Second,
 	}
 }

@@ -139,6 +139,10 @@ func TestDefaults(t *testing.T) {
 		{"shutdown_timeout", 15 * time.Second},
 		{"sessions.carry_over", 0},
 		{"events.retain", 7 * 24 * time.Hour},
+		{"store.driver", "sqlite"},
+		{"store.dsn", ""},
+		{"node.id", ""},
+		{"node.lease_ttl", 15 * time.Second},
 		{"webhooks", []Webhook(nil)},
 	}
 	if n := len(leaves(reflect.TypeFor[Config](), "")); n != len(tests) {
@@ -204,6 +208,8 @@ func TestFullFileRoundTrip(t *testing.T) {
 		Restart:  Restart{MaxRestarts: 5, Window: 30 * time.Minute, BackoffInitial: 500 * time.Millisecond, BackoffMax: 2 * time.Minute},
 		Sessions: Sessions{Master: "boss", ExemptSuffix: "-background", MaxLive: 7, CarryOver: 3, Trusted: []string{"boss", "ops-bg"}},
 		Events:   Events{Retain: 48 * time.Hour},
+		Store:    Store{Driver: "postgres", DSN: "postgres://dispatch@db.example/dispatch"},
+		Node:     Node{ID: "node-a", LeaseTTL: 20 * time.Second},
 		Webhooks: []Webhook{{
 			Name: "bridge", URL: "https://bridge.example/dispatch", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 			Events: []string{"reply", "dead_letter"}, Timeout: 5 * time.Second, RetryFor: 12 * time.Hour,
@@ -506,6 +512,10 @@ func TestValidation(t *testing.T) {
 		{"api:\n  listen: :8080\n  token_file: /t\n  tls_cert_file: /c\n", "api.tls_key_file"},
 		{"api:\n  tls_cert_file: /c\n  tls_key_file: /k\n", "api.tls_cert_file"},
 		{"sessions:\n  trusted: [\"\"]\n", "sessions.trusted[0]"},
+		// The API's chat id rule, exactly: no unusual spaces, no padding.
+		{"sessions:\n  master: \"a\\u00a0b\"\n", "sessions.master"},
+		{"sessions:\n  master: \" master\"\n", "sessions.master"},
+		{"sessions:\n  trusted: [\"ok\", \"bad \"]\n", "sessions.trusted[1]"},
 		{"agent:\n  env_passthrough: [\"A=B\"]\n", "agent.env_passthrough[0]"},
 		{"agent:\n  env_passthrough: [\"*\"]\n", "agent.env_passthrough[0]"},
 		{"api:\n  socket: /" + strings.Repeat("s", 200) + "\n", "api.socket"},
@@ -774,6 +784,12 @@ func TestWebhookKeys(t *testing.T) {
 		{"webhooks: {url: x}\n", "webhooks"},
 		{"sessions:\n  carry_over: -1\n", "sessions.carry_over"},
 		{"events:\n  retain: 0s\n", "events.retain"},
+		{"store:\n  driver: mysql\n", "store.driver"},
+		{"store:\n  driver: postgres\n", "store.dsn"},
+		{"store:\n  dsn: postgres://db/x\n", "store.dsn"},
+		{"store:\n  driver: postgres\n  dsn: notasecretvalue\n", "store.dsn"},
+		{"node:\n  lease_ttl: 1s\n", "node.lease_ttl"},
+		{"node:\n  id: \"a b\"\n", "node.id"},
 	} {
 		_, err := Parse([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.key) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -13,16 +12,8 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
-
-// maxSocketPath is the longest unix socket path the OS accepts
-// (sun_path is 108 bytes on Linux, 104 elsewhere, including the NUL).
-func maxSocketPath() int {
-	if runtime.GOOS == "linux" {
-		return 107
-	}
-	return 103
-}
 
 // Validate checks every value and the rules between values. It reports all
 // problems found, each naming its key ("config: queue.max_attempts: must be
@@ -81,7 +72,7 @@ func (c Config) Validate() error {
 	q := c.Queue
 	if atLeast("queue.max_attempts", q.MaxAttempts, 1) && restartsOK && q.MaxAttempts >= r.MaxRestarts {
 		// A poison message must go dead before it can use up the
-		// session's restart budget (SPEC 2.4: always below the limit).
+		// session's restart budget: it is always below the limit.
 		bad("queue.max_attempts", "must be below restart.max_restarts (%d), got %d", r.MaxRestarts, q.MaxAttempts)
 	}
 	o := c.Outage
@@ -160,8 +151,8 @@ func (c Config) Validate() error {
 		if api.Socket != "" {
 			key, hint = "api.socket", "use a shorter path"
 		}
-		if p := c.SocketPath(); len(p) > maxSocketPath() {
-			bad(key, "control socket path %q is %d bytes, over the %d-byte unix socket limit; %s", p, len(p), maxSocketPath(), hint)
+		if p := wire.SocketPathProblem(c.SocketPath()); p != "" {
+			bad(key, "%s; %s", p, hint)
 		}
 	}
 	if api.Listen != "" {
@@ -203,6 +194,28 @@ func (c Config) Validate() error {
 		bad("sessions.carry_over", "must be from 0 to 100, got %d", c.Sessions.CarryOver)
 	}
 	positive("events.retain", c.Events.Retain)
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.DSN != "" {
+			bad("store.dsn", `is for store.driver "postgres" only`)
+		}
+	case "postgres":
+		if c.Store.DSN == "" {
+			bad("store.dsn", `is required with store.driver "postgres" (e.g. postgres://dispatch@db/dispatch)`)
+		} else if !strings.HasPrefix(c.Store.DSN, "postgres://") && !strings.HasPrefix(c.Store.DSN, "postgresql://") &&
+			!strings.Contains(c.Store.DSN, "=") {
+			// The message never repeats the DSN: it may hold a password.
+			bad("store.dsn", "must be a postgres:// URL or a key=value connection string")
+		}
+	default:
+		bad("store.driver", `must be "sqlite" or "postgres"`)
+	}
+	if c.Node.ID != "" && (!utf8.ValidString(c.Node.ID) || hasControl(c.Node.ID) || len(c.Node.ID) > 100 || strings.ContainsAny(c.Node.ID, " \t")) {
+		bad("node.id", "must be printable UTF-8 without spaces, at most 100 bytes")
+	}
+	if c.Node.LeaseTTL < 3*time.Second {
+		bad("node.lease_ttl", "must be at least 3s, got %s", c.Node.LeaseTTL)
+	}
 	names := map[string]int{}
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)
@@ -234,16 +247,12 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// chatIDProblem applies SPEC 3.3's chat id rule: 1–256 bytes of printable
-// UTF-8 without control characters. It returns "" when id is valid.
+// chatIDProblem applies the API's chat id rule (wire.ChatIDProblem): a
+// chat the config names must be one a message can be sent to. It returns
+// "" when id is valid.
 func chatIDProblem(id string) string {
-	switch {
-	case id == "":
-		return "must not be empty"
-	case len(id) > 256:
-		return "must be at most 256 bytes"
-	case !utf8.ValidString(id) || hasControl(id):
-		return "must be printable UTF-8 without control characters"
+	if p := wire.ChatIDProblem(id); p != "" {
+		return "chat id " + p
 	}
 	return ""
 }

@@ -14,7 +14,7 @@ import (
 // (read from the store) and webhook delivery.
 type backend struct {
 	*supervisor.Supervisor
-	st *store.Store
+	st store.Backend
 	wh *webhook.Manager
 }
 

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,14 +31,20 @@ import (
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/pgstore"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // Options are the daemon's non-config inputs.
 type Options struct {
 	Version string
-	Stderr  io.Writer // manager log lines are echoed here (foreground)
+	// Stderr gets the warnings an operator must see at startup (an agent
+	// command that is not installed) and, with EchoLogs, every manager
+	// log line.
+	Stderr   io.Writer
+	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
 }
@@ -71,8 +78,11 @@ type Daemon struct {
 	opt    Options
 	notify *sdnotify.Notifier
 
-	log       *slog.Logger
-	st        *store.Store
+	log *slog.Logger
+	st  store.Backend
+	// nodeLost reports that another node took the PostgreSQL store (nil
+	// with SQLite).
+	nodeLost  <-chan error
 	sup       *supervisor.Supervisor
 	servers   []*http.Server
 	listeners []net.Listener
@@ -113,7 +123,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.onClose(func() error { unlock(); return nil })
 
-	logs, err := logging.Open(cfg.StateDir, cfg.Log, opt.Stderr)
+	var echo io.Writer
+	if opt.EchoLogs {
+		echo = opt.Stderr
+	}
+	logs, err := logging.Open(cfg.StateDir, cfg.Log, echo)
 	if err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
@@ -127,18 +141,22 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
-		if err := fsafe.CheckFile(f); err != nil {
-			return fmt.Errorf("store: %w", err)
+	if cfg.Store.Postgres() {
+		lost, release, err := holdNodeLock(ctx, cfg.Store.DSN, log)
+		if err != nil {
+			return err
 		}
+		d.onClose(func() error { release(); return nil })
+		d.nodeLost = lost
 	}
-	st, err := store.Open(cfg.DBPath(), clock.Real{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	d.st = st
 	d.onClose(st.Close)
 
+	warnMissingAgent(cfg, log, opt)
 	mark, err := agentMarker(cfg.StateDir)
 	if err != nil {
 		return err
@@ -203,8 +221,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 	return nil
 }
 
-// Serve serves the control API until ctx is done (nil) or a listener
-// fails (an error, so a service manager restarts the daemon). Meanwhile
+// Serve serves the control API until ctx is done (nil), a listener fails
+// or another node takes the PostgreSQL store (an error, so a service
+// manager restarts the daemon). Meanwhile
 // it tells systemd it is ready and feeds its watchdog while the
 // supervisor's loops tick, so systemd restarts a wedged daemon.
 func (d *Daemon) Serve(ctx context.Context) error {
@@ -238,6 +257,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
 		return fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
+	case err := <-d.nodeLost:
+		log.Error("stopping: another node took the store", "err", err)
+		return err
 	}
 }
 
@@ -277,6 +299,26 @@ func (d *Daemon) Close() error {
 		errs = append(errs, d.closers[i]())
 	}
 	return errors.Join(errs...)
+}
+
+// openStore opens the configured store: the embedded SQLite database in
+// the state directory, or the shared PostgreSQL database.
+func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+	if cfg.Store.Postgres() {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
+		if err != nil {
+			return nil, fmt.Errorf("store (postgres): %w", err)
+		}
+		return st, nil
+	}
+	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
+		if err := fsafe.CheckFile(f); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	return store.Open(cfg.DBPath(), clock.Real{})
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).
@@ -396,16 +438,12 @@ func lock(path string) (func(), error) {
 	}, nil
 }
 
-// maxSocketPath is the longest unix socket path Linux accepts (sun_path is
-// 108 bytes including the terminating NUL).
-const maxSocketPath = 107
-
 // listenUnix listens on the control socket with mode 0600, replacing a stale
 // socket left by a killed daemon (the lock proves it is stale) only when it
 // is a socket of the daemon's own user.
 func listenUnix(path string) (net.Listener, error) {
-	if len(path) > maxSocketPath {
-		return nil, fmt.Errorf("control socket path %s is %d bytes; unix sockets allow at most %d: use a shorter state_dir or set api.socket", path, len(path), maxSocketPath)
+	if p := wire.SocketPathProblem(path); p != "" {
+		return nil, fmt.Errorf("%s: use a shorter state_dir or set api.socket", p)
 	}
 	if err := fsafe.RemoveStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -421,4 +459,21 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	return ln, nil
+}
+
+// warnMissingAgent says at startup, on stderr and in the manager log, when
+// the claude agent's command cannot be found: the daemon would otherwise
+// start without a word and fail the first message's session.
+func warnMissingAgent(cfg config.Config, log *slog.Logger, opt Options) {
+	if cfg.Agent.Kind != "claude" {
+		return
+	}
+	if _, err := exec.LookPath(cfg.Agent.Command); err == nil {
+		return
+	}
+	msg := fmt.Sprintf("agent command %q not found (agent.command, looked up in $PATH): every session will fail to start until it is installed; run dispatch doctor", cfg.Agent.Command)
+	log.Warn(msg)
+	if opt.Stderr != nil && !opt.EchoLogs {
+		fmt.Fprintln(opt.Stderr, "dispatch: warning:", msg)
+	}
 }

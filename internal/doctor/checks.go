@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,9 +22,11 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/agent/claude"
 	"github.com/dispatchd/dispatch/internal/api"
+	"github.com/dispatchd/dispatch/internal/client"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/fsafe"
 	"github.com/dispatchd/dispatch/internal/logging"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // DefaultAPIBaseURL is where Claude Code talks to without ANTHROPIC_BASE_URL.
@@ -430,6 +431,9 @@ func bytesText(n uint64) string {
 // database is fine: the daemon creates it.
 func CheckStore(ctx context.Context, cfg config.Config, env Env) Result {
 	env = env.withDefaults()
+	if cfg.Store.Postgres() {
+		return checkPostgres(ctx, cfg, env)
+	}
 	r := Result{Name: "store"}
 	path := cfg.DBPath()
 	fi, err := os.Stat(path)
@@ -564,8 +568,9 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 		return r
 	}
 
-	c := socketClient(sock, env.SocketTimeout)
-	code, body, err := get(ctx, c, "/healthz")
+	c := client.ForSocket(sock, env.SocketTimeout)
+	defer c.Close()
+	code, body, err := c.Raw(ctx, http.MethodGet, "/healthz", nil)
 	if err != nil {
 		if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
 			r.Status = Fail
@@ -591,10 +596,10 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 	r.Status = Pass
 	r.Detail = "healthy (" + sock + ")"
 	// The status summary is a bonus: a failure here does not fail the check.
-	if code, body, err := get(ctx, c, "/v1/status"); err == nil && code == http.StatusOK {
-		var st daemonStatus
+	if code, body, err := c.Raw(ctx, http.MethodGet, "/v1/status", nil); err == nil && code == http.StatusOK {
+		var st wire.Status
 		if json.Unmarshal(body, &st) == nil {
-			r.Detail = "healthy: " + st.summary()
+			r.Detail = "healthy: " + summary(st)
 			if st.Daemon.StoreLost != "" {
 				r.Status = Fail
 				r.Detail = "refusing messages: " + st.Daemon.StoreLost
@@ -607,7 +612,7 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 				r.Hint = "the daemon ran out of a resource of its own (" + st.Daemon.ResourceError +
 					"): raise its limits (LimitNOFILE, memory); sessions retry on their own"
 			}
-			if failed := st.failed(); len(failed) > 0 {
+			if failed := failedChats(st); len(failed) > 0 {
 				r.Status = Warn
 				r.Hint = fmt.Sprintf("failed sessions no longer restart on their own: dispatch sessions restart %s", failed[0])
 			} else if st.Daemon.API == "down" {
@@ -633,33 +638,6 @@ func lockHolder(cfg config.Config, env Env) (int, bool) {
 	return pid, env.ProcessAlive(pid)
 }
 
-func socketClient(sock string, timeout time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: timeout,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", sock)
-			},
-			DisableKeepAlives: true,
-		},
-	}
-}
-
-func get(ctx context.Context, c *http.Client, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dispatch"+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	return resp.StatusCode, body, err
-}
-
 func apiErrorText(body []byte) string {
 	var e struct {
 		Error string `json:"error"`
@@ -670,28 +648,8 @@ func apiErrorText(body []byte) string {
 	return ""
 }
 
-// daemonStatus is the part of GET /v1/status the doctor summarises.
-type daemonStatus struct {
-	Daemon struct {
-		PID           int     `json:"pid"`
-		Version       string  `json:"version"`
-		UptimeSeconds float64 `json:"uptime_seconds"`
-		API           string  `json:"api"`
-		StoreLost     string  `json:"store_lost"`
-		ResourceError string  `json:"resource_error"`
-	} `json:"daemon"`
-	Sessions []struct {
-		ChatID string `json:"chat_id"`
-		State  string `json:"state"`
-	} `json:"sessions"`
-	Queue struct {
-		Pending  int `json:"pending"`
-		Inflight int `json:"inflight"`
-		Dead     int `json:"dead"`
-	} `json:"queue"`
-}
-
-func (s daemonStatus) failed() []string {
+// failedChats are the chats whose sessions failed.
+func failedChats(s wire.Status) []string {
 	var out []string
 	for _, ss := range s.Sessions {
 		if ss.State == "failed" {
@@ -701,14 +659,15 @@ func (s daemonStatus) failed() []string {
 	return out
 }
 
-func (s daemonStatus) summary() string {
+// summary is the daemon check's line: pid, version, uptime, sessions, queue.
+func summary(s wire.Status) string {
 	up := time.Duration(s.Daemon.UptimeSeconds * float64(time.Second)).Round(time.Second)
 	txt := fmt.Sprintf("pid %d, version %s, up %s, API %s, %d session", s.Daemon.PID, s.Daemon.Version, up,
 		s.Daemon.API, len(s.Sessions))
 	if len(s.Sessions) != 1 {
 		txt += "s"
 	}
-	if f := s.failed(); len(f) > 0 {
+	if f := failedChats(s); len(f) > 0 {
 		txt += fmt.Sprintf(" (%d failed)", len(f))
 	}
 	txt += fmt.Sprintf(", queue %d pending / %d in flight / %d dead", s.Queue.Pending, s.Queue.Inflight, s.Queue.Dead)

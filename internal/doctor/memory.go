@@ -2,10 +2,9 @@ package doctor
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 
+	"github.com/dispatchd/dispatch/internal/client"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/resources"
 )
@@ -83,17 +82,10 @@ func fit(total, per uint64) int {
 // largest rss_bytes and how many live agents reported one.
 func daemonAgentRSS(ctx context.Context, cfg config.Config, env Env) (uint64, int, bool) {
 	env = env.withDefaults()
-	c := socketClient(cfg.SocketPath(), env.SocketTimeout)
-	code, body, err := get(ctx, c, "/v1/status")
-	if err != nil || code != http.StatusOK {
-		return 0, 0, false
-	}
-	var st struct {
-		Sessions []struct {
-			RSSBytes uint64 `json:"rss_bytes"`
-		} `json:"sessions"`
-	}
-	if json.Unmarshal(body, &st) != nil {
+	c := client.ForSocket(cfg.SocketPath(), env.SocketTimeout)
+	defer c.Close()
+	st, err := c.Status(ctx)
+	if err != nil {
 		return 0, 0, false
 	}
 	var mx uint64

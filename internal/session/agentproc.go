@@ -85,12 +85,16 @@ func (a *actor) onExit() {
 		return
 	}
 	exitErr := proc.ExitErr()
-	hadTurn := a.turn != nil
+	hadTurn, turns := a.turn != nil, a.turns
 	f := a.finishTurn()
+	// A turn whose answer came before the exit was noticed did not end
+	// with the process: the exit is judged as one with no turn in flight
+	// (an agent exiting with status 0 after answering is no fault).
+	answered := a.turns > turns
 	a.proc = nil
 	a.held = false
 	_ = proc.Stop(context.Background()) // already reaped: kills leftovers, returns at once
-	if !hadTurn {
+	if !hadTurn || answered {
 		e := TurnEnd{Ending: EndIdleExit, ResumeStart: a.procResume && a.procFirst,
 			Answered: !a.procFirst, CleanExit: exitErr == nil}
 		if exitErr != nil && agent.KindOf(exitErr) == agent.ResumeFailed {

@@ -656,7 +656,8 @@ func DaemonResourceError(err error) bool {
 // ProbeAnswered judges an API-health probe's turn (Supervisor.probe):
 // whether the API answered. err is the turn's error; cancelled says the
 // probe's context ended first. An outage, rejected credentials, or an
-// agent that exited or could not take the turn leave the API unreachable;
+// agent that exited (whether or not it wrote anything) or could not take
+// the turn leave the API unreachable;
 // any other error is the API answering with an error of the turn's own.
 // A probe is stricter than a chat's turn (Decide): it exists only to learn
 // whether the API answers, so anything that did not reach it counts as no.
@@ -668,7 +669,7 @@ func ProbeAnswered(err error, cancelled bool) bool {
 		return false
 	}
 	switch agent.KindOf(err) {
-	case agent.Outage, agent.Auth, agent.Exited, agent.Undelivered:
+	case agent.Outage, agent.Auth, agent.Exited, agent.ExitedSilent, agent.Undelivered:
 		return false
 	}
 	return true

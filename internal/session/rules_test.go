@@ -397,6 +397,7 @@ func TestProbeAnswered(t *testing.T) {
 		{"outage", agent.Errorf(agent.Outage, "overloaded"), false, false},
 		{"credentials rejected", agent.Errorf(agent.Auth, "401"), false, false},
 		{"agent exited", agent.Errorf(agent.Exited, "exit status 1"), false, false},
+		{"agent exited before writing anything", agent.Errorf(agent.ExitedSilent, "exit status 1"), false, false},
 		{"not delivered", agent.Errorf(agent.Undelivered, "broken pipe"), false, false},
 		{"timed out", errors.New("context deadline exceeded"), true, false},
 		{"an error of the turn's own", agent.Errorf(agent.Fault, "tool failed"), false, true},

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/lifecycle"
@@ -115,6 +117,10 @@ func (a *actor) pump() {
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
 	a.s.log.Debug("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
+	for _, m := range msgs {
+		// The chat's own log shows what was said (slog quotes and escapes).
+		a.s.log.Info("message to agent", "id", m.ID, "text", logText(m.Text))
+	}
 	go func() {
 		var r turnResult
 		defer func() {
@@ -170,6 +176,7 @@ func (a *actor) onTurn(r turnResult) FollowUp {
 			return d.Store.CompleteTurn(ctx, ids, r.res.Text, rec)
 		})
 		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
+		a.s.log.Info("reply", "message_ids", strings.Join(ids, ","), "text", logText(r.res.Text))
 		return CarryOn
 	}
 	why := "turn failed"
@@ -387,4 +394,18 @@ func (a *actor) fail(ids []string, why string) {
 	for _, id := range dead {
 		a.emit(lifecycle.DeadLetter, lifecycle.Attempts, fmt.Sprintf("message %s: %s", id, why))
 	}
+}
+
+// logText is a text as a session log shows it: up to 4 KiB, then how long
+// it was (queue show has it whole).
+func logText(s string) string {
+	const max = 4 << 10
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
 }

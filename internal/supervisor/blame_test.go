@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 )
@@ -80,5 +81,49 @@ func TestCleanExitsAndSuccessesNeverFailTheSession(t *testing.T) {
 	}
 	if s := h.snap("eve"); s.State == session.Failed {
 		t.Fatalf("crashes each followed by a success failed the session: %+v", s)
+	}
+}
+
+// An agent that exits with status 0 right after its answer — the exit may
+// be noticed before the answer is — is started again plainly: never a
+// counted restart (found by the model test, op exit0-next).
+func TestCleanExitRightAfterAnAnswerIsNotCounted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.waitMsg(h.send("eve", "hello"), store.Done)
+	for i := range 20 {
+		gen := h.snap("eve").Gen
+		h.ag.Exit0Next()
+		h.waitMsg(h.send("eve", fmt.Sprint("m", i)), store.Done)
+		h.eventually("a new agent", func() bool { s := h.snap("eve"); return s.ProcUp && s.Gen > gen })
+	}
+	if s := h.snap("eve"); s.Restarts != 0 || s.State == session.Failed {
+		t.Fatalf("clean exits after answering were counted: restarts %d, state %s", s.Restarts, s.State)
+	}
+}
+
+// A probe whose agent exits before writing anything got no answer from the
+// API: the outage goes on, and the held chat is not charged as if others
+// were answered (found by the model test: a die-next hitting a probe).
+func TestProbeThatExitsSilentlyIsNoAnswer(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.Fail(agent.Outage, 1)
+	id := h.send("kim", "x")
+	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
+	next := h.sup.breaker.Stats().NextProbe
+	h.ag.DieNext()
+	h.eventually("a probe was judged", func() bool {
+		h.clk.Advance(time.Second)
+		st := h.sup.breaker.Stats()
+		return st.Up || st.NextProbe.After(next)
+	})
+	if h.sup.breaker.Up() {
+		t.Fatal("a probe whose agent exited before writing anything closed the breaker")
+	}
+	h.eventually("answered once a probe gets through", func() bool {
+		h.clk.Advance(time.Second)
+		return h.msg(id).State == store.Done
+	})
+	if m := h.msg(id); m.Failures != 0 {
+		t.Fatalf("held message charged: %+v", m)
 	}
 }

@@ -5,12 +5,17 @@ package supervisor
 // lost, answered out of order or answered for another chat.
 //
 // Each seed generates a random sequence of operations over a few chats —
-// sends (some poison: ERROR, CRASH, HANG, TOOLONG), injected transient
-// faults (an error result, a crash, a hang, an API outage that ends later,
-// agents that cannot start), processes dying on their own, operator
-// actions, clean and crash restarts of the daemon, fake-clock advances and
-// health checks — and runs it against the real supervisor, sessions,
-// breaker and SQLite store with the in-process fake agent.
+// sends (some poison: ERROR, CRASH, HANG, TOOLONG, DIE, NOCONV; some
+// answered and then followed by a stray result, EXTRA, or a clean exit,
+// EXIT0), injected transient faults (an error result, one that merely
+// mentions "No conversation found", a crash, a hang, an exit before any
+// output, an API outage that ends later, an API that hangs for everyone, a
+// sticky outage-type error of one chat only, agents that cannot start, for
+// a reason of their own or for want of the daemon's descriptors), processes
+// dying on their own, operator actions, clean and crash restarts of the
+// daemon, fake-clock advances and health checks — and runs it against the
+// real supervisor, sessions, breaker and SQLite store with the in-process
+// fake agent. docs/faults.md says who is to blame for each.
 //
 // Everything runs in a testing/synctest bubble: synctest.Wait returns once
 // every goroutine of the daemon (actors, turns, breaker, store writer) is
@@ -29,6 +34,46 @@ package supervisor
 //   - held-unregistered: every session waiting for the API gate is among
 //     the breaker's waiters (or nothing would wake it).
 //   - lost / done-regressed / poison-answered.
+//   - charged-innocent: no message is charged for a failure it did not
+//     cause. The fake agent logs every turn: its messages, when it started
+//     and ended, how, and which injected fault hit it. From that log the
+//     model counts, per message, the turns it was in that ended in a way
+//     the fault model may charge (session.Decide; a turn's messages are
+//     charged together): an error result of the turn's own (ERROR, NOCONV,
+//     fail-next, noconv-next), a too long context, a crash during the turn
+//     — always; an exit before any output — only for a message that was in
+//     such a turn before; an outage-type error (sticky, outage) or a silent
+//     turn cancelled as stuck (HANG, hang-next, hang-api) — only if another
+//     chat or a probe got an answer between the turn's start (or the end of
+//     the chat's first outage-like failure since its last answer, if
+//     earlier) and the moment its session judged it (the first quiescent
+//     moment after its end at which the session is not retrying a store
+//     write); never a result or a turn stopped on purpose. Every window is
+//     taken wider than the session's, never narrower. A message's Failures
+//     must never exceed that count (checked for the messages not done at
+//     every step, for all at the end; an operator retry starts it at 0), so
+//     a message no fault could reach has Failures 0.
+//   - held-by-another: no chat is held because of another chat's failure.
+//     A quiet period is a stretch, with one daemon, in which no fault that
+//     can hit any chat's turn or a probe is armed or still in a turn it hit
+//     (pending fail/crash/hang/die-next, outage, hang-api, start errors):
+//     only per-chat sticky errors and the messages' own directives. In a
+//     quiet period every probe is answered, so (a) the API is never taken
+//     for down longer than a probe interval: past the probe scheduled when
+//     the period began (ProbeMax, +20% jitter, +1 s) or, once seen up in
+//     the period, past ProbeMin (+20%, +1 s) after it went down — no chat
+//     waits at the gate for an outage longer than that; and (b) the breaker
+//     opens at most once per chat plus once per answer a chat got in the
+//     period: a chat's outage-type failure or silent turn is put down to the
+//     API only if nobody else was answered since its last such failure, and
+//     the breaker closes only on an answer, so one chat's sticky errors
+//     cannot open it again and again and hold everyone (pacing after an
+//     outage, bounded by the backlog's own turns, is not bounded here).
+//   - daemon-error-charged: an agent start that failed for want of the
+//     daemon's own resources (EMFILE) never counts against the session's
+//     restart budget; clean-exit-counted: an agent that exits with status 0
+//     after answering is started again plainly, never as a counted restart
+//     (both judged from the lifecycle events as they happen).
 //
 // After the operations a settle phase removes every fault, restarts failed
 // sessions as an operator would, and alternates clock advances (past stuck
@@ -210,6 +255,36 @@ var opSpecs = []opSpec{
 	{"resume", 3, (*opGen).chatOp, func(m *model, o op) string { return errText(m.sup.Resume(m.ctx(), o.Chat)) }},
 	{"store-fail", 2, plain, (*model).applyStoreFail},
 	{"store-ok", 3, plain, (*model).applyStoreOK},
+	// The faults of "Blame the right party" (docs/faults.md).
+	{"noconv-next", 2, withN(1, 2), func(m *model, o op) string {
+		m.ag.FailMsg(agent.Fault, o.N, "Tool ticket_lookup: No conversation found for ticket #4711")
+		return ""
+	}},
+	{"extra-next", 2, plain, func(m *model, o op) string { m.ag.ExtraNext(); return "" }},
+	{"die-next", 3, withN(1, 2), func(m *model, o op) string {
+		for range o.N {
+			m.ag.DieNext()
+		}
+		return ""
+	}},
+	{"sticky", 3, (*opGen).chatOp, func(m *model, o op) string { m.ag.SetSticky(o.Chat, true); m.sticky[o.Chat] = true; return "" }},
+	{"sticky-end", 2, plain, (*model).applyStickyEnd},
+	{"hang-api", 1, plain, func(m *model, o op) string { m.ag.SetSilent(true); return "" }},
+	{"hang-api-end", 1, plain, func(m *model, o op) string { m.ag.SetSilent(false); return "" }},
+	{"exit0-next", 2, plain, func(m *model, o op) string { m.ag.Exit0Next(); return "" }},
+	{"start-emfile", 1, plain, func(m *model, o op) string {
+		m.ag.SetStartErr(fmt.Errorf("model: pipes: %w", &os.SyscallError{Syscall: "pipe2", Err: syscall.EMFILE}))
+		return ""
+	}},
+}
+
+// applyStickyEnd ends every chat's sticky fault.
+func (m *model) applyStickyEnd(op) string {
+	for chat := range m.sticky {
+		m.ag.SetSticky(chat, false)
+	}
+	clear(m.sticky)
+	return ""
 }
 
 // applyStoreFail makes every store write fail as on a full disk until
@@ -256,9 +331,14 @@ func genOps(seed uint64, n int) (chats []string, ops []op) {
 		total += s.weight
 	}
 	startOK := -1 // agents that cannot start come back after a few ops
+	apiOK := -1   // so does an API that hangs for everyone
 	for len(ops) < n {
 		if startOK--; startOK == 0 {
 			ops = append(ops, op{Kind: "start-ok"})
+			continue
+		}
+		if apiOK--; apiOK == 0 {
+			ops = append(ops, op{Kind: "hang-api-end"})
 			continue
 		}
 		w := r.IntN(total)
@@ -267,8 +347,11 @@ func genOps(seed uint64, n int) (chats []string, ops []op) {
 				o := s.gen(g)
 				o.Kind = s.kind
 				ops = append(ops, o)
-				if o.Kind == "start-err" {
+				switch o.Kind {
+				case "start-err", "start-emfile":
 					startOK = 1 + r.IntN(4)
+				case "hang-api":
+					apiOK = 2 + r.IntN(8)
 				}
 				break
 			}
@@ -298,6 +381,14 @@ func (g *opGen) text(chat string) string {
 		t += " HANG"
 	case x < 11:
 		t += " TOOLONG"
+	case x < 13:
+		t += " DIE"
+	case x < 15:
+		t += " NOCONV"
+	case x < 17:
+		t += " EXTRA" // answered, then a stray result
+	case x < 19:
+		t += " EXIT0" // answered, then a clean exit
 	}
 	return t
 }
@@ -357,7 +448,7 @@ func errText(err error) string {
 
 // poison reports whether a text makes the fake agent fail every time.
 func poison(text string) bool {
-	for _, d := range []string{"ERROR", "CRASH", "HANG", "TOOLONG"} {
+	for _, d := range []string{"ERROR", "CRASH", "HANG", "TOOLONG", "DIE", "NOCONV"} {
 		if strings.Contains(text, d) {
 			return true
 		}
@@ -389,14 +480,17 @@ type model struct {
 	cancelMu sync.Mutex
 	cancels  []context.CancelFunc // of ctx(), called at the end
 
-	chats []string
-	msgs  []*modelMsg // acceptance order
-	byID  map[string]*modelMsg
-	trace []string
-	notes []string        // things that are not violations but explain a run
-	open  []store.Message // the messages not done, as checkStep last read them
+	chats  []string
+	msgs   []*modelMsg // acceptance order
+	byID   map[string]*modelMsg
+	byText map[string]*modelMsg // texts are unique within a seed
+	trace  []string
+	notes  []string        // things that are not violations but explain a run
+	open   []store.Message // the messages not done, as checkStep last read them
 	// storeFull: store writes fail (disk full) until store-ok.
 	storeFull bool
+	sticky    map[string]bool // chats whose turns fail as a sticky outage-type error
+	blame     blameState
 	failed    string // the first violation
 	inv       string // its invariant
 }
@@ -415,9 +509,11 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 	m := &model{
 		t: t, seed: seed, dir: t.TempDir(), cfg: modelConfig(),
 		clk: clock.NewFake(t0), ag: fake.New(),
-		chats: chats, byID: map[string]*modelMsg{},
+		chats: chats, byID: map[string]*modelMsg{}, byText: map[string]*modelMsg{},
+		sticky: map[string]bool{}, blame: newBlameState(),
 	}
 	m.logs = newMemLogs(600, m.clk)
+	m.logs.judge = judgeLifecycle
 	m.ag.SetClock(m.clk)
 	m.openStore()
 	m.startSupervisor()
@@ -436,7 +532,7 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 			line += "  → " + did
 		}
 		m.trace = append(m.trace, line)
-		failed := m.failed != "" || m.checkStep()
+		failed := m.failed != "" || m.observe() || m.checkStep()
 		m.trace[len(m.trace)-1] += "\n      " + m.summary()
 		if failed {
 			m.report(ops, verbose)
@@ -574,6 +670,7 @@ func (m *model) applySend(o op) string {
 		mm := &modelMsg{id: id, chat: o.Chat, text: text, n: len(m.msgs)}
 		m.msgs = append(m.msgs, mm)
 		m.byID[id] = mm
+		m.byText[text] = mm
 		ids = append(ids, id[:8])
 	}
 	return "ids " + strings.Join(ids, ",")
@@ -619,6 +716,7 @@ func (m *model) applyRace(o op) string {
 		sent.n = len(m.msgs)
 		m.msgs = append(m.msgs, sent)
 		m.byID[sent.id] = sent
+		m.byText[sent.text] = sent
 	}
 	return strings.Join(out, " ")
 }
@@ -649,7 +747,11 @@ func (m *model) applyRetry(o op) string {
 		return "no dead message"
 	}
 	d := dead[o.Pick%len(dead)]
-	return fmt.Sprintf("%s %q: %s", d.ID[:8], d.Text, errText(m.sup.RetryMessage(m.ctx(), d.ID)))
+	err := m.sup.RetryMessage(m.ctx(), d.ID)
+	if err == nil {
+		m.blame.allowance[d.ID] = 0 // its failures start again from 0
+	}
+	return fmt.Sprintf("%s %q: %s", d.ID[:8], d.Text, errText(err))
 }
 
 func (m *model) applyDrop(o op) string {
@@ -679,6 +781,10 @@ func (m *model) advance(d time.Duration) {
 		}
 		m.clk.Set(next)
 		synctest.Wait()
+		if m.failed == "" && m.observe() {
+			m.failed += " (at " + next.Format(time.TimeOnly) + ", during the advance)"
+			return
+		}
 		// Check on the way too, but not at every one of the thousands of
 		// one-second ticks of a long advance while turns wait for the gate:
 		// a stranded chat stays stranded until the advance ends anyway.
@@ -821,11 +927,20 @@ func describe(s session.Snapshot) string {
 // would dominate the test's run time); the ones it does not see must be
 // done, which the final check verifies.
 func (m *model) checkStep() bool {
+	if m.observe() {
+		return true
+	}
 	open, err := m.st.List(m.ctx(), store.Filter{Limit: 100000})
 	if err != nil {
 		m.t.Fatal(err)
 	}
 	m.open = open
+	may := m.mayCharge()
+	for _, msg := range open {
+		if m.checkCharged(msg.ID, msg.Failures, may) {
+			return true
+		}
+	}
 	stored := map[string]store.Message{}
 	for _, msg := range open {
 		stored[msg.ID] = msg
@@ -896,6 +1011,8 @@ func (m *model) settle() bool {
 	m.trace = append(m.trace, "--- settle: faults off")
 	m.ag.Fail(agent.Outage, 0) // clears any pending Fail, whatever its kind
 	m.ag.SetStartErr(nil)
+	m.ag.SetSilent(false)
+	m.applyStickyEnd(op{})
 	m.applyStoreOK(op{})
 	for _, chat := range m.chats {
 		if _, ok := m.sup.lookup(chat); ok {
@@ -961,7 +1078,16 @@ var modelTextRE = regexp.MustCompile(`([a-z]+(?:-bg)?)/m\d+`)
 // checkFinal checks, once everything has settled, the order of first
 // deliveries and that replies belong to their own chat.
 func (m *model) checkFinal() bool {
+	if m.observe() {
+		return true
+	}
 	stored := m.storeMessages()
+	may := m.mayCharge()
+	for _, mm := range m.msgs {
+		if msg, ok := stored[mm.id]; ok && m.checkCharged(mm.id, msg.Failures, may) {
+			return true
+		}
+	}
 	for _, mm := range m.msgs {
 		msg, ok := stored[mm.id]
 		switch {
@@ -1035,13 +1161,14 @@ func (m *model) report(ops []op, verbose bool) {
 	}
 	b.WriteString("messages (acceptance order):\n")
 	stored := m.storeMessages()
+	may := m.mayCharge()
 	for _, mm := range m.msgs {
 		msg := stored[mm.id]
 		st := string(msg.State)
 		if mm.dropped {
 			st = "dropped"
 		}
-		fmt.Fprintf(&b, "  %s %-8s %-22q %-8s attempts=%d failures=%d err=%q\n", mm.id[:8], mm.chat, mm.text, st, msg.Attempts, msg.Failures, msg.Error)
+		fmt.Fprintf(&b, "  %s %-8s %-22q %-8s attempts=%d failures=%d (chargeable %d) err=%q\n", mm.id[:8], mm.chat, mm.text, st, msg.Attempts, msg.Failures, may[mm.id], msg.Error)
 	}
 	b.WriteString("sessions:\n")
 	for _, ss := range m.sup.all() {
@@ -1062,6 +1189,10 @@ type memLogs struct {
 	lines []string
 	max   int
 	log   *slog.Logger
+	// judge, if set, names the invariant a lifecycle event violates ("" for
+	// none) and says why; the violations wait for the model to read them.
+	judge   func(event, chat, reason string) (inv, why string)
+	pending [][2]string
 }
 
 func newMemLogs(max int, clk clock.Clock) *memLogs {
@@ -1093,11 +1224,40 @@ func (w memWriter) Write(p []byte) (int, error) {
 func (l *memLogs) Manager() *slog.Logger { return l.log }
 
 func (l *memLogs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
+	if l.judge != nil {
+		if inv, why := l.judge(event, chat, reason); inv != "" {
+			l.mu.Lock()
+			l.pending = append(l.pending, [2]string{inv, why})
+			l.mu.Unlock()
+		}
+	}
 	all := []slog.Attr{slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason)}
 	l.log.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle", append(all, attrs...)...)
 }
 
 func (l *memLogs) Session(chat string) *slog.Logger { return l.log.With("chat", chat) }
+
+// violations returns the lifecycle events judge objected to.
+func (l *memLogs) violations() [][2]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.pending)
+}
+
+// judgeLifecycle: an agent start that failed for want of the daemon's own
+// resources never spends the session's restart budget (it is retried, not
+// counted: no "failure" event for it), and an agent that exited with status
+// 0 after answering is started again plainly, never as a counted restart
+// ("dead: agent exited" is the reason of an exit without an error).
+func judgeLifecycle(event, chat, reason string) (string, string) {
+	switch {
+	case event == "failure" && strings.HasPrefix(reason, "start failed:") && strings.Contains(reason, syscall.EMFILE.Error()):
+		return "daemon-error-charged", fmt.Sprintf("chat %s counted the daemon's own resource error against its restart budget: %s", chat, reason)
+	case event == "restart" && strings.HasPrefix(reason, "dead: agent exited ("):
+		return "clean-exit-counted", fmt.Sprintf("chat %s counted a clean exit after answering as a fault: restart %q", chat, reason)
+	}
+	return "", ""
+}
 
 func (l *memLogs) tail(n int) string {
 	l.mu.Lock()

@@ -16,7 +16,8 @@ const ProbeText = "Reply with the single word OK."
 
 // probe asks the API, through a throwaway agent conversation that is not
 // saved, whether it answers again. Only an outage (or rejected credentials)
-// keeps the breaker open; an agent that cannot even start keeps it open too.
+// keeps the breaker open; an agent that cannot even start, or ends before
+// answering (whether or not it wrote anything), keeps it open too.
 func (s *Supervisor) probe(ctx context.Context) bool {
 	proc, err := s.deps.Agent.Start(ctx, agent.Spec{
 		ChatID: "dispatch-probe", SessionID: newID(), Ephemeral: true,

@@ -10,71 +10,17 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/session"
-	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
-// Status is the object of `dispatch status --json` and GET /v1/status.
-type Status struct {
-	Daemon   DaemonStatus    `json:"daemon"`
-	Sessions []SessionStatus `json:"sessions"`
-	Queue    QueueStatus     `json:"queue"`
-	// Webhooks are the webhook endpoints with their delivery state (the
-	// daemon fills it in; never a secret).
-	Webhooks []webhook.EndpointStatus `json:"webhooks,omitempty"`
-}
-
-type DaemonStatus struct {
-	PID           int     `json:"pid"`
-	Version       string  `json:"version"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	API           string  `json:"api"`
-	APIHeld       int     `json:"api_held"`
-	Outages       int     `json:"api_outages"`
-	OutageSeconds float64 `json:"api_outage_seconds"`
-	Healthy       bool    `json:"healthy"`
-	// ResourceError is the daemon's own resource error (out of file
-	// descriptors, memory or processes) of the last minute: not any
-	// session's fault, and retried.
-	ResourceError string `json:"resource_error,omitempty"`
-	// StoreLost says the database file was removed, replaced or truncated
-	// under the daemon: nothing is accepted until it is restarted.
-	StoreLost string `json:"store_lost,omitempty"`
-}
-
-type SessionStatus struct {
-	ChatID       string  `json:"chat_id"`
-	State        string  `json:"state"`
-	Alive        bool    `json:"alive"`
-	Healthy      bool    `json:"healthy"`
-	HealthReason string  `json:"health_reason"`
-	Busy         bool    `json:"busy"`
-	ErrorCount   int     `json:"error_count"`
-	IdleSeconds  float64 `json:"idle_seconds"`
-	QueueDepth   int     `json:"queue_depth"`
-	Turns        int64   `json:"turns"`
-	Restarts     int64   `json:"restarts"`
-	SessionID    string  `json:"session_id"`
-	Exempt       bool    `json:"exempt"`
-	ExemptFlag   bool    `json:"exempt_flag"`
-	Pid          int     `json:"pid,omitempty"`
-	LastActivity string  `json:"last_activity"`
-	// StopReason says why a stopped session has no agent: idle, killed,
-	// hibernated.
-	StopReason string `json:"stop_reason,omitempty"`
-	// RSSBytes is a live agent's resident memory, its whole process group
-	// counted, read when status is asked.
-	RSSBytes uint64 `json:"rss_bytes,omitempty"`
-	// StoreError is the store write the session is retrying, while it
-	// fails (a full disk, an I/O error).
-	StoreError string `json:"store_error,omitempty"`
-}
-
-type QueueStatus struct {
-	Pending  int `json:"pending"`
-	Inflight int `json:"inflight"`
-	Dead     int `json:"dead"`
-	Done     int `json:"done"`
-}
+// The status shapes (GET /v1/status, `dispatch status --json`) are the
+// wire package's; the supervisor fills them in.
+type (
+	Status        = wire.Status
+	DaemonStatus  = wire.DaemonStatus
+	SessionStatus = wire.SessionStatus
+	QueueStatus   = wire.QueueStatus
+)
 
 // Status computes the daemon's status now; every verdict is fresh.
 func (s *Supervisor) Status(ctx context.Context) (Status, error) {

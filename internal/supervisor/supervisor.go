@@ -84,7 +84,7 @@ var ErrUnknownChat = errors.New("unknown chat")
 // Supervisor routes messages to sessions and keeps them healthy.
 type Supervisor struct {
 	cfg     Config
-	store   *store.Store
+	store   store.Backend
 	clock   clock.Clock
 	logs    Logs
 	log     *slog.Logger
@@ -114,7 +114,7 @@ type Supervisor struct {
 }
 
 // New builds a supervisor; Start recovers state and starts its loops.
-func New(cfg Config, st *store.Store, ag agent.Agent, clk clock.Clock, logs Logs) *Supervisor {
+func New(cfg Config, st store.Backend, ag agent.Agent, clk clock.Clock, logs Logs) *Supervisor {
 	s := &Supervisor{
 		cfg:      cfg,
 		store:    st,

@@ -23,6 +23,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // Endpoint is one configured receiver.
@@ -278,32 +279,12 @@ func (m *Manager) Retry(ctx context.Context, name string) (int, error) {
 	return len(rows), nil
 }
 
-// EndpointStatus is one endpoint as status and `dispatch webhooks list`
-// show it. It never holds the secret.
-type EndpointStatus struct {
-	Name       string   `json:"name"`
-	URL        string   `json:"url"` // scheme, host and path only
-	Events     []string `json:"events"`
-	Pending    int      `json:"pending"`
-	Failed     int      `json:"failed"`
-	Delivered  int64    `json:"delivered"` // since the daemon started
-	Retries    int64    `json:"retries"`   // failed attempts that will be retried, since start
-	GaveUp     int64    `json:"gave_up"`   // deliveries given up, since start
-	LagSeconds float64  `json:"lag_seconds"`
-	LastError  string   `json:"last_error,omitempty"`
-	// FailedDeliveries lists failed deliveries (the oldest, up to a limit).
-	FailedDeliveries []Delivery `json:"failed_deliveries,omitempty"`
-}
-
-// Delivery is one failed delivery.
-type Delivery struct {
-	EventID  string `json:"event_id"`
-	Seq      int64  `json:"seq"`
-	ChatID   string `json:"chat_id,omitempty"`
-	Attempts int    `json:"attempts"`
-	Error    string `json:"error"`
-	At       string `json:"at"` // when it gave up
-}
+// EndpointStatus and Delivery, an endpoint's delivery state and one failed
+// delivery, are the wire package's shapes.
+type (
+	EndpointStatus = wire.EndpointStatus
+	Delivery       = wire.Delivery
+)
 
 // Status reports every endpoint; withFailed also lists failed deliveries
 // (at most limit per endpoint).

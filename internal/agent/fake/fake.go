@@ -7,9 +7,19 @@
 // N)" with N counting the successful turns of the conversation (session id)
 // across processes, and it honours the stub's directives inside a text:
 // CRASH (the process exits during the turn), HANG (no answer until ctx ends
-// or Stop), ERROR (Fault), OUTAGE (Outage), OVERLOADED (Outage, status 529)
-// and TOOLONG (ContextTooLong, status 400). SetDirectives(false) turns that
-// off.
+// or Stop), ERROR (Fault), OUTAGE (Outage), OVERLOADED (Outage, status 529),
+// TOOLONG (ContextTooLong, status 400), and with the stub's meaning DIE (the
+// process exits before writing anything for the turn: ExitedSilent), SILENT
+// (acknowledged, then nothing), EXTRA (answers, then a stray second result,
+// which the next turn drops as answering nothing), EXIT0 (answers, then the
+// process exits with status 0), STICKY (this and every later turn of the
+// conversation fail with a timeout: Outage) and NOCONV (an error result whose
+// text merely mentions "No conversation found": Fault).
+// SetDirectives(false) turns that off.
+//
+// Every call of Process.Turn is also logged with how it ended and which
+// knob, if any, decided it (Calls), so a test can tell which turn a one-off
+// fault hit and what each turn could be blamed for.
 package fake
 
 import (
@@ -35,6 +45,25 @@ type Turn struct {
 	Texts     []string
 }
 
+// Call is one call of Process.Turn, with how it ended. Calls on a process
+// that had already ended, or with a cancelled context, are logged too (they
+// are not in Turns: they never reached the agent).
+type Call struct {
+	Turn
+	Start, End time.Time
+	Ended      bool
+	// Hit names the knob that decided the turn, "" for none: "fail:<kind>",
+	// "crash", "hang", "die", "silent" (SetSilent), "sticky" (SetSticky),
+	// "exit0", "extra". Directives in the texts are not knobs.
+	Hit string
+	// How it ended: OK; otherwise Abandoned (its context ended first; Cause
+	// is the context's cause) or an error of Kind.
+	OK        bool
+	Abandoned bool
+	Cause     string
+	Kind      agent.Kind
+}
+
 // ScriptFunc answers a turn in place of the default echo. A Result without
 // a SessionID gets the process's.
 type ScriptFunc func(chat string, texts []string) (agent.Result, error)
@@ -49,6 +78,15 @@ type Agent struct {
 	failN      int
 	crashNext  bool
 	hangNext   bool
+	dieNext    int
+	exit0Next  bool
+	extraNext  bool
+	failMsg    string
+	silent     bool
+	sticky     map[string]int  // chat → its sticky turns so far
+	stickyConv map[string]bool // session ids made sticky by STICKY
+	strays     int
+	calls      []Call
 	startErr   error
 	script     ScriptFunc
 	directives bool
@@ -68,6 +106,8 @@ func New() *Agent {
 		chatDelay:  map[string]time.Duration{},
 		directives: true,
 		convs:      map[string]int{},
+		sticky:     map[string]int{},
+		stickyConv: map[string]bool{},
 		live:       map[*Process]struct{}{},
 	}
 }
@@ -92,7 +132,74 @@ func (a *Agent) SetChatDelay(chat string, d time.Duration) {
 
 // Fail makes the next n turns (of any chat) fail with kind. Kind Exited
 // also ends the process, like a crash.
-func (a *Agent) Fail(kind agent.Kind, n int) { a.with(func() { a.failKind, a.failN = kind, n }) }
+func (a *Agent) Fail(kind agent.Kind, n int) {
+	a.with(func() { a.failKind, a.failN, a.failMsg = kind, n, "" })
+}
+
+// FailMsg is Fail with the error's text: FailMsg(agent.Fault, 1, "No
+// conversation found for ticket #4711") is an ordinary error result that
+// merely mentions a lost conversation.
+func (a *Agent) FailMsg(kind agent.Kind, n int, msg string) {
+	a.with(func() { a.failKind, a.failN, a.failMsg = kind, n, msg })
+}
+
+// DieNext makes the process of the next turn exit before writing anything
+// for it (like the stub's DIE): the turn fails with Kind ExitedSilent. Each
+// call adds one more such turn.
+func (a *Agent) DieNext() { a.with(func() { a.dieNext++ }) }
+
+// Exit0Next makes the process of the next turn answer it and then exit with
+// status 0 (like the stub's EXIT0).
+func (a *Agent) Exit0Next() { a.with(func() { a.exit0Next = true }) }
+
+// ExtraNext makes the next turn answer and then print a stray second result
+// (like the stub's EXTRA), which the process's next turn drops.
+func (a *Agent) ExtraNext() { a.with(func() { a.extraNext = true }) }
+
+// SetSilent makes every turn, of every chat and probe, hang without any
+// output after its acknowledgement while on: an API that hangs for
+// everyone (the stub's STUB_SILENT_FILE).
+func (a *Agent) SetSilent(on bool) { a.with(func() { a.silent = on }) }
+
+// SetSticky makes every turn of chat fail with an outage-type error while
+// on — a timeout, then a 429, alternately — as for a conversation whose
+// every request times out or that alone exceeds a rate limit; other chats
+// are not affected.
+func (a *Agent) SetSticky(chat string, on bool) {
+	a.with(func() {
+		if on {
+			a.sticky[chat] += 0
+		} else {
+			delete(a.sticky, chat)
+		}
+	})
+}
+
+// Armed reports whether a fault that can hit any chat's turn (or a probe)
+// is set: a pending Fail, CrashNext, HangNext or DieNext, SetSilent, or a
+// start error.
+func (a *Agent) Armed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failN > 0 || a.crashNext || a.hangNext || a.dieNext > 0 || a.silent || a.startErr != nil
+}
+
+// Strays counts the stray results dropped (EXTRA).
+func (a *Agent) Strays() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.strays
+}
+
+// Calls returns the log of Turn calls from index from on.
+func (a *Agent) Calls(from int) []Call {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if from >= len(a.calls) {
+		return nil
+	}
+	return slices.Clone(a.calls[from:])
+}
 
 // CrashNext makes the process of the next turn exit during it: Done closes
 // and the turn fails with Kind Exited.
@@ -222,28 +329,111 @@ type plan struct {
 	clk         clock.Clock
 	delay       time.Duration
 	crash, hang bool
+	die, exit0  bool
+	extra       bool
+	sticky      bool
 	fail        *agent.TurnError
 	script      ScriptFunc
 	directives  bool
 }
 
+// call logs a call of Turn and returns its index.
+func (a *Agent) call(p *Process, texts []string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls = append(a.calls, Call{Turn: Turn{Chat: p.spec.ChatID, SessionID: p.spec.SessionID, Texts: slices.Clone(texts)},
+		Start: a.clk.Now()})
+	return len(a.calls) - 1
+}
+
+// ended logs how call i ended.
+func (a *Agent) ended(i int, ctx context.Context, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := &a.calls[i]
+	c.End, c.Ended = a.clk.Now(), true
+	switch {
+	case err == nil:
+		c.OK = true
+	case ctx.Err() != nil:
+		c.Abandoned = true
+		if cause := context.Cause(ctx); cause != nil {
+			c.Cause = cause.Error()
+		}
+	default:
+		c.Kind = agent.KindOf(err)
+	}
+}
+
 // take records a turn and consumes the one-shot knobs.
-func (a *Agent) take(p *Process, texts []string) plan {
+func (a *Agent) take(p *Process, texts []string, call int) plan {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.turns = append(a.turns, Turn{Chat: p.spec.ChatID, SessionID: p.spec.SessionID, Texts: slices.Clone(texts)})
-	pl := plan{clk: a.clk, delay: a.delay, crash: a.crashNext, hang: a.hangNext, script: a.script, directives: a.directives}
+	pl := plan{clk: a.clk, delay: a.delay, crash: a.crashNext, hang: a.hangNext, die: a.dieNext > 0,
+		exit0: a.exit0Next, extra: a.extraNext, script: a.script, directives: a.directives}
 	if d, ok := a.chatDelay[p.spec.ChatID]; ok {
 		pl.delay = d
 	}
-	a.crashNext, a.hangNext = false, false
+	a.crashNext, a.hangNext, a.exit0Next, a.extraNext = false, false, false, false
+	if pl.die {
+		a.dieNext--
+	}
+	hit := ""
+	switch {
+	case pl.crash:
+		hit = "crash"
+	case pl.hang:
+		hit = "hang"
+	case pl.die:
+		hit = "die"
+	}
 	if a.failN > 0 {
 		a.failN--
 		pl.fail = agent.Errorf(a.failKind, "fake: injected %s", a.failKind)
-		if a.failKind == agent.ResumeFailed {
+		switch {
+		case a.failMsg != "":
+			pl.fail.Msg = a.failMsg
+		case a.failKind == agent.ResumeFailed:
 			pl.fail.Msg = "No conversation found with session ID: " + p.spec.SessionID
 		}
+		if hit == "" {
+			hit = "fail:" + a.failKind.String()
+		}
 	}
+	if a.silent {
+		pl.hang = true
+		if hit == "" {
+			hit = "silent"
+		}
+	}
+	text := strings.Join(texts, "\n")
+	if a.directives && strings.Contains(text, "STICKY") {
+		a.stickyConv[p.spec.SessionID] = true
+	}
+	if n, ok := a.sticky[p.spec.ChatID]; ok || a.stickyConv[p.spec.SessionID] {
+		pl.sticky = true
+		if ok {
+			a.sticky[p.spec.ChatID] = n + 1
+			if hit == "" {
+				hit = "sticky"
+			}
+			if n%2 == 1 {
+				pl.fail = &agent.TurnError{Kind: agent.Outage, Status: 429,
+					Msg: `API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}`}
+			}
+		}
+		if pl.fail == nil || pl.fail.Kind != agent.Outage {
+			pl.fail = agent.Errorf(agent.Outage, "API Error: Request timed out.")
+		}
+	}
+	if hit == "" && pl.exit0 {
+		hit = "exit0"
+	}
+	if hit == "" && pl.extra {
+		hit = "extra"
+	}
+	a.calls[call].Hit = hit
 	return pl
 }
 
@@ -265,19 +455,31 @@ type Process struct {
 
 	mu      sync.Mutex
 	exitErr error
+	stray   bool // a stray result is waiting to be read (EXTRA)
 }
 
 var _ agent.Process = (*Process)(nil)
 
 // Turn answers per the agent's knobs, directives and script, in that order.
-func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error) {
+func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err error) {
+	call := p.a.call(p, texts)
+	defer func() { p.a.ended(call, ctx, err) }()
 	if p.isDone() {
 		return agent.Result{}, p.turnExitErr()
 	}
 	if ctx.Err() != nil {
 		return agent.Result{}, abandoned(ctx)
 	}
-	pl := p.a.take(p, texts)
+	p.mu.Lock()
+	stray := p.stray
+	p.stray = false
+	p.mu.Unlock()
+	if stray {
+		// The stray result of the last turn comes before anything of this
+		// one: like the driver, it answers no turn and is dropped.
+		p.a.with(func() { p.a.strays++ })
+	}
+	pl := p.a.take(p, texts, call)
 	p.touch(pl.clk)
 	start := pl.clk.Now()
 	if pl.delay > 0 {
@@ -295,10 +497,13 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	text := strings.Join(texts, "\n")
 	has := func(d string) bool { return pl.directives && strings.Contains(text, d) }
 	switch {
+	case pl.die || has("DIE"):
+		p.exit(agent.Errorf(agent.Exited, "fake: exited before any output (status 4)"))
+		return agent.Result{}, agent.Errorf(agent.ExitedSilent, "fake: exited before writing anything for the turn")
 	case pl.crash || has("CRASH"):
 		p.exit(agent.Errorf(agent.Exited, "fake: crashed during a turn"))
 		return agent.Result{}, p.turnExitErr()
-	case pl.hang || has("HANG"):
+	case pl.hang || has("HANG") || has("SILENT"):
 		select {
 		case <-ctx.Done():
 			return agent.Result{}, abandoned(ctx)
@@ -311,6 +516,8 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 			return agent.Result{}, p.turnExitErr()
 		}
 		return agent.Result{}, pl.fail
+	case pl.sticky:
+		return agent.Result{}, pl.fail
 	case has("OVERLOADED"):
 		return agent.Result{}, &agent.TurnError{Kind: agent.Outage, Status: 529,
 			Msg: `API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}`}
@@ -318,6 +525,8 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		return agent.Result{}, agent.Errorf(agent.Outage, "API Error: Unable to connect to API (ConnectionRefused)")
 	case has("TOOLONG"):
 		return agent.Result{}, &agent.TurnError{Kind: agent.ContextTooLong, Status: 400, Msg: "Prompt is too long"}
+	case has("NOCONV"):
+		return agent.Result{}, agent.Errorf(agent.Fault, "Tool ticket_lookup: No conversation found for ticket #4711")
 	case has("ERROR"):
 		return agent.Result{}, agent.Errorf(agent.Fault, "stub error")
 	}
@@ -340,6 +549,15 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		res.Duration = pl.clk.Now().Sub(start)
 	}
 	p.touch(pl.clk)
+	if pl.extra || has("EXTRA") {
+		p.mu.Lock()
+		p.stray = true
+		p.mu.Unlock()
+	}
+	if pl.exit0 || has("EXIT0") {
+		// The answer is out; then the process ends with status 0.
+		p.exit(nil)
+	}
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package fake
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,93 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if a.Live() != 0 || len(a.Turns()) != 160 {
 		t.Errorf("Live %d, turns %d", a.Live(), len(a.Turns()))
+	}
+}
+
+func TestBlameFaults(t *testing.T) {
+	a := New()
+	p := start(t, a, "c", "s", false)
+
+	a.FailMsg(agent.Fault, 1, "Tool ticket_lookup: No conversation found for ticket #4711")
+	_, err := turn(p, "x")
+	wantKind(t, err, agent.Fault)
+	_, err = turn(p, "NOCONV please")
+	wantKind(t, err, agent.Fault)
+
+	// a stray result answers nothing: the next turn gets its own answer
+	a.ExtraNext()
+	mustReply(t, p, "echo: x (turn 1)", "x")
+	mustReply(t, p, "echo: y (turn 2)", "y")
+	mustReply(t, p, "echo: EXTRA (turn 3)", "EXTRA")
+	mustReply(t, p, "echo: z (turn 4)", "z")
+	if a.Strays() != 2 {
+		t.Errorf("Strays = %d, want 2", a.Strays())
+	}
+
+	// sticky for one chat only: timeouts and 429s, others unaffected
+	a.SetSticky("c", true)
+	q := start(t, a, "d", "s2", false)
+	for range 3 {
+		_, err = turn(p, "x")
+		wantKind(t, err, agent.Outage)
+		mustReply(t, q, "echo: x (turn 1)", "x")
+		_ = a.Process("d").Stop(context.Background())
+		a.Forget("s2")
+		q = start(t, a, "d", "s2", false)
+	}
+	a.SetSticky("c", false)
+	mustReply(t, p, "echo: x (turn 5)", "x")
+
+	// answer, then a clean exit
+	a.Exit0Next()
+	mustReply(t, p, "echo: x (turn 6)", "x")
+	if !isDone(p) || p.ExitErr() != nil {
+		t.Fatalf("after EXIT0: done %v, ExitErr %v", isDone(p), p.ExitErr())
+	}
+
+	// exit before any output
+	p = start(t, a, "c", "s", true)
+	a.DieNext()
+	_, err = turn(p, "x")
+	wantKind(t, err, agent.ExitedSilent)
+	if !isDone(p) || agent.KindOf(p.ExitErr()) != agent.Exited {
+		t.Fatalf("after DIE: done %v, ExitErr %v", isDone(p), p.ExitErr())
+	}
+	p = start(t, a, "c", "s", true)
+	_, err = turn(p, "DIE now")
+	wantKind(t, err, agent.ExitedSilent)
+
+	// the API hangs for everyone
+	p = start(t, a, "c", "s", true)
+	a.SetSilent(true)
+	if !a.Armed() {
+		t.Error("SetSilent: not Armed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := p.Turn(ctx, []string{"x"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("silent turn = %v", err)
+	}
+	a.SetSilent(false)
+	if a.Armed() {
+		t.Error("Armed with no fault set")
+	}
+
+	// the call log says which knob decided each turn and how it ended
+	var hits []string
+	for _, c := range a.Calls(0) {
+		if c.Hit != "" {
+			hits = append(hits, c.Hit)
+		}
+		if !c.Ended {
+			t.Errorf("call %+v not ended", c)
+		}
+	}
+	if want := "fail:fault extra sticky sticky sticky exit0 die silent"; strings.Join(hits, " ") != want {
+		t.Errorf("hits %q, want %q", hits, want)
+	}
+	last := a.Calls(0)[len(a.Calls(0))-1]
+	if !last.Abandoned || last.OK {
+		t.Errorf("last call %+v, want abandoned", last)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,7 +17,8 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/api"
-	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/client"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // StopTimeout is how long the cleanup waits for the daemon to exit after
@@ -44,7 +43,7 @@ type Daemon struct {
 	// Bin and Stub are the dispatch binary and the stub CLI.
 	Bin, Stub string
 
-	client *http.Client
+	client *client.Client
 
 	mu      sync.Mutex
 	proc    *process // the current (or last) daemon process
@@ -91,7 +90,7 @@ func New(t *testing.T, opts Options) *Daemon {
 		Bin:        bin,
 		Stub:       stub,
 	}
-	if n := len(filepath.Join(d.StateDir, "dispatch.sock")); n > 107 {
+	if n := len(filepath.Join(d.StateDir, "dispatch.sock")); n > wire.MaxSocketPath() {
 		os.RemoveAll(base)
 		t.Fatalf("daemontest: socket path %d bytes long; set TMPDIR to something shorter", n)
 	}
@@ -110,16 +109,11 @@ func New(t *testing.T, opts Options) *Daemon {
 	if err := os.WriteFile(d.ConfigPath, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(d.StateDir, "dispatch.sock")
-	d.client = &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var dl net.Dialer
-				return dl.DialContext(ctx, "unix", sock)
-			},
-			DisableKeepAlives: true,
-		},
+	d.client, err = client.New(client.Options{
+		Socket: filepath.Join(d.StateDir, "dispatch.sock"), Timeout: 30 * time.Second, NoKeepAlive: true,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(d.cleanup)
 	return d
@@ -171,7 +165,7 @@ func (d *Daemon) spawn() *process {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	cmd := d.Cmd("daemon")
+	cmd := d.Cmd("daemon", "--log-stderr") // Output has the manager log
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
@@ -367,39 +361,16 @@ func (d *Daemon) cleanup() {
 
 // --- HTTP over the control socket ---
 
-// Do sends a request to the daemon's control socket. body is nil, a
-// []byte or string sent as is, or a value encoded as JSON. Safe to call
-// from any goroutine.
+// Do sends a request to the daemon's control socket and returns the
+// answer's status and body, whatever the status. body is nil, a []byte or
+// string sent as is, or a value encoded as JSON. Safe to call from any
+// goroutine.
 func (d *Daemon) Do(method, path string, body any) (int, []byte, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		data, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, "http://dispatch"+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, data, err
+	return d.client.Raw(context.Background(), method, path, body)
 }
+
+// Client is the daemon's API client (internal/client), for the typed calls.
+func (d *Daemon) Client() *client.Client { return d.client }
 
 // Post sends a POST; a transport error fails the test (call it from the
 // test goroutine).
@@ -435,26 +406,26 @@ func (d *Daemon) getJSON(path string, out any) {
 }
 
 // Status is GET /v1/status.
-func (d *Daemon) Status() supervisor.Status {
+func (d *Daemon) Status() wire.Status {
 	d.t.Helper()
-	var st supervisor.Status
+	var st wire.Status
 	d.getJSON("/v1/status", &st)
 	return st
 }
 
 // Session is chat's entry in Status; ok is false if it has none.
-func (d *Daemon) Session(chat string) (supervisor.SessionStatus, bool) {
+func (d *Daemon) Session(chat string) (wire.SessionStatus, bool) {
 	d.t.Helper()
 	for _, s := range d.Status().Sessions {
 		if s.ChatID == chat {
 			return s, true
 		}
 	}
-	return supervisor.SessionStatus{}, false
+	return wire.SessionStatus{}, false
 }
 
 // MustSession is Session, failing the test if the chat has no session.
-func (d *Daemon) MustSession(chat string) supervisor.SessionStatus {
+func (d *Daemon) MustSession(chat string) wire.SessionStatus {
 	d.t.Helper()
 	s, ok := d.Session(chat)
 	if !ok {

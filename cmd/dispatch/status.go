@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"github.com/dispatchd/dispatch/internal/session"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/dispatchd/dispatch/internal/termsafe"
+	"github.com/dispatchd/dispatch/internal/wire"
+)
+
+func statusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the daemon's and every session's health",
+		Long: `Show the daemon (pid, version, uptime, whether the AI API is up, the queue)
+and one line per session: its state, health verdict, idle time, errors,
+waiting messages, turns, restarts, saved session id and whether it is
+exempt from idle reaping. Exits 1 when the daemon is not reachable.`,
+		Example: `  dispatch status
+  dispatch status --json | jq '.sessions[] | select(.healthy | not)'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, st, err := fetchStatus(cmd.Context(), g)
+			if err != nil {
+				return &exitError{1, err}
+			}
+			if asJSON {
+				_, err := cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status object as JSON")
+	return cmd
+}
+
+// fetchStatus asks the daemon for its status: the raw JSON (printed as
+// the daemon sent it, so no field is lost) and its decoding.
+func fetchStatus(ctx context.Context, g *globals) (json.RawMessage, wire.Status, error) {
+	var st wire.Status
+	c, err := connect(g, 10*time.Second, 0)
+	if err != nil {
+		return nil, st, err
+	}
+	defer c.Close()
+	var raw json.RawMessage
+	if err := c.Do(ctx, "GET", "/v1/status", nil, &raw); err != nil {
+		return nil, st, err
+	}
+	return raw, st, json.Unmarshal(raw, &st)
+}
+
+func printStatus(w io.Writer, st wire.Status) error {
+	d := st.Daemon
+	fmt.Fprintf(w, "dispatch %s  pid %d  up %s  api %s  queue: %d pending, %d in flight, %d dead\n",
+		termsafe.Line(d.Version), d.PID, human(seconds(d.UptimeSeconds)), termsafe.Line(d.API),
+		st.Queue.Pending, st.Queue.Inflight, st.Queue.Dead)
+	printWebhookLine(w, st.Webhooks)
+	if len(st.Sessions) == 0 {
+		fmt.Fprintln(w, "no sessions")
+		return nil
+	}
+	return sessionTable(st.Sessions).print(w)
+}
+
+// sessionTable is the sessions, most recently active first.
+func sessionTable(ss []wire.SessionStatus) *table {
+	sessions := append([]wire.SessionStatus(nil), ss...)
+	sort.SliceStable(sessions, func(i, j int) bool { return sessions[i].IdleSeconds < sessions[j].IdleSeconds })
+	t := newTable("CHAT", "STATE", "HEALTH", "BUSY", "IDLE", "ERRORS", "QUEUE", "TURNS", "RESTARTS", "MEMORY", "SESSION", "EXEMPT")
+	for _, s := range sessions {
+		sid := s.SessionID
+		if len(sid) > 8 {
+			sid = sid[:8]
+		}
+		mem := "-"
+		if s.RSSBytes > 0 {
+			mem = session.Bytes(s.RSSBytes)
+		} else if s.StopReason != "" {
+			mem = "(" + s.StopReason + ")"
+		}
+		t.add(cell(s.ChatID, 40), s.State, cell(s.HealthReason, 40), yesNo(s.Busy), human(seconds(s.IdleSeconds)),
+			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, exemptCell(s))
+	}
+	return t
+}
+
+// exemptCell says why a session is exempt from idle reaping: "flag" when
+// an operator set it (sessions exempt), "yes" for the master session or
+// the exempt suffix.
+func exemptCell(s wire.SessionStatus) string {
+	switch {
+	case s.ExemptFlag:
+		return "flag"
+	case s.Exempt:
+		return "yes"
+	}
+	return "-"
+}
