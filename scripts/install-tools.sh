@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the tools the end-to-end tests need into ./tools (nothing global):
-# the Claude Code CLI at the version pinned by scripts/claude-code/
-# (package.json and its committed package-lock.json, which holds the
+# Installs the tools the end-to-end tests need: Chromium (Debian's package,
+# when running as root) for the status page's browser tests, and, into
+# ./tools (nothing global), the Claude Code CLI at the version pinned by
+# scripts/claude-code/ (package.json and its committed package-lock.json, which holds the
 # integrity hash of every package). Safe to run again: it does nothing when
 # the pinned version is already there.
 #
@@ -16,6 +17,26 @@
 # commit both files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Chromium, for the browser tests of the status page (test/web): Debian's
+# package, installed only when it is missing and we are root with apt-get
+# (as on CI). Elsewhere install it yourself; the tests skip without it
+# (and fail when CI=true).
+install_chromium() {
+  if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+    echo "chromium already installed: $(chromium --version 2>/dev/null || chromium-browser --version 2>/dev/null)"
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: chromium is missing (the browser tests will skip); install it with: apt-get install chromium" >&2
+    return 0
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  chromium --version
+}
+install_chromium
 
 pin_dir="scripts/claude-code"
 version=$(sed -n 's/.*"@anthropic-ai\/claude-code": *"\([^"]*\)".*/\1/p' "$pin_dir/package.json" | head -n1)

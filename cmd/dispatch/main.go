@@ -159,6 +159,7 @@ control socket (<state_dir>/dispatch.sock), or over TCP with --url.`,
 		webhooksCmd(g),
 		configCmd(g),
 		versionCmd(),
+		webCmd(g),
 	)
 	return root
 }

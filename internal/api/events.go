@@ -82,6 +82,16 @@ func parseQuery(r *http.Request) (events.Query, time.Duration, error) {
 		}
 		q.ChatID = s
 	}
+	if s := v.Get("tail"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > events.MaxLimit {
+			return q, 0, fmt.Errorf("tail must be a number from 1 to %d", events.MaxLimit)
+		}
+		if q.HasAfter || v.Get("limit") != "" {
+			return q, 0, errors.New("tail goes without after and limit: it reads the last events")
+		}
+		q.Tail, q.Limit = true, n
+	}
 	types, err := events.ParseTypes(v.Get("types"))
 	if err != nil {
 		return q, 0, fmt.Errorf("types: %w", err)
@@ -182,9 +192,11 @@ func (e *eventsHandler) stream(w http.ResponseWriter, r *http.Request, q events.
 			writeError(w, http.StatusBadRequest, "Last-Event-ID: "+err.Error())
 			return
 		}
-		q.After, q.HasAfter = n, true
+		q.After, q.HasAfter, q.Tail = n, true, false
 	}
-	q.Limit = events.MaxLimit
+	if !q.Tail {
+		q.Limit = events.MaxLimit
+	}
 	ctx := r.Context()
 	_, changed := e.b.EventsVisible()
 	evs, next, err := e.b.Events(ctx, q)
@@ -232,6 +244,11 @@ func (e *eventsHandler) stream(w http.ResponseWriter, r *http.Request, q events.
 			keep.Reset(e.keepAlive)
 		}
 		q.After, q.HasAfter = next, true
+		if q.Tail {
+			// The last events are out; from here on follow the feed.
+			q.Tail, q.Limit = false, events.MaxLimit
+			evs = nil
+		}
 		if len(evs) < q.Limit {
 			select {
 			case <-ctx.Done():
@@ -241,6 +258,7 @@ func (e *eventsHandler) stream(w http.ResponseWriter, r *http.Request, q events.
 				if !write(": keep-alive\n\n") {
 					return
 				}
+				evs = nil // sent already
 				continue
 			}
 		}

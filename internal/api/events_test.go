@@ -265,6 +265,67 @@ func TestSSEFramingResumeAndKeepAlive(t *testing.T) {
 	}
 }
 
+// A keep-alive comment never repeats the events sent before it.
+func TestKeepAliveSendsNothingTwice(t *testing.T) {
+	old := KeepAlive
+	KeepAlive = 30 * time.Millisecond
+	t.Cleanup(func() { KeepAlive = old })
+	srv, b := newFeedServer(t, nil)
+	reply(t, b.Store, "alice", "once", "m1")
+	resp, rd := openStream(t, srv.URL+"/v1/events", "")
+	readSSE(t, rd, 1, nil)
+	time.AfterFunc(300*time.Millisecond, func() { resp.Body.Close() })
+	comments := 0
+	for {
+		line, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if strings.HasPrefix(line, ": keep-alive") {
+			comments++
+		}
+		if strings.HasPrefix(line, "id: ") {
+			t.Fatalf("an event came again after %d keep-alive comments: %q", comments, line)
+		}
+	}
+	if comments < 2 {
+		t.Fatalf("%d keep-alive comments", comments)
+	}
+}
+
+// tail=N gives the last N events, as JSON and as the start of a stream
+// that then follows the feed; it goes without after and limit.
+func TestTail(t *testing.T) {
+	srv, b := newFeedServer(t, nil)
+	for i, text := range []string{"one", "two", "three"} {
+		reply(t, b.Store, "alice", text, fmt.Sprintf("m%d", i))
+	}
+	code, out, _ := getEvents(t, srv.URL+"/v1/events?tail=2")
+	if code != 200 || len(out.Events) != 2 || out.Events[0].Text != "two" || out.Events[1].Text != "three" || out.Next != out.Events[1].Seq {
+		t.Fatalf("tail=2: %d %+v", code, out)
+	}
+	for _, q := range []string{"tail=0", "tail=1001", "tail=x", "tail=2&after=1", "tail=2&limit=5"} {
+		if code, _, _ := getEvents(t, srv.URL+"/v1/events?"+q); code != 400 {
+			t.Errorf("%s: HTTP %d, want 400", q, code)
+		}
+	}
+	_, rd := openStream(t, srv.URL+"/v1/events?tail=1", "")
+	got := readSSE(t, rd, 1, nil)
+	reply(t, b.Store, "alice", "four", "m4")
+	got = append(got, readSSE(t, rd, 1, nil)...)
+	var texts []string
+	for _, e := range got {
+		var ev events.Event
+		if err := json.Unmarshal([]byte(e.data), &ev); err != nil {
+			t.Fatal(err)
+		}
+		texts = append(texts, ev.Text)
+	}
+	if strings.Join(texts, ",") != "three,four" {
+		t.Fatalf("stream with tail=1: %q, want three then the live four", texts)
+	}
+}
+
 // A position older than the oldest kept event is 410 with the oldest
 // seq, for the JSON feed and the stream alike; never a silent gap.
 func TestGoneAfterRetention(t *testing.T) {

@@ -180,7 +180,7 @@ func TestSpecExampleIsTheDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(spec, def) {
-		t.Fatalf("SPEC 3.1 example =\n%+v\ndefaults =\n%+v", spec, def)
+		t.Fatalf("documented example (testdata/spec.yaml) =\n%+v\ndefaults =\n%+v", spec, def)
 	}
 }
 

@@ -55,9 +55,60 @@ var ErrLocked = errors.New("another dispatch daemon is running")
 
 // Run runs the daemon until ctx is cancelled (the first SIGTERM/SIGINT),
 // then shuts down in order: stop accepting, let in-flight turns finish for
-// up to shutdown_timeout, stop every agent, close the store.
+// up to shutdown_timeout, stop every agent, close the store. It is Open,
+// Serve and Close.
 func Run(ctx context.Context, cfg config.Config, opt Options) error {
-	notify := sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
+	d := New(cfg, opt)
+	if err := d.Open(ctx); err != nil {
+		_ = d.Close()
+		return err
+	}
+	err := d.Serve(ctx)
+	if cerr := d.Close(); cerr != nil && d.log != nil {
+		d.log.Error("closing the daemon", "err", cerr)
+	}
+	return err
+}
+
+// Daemon is one running dispatch daemon: Open acquires everything (the
+// state directory's lock, logs, store, agent driver, supervisor, webhooks,
+// control socket) and recovers; Serve serves the control API until its
+// context ends; Close shuts everything down in order and releases it.
+type Daemon struct {
+	cfg    config.Config
+	opt    Options
+	notify *sdnotify.Notifier
+
+	log *slog.Logger
+	st  store.Backend
+	// node is this daemon's part of a cluster on PostgreSQL (nil with
+	// SQLite).
+	node      *cluster.Manager
+	sup       *supervisor.Supervisor
+	servers   []*http.Server
+	listeners []net.Listener
+	// started: the supervisor runs (Close shuts it down); served: Serve
+	// took over the listeners.
+	started, served bool
+	// closers release what Open acquired, run by Close in reverse order.
+	closers []func() error
+	closed  bool
+}
+
+// New returns a daemon for cfg; nothing is opened yet.
+func New(cfg config.Config, opt Options) *Daemon {
+	return &Daemon{cfg: cfg, opt: opt}
+}
+
+func (d *Daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
+
+// Open acquires the state directory and everything the daemon runs on, and
+// starts the supervisor (which recovers what the last daemon left). On an
+// error, Close releases whatever was acquired.
+func (d *Daemon) Open(ctx context.Context) error {
+	cfg, opt := d.cfg, d.opt
+	d.notify = sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
+	notify := d.notify
 	// Every file the daemon (and the store inside it) creates is private:
 	// the database and logs hold people's messages.
 	syscall.Umask(0o077)
@@ -71,7 +122,7 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	d.onClose(func() error { unlock(); return nil })
 
 	var echo io.Writer
 	if opt.EchoLogs {
@@ -81,8 +132,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("logs: %w", err)
 	}
-	defer logs.Close()
+	d.onClose(logs.Close)
 	log := logs.Manager()
+	d.log = log
 	notify.SetLogger(log)
 	if notify.Enabled() {
 		wd, on := notify.WatchdogInterval()
@@ -94,7 +146,8 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	d.st = st
+	d.onClose(st.Close)
 
 	warnMissingAgent(cfg, log, opt)
 	mark, err := agentMarker(cfg.StateDir)
@@ -109,12 +162,9 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 	// Several nodes on one PostgreSQL database: chats are owned through
 	// leases whose fencing tokens the store checks on every write for a
 	// chat; webhooks are delivered by the one node holding that role.
-	var (
-		node *cluster.Manager
-		wh   *webhook.Manager // made below; the node's loop, started after it, calls OnRole
-	)
+	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
 	if pg, ok := st.(*pgstore.Store); ok {
-		node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
+		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
 			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
 			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
 			OnRole: func(r string, held bool) {
@@ -130,10 +180,11 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 				}
 			},
 		})
-		pg.SetFence(node)
-		scfg.Owner = node
+		pg.SetFence(d.node)
+		scfg.Owner = d.node
 	}
 	sup := supervisor.New(scfg, st, ag, clock.Real{}, logs)
+	d.sup = sup
 	// Webhook delivery: every new event is queued for its endpoints in
 	// its own commit, so the fanout is set before anything is written.
 	wh, err = webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
@@ -143,12 +194,12 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		return err
 	}
 	st.SetWebhookFanout(wh.Fanout)
-	if node == nil {
+	if d.node == nil {
 		wh.Start()
 	} else {
-		clusterMetrics(sup.Metrics().Registry, node)
+		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
-	defer wh.Stop() // before the store closes (deferred earlier)
+	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -158,54 +209,61 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		if err != nil {
 			return fmt.Errorf("api.socket %s is in use by another daemon: %w", cfg.SocketPath(), err)
 		}
-		defer unlockSock()
+		d.onClose(func() error { unlockSock(); return nil })
 	}
 	ln, err := listenUnix(cfg.SocketPath())
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: node}, sup.Metrics().Registry, log)
+	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: d.node}, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
-	servers := []*http.Server{local}
-	listeners := []net.Listener{ln}
+	d.servers = []*http.Server{local}
+	d.listeners = []net.Listener{ln}
 	if cfg.API.Listen != "" {
 		srv, tln, err := listenTCP(cfg.API, handler, log)
 		if err != nil {
 			ln.Close()
+			d.listeners = nil
 			return err
 		}
-		servers = append(servers, srv)
-		listeners = append(listeners, tln)
+		d.servers = append(d.servers, srv)
+		d.listeners = append(d.listeners, tln)
 	}
 	_ = notify.Status("starting: recovering sessions and pending messages")
 	if err := sup.Start(ctx); err != nil {
-		for _, l := range listeners {
+		for _, l := range d.listeners {
 			l.Close()
 		}
+		d.listeners = nil
 		return err
 	}
-	if node != nil {
-		if err := node.Start(ctx, sup); err != nil {
-			sup.Shutdown(context.Background())
-			for _, l := range listeners {
-				l.Close()
-			}
+	d.started = true
+	if d.node != nil {
+		if err := d.node.Start(ctx, sup); err != nil {
 			return err
 		}
 	}
-	serveErr := make(chan error, len(servers))
-	for i, srv := range servers {
-		go func() { serveErr <- srv.Serve(listeners[i]) }()
+	return nil
+}
+
+// Serve serves the control API until ctx is done (nil) or a listener fails
+// (an error, so a service manager restarts the daemon). Meanwhile
+// it tells systemd it is ready and feeds its watchdog while the
+// supervisor's loops tick, so systemd restarts a wedged daemon.
+func (d *Daemon) Serve(ctx context.Context) error {
+	cfg, opt, log, sup, notify := d.cfg, d.opt, d.log, d.sup, d.notify
+	d.served = true
+	serveErr := make(chan error, len(d.servers))
+	for i, srv := range d.servers {
+		go func() { serveErr <- srv.Serve(d.listeners[i]) }()
 	}
 	log.Info("dispatch daemon started", "pid", os.Getpid(), "version", opt.Version,
 		"state_dir", cfg.StateDir, "socket", cfg.SocketPath(), "agent", cfg.Agent.Kind)
 	if err := notify.Ready("running: control socket " + cfg.SocketPath()); err != nil {
 		log.Warn("systemd notify failed", "err", err)
 	}
-	// The watchdog is fed only while the supervisor's loops tick, so
-	// systemd restarts a wedged daemon.
 	notifyCtx, notifyStop := context.WithCancel(context.Background())
 	var notifyWG sync.WaitGroup
 	notifyWG.Add(2)
@@ -214,42 +272,64 @@ func Run(ctx context.Context, cfg config.Config, opt Options) error {
 		defer notifyWG.Done()
 		notify.RunStatus(notifyCtx, 30*time.Second, func() string { return statusLine(sup) })
 	}()
-	stopNotify := sync.OnceFunc(func() { notifyStop(); notifyWG.Wait() })
-	defer stopNotify()
+	defer func() { notifyStop(); notifyWG.Wait() }()
 	if opt.Ready != nil {
 		opt.Ready()
 	}
-
-	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+		return nil
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
-		runErr = fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
+		return fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
 	}
-	stopNotify()
-	_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
-	_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	sup.Shutdown(sctx)
-	if node != nil {
-		// After the sessions saved their state under their leases: give
-		// the leases back so that the other nodes take the chats at once.
-		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-		node.Stop(rctx)
-		rcancel()
+}
+
+// Close shuts the daemon down in order — the supervisor first (in-flight
+// turns may finish for shutdown_timeout, then every agent stops), then the
+// control API, the webhooks, the store, the logs and the lock — and
+// releases whatever Open acquired. It is idempotent.
+func (d *Daemon) Close() error {
+	if d.closed {
+		return nil
 	}
-	_ = notify.Status("stopping: agents stopped, closing the store")
-	hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer hcancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(hctx)
+	d.closed = true
+	cfg := d.cfg
+	if d.started {
+		notify := d.notify
+		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
+		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		d.sup.Shutdown(sctx)
+		cancel()
+		if d.node != nil {
+			// After the sessions saved their state under their leases:
+			// give the leases back so that the other nodes take the chats
+			// at once.
+			rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			d.node.Stop(rctx)
+			rcancel()
+		}
+		_ = notify.Status("stopping: agents stopped, closing the store")
+		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for _, srv := range d.servers {
+			_ = srv.Shutdown(hctx)
+		}
+		hcancel()
+		if !d.served {
+			for _, l := range d.listeners {
+				l.Close()
+			}
+		}
+		_ = fsafe.RemoveStaleSocket(cfg.SocketPath())
+		d.log.Info("dispatch daemon stopped")
 	}
-	_ = fsafe.RemoveStaleSocket(cfg.SocketPath())
-	log.Info("dispatch daemon stopped")
-	return runErr
+	var errs []error
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		errs = append(errs, d.closers[i]())
+	}
+	return errors.Join(errs...)
 }
 
 // openStore opens the configured store: the embedded SQLite database in

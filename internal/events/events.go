@@ -167,6 +167,10 @@ type Query struct {
 	ChatID   string // "" any chat
 	Types    []Type // nil any type
 	Limit    int    // at most this many (default 100, at most 1000)
+	// Tail, without After, asks for the last Limit events instead of the
+	// first ones (still oldest first); next is then the visible mark, so
+	// a reader can follow the feed from there.
+	Tail bool
 }
 
 // Limits of a Query.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/fsafe"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/safename"
 )
 
@@ -145,24 +146,28 @@ func open(stateDir string, cfg config.Log, stderr io.Writer, maxOpen int) (*Logs
 // Manager returns the logger of logs/manager.log.
 func (l *Logs) Manager() *slog.Logger { return l.manager }
 
-// Lifecycle records a session lifecycle event (start, stop, restart, reap,
-// failure, resume_failed, dead_letter, ...) for chat with a free-text
-// reason: one line in logs/session_lifecycle.log, the same line in the
-// manager log, and one in the chat's own log (so `dispatch logs CHAT` shows
-// its starts, restarts and reaps). Failures are logged at WARN, everything
-// else at INFO.
+// Event records a lifecycle event: one line in logs/session_lifecycle.log
+// (event=<kind> chat=<chat> reason=<detail>), the same line in the manager
+// log, and one in the chat's own log (so `dispatch logs CHAT` shows its
+// starts, restarts and reaps), at the level of its kind (Kind.Level).
+func (l *Logs) Event(ev lifecycle.Event, attrs ...slog.Attr) {
+	l.write(ev.Kind.Level(), ev.Attrs(), ev.Chat, attrs)
+}
+
+// Lifecycle records an event known only by its name, at INFO: for writers
+// without a typed lifecycle.Event. The daemon's own events go through
+// Event.
 func (l *Logs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
-	level := slog.LevelInfo
-	switch event {
-	case "failure", "resume_failed", "dead_letter":
-		level = slog.LevelWarn
-	}
-	all := make([]slog.Attr, 0, 3+len(attrs))
-	all = append(all, slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason))
-	all = append(all, attrs...)
+	l.write(slog.LevelInfo, []slog.Attr{slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason)}, chat, attrs)
+}
+
+// write logs one lifecycle line; base is event, chat, reason in that order.
+func (l *Logs) write(level slog.Level, base []slog.Attr, chat string, attrs []slog.Attr) {
+	all := append(base, attrs...)
 	l.lifecycle.LogAttrs(context.Background(), level, "lifecycle", all...)
 	if chat != "" {
-		sess := append([]slog.Attr{slog.String("event", event), slog.String("reason", reason)}, attrs...)
+		// the chat's own log: its logger carries chat= already
+		sess := append([]slog.Attr{base[0], base[2]}, attrs...)
 		l.Session(chat).LogAttrs(context.Background(), level, "lifecycle", sess...)
 	}
 }

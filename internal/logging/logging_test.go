@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 // TestMain fails the run if any goroutine (such as timberjack's mill) is
@@ -115,9 +116,9 @@ func TestLifecycle(t *testing.T) {
 	// At level error the manager drops the INFO event; the lifecycle file
 	// keeps every event.
 	l, dir := openTest(t, config.Log{Level: "error", MaxSizeMB: 1, MaxFiles: 1}, 4)
-	l.Lifecycle("start", "alice", "new message", slog.Int("pid", 7))
-	l.Lifecycle("failure", "bob", "exit status 1\nsecond line")
-	l.Lifecycle("dead_letter", "carol", "too many attempts")
+	l.Event(lifecycle.Event{Kind: lifecycle.Start, Chat: "alice", Detail: "new message"}, slog.Int("pid", 7))
+	l.Event(lifecycle.Event{Kind: lifecycle.Failure, Cause: lifecycle.Dead, Chat: "bob", Detail: "exit status 1\nsecond line"})
+	l.Event(lifecycle.Event{Kind: lifecycle.DeadLetter, Cause: lifecycle.Attempts, Chat: "carol", Detail: "too many attempts"})
 
 	lines := readLines(t, LifecyclePath(dir))
 	if len(lines) != 3 {
@@ -139,7 +140,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	l2, dir2 := openTest(t, testCfg, 4)
-	l2.Lifecycle("reap", "dave", "idle for 2h")
+	l2.Event(lifecycle.Event{Kind: lifecycle.Reap, Cause: lifecycle.Idle, Chat: "dave", Detail: "idle for 2h"})
 	if m, lc := readLines(t, ManagerPath(dir2)), readLines(t, LifecyclePath(dir2)); len(m) != 1 || m[0] != lc[0] {
 		t.Errorf("manager %q and lifecycle %q differ", m, lc)
 	}

@@ -4,11 +4,12 @@
 package metrics
 
 import (
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 // Source reports current state at scrape time.
@@ -99,23 +100,26 @@ func New(src Source) *Metrics {
 		m.Done, m.TurnDuration, m.DeadLetters, m.Panics, m.Lifecycle, m.Orphans, m.Stranded, m.Hibernations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&stateCollector{src: src})
-	for _, r := range []string{"dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "memory", "other"} {
+	for _, r := range lifecycle.RestartLabels() {
 		m.Restarts.WithLabelValues(r) // present (at 0) before the first restart
 	}
 	return m
 }
 
-// ReasonLabel folds a restart reason ("dead: exit status 3", "errors=3")
-// into a small label set.
-func ReasonLabel(reason string) string {
-	if i := strings.IndexAny(reason, ":= ("); i > 0 {
-		reason = reason[:i]
+// ObserveLifecycle counts one lifecycle event: by kind, and restarts by
+// the label of their cause (lifecycle.Cause.RestartLabel).
+func (m *Metrics) ObserveLifecycle(ev lifecycle.Event) {
+	m.Lifecycle.WithLabelValues(ev.Kind.String()).Inc()
+	switch ev.Kind {
+	case lifecycle.Restart:
+		m.Restarts.WithLabelValues(ev.Cause.RestartLabel()).Inc()
+	case lifecycle.Reap:
+		m.Reaped.Inc()
+	case lifecycle.DeadLetter:
+		m.DeadLetters.Inc()
+	case lifecycle.Panic:
+		m.Panics.Inc()
 	}
-	switch reason {
-	case "dead", "errors", "stuck", "stale_queue", "panic", "start", "context", "memory":
-		return reason
-	}
-	return "other"
 }
 
 // ObserveTurn records one turn.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/store"
 )
 
@@ -49,9 +50,9 @@ type Gate interface {
 
 // Observer receives what a session does, for the lifecycle log and metrics.
 type Observer interface {
-	// Lifecycle is one start, stop, restart, reap, failure, resume_failed,
-	// dead_letter or panic event with its reason.
-	Lifecycle(chat, event, reason string)
+	// Event is one lifecycle event: a start, stop, restart, reap, failure,
+	// resume_failed, dead_letter, panic and the like, with its cause.
+	Event(ev lifecycle.Event)
 	// Turn is one finished turn: its duration, and its error (nil on success).
 	Turn(chat string, d time.Duration, n int, err error)
 }

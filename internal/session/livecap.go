@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 // Waiting: the session must start an agent but the cap on live agents is
@@ -56,7 +58,7 @@ func (a *actor) hibernate(ok func(Snapshot) bool) bool {
 		a.pump()
 		return false
 	}
-	a.stop("hibernate", "live cap: slot given to a waiting chat", errStopped)
+	a.stop(lifecycle.Hibernate, lifecycle.LiveCap, "live cap: slot given to a waiting chat", errStopped)
 	if a.state == Stopped {
 		a.stopReason = StopHibernated
 	}
@@ -109,7 +111,7 @@ func (a *actor) memoryRestartWhenIdle() {
 	reason := a.memReason
 	a.memGen, a.memReason = 0, ""
 	a.stopProc(errStopped)
-	a.scheduleRestart(reason)
+	a.scheduleRestart(lifecycle.Memory, reason)
 }
 
 // memoryKill kills the agent's whole process group at once and restarts it
@@ -133,7 +135,7 @@ func (a *actor) memoryKill(reason string) {
 	}
 	t.Stop()
 	a.stopProc(errMemory)
-	a.scheduleRestart(reason)
+	a.scheduleRestart(lifecycle.Memory, reason)
 }
 
 // takeSlot asks for a live slot before an agent starts. At the cap the
@@ -164,7 +166,7 @@ func (a *actor) takeSlot() bool {
 	}
 	if a.state != Waiting {
 		a.s.log.Info("live cap reached: waiting for a slot")
-		a.s.d.Observer.Lifecycle(a.s.chat, "wait", "live cap reached: waiting for a slot")
+		a.emit(lifecycle.Wait, lifecycle.LiveCap, "live cap reached: waiting for a slot")
 	}
 	a.state = Waiting
 	return false

@@ -4,17 +4,22 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 // reset records that the chat's conversation starts over (the agent lost
 // its earlier context), durably as a session_reset event, so a front-end
 // can tell the person; with carry-over configured, the new conversation's
 // first turn carries the chat's last exchanges.
-func (a *actor) reset(reason string) {
+func (a *actor) reset(ev lifecycle.Event) {
 	d := a.s.d
-	if d.History == nil {
+	fe, ok := ev.Feed()
+	if d.History == nil || !ok || fe.Type != events.SessionReset {
 		return
 	}
+	reason := fe.Reason
 	a.persist("record conversation reset", func(ctx context.Context) error {
 		return d.History.RecordReset(ctx, a.s.chat, reason)
 	})

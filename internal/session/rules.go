@@ -9,10 +9,19 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
-// Rules are the health, idle and restart limits, taken from config. Every rule about when a session is unhealthy, reapable or allowed
-// to restart lives in this file.
+// Rules are the health, idle and restart limits, taken from config.
+//
+// Every rule about a session lives in this file as a pure function, table
+// tested in rules_test.go: when a session is healthy, alive, stranded,
+// reapable, hibernatable or allowed to restart (Verdict, Alive, Stranded,
+// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), what a
+// turn's end means (Decide, docs/faults.md) and whether a probe reached
+// the API (ProbeAnswered). The one rule kept beside its only user is the
+// store's claim isolation (store.claimable: a message that failed before
+// goes alone), because the store cannot import this package.
 type Rules struct {
 	MaxErrors             int
 	StuckTimeout          time.Duration
@@ -64,6 +73,14 @@ type Verdict struct {
 	// unhealthy session is restarted: a failed one waits for an operator,
 	// and one whose store writes fail waits for its disk.
 	Restart bool
+	// Cause is the restart's cause (set when Restart is).
+	Cause lifecycle.Cause
+}
+
+func healthy(reason string) Verdict   { return Verdict{Healthy: true, Reason: reason} }
+func unhealthy(reason string) Verdict { return Verdict{Reason: reason} }
+func restart(c lifecycle.Cause, reason string) Verdict {
+	return Verdict{Reason: reason, Restart: true, Cause: c}
 }
 
 // Verdict judges s at now. apiDown suppresses stale_queue: while the API
@@ -71,28 +88,28 @@ type Verdict struct {
 func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict {
 	switch {
 	case s.State == Failed:
-		return Verdict{false, "failed: " + s.FailReason, false}
+		return unhealthy("failed: " + s.FailReason)
 	case s.StoreError != "":
 		// Restarting cannot help: the session retries its write.
-		return Verdict{false, ReasonStoreError, false}
+		return unhealthy(ReasonStoreError)
 	case s.State == Paused:
-		return Verdict{true, ReasonPaused, false}
+		return healthy(ReasonPaused)
 	case s.State == Stopped:
-		return Verdict{true, ReasonStopped, false}
+		return healthy(ReasonStopped)
 	case s.State == Waiting:
 		// Held on purpose: it starts as soon as a slot frees.
-		return Verdict{true, ReasonLiveCap, false}
+		return healthy(ReasonLiveCap)
 	}
 	if !s.ProcUp {
 		if s.State == Starting && !s.RestartPending {
 			// The agent is being started right now.
-			return Verdict{true, ReasonStarting, false}
+			return healthy(ReasonStarting)
 		}
 		// Also while a restart waits out its backoff: the session is down.
-		return Verdict{false, ReasonDead, true}
+		return restart(lifecycle.Dead, ReasonDead)
 	}
 	if s.ErrorCount >= r.MaxErrors {
-		return Verdict{false, fmt.Sprintf("errors=%d", s.ErrorCount), true}
+		return restart(lifecycle.Errors, fmt.Sprintf("errors=%d", s.ErrorCount))
 	}
 	if s.Busy {
 		limit := r.StuckTimeout
@@ -104,9 +121,9 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			quiet = s.LastOutput
 		}
 		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && now.Sub(s.TurnStarted) > r.MaxTurn) {
-			return Verdict{false, ReasonStuck, true}
+			return restart(lifecycle.Stuck, ReasonStuck)
 		}
-		return Verdict{true, ReasonOK, false}
+		return healthy(ReasonOK)
 	}
 	if q.Depth > 0 && !apiDown && !s.Held {
 		since := s.LastHandover
@@ -114,10 +131,22 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 			since = q.Oldest
 		}
 		if now.Sub(since) > r.StuckTimeout {
-			return Verdict{false, ReasonStaleQueue, true}
+			return restart(lifecycle.StaleQueue, ReasonStaleQueue)
 		}
 	}
-	return Verdict{true, ReasonOK, false}
+	return healthy(ReasonOK)
+}
+
+// Alive reports whether a session counts as alive in status: it has an
+// agent process that is not stopped, failed or past max_errors.
+func (r Rules) Alive(s Snapshot) bool {
+	return s.State != Stopped && s.State != Failed && s.ProcUp && s.ErrorCount < r.MaxErrors
+}
+
+// RestartNow reports whether the health check asks for a restart after
+// verdict v on s: the verdict calls for one and none is pending already.
+func RestartNow(v Verdict, s Snapshot) bool {
+	return v.Restart && !s.RestartPending
 }
 
 // StrandGrace is how long messages may wait at an idle session before the
@@ -174,6 +203,14 @@ func (r Rules) Reapable(s Snapshot, q Queue, now time.Time) bool {
 		return false
 	}
 	return now.Sub(s.LastActivity) > r.IdleTimeout
+}
+
+// StillReapable is the re-check a session makes when a reap requested by
+// the health check reaches it: the session may have taken a turn or
+// started over since. Its own snapshot carries no queue depth; a message
+// that arrived meanwhile wakes it into a turn, which makes it busy.
+func (r Rules) StillReapable(s Snapshot, now time.Time) bool {
+	return r.Reapable(s, Queue{}, now)
 }
 
 // NextRestart applies the restart intensity limit to a session's recent
@@ -614,4 +651,26 @@ func DaemonResourceError(err error) bool {
 		}
 	}
 	return false
+}
+
+// ProbeAnswered judges an API-health probe's turn (Supervisor.probe):
+// whether the API answered. err is the turn's error; cancelled says the
+// probe's context ended first. An outage, rejected credentials, or an
+// agent that exited (whether or not it wrote anything) or could not take
+// the turn leave the API unreachable;
+// any other error is the API answering with an error of the turn's own.
+// A probe is stricter than a chat's turn (Decide): it exists only to learn
+// whether the API answers, so anything that did not reach it counts as no.
+func ProbeAnswered(err error, cancelled bool) bool {
+	if err == nil {
+		return true
+	}
+	if cancelled {
+		return false
+	}
+	switch agent.KindOf(err) {
+	case agent.Outage, agent.Auth, agent.Exited, agent.ExitedSilent, agent.Undelivered:
+		return false
+	}
+	return true
 }

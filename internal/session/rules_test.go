@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -302,5 +303,108 @@ func TestVerdictMaxTurn(t *testing.T) {
 	}
 	if v := r.Verdict(s, Queue{}, t0.Add(time.Hour+time.Second), false); v.Healthy || v.Reason != ReasonStuck {
 		t.Fatalf("past max_turn with fresh output: %+v, want stuck", v)
+	}
+}
+
+func TestAlive(t *testing.T) {
+	r := testRules()
+	for _, tc := range []struct {
+		name string
+		s    Snapshot
+		want bool
+	}{
+		{"idle with a process", Snapshot{State: Idle, ProcUp: true}, true},
+		{"busy with a process", Snapshot{State: Busy, ProcUp: true, Busy: true}, true},
+		{"no process", Snapshot{State: Idle}, false},
+		{"stopped", Snapshot{State: Stopped, ProcUp: true}, false},
+		{"failed", Snapshot{State: Failed, ProcUp: true}, false},
+		{"at max_errors", Snapshot{State: Idle, ProcUp: true, ErrorCount: 3}, false},
+		{"below max_errors", Snapshot{State: Idle, ProcUp: true, ErrorCount: 2}, true},
+	} {
+		if got := r.Alive(tc.s); got != tc.want {
+			t.Errorf("%s: Alive = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestRestartNow(t *testing.T) {
+	for _, tc := range []struct {
+		v       Verdict
+		pending bool
+		want    bool
+	}{
+		{restart(lifecycle.Dead, ReasonDead), false, true},
+		{restart(lifecycle.Dead, ReasonDead), true, false},
+		{unhealthy(ReasonStoreError), false, false},
+		{healthy(ReasonOK), false, false},
+	} {
+		if got := RestartNow(tc.v, Snapshot{RestartPending: tc.pending}); got != tc.want {
+			t.Errorf("RestartNow(%+v, pending %t) = %t, want %t", tc.v, tc.pending, got, tc.want)
+		}
+	}
+}
+
+func TestStillReapable(t *testing.T) {
+	r := testRules()
+	idle := Snapshot{ChatID: "c", State: Idle, ProcUp: true, LastActivity: t0}
+	late := t0.Add(3 * time.Hour)
+	for _, tc := range []struct {
+		name string
+		s    Snapshot
+		now  time.Time
+		want bool
+	}{
+		{"still idle", idle, late, true},
+		{"active since", idle, t0.Add(time.Hour), false},
+		{"took a turn meanwhile", Snapshot{ChatID: "c", State: Busy, ProcUp: true, Busy: true, LastActivity: t0}, late, false},
+		{"stopped meanwhile", Snapshot{ChatID: "c", State: Stopped, LastActivity: t0}, late, false},
+		{"exempt", Snapshot{ChatID: "master", State: Idle, ProcUp: true, LastActivity: t0}, late, false},
+	} {
+		if got := r.StillReapable(tc.s, tc.now); got != tc.want {
+			t.Errorf("%s: StillReapable = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestVerdictCause(t *testing.T) {
+	r := testRules()
+	for _, tc := range []struct {
+		s    Snapshot
+		q    Queue
+		want lifecycle.Cause
+	}{
+		{Snapshot{State: Idle}, Queue{}, lifecycle.Dead},
+		{Snapshot{State: Idle, ProcUp: true, ErrorCount: 3}, Queue{}, lifecycle.Errors},
+		{Snapshot{State: Busy, ProcUp: true, Busy: true, TurnStarted: t0}, Queue{}, lifecycle.Stuck},
+		{Snapshot{State: Idle, ProcUp: true, LastHandover: t0}, Queue{Depth: 1, Oldest: t0}, lifecycle.StaleQueue},
+	} {
+		v := r.Verdict(tc.s, tc.q, t0.Add(time.Hour), false)
+		if !v.Restart || v.Cause != tc.want {
+			t.Errorf("Verdict(%+v) = %+v, want a restart for %s", tc.s, v, tc.want)
+		}
+	}
+}
+
+func TestProbeAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       error
+		cancelled bool
+		want      bool
+	}{
+		{"answered", nil, false, true},
+		{"answered as the context ended", nil, true, true},
+		{"outage", agent.Errorf(agent.Outage, "overloaded"), false, false},
+		{"credentials rejected", agent.Errorf(agent.Auth, "401"), false, false},
+		{"agent exited", agent.Errorf(agent.Exited, "exit status 1"), false, false},
+		{"agent exited before writing anything", agent.Errorf(agent.ExitedSilent, "exit status 1"), false, false},
+		{"not delivered", agent.Errorf(agent.Undelivered, "broken pipe"), false, false},
+		{"timed out", errors.New("context deadline exceeded"), true, false},
+		{"an error of the turn's own", agent.Errorf(agent.Fault, "tool failed"), false, true},
+		{"context too long", agent.Errorf(agent.ContextTooLong, "prompt is too long"), false, true},
+	} {
+		if got := ProbeAnswered(tc.err, tc.cancelled); got != tc.want {
+			t.Errorf("%s: ProbeAnswered = %t, want %t", tc.name, got, tc.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -170,7 +171,9 @@ func (s *Store) RecordReset(ctx context.Context, chat, reason string) error {
 // Events reads the feed: the events after q.After (or from the oldest kept
 // one), oldest first, never past the visible mark. next is the seq of the
 // last event returned, or the position read from when none was. A position
-// older than the oldest kept event is an *events.ErrGone.
+// older than the oldest kept event is an *events.ErrGone. With q.Tail (and
+// no q.After) it returns the last q.Limit events, oldest first, and next is
+// the visible mark.
 func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event, next int64, err error) {
 	visible, _ := s.feed.state()
 	after := q.After
@@ -198,8 +201,13 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 		}
 	}
 	args = append(args, limit)
+	order := "seq"
+	tail := q.Tail && !q.HasAfter
+	if tail {
+		order = "seq DESC"
+	}
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, type, at, payload FROM events
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, after, fmt.Errorf("store: events: %w", err)
 	}
@@ -210,6 +218,10 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 	// A purge may have removed events between the check and the query.
 	if err := s.checkHorizon(ctx, after); err != nil {
 		return nil, after, err
+	}
+	if tail {
+		slices.Reverse(evs)
+		return evs, visible, nil
 	}
 	next = after
 	if len(evs) > 0 {

@@ -131,6 +131,37 @@ func TestDeadLetterAndSessionEvents(t *testing.T) {
 	}
 }
 
+// Tail reads the last events (oldest first) and points next at the visible
+// mark, so that a reader can follow the feed from there.
+func TestEventsTail(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	for _, chat := range []string{"a", "b", "a", "b", "a"} {
+		if err := s.RecordReset(ctx, chat, events.ResetResumeFailed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, next, err := s.Events(ctx, events.Query{Tail: true, Limit: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Seq >= evs[1].Seq || next != evs[1].Seq {
+		t.Fatalf("tail 2 = %+v next %d, want the last two, oldest first, next the last", evs, next)
+	}
+	all := readEvents(t, s, events.Query{})
+	if evs[1].Seq != all[len(all)-1].Seq {
+		t.Fatalf("tail ends at %d, the feed at %d", evs[1].Seq, all[len(all)-1].Seq)
+	}
+	evs, next, err = s.Events(ctx, events.Query{Tail: true, Limit: 10, ChatID: "b"})
+	if err != nil || len(evs) != 2 || evs[0].ChatID != "b" || next != all[len(all)-1].Seq {
+		t.Fatalf("tail of chat b = %+v next %d, %v; want both of b's events and next at the visible mark", evs, next, err)
+	}
+	// With After, Tail changes nothing.
+	if evs := readEvents(t, s, events.Query{Tail: true, After: all[0].Seq, HasAfter: true, Limit: 1}); len(evs) != 1 || evs[0].Seq != all[1].Seq {
+		t.Fatalf("tail with after = %+v", evs)
+	}
+}
+
 // The visible mark moves only after a commit, wakes waiters, and never
 // counts an op that was rolled back.
 func TestFeedVisibleMarkAndNotification(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 )
 
 // SessionRecord is the durable part of a session: what a restarted daemon
-// needs to resume it (SPEC 2.5) and the counters status reports.
+// needs to resume it after a restart of the daemon and the counters status reports.
 type SessionRecord struct {
 	ChatID, SessionID    string
 	Exempt, Live, Failed bool

@@ -56,7 +56,10 @@ type Store struct {
 
 	ident identity // the files opened, for CheckIdentity
 
-	ops       chan *writeOp // unbuffered: a sent op is always answered
+	ops chan *writeOp // unbuffered: a sent op is always answered
+	// sending counts the ops waiting to be handed to the writer: what a
+	// test waits on to know that writes queued up behind a held one.
+	sending   atomic.Int64
 	closing   chan struct{}
 	stopped   chan struct{}
 	closeOnce sync.Once

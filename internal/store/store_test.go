@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -780,7 +781,7 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 			_, _, errs[i] = s.acceptID(ctx, "c", "x", fmt.Sprint("ok", i))
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let them queue behind the held op
+	waitSending(t, s, 3) // all three queued behind the held op
 	close(hold)
 	wg.Wait()
 
@@ -956,7 +957,7 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 		defer wg.Done()
 		_ = s.write(ctx, func(ctx context.Context, tx *wtx) error { durable = level(tx); return nil })
 	}()
-	time.Sleep(50 * time.Millisecond) // let both queue behind the held op
+	waitSending(t, s, 2) // both queued behind the held op
 	close(hold)
 	wg.Wait()
 	if lazy != 2 || durable != 2 {
@@ -1142,5 +1143,15 @@ func TestStorageErrorsClassified(t *testing.T) {
 	}
 	if IsStorage(ErrConflict) || IsStorage(context.Canceled) {
 		t.Error("IsStorage is true for errors that are not storage failures")
+	}
+}
+
+// waitSending waits until n writes wait for the writer (held in an op).
+func waitSending(t *testing.T, s *Store, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); s.sending.Load() != n; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes waiting for the writer, want %d", s.sending.Load(), n)
+		}
 	}
 }

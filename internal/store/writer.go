@@ -126,11 +126,15 @@ func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Conte
 		return classify(err)
 	}
 	op := &writeOp{ctx: ctx, fn: fn, lazy: lazy, done: make(chan error, 1)}
+	s.sending.Add(1)
 	select {
 	case s.ops <- op:
+		s.sending.Add(-1)
 	case <-s.closing:
+		s.sending.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
+		s.sending.Add(-1)
 		return ctx.Err()
 	}
 	return classify(<-op.done)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 )
@@ -78,7 +79,7 @@ func (s *Supervisor) Adopt(chat string) bool {
 	ss = session.New(s.deps, rec, rec.Live)
 	s.sessions[chat] = ss
 	ss.Notify()
-	s.logs.Lifecycle("adopt", chat, "took the chat's lease")
+	s.emit(lifecycle.Event{Kind: lifecycle.Adopt, Cause: lifecycle.Lease, Chat: chat, Detail: "took the chat's lease"})
 	return true
 }
 
@@ -101,7 +102,7 @@ func (s *Supervisor) Drop(chat, why string) {
 	if !ok {
 		return
 	}
-	s.logs.Lifecycle("lease_lost", chat, why)
+	s.emit(lifecycle.Event{Kind: lifecycle.LeaseLost, Cause: lifecycle.Lease, Chat: chat, Detail: why})
 	s.log.Warn("lease lost: stopping the chat's agent", "chat", chat, "reason", why)
 	s.drops.Add(1)
 	go func() {

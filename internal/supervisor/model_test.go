@@ -591,6 +591,8 @@ func (m *model) shutdown() {
 func (m *model) close() {
 	m.shutdown()
 	m.st.Close()
+	m.cancelMu.Lock()
+	defer m.cancelMu.Unlock()
 	for _, cancel := range m.cancels {
 		cancel()
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/resources"
 )
 
@@ -117,7 +118,7 @@ func (s *Supervisor) killOrphans(all bool) {
 		s.res.orphansKill++
 		s.metrics.Orphans.Inc()
 		s.log.Warn("killed an agent process no session owns", "pid", p.PID, "pgid", p.PGID, "cmd", p.Cmd)
-		s.logs.Lifecycle("orphan_killed", "", fmt.Sprintf("pid %d (%s), process group %d", p.PID, p.Cmd, p.PGID))
+		s.emit(lifecycle.Event{Kind: lifecycle.OrphanKilled, Cause: lifecycle.Orphan, Detail: fmt.Sprintf("pid %d (%s), process group %d", p.PID, p.Cmd, p.PGID)})
 	}
 	s.res.suspects = next
 }

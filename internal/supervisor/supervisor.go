@@ -2,6 +2,14 @@
 // routes accepted messages to them, runs the periodic health check and idle
 // reaping, recovers after a restart of the daemon, and shuts
 // everything down in order.
+//
+// Files by role: supervisor.go is the registry and routing (New, Start,
+// Submit, the operator commands, Shutdown); check.go the health check loop;
+// probe.go the outage probe; observer.go turns session events into log
+// lines and metrics; status.go the status and metrics views; events.go the
+// api_down/api_up feed events; livecap.go, slots.go and memory.go the live
+// cap and the memory watch; resources.go and agents.go the resource checks
+// and the agents' process ids.
 package supervisor
 
 import (
@@ -9,9 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"runtime/debug"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,10 +27,10 @@ import (
 	"github.com/dispatchd/dispatch/internal/breaker"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/metrics"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
-	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // Config is what the supervisor takes from the daemon's configuration.
@@ -62,11 +67,18 @@ type Config struct {
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
-// and one log per session.
+// and one log per session. A Logs that is also an EventLog (the daemon's
+// logging.Logs) is given typed lifecycle events; any other gets each one
+// rendered as its name, chat and reason.
 type Logs interface {
 	Manager() *slog.Logger
 	Lifecycle(event, chat, reason string, attrs ...slog.Attr)
 	Session(chat string) *slog.Logger
+}
+
+// EventLog writes typed lifecycle events (logging.Logs.Event).
+type EventLog interface {
+	Event(ev lifecycle.Event, attrs ...slog.Attr)
 }
 
 // ErrUnknownChat is returned for operations on a chat that has no session.
@@ -334,7 +346,7 @@ func (s *Supervisor) RetryMessage(ctx context.Context, id string) error {
 	if err := s.store.Retry(ctx, id); err != nil {
 		return err
 	}
-	s.logs.Lifecycle("retry", m.ChatID, "operator retry of message "+id)
+	s.emit(lifecycle.Event{Kind: lifecycle.Retry, Cause: lifecycle.Operator, Chat: m.ChatID, Detail: "operator retry of message " + id})
 	if ss := s.session(m.ChatID); ss != nil {
 		ss.Notify()
 	}
@@ -350,7 +362,8 @@ func (s *Supervisor) DropMessage(ctx context.Context, id string) error {
 	if err := s.store.Drop(ctx, id); err != nil {
 		return err
 	}
-	s.logs.Lifecycle("drop", m.ChatID, fmt.Sprintf("operator dropped dead message %s (attempts %d, last error: %s)", id, m.Attempts, m.Error))
+	s.emit(lifecycle.Event{Kind: lifecycle.Drop, Cause: lifecycle.Operator, Chat: m.ChatID,
+		Detail: fmt.Sprintf("operator dropped dead message %s (attempts %d, last error: %s)", id, m.Attempts, m.Error)})
 	return nil
 }
 
@@ -384,343 +397,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	s.log.Info("supervisor stopped")
 }
 
-// ProbeText is what an API-health probe asks the agent.
-const ProbeText = "Reply with the single word OK."
-
-// probe asks the API, through a throwaway agent conversation that is not
-// saved, whether it answers again. Only an outage (or rejected credentials)
-// keeps the breaker open; an agent that cannot even start, or ends before
-// answering (whether or not it wrote anything), keeps it open too.
-func (s *Supervisor) probe(ctx context.Context) bool {
-	proc, err := s.deps.Agent.Start(ctx, agent.Spec{
-		ChatID: "dispatch-probe", SessionID: newID(), Ephemeral: true,
-		Log: s.log.With("probe", true), Env: s.cfg.Env,
-	})
-	if err != nil {
-		s.log.Warn("API probe: agent did not start", "err", err)
-		return false
-	}
-	s.probePid.Store(int64(proc.Pid()))
-	defer s.probePid.Store(0)
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.StopTimeout)
-		_ = proc.Stop(sctx)
-		cancel()
-	}()
-	_, err = proc.Turn(ctx, []string{ProbeText})
-	switch k := agent.KindOf(err); {
-	case err == nil:
-		return true
-	case ctx.Err() != nil, k == agent.Outage, k == agent.Auth, k == agent.Exited, k == agent.ExitedSilent, k == agent.Undelivered:
-		s.log.Info("API probe: still unreachable", "err", err)
-		return false
-	default:
-		return true // the API answered, if with an error of the turn's own
-	}
-}
-
-func (s *Supervisor) apiChanged(up bool) {
-	s.recordAPIChange(up)
-	if up {
-		s.log.Info("AI API is back: processing held messages", "outage_seconds", s.breaker.Stats().DownSeconds)
-	} else {
-		s.log.Warn("AI API unreachable: holding new turns and probing")
-	}
-}
-
-// checkLoop runs the health check first after FirstCheckDelay, then every
-// CheckInterval. Checks run one after another, never overlapping.
-func (s *Supervisor) checkLoop(ctx context.Context) {
-	next := s.cfg.FirstCheckDelay
-	for {
-		t := s.clock.NewTimer(next)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C():
-		}
-		s.lastTick.Store(s.clock.Now().UnixNano())
-		cctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
-		s.Check(cctx)
-		cancel()
-		next = s.cfg.CheckInterval
-	}
-}
-
-// CheckResult is what one health check did.
-type CheckResult struct {
-	Sessions  int
-	Unhealthy map[string]string // chat → reason, restart requested
-	Reaped    []string
-	Stranded  []string // chats whose waiting messages had nothing scheduled
-	Took      time.Duration
-}
-
-// Check runs one health check: every session gets a verdict; unhealthy ones
-// are restarted and idle ones reaped by their own goroutines, so the check
-// never blocks on a session. A panic inside is caught and counted.
-func (s *Supervisor) Check(ctx context.Context) (res CheckResult) {
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			s.metrics.Panics.Inc()
-			s.log.Error("health check panic", "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	now := s.clock.Now()
-	queues, err := s.queues(ctx)
-	if err != nil {
-		s.log.Error("health check: read queue", "err", err)
-		return res
-	}
-	_ = s.storeIntact()
-	apiDown := !s.breaker.Up()
-	res.Unhealthy = map[string]string{}
-	rules := s.cfg.Rules
-	for _, ss := range s.all() {
-		if ctx.Err() != nil {
-			s.log.Warn("health check timed out", "checked", res.Sessions)
-			break
-		}
-		res.Sessions++
-		snap := ss.Snapshot()
-		q := queues[snap.ChatID]
-		v := rules.Verdict(snap, q, now, apiDown)
-		if !v.Healthy {
-			if v.Restart && !snap.RestartPending {
-				res.Unhealthy[snap.ChatID] = v.Reason
-				ss.Restart(v.Reason, snap.Gen)
-			}
-			continue
-		}
-		// The safety net: waiting messages at a session with nothing in
-		// flight are handed over now. Every path that leaves messages
-		// waiting is meant to schedule their hand-over itself, so one
-		// found stranded is a bug, logged as such.
-		if q.Depth > 0 && !snap.Busy {
-			if rules.Stranded(snap, q, now, apiDown) {
-				res.Stranded = append(res.Stranded, snap.ChatID)
-				s.metrics.Stranded.Inc()
-				s.log.Error("health check: messages were waiting with nothing scheduled to hand them over; handing them over now",
-					"chat", snap.ChatID, "waiting", q.Depth, "state", string(snap.State), "since", q.Oldest)
-			}
-			ss.Notify()
-		}
-		if rules.Reapable(snap, q, now) {
-			res.Reaped = append(res.Reaped, snap.ChatID)
-			ss.Reap(func(cur session.Snapshot) bool { return rules.Reapable(cur, session.Queue{}, s.clock.Now()) })
-		}
-	}
-	s.checkResources(now)
-	s.kickHibernation() // the safety net of the live cap
-	if s.cfg.RetainDone > 0 {
-		if n, err := s.store.PurgeDone(ctx, now.Add(-s.cfg.RetainDone), 20000); err != nil {
-			s.log.Error("purge answered messages", "err", err)
-		} else if n > 0 {
-			s.log.Info("purged answered messages past their retention", "count", n, "retain_done", s.cfg.RetainDone)
-		}
-	}
-	s.purgeEvents(ctx, now)
-	res.Took = time.Since(start)
-	s.metrics.Checks.Inc()
-	s.metrics.CheckDuration.Observe(res.Took.Seconds())
-	s.log.Info("health check", "sessions", res.Sessions, "unhealthy", len(res.Unhealthy),
-		"reaped", len(res.Reaped), "api_up", !apiDown, "took", res.Took)
-	for chat, why := range res.Unhealthy {
-		s.log.Warn("unhealthy session: restarting", "chat", chat, "reason", why)
-	}
-	return res
-}
-
-func (s *Supervisor) queues(ctx context.Context) (map[string]session.Queue, error) {
-	stats, err := s.store.PendingStats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]session.Queue, len(stats))
-	for chat, st := range stats {
-		out[chat] = session.Queue{Depth: st.Count, Oldest: st.Oldest}
-	}
-	return out, nil
-}
-
-// observer turns session events into lifecycle log lines and metrics.
-type observer struct{ s *Supervisor }
-
-// daemonError is one resource error of the daemon's own.
-type daemonError struct {
-	at     time.Time
-	reason string
-}
-
-// DaemonErrorWindow is how long a resource error of the daemon's own keeps
-// its health degraded after the last one.
-const DaemonErrorWindow = time.Minute
-
-// daemonError returns the daemon's resource error of the last
-// DaemonErrorWindow, or "".
-func (s *Supervisor) daemonError() string {
-	e := s.daemonErr.Load()
-	if e == nil || s.clock.Now().Sub(e.at) > DaemonErrorWindow {
-		return ""
-	}
-	return e.reason
-}
-
-func (o observer) Lifecycle(chat, event, reason string) {
-	o.s.logs.Lifecycle(event, chat, reason)
-	if event == "daemon_error" {
-		if o.s.daemonErr.Load() == nil || o.s.daemonError() == "" {
-			o.s.log.Error("the daemon is out of a resource of its own; sessions retry without spending their restarts", "chat", chat, "err", reason)
-		}
-		o.s.daemonErr.Store(&daemonError{at: o.s.clock.Now(), reason: reason})
-	}
-	m := o.s.metrics
-	m.Lifecycle.WithLabelValues(event).Inc()
-	switch event {
-	case "restart":
-		m.Restarts.WithLabelValues(metrics.ReasonLabel(reason)).Inc()
-	case "reap":
-		m.Reaped.Inc()
-	case "dead_letter":
-		m.DeadLetters.Inc()
-	case "panic":
-		m.Panics.Inc()
-	}
-}
-
-func (o observer) Turn(chat string, d time.Duration, n int, err error) {
-	outcome := "ok"
-	if err != nil {
-		outcome = agent.KindOf(err).String()
-	} else {
-		o.s.metrics.Done.Add(float64(n))
-	}
-	o.s.metrics.ObserveTurn(d, outcome)
-}
-
-// --- status ---
-
-// The status shapes (GET /v1/status, `dispatch status --json`) are the
-// wire package's; the supervisor fills them in.
-type (
-	Status        = wire.Status
-	DaemonStatus  = wire.DaemonStatus
-	SessionStatus = wire.SessionStatus
-	QueueStatus   = wire.QueueStatus
-)
-
-// Status computes the daemon's status now; every verdict is fresh.
-func (s *Supervisor) Status(ctx context.Context) (Status, error) {
-	now := s.clock.Now()
-	// With the database lost under it, reads may fail too: the status then
-	// still says so, without queue figures.
-	lost := s.storeIntact() != nil && s.storeLost.Load() != nil
-	queues, err := s.queues(ctx)
-	if err != nil && !lost {
-		return Status{}, err
-	}
-	counts, err := s.store.Counts(ctx)
-	if err != nil && !lost {
-		return Status{}, err
-	}
-	bs := s.breaker.Stats()
-	api := "up"
-	if !bs.Up {
-		api = "down"
-	}
-	st := Status{
-		Daemon: DaemonStatus{
-			PID: os.Getpid(), Version: s.cfg.Version, UptimeSeconds: now.Sub(s.started).Seconds(),
-			API: api, APIHeld: bs.Held, Outages: bs.Outages, OutageSeconds: bs.DownSeconds,
-			Healthy: s.Healthy() && s.daemonError() == "" && s.storeLost.Load() == nil, ResourceError: s.daemonError(),
-		},
-		Queue:    QueueStatus{Pending: counts.Pending, Inflight: counts.Inflight, Dead: counts.Dead, Done: counts.Done},
-		Sessions: []SessionStatus{},
-	}
-	rules := s.cfg.Rules
-	snaps := make([]session.Snapshot, 0, len(st.Sessions))
-	pids := map[int]bool{}
-	for _, ss := range s.all() {
-		snap := ss.Snapshot()
-		snaps = append(snaps, snap)
-		if snap.Pid > 0 && snap.ProcUp {
-			pids[snap.Pid] = true
-		}
-	}
-	rss := agentRSS(pids)
-	for _, snap := range snaps {
-		q := queues[snap.ChatID]
-		v := rules.Verdict(snap, q, now, !bs.Up)
-		st.Sessions = append(st.Sessions, SessionStatus{
-			ChatID:       snap.ChatID,
-			State:        string(snap.State),
-			Alive:        snap.State != session.Stopped && snap.State != session.Failed && snap.ProcUp && snap.ErrorCount < rules.MaxErrors,
-			Healthy:      v.Healthy,
-			HealthReason: v.Reason,
-			Busy:         snap.Busy,
-			ErrorCount:   snap.ErrorCount,
-			IdleSeconds:  now.Sub(snap.LastActivity).Seconds(),
-			QueueDepth:   q.Depth,
-			Turns:        snap.Turns,
-			Restarts:     snap.Restarts,
-			SessionID:    snap.SessionID,
-			Exempt:       rules.Exempt(snap.ChatID, snap.ExemptFlag),
-			ExemptFlag:   snap.ExemptFlag,
-			Pid:          snap.Pid,
-			LastActivity: snap.LastActivity.UTC().Format(time.RFC3339),
-			StopReason:   stopReason(snap),
-			StoreError:   snap.StoreError,
-			RSSBytes:     rss[snap.Pid],
-		})
-	}
-	if e := s.storeLost.Load(); e != nil {
-		st.Daemon.StoreLost = (*e).Error()
-	}
-	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
-	return st, nil
-}
-
-// --- metrics.Source ---
-
-func (s *Supervisor) SessionStates() map[string]int {
-	out := map[string]int{}
-	for _, ss := range s.all() {
-		out[string(ss.Snapshot().State)]++
-	}
-	return out
-}
-
-func (s *Supervisor) LiveProcesses() int {
-	n := 0
-	for _, ss := range s.all() {
-		if ss.Snapshot().ProcUp {
-			n++
-		}
-	}
-	return n
-}
-
-func (s *Supervisor) MessageStates() map[string]int {
-	c, err := s.store.Counts(context.Background())
-	if err != nil {
-		return nil
-	}
-	return map[string]int{"pending": c.Pending, "inflight": c.Inflight, "done": c.Done, "dead": c.Dead}
-}
-
-func (s *Supervisor) APIUp() bool            { return s.breaker.Up() }
-func (s *Supervisor) OutageSeconds() float64 { return s.breaker.Stats().DownSeconds }
-
 func newID() string { return uuid.NewString() }
-
-func stopReason(snap session.Snapshot) string {
-	if snap.State != session.Stopped {
-		return ""
-	}
-	return string(snap.StopReason)
-}
 
 // storeIntact runs the store's integrity probe (is the database file at
 // its path still the one opened, its WAL intact). The first failure is an
@@ -732,24 +409,9 @@ func (s *Supervisor) storeIntact() error {
 		s.log.Error("ALERT: the database was removed, replaced or truncated under the daemon: refusing to accept messages; "+
 			"stop the daemon, restore the state directory from a backup (or move it aside), start it again; run dispatch doctor",
 			"err", err)
-		s.logs.Lifecycle("store_lost", "", err.Error())
+		s.emit(lifecycle.Event{Kind: lifecycle.StoreLost, Cause: lifecycle.Store, Detail: err.Error()})
 	}
 	return err
-}
-
-// ChatHold says whether chat's waiting messages are held with no automatic
-// way forward: its session failed (an operator restart is needed). It is
-// how a sender waiting for a reply learns that none is coming.
-func (s *Supervisor) ChatHold(chat string) (held bool, reason string) {
-	ss, ok := s.lookup(chat)
-	if !ok {
-		return false, ""
-	}
-	snap := ss.Snapshot()
-	if snap.State == session.Failed {
-		return true, "session failed: " + snap.FailReason
-	}
-	return false, ""
 }
 
 // Message returns one stored message.

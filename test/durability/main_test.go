@@ -1,6 +1,7 @@
 // Package durability runs the real dispatch binary against the stub Claude
 // CLI (internal/testutil/daemontest) and checks the "no message lost"
-// promises of SPEC 2.4 and 2.5 end to end: kill -9 of the daemon while turns
+// promises end to end (every accepted message is answered or
+// dead-lettered, across outages and restarts; docs/faults.md): kill -9 of the daemon while turns
 // are in flight, an API outage (with and without a kill in the middle),
 // idempotent resends over the CLI, the state-dir lock, and SIGTERM with a
 // turn in flight.

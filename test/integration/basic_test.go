@@ -16,8 +16,8 @@ import (
 )
 
 // TestReplyAndStatus: a message sent with `dispatch send --wait` is
-// answered by the agent; `status --json` carries every field of SPEC 3.2
-// with sane values; `status` exits 1 once no daemon runs.
+// answered by the agent; `status --json` carries every field of the status object
+// (docs/reference.md) with sane values; `status` exits 1 once no daemon runs.
 func TestReplyAndStatus(t *testing.T) {
 	d := daemontest.Start(t, opts(noChecks))
 
@@ -99,7 +99,8 @@ func TestReplyAndStatus(t *testing.T) {
 	if sid == "" || len(ivs) != 1 || ivs[0].SessionID() != sid {
 		t.Errorf("session_id %q; stub invocations %+v: want one start with --session-id %q", sid, ivs, sid)
 	}
-	// The CLI contract of SPEC 2.6.
+	// How the agent CLI is invoked: print mode (-p), stream-json in and
+	// out, --verbose, and without CLAUDECODE in its environment.
 	if len(ivs) == 1 {
 		iv := ivs[0]
 		for _, a := range []string{"-p", "--input-format", "--output-format", "--verbose"} {

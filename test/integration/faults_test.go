@@ -263,7 +263,7 @@ func TestRestartLimit(t *testing.T) {
 		t.Errorf("agent started %d times, want 1 + restart.max_restarts (3)", n)
 	}
 	if m := d.Message(first); m.State != "pending" {
-		t.Errorf("BUG: a message sent before the session failed is %s after %d attempts (error %q): an agent that dies on start is charged to the message; SPEC 2.2: a failed session's messages stay queued",
+		t.Errorf("BUG: a message sent before the session failed is %s after %d attempts (error %q): an agent that dies on start is charged to the message; a failed session's messages stay queued (docs/faults.md)",
 			m.State, m.Attempts, m.Error)
 	}
 

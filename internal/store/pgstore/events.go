@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,6 +89,8 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 		limit = events.DefaultLimit
 	}
 	limit = min(limit, events.MaxLimit)
+	tail := q.Tail && !q.HasAfter
+	var newest int64
 	err = s.readTx(ctx, func(tx pgx.Tx) error {
 		if !q.HasAfter {
 			var h *int64
@@ -116,8 +119,17 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 			where = append(where, "type = ANY($"+strconv.Itoa(len(args))+")")
 		}
 		args = append(args, limit)
+		order := "seq"
+		if tail {
+			// The last events, then next is the newest seq of this
+			// snapshot (matching or not), where a follower goes on.
+			order = "seq DESC"
+			if err := tx.QueryRow(ctx, `SELECT coalesce(max(seq), $1) FROM events`, after).Scan(&newest); err != nil {
+				return classify(err)
+			}
+		}
 		rows, err := tx.Query(ctx, `SELECT seq, type, at, payload FROM events
-			WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT $`+strconv.Itoa(len(args)), args...)
+			WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT $`+strconv.Itoa(len(args)), args...)
 		if err != nil {
 			return classify(err)
 		}
@@ -129,6 +141,11 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 			return nil, after, err
 		}
 		return nil, after, fmt.Errorf("store: events: %w", err)
+	}
+	if tail {
+		slices.Reverse(evs)
+		s.feed.advance(newest)
+		return evs, newest, nil
 	}
 	next = after
 	if len(evs) > 0 {

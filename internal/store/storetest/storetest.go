@@ -49,6 +49,7 @@ func Run(t *testing.T, s Suite) {
 		{"RequeueKeepsPlace", testRequeue},
 		{"PurgeDone", testPurgeDone},
 		{"EventsAfterCursor", testEventsAfterCursor},
+		{"EventsTail", testEventsTail},
 		{"PurgeEventsGone", testPurgeEventsGone},
 		{"FeedNeverGrowsBehindReader", testFeedPrefix},
 		{"FeedNotifies", testFeedNotifies},
@@ -1005,4 +1006,32 @@ func testShared(t *testing.T, s Suite) {
 		t.Fatalf("a reads %+v", got)
 	}
 	feedPrefix(t, a, []store.Backend{a, b})
+}
+
+// testEventsTail: Tail reads the last events, oldest first, and points next
+// at the newest event (matching or not), so a reader can follow from there.
+func testEventsTail(t *testing.T, s Suite) {
+	st, _ := open(t, s)
+	for _, chat := range []string{"a", "b", "a", "b", "a"} {
+		if err := st.RecordReset(bg, chat, "why"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, _, err := st.Events(bg, events.Query{Limit: 100})
+	if err != nil || len(all) != 5 {
+		t.Fatalf("all events: %d, %v", len(all), err)
+	}
+	last := all[len(all)-1].Seq
+	evs, next, err := st.Events(bg, events.Query{Tail: true, Limit: 2})
+	if err != nil || len(evs) != 2 || evs[0].Seq != all[3].Seq || evs[1].Seq != last || next != last {
+		t.Fatalf("tail 2 = %+v next %d, %v; want the last two, oldest first, next %d", evs, next, err, last)
+	}
+	evs, next, err = st.Events(bg, events.Query{Tail: true, Limit: 10, ChatID: "b"})
+	if err != nil || len(evs) != 2 || evs[0].ChatID != "b" || evs[0].Seq > evs[1].Seq || next != last {
+		t.Fatalf("tail of chat b = %+v next %d, %v; want b's two events and next %d", evs, next, err, last)
+	}
+	evs, _, err = st.Events(bg, events.Query{Tail: true, After: all[0].Seq, HasAfter: true, Limit: 1})
+	if err != nil || len(evs) != 1 || evs[0].Seq != all[1].Seq {
+		t.Fatalf("tail with after = %+v, %v; want the event after the cursor", evs, err)
+	}
 }

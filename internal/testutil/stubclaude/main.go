@@ -57,6 +57,9 @@
 //	                      named in STUB_LOG_ENV
 //	STUB_LOG_ENV=A,B      environment variables to copy into the args log record
 //	STUB_OUTAGE_FILE=FILE while FILE exists every turn answers the OUTAGE result
+//	STUB_POISON_FILE=FILE while FILE exists a message containing POISON crashes
+//	                      the stub like CRASH (a poison message that a retry
+//	                      can cure by removing FILE)
 //	STUB_SILENT_FILE=FILE while FILE exists every turn is SILENT (the API hangs
 //	                      for everyone, probes included)
 //	STUB_SPAWN_CHILD=1    start `sleep 1000` in the same process group, holding
@@ -226,7 +229,12 @@ func (s *stub) turn(line []byte) {
 	if strings.Contains(text, "NOCONVSTDERR") {
 		fmt.Fprintln(os.Stderr, "mcp: No conversation found with session ID: 1234")
 	}
-	if strings.Contains(text, "CRASH") {
+	poisoned := false
+	if pf := os.Getenv("STUB_POISON_FILE"); pf != "" && strings.Contains(text, "POISON") {
+		_, err := os.Stat(pf)
+		poisoned = err == nil
+	}
+	if poisoned || strings.Contains(text, "CRASH") {
 		// after init, like the real CLI, which acknowledges a turn before
 		// working on it: the crash is this message's doing
 		fmt.Fprintln(os.Stderr, "stubclaude: crashing on CRASH directive")

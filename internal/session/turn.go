@@ -1,0 +1,411 @@
+// A turn: pump hands waiting messages to the agent, onTurn records how the
+// turn ended as the fault model decides it (Decide in rules.go), act
+// carries out the follow-up.
+
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+type turnState struct {
+	msgs    []store.Message
+	more    bool // the claim left messages waiting behind this batch
+	cancel  context.CancelCauseFunc
+	ctx     context.Context
+	started time.Time
+	first   bool
+	// progress: the agent wrote something of its own for this turn
+	// before it was cancelled as stuck (read at the cancellation).
+	progress bool
+}
+
+type turnResult struct {
+	res agent.Result
+	err error
+}
+
+// pump hands waiting messages to the agent when the session can take them.
+func (a *actor) pump() {
+	if a.turn != nil {
+		a.more = true // woken during the turn: look again when it ends
+		return
+	}
+	a.more = false
+	if a.state == Failed || a.restartTimer != nil || a.retryTimer != nil || a.draining || a.exited {
+		return
+	}
+	if a.paused {
+		// An operator holds the chat: nothing is handed over, and an idle
+		// agent is stopped (its conversation kept) until Resume.
+		if a.proc != nil {
+			a.stopProc(errStopped)
+			a.save()
+		}
+		a.state = Paused
+		return
+	}
+	d := a.s.d
+	if a.proc != nil {
+		select {
+		case <-a.proc.Done():
+			return // it died: onExit restarts it; nothing goes to a dead process
+		default:
+		}
+	}
+	if a.proc == nil {
+		// Start an agent only for real work: a stopped session woken with
+		// nothing waiting stays stopped.
+		var waiting bool
+		if !a.persist("check pending", func(ctx context.Context) (err error) {
+			waiting, err = d.Store.HasPending(ctx, a.s.chat)
+			return err
+		}) || !waiting {
+			a.noWork()
+			return
+		}
+		a.startProc()
+		if a.proc == nil {
+			return
+		}
+	}
+	if d.Gate != nil && !d.Gate.Admit(a.s.chat, a.s.Notify) {
+		a.held = true
+		return
+	}
+	a.held = false
+	var (
+		msgs []store.Message
+		more bool
+	)
+	ok := a.persist("claim messages", func(ctx context.Context) (err error) {
+		msgs, more, err = d.Store.Claim(ctx, a.s.chat, d.MaxBatch)
+		return err
+	})
+	if !ok || len(msgs) == 0 {
+		if d.Gate != nil {
+			d.Gate.Done(a.s.chat, Released)
+		}
+		return
+	}
+	texts := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if m.KeptIn != a.sessionID {
+			texts = append(texts, m.Text)
+		}
+	}
+	if len(texts) == 0 {
+		// Everything is already in the conversation from a turn the API
+		// failed; the agent merges it into this request.
+		texts = append(texts, RetryNote)
+	}
+	texts = a.withCarryOver(texts)
+	now := a.now()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
+	a.state = Busy
+	a.lastActivity, a.lastHandover = now, now
+	proc, ch := a.proc, a.s.turnCh
+	a.s.log.Debug("turn start", "messages", len(msgs), "first_id", msgs[0].ID)
+	for _, m := range msgs {
+		// The chat's own log shows what was said (slog quotes and escapes).
+		a.s.log.Info("message to agent", "id", m.ID, "text", logText(m.Text))
+	}
+	go func() {
+		var r turnResult
+		defer func() {
+			// A panicking driver fails the turn, not the daemon.
+			if v := recover(); v != nil {
+				a.s.log.Error("agent turn panic", "panic", v, "stack", string(debug.Stack()))
+				r = turnResult{err: agent.Errorf(agent.Fault, "agent panic: %v", v)}
+			}
+			ch <- r
+		}()
+		r.res, r.err = proc.Turn(ctx, texts)
+	}()
+}
+
+// onTurn records a finished turn's outcome as the fault model decides it
+// (Decide) and returns the follow-up. It only records; the caller acts on
+// the follow-up, so that a turn that finishes while the session is
+// stopping never starts a new agent.
+func (a *actor) onTurn(r turnResult) FollowUp {
+	t := a.turn
+	a.turn = nil
+	if t == nil {
+		return CarryOn
+	}
+	defer t.cancel(nil) // release the turn's context (its cause is read below)
+	d := a.s.d
+	now := a.now()
+	a.lastActivity = now
+	if a.state == Busy {
+		a.state = Idle
+	}
+	if t.more {
+		a.more = true // the claim left messages behind this batch
+	}
+	ids := make([]string, len(t.msgs))
+	for i, m := range t.msgs {
+		ids[i] = m.ID
+	}
+	dur := now.Sub(t.started)
+	d.Observer.Turn(a.s.chat, dur, len(t.msgs), r.err)
+	end := a.turnEnd(t, r)
+	if end.Ending == EndAnswered {
+		// The agent answered, even if the turn was being cancelled.
+		a.gateDone(Answered)
+		a.errorCount = 0
+		a.history = nil // a successful turn proves the session healthy
+		a.noOutput, a.outageAt = nil, time.Time{}
+		a.turns++
+		a.procFirst = false
+		// one write: the messages are done and the session saved
+		rec := a.record()
+		a.persist("complete turn", func(ctx context.Context) error {
+			return d.Store.CompleteTurn(ctx, ids, r.res.Text, rec)
+		})
+		a.s.log.Debug("turn done", "messages", len(ids), "duration", dur)
+		a.s.log.Info("reply", "message_ids", strings.Join(ids, ","), "text", logText(r.res.Text))
+		return CarryOn
+	}
+	why := "turn failed"
+	if r.err != nil {
+		why = r.err.Error()
+	}
+	switch end.Ending {
+	case EndStuck, EndStopped:
+		why = context.Cause(t.ctx).Error()
+	case EndSilent:
+		why = "turn silent: no output from the agent past the stuck timeout"
+	}
+	if c := context.Cause(t.ctx); errors.Is(c, errMemory) {
+		why = c.Error()
+	}
+	if end.Ending == EndExited && end.Delivery == NoOutput {
+		// The same messages ending the agent before it says anything
+		// again are charged; the others go back uncharged.
+		var again, fresh []string
+		for _, id := range ids {
+			if a.noOutput[id] {
+				again = append(again, id)
+			} else {
+				fresh = append(fresh, id)
+			}
+		}
+		a.noOutput = make(map[string]bool, len(ids))
+		for _, id := range ids {
+			a.noOutput[id] = true
+		}
+		end.Repeat = len(again) > 0
+		dec := Decide(end)
+		a.logDecision(end, dec, why)
+		a.gateDone(dec.Breaker)
+		a.applyMessages(dec, again, why)
+		end.Repeat = false
+		a.applyMessages(Decide(end), fresh, why)
+		return dec.Follow
+	}
+	dec := Decide(end)
+	a.logDecision(end, dec, why)
+	if end.Error == agent.Auth && !a.authLogged {
+		// Rejected credentials: the operator has to act; told once.
+		a.authLogged = true
+		a.s.log.Error("the AI API rejected the agent's credentials", "err", r.err)
+		a.emit(lifecycle.Failure, lifecycle.Auth, why)
+	}
+	a.gateDone(dec.Breaker)
+	a.applyMessages(dec, ids, why)
+	if dec.Party == BlameAPI {
+		a.outageAt = now
+	}
+	if dec.Errors == ErrorsGrow {
+		a.errorCount++
+		if a.errorCount >= d.Rules.MaxErrors && dec.Follow == CarryOn {
+			return restartErr
+		}
+	}
+	if dec.Backoff && dec.Follow == CarryOn {
+		delay := d.Rules.RetryDelay(a.errorCount)
+		a.s.log.Info("backing off after a failed turn", "retry_in", delay, "error_count", a.errorCount)
+		a.retryTimer = d.Clock.NewTimer(delay)
+	}
+	return dec.Follow
+}
+
+// restartErr is the follow-up of a session whose error_count reached
+// max_errors: a restart under the policy.
+const restartErr FollowUp = -1
+
+// turnEnd describes how a turn ended, for Decide.
+func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
+	e := TurnEnd{ResumeStart: a.procResume && a.procFirst, Answered: !a.procFirst}
+	if r.err == nil {
+		e.Ending = EndAnswered
+		return e
+	}
+	if cause := context.Cause(t.ctx); cause != nil {
+		switch {
+		case errors.Is(cause, errMemory):
+			// Killed for holding more than twice its memory limit: the
+			// turn fails like a crash after the agent took it.
+			e.Ending, e.Delivery = EndExited, Output
+		case errors.Is(cause, errStuck) && t.progress:
+			e.Ending = EndStuck
+		case errors.Is(cause, errStuck):
+			e.Ending = EndSilent
+			e.OthersAnswered = a.othersAnswered(t)
+		default:
+			e.Ending = EndStopped
+		}
+		return e
+	}
+	kind := agent.KindOf(r.err)
+	switch kind {
+	case agent.Exited:
+		e.Ending, e.Delivery = EndExited, Output
+	case agent.ExitedSilent:
+		e.Ending, e.Delivery = EndExited, NoOutput
+	case agent.Undelivered:
+		e.Ending = EndUndelivered
+	case agent.ResumeFailed:
+		e.Ending, e.Error = EndExited, agent.ResumeFailed
+		if !e.ResumeStart {
+			// Not from a --resume start before its first turn: whatever
+			// the words, the turn's own error.
+			e.Ending, e.Error = EndErrorResult, agent.Fault
+		}
+	default:
+		e.Ending, e.Error = EndErrorResult, kind
+		if kind == agent.Outage {
+			e.OthersAnswered = a.othersAnswered(t)
+		}
+	}
+	return e
+}
+
+// othersAnswered reports whether the API answered another chat (or a
+// probe) since the turn started or since this chat's last failure that was
+// put down to an outage, whichever is earlier.
+func (a *actor) othersAnswered(t *turnState) bool {
+	g := a.s.d.Gate
+	if g == nil {
+		return false
+	}
+	since := t.started
+	if !a.outageAt.IsZero() && a.outageAt.Before(since) {
+		since = a.outageAt
+	}
+	return g.AnsweredElsewhere(a.s.chat, since)
+}
+
+func (a *actor) logDecision(e TurnEnd, d Decision, why string) {
+	a.s.log.Warn("turn failed", "ending", e.Ending.String(), "kind", e.Error.String(), "blame", d.Party.String(),
+		"messages", d.Messages.String(), "follow_up", d.Follow.String(), "err", why)
+}
+
+// applyMessages carries out a decision's fate for ids (never FateDone:
+// a success is recorded with the session in one write).
+func (a *actor) applyMessages(d Decision, ids []string, why string) {
+	if len(ids) == 0 {
+		return
+	}
+	switch d.Messages {
+	case FateRequeue:
+		a.requeue(ids, why)
+	case FateHold:
+		a.hold(ids, why)
+	case FateCharge:
+		a.fail(ids, why)
+	}
+}
+
+// act carries out a turn's follow-up.
+func (a *actor) act(f FollowUp) {
+	switch f {
+	case restartErr:
+		a.retryTimer = stopTimer(a.retryTimer)
+		a.autoRestart(lifecycle.Errors, fmt.Sprintf("errors=%d", a.errorCount))
+	case Restart:
+		// The process still runs (its input was closed, say); a process
+		// that ended is restarted by onExit.
+		if a.proc != nil {
+			a.autoRestart(lifecycle.Broken, "agent broken: a turn could not be delivered")
+		}
+	case StartFresh:
+		a.freshStart("no conversation to resume")
+	case RestartClean:
+		ev := a.emit(lifecycle.Restart, lifecycle.Context, "context too long: restarting clean")
+		a.stopProc(errStopped)
+		a.sessionID = ""
+		a.reset(ev)
+		a.startProc()
+	}
+}
+
+// RetryNote is the text sent in place of messages that an agent already
+// holds from a turn the API failed (see agent.FailedTurnKeeper).
+const RetryNote = "(The AI service was unavailable a moment ago. Please answer the message above.)"
+
+// hold puts the messages of a turn the API failed back in line. An agent
+// that keeps such turns in its conversation (agent.FailedTurnKeeper) now
+// holds them: the store records in which conversation, so the retry sends
+// only RetryNote for them — also after a restart of the daemon.
+func (a *actor) hold(ids []string, why string) {
+	kept := ""
+	if k, ok := a.s.d.Agent.(agent.FailedTurnKeeper); ok && k.KeepsFailedTurns() {
+		kept = a.sessionID
+	}
+	a.persist("requeue messages", func(ctx context.Context) error {
+		return a.s.d.Store.RequeueKept(ctx, ids, why, kept)
+	})
+}
+
+func (a *actor) gateDone(o Outcome) {
+	if a.s.d.Gate != nil {
+		a.s.d.Gate.Done(a.s.chat, o)
+	}
+}
+
+func (a *actor) requeue(ids []string, why string) {
+	a.persist("requeue messages", func(ctx context.Context) error {
+		return a.s.d.Store.Requeue(ctx, ids, why)
+	})
+}
+
+// fail charges the messages one failed attempt; those past the limit are
+// dead letters, logged one by one.
+func (a *actor) fail(ids []string, why string) {
+	var dead []string
+	a.persist("fail messages", func(ctx context.Context) (err error) {
+		dead, err = a.s.d.Store.Fail(ctx, ids, why, a.s.d.MaxAttempts)
+		return err
+	})
+	for _, id := range dead {
+		a.emit(lifecycle.DeadLetter, lifecycle.Attempts, fmt.Sprintf("message %s: %s", id, why))
+	}
+}
+
+// logText is a text as a session log shows it: up to 4 KiB, then how long
+// it was (queue show has it whole).
+func logText(s string) string {
+	const max = 4 << 10
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("… (%d bytes in all)", len(s))
+}

@@ -1,0 +1,341 @@
+// dispatch status page. Every text from the daemon (chat ids, messages,
+// replies, errors) goes into the page as a text node, never as markup.
+'use strict';
+
+const $ = (sel) => document.querySelector(sel);
+const MAX_EVENTS = 200;
+const state = {
+  csrf: '',
+  status: null,
+  sortKey: '', sortDir: 1,
+  filter: '',
+  chat: null,          // the chat shown in the chat view
+  lastSeq: null,       // the last event seq on the timeline
+  es: null,            // the EventSource
+  down: null,          // when the daemon stopped answering
+};
+
+// el builds an element; string children become text nodes.
+function el(tag, props, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (k === 'class') e.className = v;
+    else if (k.startsWith('data-')) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+function dur(s) {
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return s + 's';
+  if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+  if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+  return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
+}
+
+function bytes(n) {
+  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + ' GiB';
+  return Math.round(n / (1 << 20)) + ' MiB';
+}
+
+function clock(at) {
+  const d = new Date(at);
+  return isNaN(d) ? '' : d.toLocaleTimeString();
+}
+
+function clip(s, n) {
+  s = String(s || '');
+  return s.length > n ? s.slice(0, n) + '…' : s;
+}
+
+function notice(msg, isError) {
+  const n = $('#notice');
+  n.textContent = msg;
+  n.className = 'notice' + (isError ? ' error' : '');
+  n.hidden = !msg;
+  clearTimeout(notice.t);
+  if (msg) notice.t = setTimeout(() => { n.hidden = true; }, 6000);
+}
+
+async function getJSON(path) {
+  const r = await fetch(path, { credentials: 'same-origin', cache: 'no-store' });
+  let body = null;
+  try { body = await r.json(); } catch (e) { body = null; }
+  if (!r.ok) throw new Error((body && body.error) || ('HTTP ' + r.status));
+  return body;
+}
+
+async function post(path, body) {
+  const r = await fetch(path, {
+    method: 'POST', credentials: 'same-origin',
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf },
+    body: JSON.stringify(body),
+  });
+  let out = null;
+  try { out = await r.json(); } catch (e) { out = null; }
+  if (!r.ok) throw new Error((out && out.error) || ('HTTP ' + r.status));
+  return out;
+}
+
+// --- the daemon line and the sessions table ---
+
+async function refreshStatus() {
+  try {
+    state.status = await getJSON('/api/status');
+    state.down = null;
+  } catch (e) {
+    if (!state.down) state.down = Date.now();
+    state.status = null;
+  }
+  renderDaemon();
+  renderSessions();
+}
+
+function renderDaemon() {
+  const p = $('#daemon');
+  p.replaceChildren();
+  const st = state.status;
+  if (!st) {
+    const since = state.down ? dur((Date.now() - state.down) / 1000) : '';
+    p.append(el('span', { class: 'bad' }, 'daemon not reachable'), ' for ' + since);
+    return;
+  }
+  const d = st.daemon || {}, q = st.queue || {};
+  const api = d.api === 'up'
+    ? el('span', { class: 'ok' }, 'API up')
+    : el('span', { class: 'bad' }, 'API down');
+  p.append(
+    'pid ' + d.pid + ' · ' + (d.version || '') + ' · up ' + dur(d.uptime_seconds || 0) + ' · ', api);
+  if (d.api_outage_seconds > 0 || d.api !== 'up') {
+    p.append(' (' + (d.api_outages || 0) + ' outage' + (d.api_outages === 1 ? '' : 's') +
+      ', ' + dur(d.api_outage_seconds || 0) + ' down' + (d.api_held ? ', ' + d.api_held + ' held' : '') + ')');
+  }
+  p.append(' · queue: ' + (q.pending || 0) + ' pending, ' + (q.inflight || 0) + ' in flight, ');
+  p.append(el('span', { class: q.dead ? 'bad' : '' }, (q.dead || 0) + ' dead'));
+  if (d.store_lost) p.append(' · ', el('span', { class: 'bad' }, 'store: ' + d.store_lost));
+  if (d.resource_error) p.append(' · ', el('span', { class: 'warn' }, d.resource_error));
+}
+
+function sortValue(s, key) {
+  switch (key) {
+    case 'health': return (s.healthy ? 1 : 0) + ':' + s.health_reason;
+    case 'chat_id': case 'state': return String(s[key] || '');
+    default: return Number(s[key] || 0);
+  }
+}
+
+function sessionCompare(a, b) {
+  if (state.sortKey) {
+    const x = sortValue(a, state.sortKey), y = sortValue(b, state.sortKey);
+    if (x < y) return -state.sortDir;
+    if (x > y) return state.sortDir;
+  }
+  // default, and ties: the unhealthy first, then by chat
+  if (a.healthy !== b.healthy) return a.healthy ? 1 : -1;
+  return a.chat_id < b.chat_id ? -1 : a.chat_id > b.chat_id ? 1 : 0;
+}
+
+function renderSessions() {
+  const tbody = $('#sessions tbody');
+  const all = (state.status && state.status.sessions) || [];
+  const f = state.filter.toLowerCase();
+  const rows = all.filter((s) => !f ||
+    [s.chat_id, s.state, s.health_reason, s.stop_reason].some((v) => String(v || '').toLowerCase().includes(f)));
+  rows.sort(sessionCompare);
+  const hasMem = all.some((s) => 'rss_bytes' in s);
+  $('#sessions th.mem').hidden = !hasMem;
+  $('#session-count').textContent = all.length ? '(' + (rows.length === all.length ? all.length : rows.length + ' of ' + all.length) + ')' : '';
+  $('#no-sessions').hidden = all.length > 0;
+  for (const th of document.querySelectorAll('#sessions th')) {
+    th.classList.toggle('asc', th.dataset.key === state.sortKey && state.sortDir > 0);
+    th.classList.toggle('desc', th.dataset.key === state.sortKey && state.sortDir < 0);
+  }
+  tbody.replaceChildren(...rows.map((s) => {
+    const reason = s.health_reason + (s.stop_reason ? ' (' + s.stop_reason + ')' : '') +
+      (s.store_error ? ' store: ' + s.store_error : '');
+    const tr = el('tr', { class: (s.healthy ? '' : 'unhealthy') + (s.chat_id === state.chat ? ' selected' : '') },
+      el('td', { 'data-label': 'chat' },
+        el('button', { class: 'link chat-id', type: 'button', title: 'recent messages', onclick: () => openChat(s.chat_id) }, s.chat_id)),
+      el('td', { 'data-label': 'state' }, s.state + (s.busy ? ' (busy)' : '')),
+      el('td', { 'data-label': 'health', class: s.healthy ? 'ok' : 'bad' }, (s.healthy ? '✓ ' : '✗ ') + reason),
+      el('td', { 'data-label': 'idle', class: 'num' }, dur(s.idle_seconds || 0)),
+      el('td', { 'data-label': 'queue', class: 'num' }, s.queue_depth || 0),
+      el('td', { 'data-label': 'turns', class: 'num' }, s.turns || 0),
+      el('td', { 'data-label': 'restarts', class: 'num' + (s.restarts ? ' warn' : '') }, s.restarts || 0));
+    tr.dataset.chat = s.chat_id;
+    if (hasMem) tr.append(el('td', { 'data-label': 'memory', class: 'num' }, 'rss_bytes' in s ? bytes(s.rss_bytes) : '–'));
+    return tr;
+  }));
+}
+
+// --- dead letters ---
+
+async function refreshDead() {
+  let page;
+  try { page = await getJSON('/api/dead'); } catch (e) { return; }
+  const msgs = page.messages || [];
+  $('#dead-count').textContent = msgs.length ? '(' + msgs.length + ')' : '';
+  $('#no-dead').hidden = msgs.length > 0;
+  $('#dead tbody').replaceChildren(...msgs.map((m) => {
+    const drop = el('button', { type: 'button', class: 'small danger', textContent: 'drop' });
+    drop.onclick = () => {
+      if (!drop.classList.contains('confirm')) {
+        drop.classList.add('confirm');
+        drop.textContent = 'drop for good?';
+        setTimeout(() => { drop.classList.remove('confirm'); drop.textContent = 'drop'; }, 5000);
+        return;
+      }
+      act('drop', m.id);
+    };
+    const tr = el('tr', {},
+      el('td', { 'data-label': 'chat', class: 'chat-id' }, m.chat_id),
+      el('td', { 'data-label': 'message' }, el('div', { class: 'text clip' }, clip(m.text, 300))),
+      el('td', { 'data-label': 'error', class: 'err' }, clip(m.error, 300)),
+      el('td', { 'data-label': 'tries', class: 'num' }, m.attempts),
+      el('td', { class: 'actions' },
+        el('button', { type: 'button', class: 'small retry', onclick: () => act('retry', m.id) }, 'retry'),
+        drop));
+    tr.dataset.id = m.id;
+    return tr;
+  }));
+}
+
+async function act(what, id) {
+  try {
+    await post('/api/' + what, { id });
+    notice(what === 'retry' ? 'message ' + id + ' is queued again' : 'message ' + id + ' dropped');
+  } catch (e) {
+    notice(what + ' failed: ' + e.message, true);
+  }
+  refreshDead();
+  refreshStatus();
+}
+
+// --- one chat's recent messages ---
+
+function openChat(chat) {
+  state.chat = chat;
+  $('#chat-section').hidden = false;
+  $('#chat-title').textContent = chat;
+  renderSessions();
+  refreshChat();
+  $('#chat-section').scrollIntoView({ block: 'nearest' });
+}
+
+async function refreshChat() {
+  const chat = state.chat;
+  if (chat === null) return;
+  let v;
+  try { v = await getJSON('/api/chat?chat=' + encodeURIComponent(chat)); } catch (e) {
+    $('#chat-exchanges').replaceChildren(el('li', { class: 'err' }, e.message));
+    return;
+  }
+  if (chat !== state.chat) return;
+  const waiting = v.waiting || [];
+  $('#chat-waiting').replaceChildren(...(waiting.length ? [el('p', { class: 'meta' }, waiting.length + ' waiting or dead:')] : []),
+    ...waiting.map((m) => el('div', { class: 'text msg' }, '[' + m.state + '] ' + clip(m.text, 500))));
+  const ol = $('#chat-exchanges');
+  if (!v.exchanges.length) {
+    ol.replaceChildren(el('li', { class: 'empty' }, 'no replies kept for this chat'));
+    return;
+  }
+  ol.replaceChildren(...v.exchanges.map((x) => {
+    const li = el('li', {}, el('div', { class: 'meta' }, clock(x.at), el('span', { class: 'type ' + x.type }, x.type)));
+    for (const m of x.messages) {
+      li.append(el('div', { class: 'text msg' }, m.gone ? '(message ' + m.id + ' no longer kept)' : m.text + (m.clipped ? '…' : '')));
+    }
+    if (x.type === 'reply') li.append(el('div', { class: 'text rep' }, x.reply + (x.clipped ? '…' : '')));
+    else li.append(el('div', { class: 'text err' }, x.error));
+    return li;
+  }));
+}
+
+// --- the timeline (Server-Sent Events) ---
+
+const TYPES = ['reply', 'dead_letter', 'session_failed', 'session_recovered', 'session_reset', 'api_down', 'api_up'];
+
+function streamState(live, text) {
+  const p = $('#stream');
+  p.className = 'stream ' + (live ? 'live' : 'off');
+  p.textContent = text;
+}
+
+function connect() {
+  if (state.es) state.es.close();
+  const url = '/api/events' + (state.lastSeq !== null ? '?after=' + state.lastSeq : '');
+  const es = new EventSource(url);
+  state.es = es;
+  es.onopen = () => { streamState(true, 'timeline: live'); refreshStatus(); refreshDead(); };
+  es.onerror = () => {
+    if (es !== state.es) return;
+    streamState(false, 'timeline: reconnecting…');
+    if (es.readyState === EventSource.CLOSED) {
+      // The browser gave up (the daemon answered with an error while it
+      // was down): connect again from the last event seen.
+      clearTimeout(connect.t);
+      connect.t = setTimeout(connect, 2000);
+    }
+  };
+  for (const t of TYPES) es.addEventListener(t, onEvent);
+  es.addEventListener('gap', () => {
+    state.lastSeq = null;
+    $('#timeline').replaceChildren();
+    notice('some events were missed: they are no longer kept', true);
+  });
+}
+
+let refreshSoon = null;
+function onEvent(msg) {
+  let ev;
+  try { ev = JSON.parse(msg.data); } catch (e) { return; }
+  if (state.lastSeq !== null && ev.seq <= state.lastSeq) return;
+  state.lastSeq = ev.seq;
+  const detail = ev.type === 'reply' ? clip(ev.text, 400)
+    : ev.type === 'dead_letter' ? ev.error
+      : ev.reason || '';
+  const li = el('li', { 'data-seq': String(ev.seq), 'data-type': ev.type },
+    el('div', { class: 'meta' },
+      el('span', {}, clock(ev.at)),
+      el('span', { class: 'type ' + ev.type }, ev.type.replace('_', ' ')),
+      ev.chat_id ? el('button', { type: 'button', class: 'link chat-id', onclick: () => openChat(ev.chat_id) }, ev.chat_id) : null),
+    detail ? el('div', { class: 'text clip' + (ev.type === 'reply' ? '' : ' err') }, detail) : null);
+  const ol = $('#timeline');
+  ol.prepend(li);
+  while (ol.children.length > MAX_EVENTS) ol.lastElementChild.remove();
+  $('#no-events').hidden = true;
+  if (ev.chat_id && ev.chat_id === state.chat) refreshChat();
+  clearTimeout(refreshSoon);
+  refreshSoon = setTimeout(() => { refreshStatus(); if (ev.type === 'dead_letter') refreshDead(); }, 150);
+  if (ev.type === 'dead_letter') refreshDead();
+}
+
+// --- start ---
+
+function start() {
+  // The one-time secret has been spent; keep it out of the history.
+  if (location.search) history.replaceState(null, '', '/');
+  for (const th of document.querySelectorAll('#sessions th')) {
+    th.onclick = () => {
+      const k = th.dataset.key;
+      if (state.sortKey === k) state.sortDir = -state.sortDir;
+      else { state.sortKey = k; state.sortDir = 1; }
+      renderSessions();
+    };
+  }
+  $('#filter').oninput = (e) => { state.filter = e.target.value; renderSessions(); };
+  $('#chat-close').onclick = () => { state.chat = null; $('#chat-section').hidden = true; renderSessions(); };
+  getJSON('/api/session').then((s) => { state.csrf = s.csrf; }, () => notice('no session: open the URL that dispatch web printed', true));
+  refreshStatus();
+  refreshDead();
+  connect();
+  setInterval(refreshStatus, 2000);
+  setInterval(refreshDead, 10000);
+  setInterval(() => { if (state.chat !== null) refreshChat(); }, 10000);
+}
+
+start();

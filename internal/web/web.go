@@ -1,0 +1,587 @@
+// Package web is the status page of `dispatch web`: a small local HTTP
+// server that serves one embedded page (HTML, CSS and a little JavaScript)
+// and forwards a fixed set of requests to the daemon's control socket.
+//
+// Access works like a notebook server's: the server is started with a
+// random one-time secret, printed in the URL to open. The first request
+// that carries it gets a random session cookie (HttpOnly, SameSite=Strict)
+// and the secret is spent; every later request must carry the cookie, or it
+// is refused. A request that changes something (retry or drop a dead
+// letter) must also carry the session's CSRF token in a header.
+//
+// Only what the page needs is forwarded — the daemon's status (without the
+// webhook section), the dead letters, one chat's recent exchanges, the
+// event feed as Server-Sent Events, and the two dead-letter actions — never
+// an arbitrary path. Every answer carries a strict Content-Security-Policy
+// (scripts, styles and connections from this origin only, no inline
+// script), X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+//go:embed assets
+var assets embed.FS
+
+// Header names and limits.
+const (
+	// CSRFHeader carries the session's CSRF token on a POST.
+	CSRFHeader = "X-CSRF-Token"
+	// TailEvents is how many past events a fresh timeline starts with.
+	TailEvents = 100
+	// ChatExchanges is how many recent replies the chat view shows.
+	ChatExchanges = 20
+	// clip bounds every text the chat view shows, in bytes.
+	clip = 2000
+	// upstreamTimeout bounds one forwarded request (not the stream).
+	upstreamTimeout = 15 * time.Second
+)
+
+// CSP is the Content-Security-Policy of every answer.
+const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Server is the status page's handler. Create it with New.
+type Server struct {
+	socket     string
+	cookieName string
+	upstream   *http.Client // forwarded requests, with a deadline each
+	stream     *http.Client // the event stream, without one
+	files      fs.FS
+
+	mu     sync.Mutex
+	secret string // "" once spent
+	cookie string // "" until the secret is spent
+	csrf   string
+}
+
+// New returns a server that forwards to the control socket at socket, with
+// a fresh one-time secret (see Secret).
+func New(socket string) (*Server, error) {
+	secret, err := token()
+	if err != nil {
+		return nil, err
+	}
+	id, err := token()
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+		MaxIdleConnsPerHost: 4,
+	}
+	files, err := fs.Sub(assets, "assets")
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		socket: socket,
+		// Cookies are not kept apart by port: a name of its own keeps two
+		// servers on one host from overwriting each other's cookie.
+		cookieName: "dispatch_web_" + id[:8],
+		upstream:   &http.Client{Transport: tr, Timeout: upstreamTimeout},
+		stream:     &http.Client{Transport: tr},
+		files:      files,
+		secret:     secret,
+	}, nil
+}
+
+// Secret is the one-time secret to put in the URL (?secret=…); "" once it
+// has been exchanged for a cookie.
+func (s *Server) Secret() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.secret
+}
+
+// URL is the address to open for a server listening on addr.
+func URL(addr, secret string) string {
+	return "http://" + addr + "/?secret=" + url.QueryEscape(secret)
+}
+
+func token() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func equal(a, b string) bool {
+	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// authorized reports whether r carries the session cookie.
+func (s *Server) authorized(r *http.Request) bool {
+	c, err := r.Cookie(s.cookieName)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return equal(c.Value, s.cookie)
+}
+
+// exchange spends the one-time secret if r carries it, and returns the
+// new session cookie's value.
+func (s *Server) exchange(r *http.Request) (string, bool) {
+	if r.Method != http.MethodGet || r.URL.Path != "/" {
+		return "", false
+	}
+	given := r.URL.Query().Get("secret")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !equal(given, s.secret) {
+		return "", false
+	}
+	cookie, err := token()
+	if err != nil {
+		return "", false
+	}
+	csrf, err := token()
+	if err != nil {
+		return "", false
+	}
+	s.secret, s.cookie, s.csrf = "", cookie, csrf
+	return cookie, true
+}
+
+func (s *Server) csrfOK(r *http.Request) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return equal(r.Header.Get(CSRFHeader), s.csrf)
+}
+
+func secure(h http.Header) {
+	h.Set("Content-Security-Policy", CSP)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// ServeHTTP authenticates every request, then serves it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	secure(w.Header())
+	if !s.authorized(r) {
+		cookie, ok := s.exchange(r)
+		if !ok {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "refused: open the URL that `dispatch web` printed; its secret works once (run it again for a new one)\n")
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name: s.cookieName, Value: cookie, Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		})
+	}
+	if r.Method == http.MethodPost {
+		if !s.postAllowed(w, r) {
+			return
+		}
+	}
+	s.route(w, r)
+}
+
+// postAllowed checks a POST: the CSRF token, a same-origin Origin when
+// the browser sends one, and a JSON body.
+func (s *Server) postAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+		writeError(w, http.StatusForbidden, "refused: cross-origin request")
+		return false
+	}
+	if !s.csrfOK(r) {
+		writeError(w, http.StatusForbidden, "refused: missing or wrong CSRF token (reload the page)")
+		return false
+	}
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "send application/json")
+		return false
+	}
+	return true
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	switch r.Method + " " + r.URL.Path {
+	case "GET /":
+		s.asset(w, "index.html", "text/html; charset=utf-8")
+	case "GET /app.js":
+		s.asset(w, "app.js", "text/javascript; charset=utf-8")
+	case "GET /app.css":
+		s.asset(w, "app.css", "text/css; charset=utf-8")
+	case "GET /favicon.ico":
+		w.WriteHeader(http.StatusNoContent)
+	case "GET /api/session":
+		s.mu.Lock()
+		csrf := s.csrf
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]string{"csrf": csrf})
+	case "GET /api/status":
+		s.status(w, r)
+	case "GET /api/dead":
+		s.forward(w, r, "/v1/queue?state=dead&limit=200")
+	case "GET /api/chat":
+		s.chat(w, r)
+	case "GET /api/events":
+		s.events(w, r)
+	case "POST /api/retry":
+		s.action(w, r, "/v1/queue/retry")
+	case "POST /api/drop":
+		s.action(w, r, "/v1/queue/drop")
+	default:
+		writeError(w, http.StatusNotFound, "not found")
+	}
+}
+
+func (s *Server) asset(w http.ResponseWriter, name, ctype string) {
+	b, err := fs.ReadFile(s.files, name)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "missing asset")
+		return
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+// get sends a GET to the daemon and returns its status and body.
+func (s *Server) get(ctx context.Context, path string) (int, []byte, error) {
+	return s.send(ctx, http.MethodGet, path, nil)
+}
+
+func (s *Server) send(ctx context.Context, method, path string, body io.Reader) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://dispatch"+path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := s.upstream.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp.StatusCode, data, err
+}
+
+func (s *Server) unreachable(w http.ResponseWriter, err error) {
+	writeError(w, http.StatusBadGateway, "daemon not reachable: "+err.Error())
+}
+
+// forward answers with the daemon's answer to GET path.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, path string) {
+	code, body, err := s.get(r.Context(), path)
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(body)
+}
+
+// status forwards the daemon's status without its webhook section (whose
+// endpoint URLs may carry credentials).
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	code, body, err := s.get(r.Context(), "/v1/status")
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	if code != http.StatusOK {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		return
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(body, &all); err != nil {
+		writeError(w, http.StatusBadGateway, "daemon status: "+err.Error())
+		return
+	}
+	out := map[string]json.RawMessage{}
+	for _, k := range []string{"daemon", "sessions", "queue"} {
+		if v, ok := all[k]; ok {
+			out[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// validKey checks an id or chat id from the page before it goes into a
+// path or query: printable UTF-8, at most 256 bytes.
+func validKey(s string) bool {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) && r != ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// action forwards a retry or drop of one dead letter: {"id": "…"}.
+func (s *Server) action(w http.ResponseWriter, r *http.Request, path string) {
+	var in struct {
+		ID string `json:"id"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || !validKey(in.ID) {
+		writeError(w, http.StatusBadRequest, `the body must be {"id": "<message id>"}`)
+		return
+	}
+	body, _ := json.Marshal(in)
+	code, resp, err := s.send(r.Context(), http.MethodPost, path, strings.NewReader(string(body)))
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(resp)
+}
+
+// Exchange is one turn of a chat as the chat view shows it: the messages
+// it answered and its reply (or a dead letter: one message and its error).
+type Exchange struct {
+	Seq      int64         `json:"seq"`
+	At       string        `json:"at"`
+	Type     string        `json:"type"`
+	TurnID   string        `json:"turn_id,omitempty"`
+	Messages []ChatMessage `json:"messages"`
+	Reply    string        `json:"reply,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Clipped  bool          `json:"clipped,omitempty"`
+}
+
+// ChatMessage is one message of the chat view; Text is "" when the
+// message is no longer kept.
+type ChatMessage struct {
+	ID      string `json:"id"`
+	Text    string `json:"text"`
+	State   string `json:"state,omitempty"`
+	Clipped bool   `json:"clipped,omitempty"`
+	Gone    bool   `json:"gone,omitempty"`
+}
+
+// ChatView is the answer of GET /api/chat?chat=C.
+type ChatView struct {
+	ChatID    string          `json:"chat_id"`
+	Exchanges []Exchange      `json:"exchanges"`
+	Waiting   json.RawMessage `json:"waiting"`
+}
+
+func clipText(s string) (string, bool) {
+	if len(s) <= clip {
+		return s, false
+	}
+	cut := clip
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut], true
+}
+
+// chat gathers one chat's last replies and dead letters from the event
+// feed, the messages each answered, and the chat's waiting messages.
+func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
+	chat := r.URL.Query().Get("chat")
+	if !validKey(chat) {
+		writeError(w, http.StatusBadRequest, "chat must be a chat id")
+		return
+	}
+	ctx := r.Context()
+	v := url.Values{"chat": {chat}, "tail": {strconv.Itoa(ChatExchanges)}, "types": {"reply,dead_letter"}}
+	code, body, err := s.get(ctx, "/v1/events?"+v.Encode())
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	if code != http.StatusOK {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		return
+	}
+	var feed struct {
+		Events []struct {
+			Seq        int64    `json:"seq"`
+			Type       string   `json:"type"`
+			At         string   `json:"at"`
+			TurnID     string   `json:"turn_id"`
+			MessageIDs []string `json:"message_ids"`
+			MessageID  string   `json:"message_id"`
+			Text       string   `json:"text"`
+			Error      string   `json:"error"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal(body, &feed); err != nil {
+		writeError(w, http.StatusBadGateway, "daemon events: "+err.Error())
+		return
+	}
+	view := ChatView{ChatID: chat, Exchanges: []Exchange{}}
+	for i := len(feed.Events) - 1; i >= 0; i-- { // newest first
+		ev := feed.Events[i]
+		x := Exchange{Seq: ev.Seq, At: ev.At, Type: ev.Type, TurnID: ev.TurnID, Messages: []ChatMessage{}}
+		x.Reply, x.Clipped = clipText(ev.Text)
+		x.Error, _ = clipText(ev.Error)
+		ids := ev.MessageIDs
+		if ev.MessageID != "" {
+			ids = []string{ev.MessageID}
+		}
+		for _, id := range ids {
+			m := ChatMessage{ID: id}
+			code, body, err := s.get(ctx, "/v1/queue/"+url.PathEscape(id))
+			var got struct {
+				Text  string `json:"text"`
+				State string `json:"state"`
+			}
+			if err == nil && code == http.StatusOK && json.Unmarshal(body, &got) == nil {
+				m.Text, m.Clipped = clipText(got.Text)
+				m.State = got.State
+			} else {
+				m.Gone = true
+			}
+			x.Messages = append(x.Messages, m)
+		}
+		view.Exchanges = append(view.Exchanges, x)
+	}
+	code, body, err = s.get(ctx, "/v1/queue?"+url.Values{"chat": {chat}, "limit": {"50"}}.Encode())
+	if err == nil && code == http.StatusOK {
+		var page struct {
+			Messages json.RawMessage `json:"messages"`
+		}
+		if json.Unmarshal(body, &page) == nil {
+			view.Waiting = page.Messages
+		}
+	}
+	if view.Waiting == nil {
+		view.Waiting = json.RawMessage("[]")
+	}
+	writeJSON(w, http.StatusOK, view)
+}
+
+// events passes the daemon's event stream through. A fresh timeline
+// starts with the last TailEvents events; a reconnecting one resumes after
+// Last-Event-ID (the browser's own reconnect) or after= (the page's, when
+// the daemon was down and the browser gave up). A position that is no
+// longer kept starts over from the tail, after a "gap" event.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	v := url.Values{}
+	last := r.Header.Get("Last-Event-ID")
+	if last == "" {
+		last = r.URL.Query().Get("after")
+	}
+	if last != "" {
+		n, err := strconv.ParseInt(last, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "after must be an event seq")
+			return
+		}
+		v.Set("after", strconv.FormatInt(n, 10))
+	} else {
+		v.Set("tail", strconv.Itoa(TailEvents))
+	}
+	resp, err := s.openStream(r.Context(), v)
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	gap := false
+	if resp.StatusCode == http.StatusGone {
+		resp.Body.Close()
+		gap = true
+		resp, err = s.openStream(r.Context(), url.Values{"tail": {strconv.Itoa(TailEvents)}})
+		if err != nil {
+			s.unreachable(w, err)
+			return
+		}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if gap {
+		_, _ = io.WriteString(w, "event: gap\ndata: {}\n\n")
+	}
+	_ = rc.Flush()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		if err != nil {
+			return // the daemon went away (or the page did): the browser reconnects
+		}
+	}
+}
+
+func (s *Server) openStream(ctx context.Context, v url.Values) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://dispatch/v1/events?"+v.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := s.stream.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.socket, errors.Unwrap(err))
+	}
+	return resp, nil
+}
