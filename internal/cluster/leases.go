@@ -279,3 +279,14 @@ func (d db) releaseRole(ctx context.Context, name string) error {
 	_, err := d.pool.Exec(ctx, `UPDATE roles SET expires_at = clock_timestamp() WHERE name = $1 AND owner = $2`, name, d.node)
 	return err
 }
+
+// waiting returns those of chats with a message waiting since before
+// cutoff (unix nanoseconds).
+func (d db) waiting(ctx context.Context, chats []string, cutoff int64) ([]string, error) {
+	rows, err := d.pool.Query(ctx, `SELECT DISTINCT chat_id FROM messages
+		WHERE state = 'pending' AND chat_id = ANY($1) AND updated_at < $2`, chats, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -241,6 +241,7 @@ func (m *Manager) loop(ctx context.Context) {
 		if now.Sub(lastRenew) >= m.renewEvery() {
 			if m.renew(ctx) {
 				lastRenew = now
+				m.rewake(ctx, now)
 			}
 		}
 		m.scan(ctx)
@@ -352,6 +353,32 @@ func (m *Manager) renew(ctx context.Context) bool {
 		}
 	}
 	return true
+}
+
+// rewake wakes the owned chats with a message waiting for more than a
+// renewal period: the safety net for a wake-up that was lost (the
+// accepting node died between its commit and its NOTIFY, or this node's
+// listener was reconnecting). Waking a session with nothing to do, or one
+// that holds its messages on purpose, changes nothing.
+func (m *Manager) rewake(ctx context.Context, now time.Time) {
+	m.mu.Lock()
+	chats := make([]string, 0, len(m.held))
+	for c := range m.held {
+		chats = append(chats, c)
+	}
+	m.mu.Unlock()
+	if len(chats) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := m.db.waiting(wctx, chats, now.Add(-m.renewEvery()).UnixNano())
+	if err != nil {
+		return
+	}
+	for _, c := range got {
+		m.host.Wake(c)
+	}
 }
 
 // mine reports whether placement puts chat on this node.

@@ -96,10 +96,28 @@ func IsFenced(err error) bool { return errors.Is(err, ErrFenced) }
 // without polling.
 const wakeChannel = "dispatch_wake"
 
-// notifyWake queues chat's wake-up, delivered at commit.
-func notifyWake(ctx context.Context, tx *wtx, chat string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, chat)
-	return err
+// wake tells chat's owner, through NOTIFY, that a message was committed
+// for it: after the commit, in a transaction of its own that is not
+// waited for (synchronous_commit off). A NOTIFY inside the accept's own
+// transaction would serialize every accept's commit (PostgreSQL holds one
+// lock on its notification queue from a notifying transaction's
+// pre-commit to its end, WAL flush included), losing group commit. Only
+// with a fence set (several nodes), and only when this node does not own
+// the chat: the supervisor wakes its own sessions itself. A lost wake-up
+// (the node died between the commit and the NOTIFY, or the owner's
+// listener was reconnecting) is made up for by the owner's scan.
+func (s *Store) wake(ctx context.Context, chat string) {
+	fp := s.fencer.Load()
+	if fp == nil || chat == "" {
+		return
+	}
+	if _, _, own := (*fp).Token(chat); own {
+		return
+	}
+	_ = s.write(context.WithoutCancel(ctx), true, func(ctx context.Context, tx *wtx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, chat)
+		return err
+	})
 }
 
 // WakeChannel is the channel a node LISTENs on for its chats' wake-ups.

@@ -52,7 +52,7 @@ func (s *Store) Accept(ctx context.Context, chatID, text, clientID string) (id s
 			return err
 		}
 		if tag.RowsAffected() == 1 {
-			return notifyWake(ctx, tx, chatID)
+			return nil
 		}
 		if clientID == "" {
 			return errors.New("message id collision")
@@ -70,6 +70,9 @@ func (s *Store) Accept(ctx context.Context, chatID, text, clientID string) (id s
 	})
 	if err != nil {
 		return "", false, fmt.Errorf("store: accept: %w", err)
+	}
+	if !dup {
+		s.wake(ctx, chatID)
 	}
 	return id, dup, nil
 }
@@ -301,6 +304,7 @@ func (s *Store) ResetInflight(ctx context.Context) (int, error) {
 // line; see store.Store.Retry.
 func (s *Store) Retry(ctx context.Context, id string) error {
 	now := store.Nanos(s.clk.Now())
+	var woken string
 	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
 		var chat string
 		if err := tx.QueryRow(ctx, `SELECT chat_id FROM messages WHERE id = $1 AND state = 'dead'`, id).Scan(&chat); err != nil {
@@ -322,11 +326,13 @@ func (s *Store) Retry(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
-		return notifyWake(ctx, tx, chat)
+		woken = chat
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: retry %q: %w", id, err)
 	}
+	s.wake(ctx, woken)
 	return nil
 }
 
