@@ -8,7 +8,8 @@
 #
 # DSN names a server and a database to connect to for CREATE DATABASE; each
 # run makes (and drops) its own databases. CLIENTS (24), DURATION (10s),
-# TTL (15s) and TAKEOVERS (3) tune it.
+# TTL (15s), TAKEOVERS (3) and PHASES ("throughput takeover sqlite") tune
+# it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH"
@@ -130,7 +131,10 @@ PY
 }
 
 echo "machine: $(nproc) cores, $(uptime | sed 's/.*load/load/')"
-throughput 1
-throughput 3
-takeover
-sqlite_turns
+for phase in ${PHASES:-throughput takeover sqlite}; do
+  case $phase in
+    throughput) throughput 1; throughput 3 ;;
+    takeover) takeover ;;
+    sqlite) sqlite_turns ;;
+  esac
+done

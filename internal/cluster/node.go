@@ -410,6 +410,15 @@ func (m *Manager) scan(ctx context.Context) {
 		}
 		return
 	}
+	if len(chats) > 0 {
+		// Fresh liveness: a dead node's leases expire with its heartbeat,
+		// and placement must not still count it among the live.
+		if live, err := m.db.live(sctx); err == nil {
+			m.mu.Lock()
+			m.live = live
+			m.mu.Unlock()
+		}
+	}
 	for _, c := range chats {
 		if ctx.Err() != nil {
 			return
