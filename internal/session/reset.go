@@ -19,6 +19,11 @@ func (a *actor) reset(ev lifecycle.Event) {
 	if d.History == nil || !ok || fe.Type != events.SessionReset {
 		return
 	}
+	if a.turns == 0 {
+		// The chat was never answered: no earlier context was lost, and
+		// telling the person so would only puzzle them.
+		return
+	}
 	reason := fe.Reason
 	a.persist("record conversation reset", func(ctx context.Context) error {
 		return d.History.RecordReset(ctx, a.s.chat, reason)

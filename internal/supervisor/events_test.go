@@ -103,6 +103,25 @@ func TestLostTranscriptResetCarriesOver(t *testing.T) {
 	}
 }
 
+// A conversation that never had an answer loses nothing when it cannot be
+// resumed: no session_reset tells the person otherwise.
+func TestNoResetBeforeTheFirstAnswer(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ag.SetStrictResume(true) // the crashed first turn left nothing to resume
+	id := h.send("pia", "CRASH")
+	h.eventually("the poison message dead", func() bool {
+		h.clk.Advance(time.Minute) // restart backoffs
+		return h.msg(id).State == store.Dead
+	})
+	h.waitMsg(h.send("pia", "hello"), store.Done)
+	if resets := h.events(events.Query{ChatID: "pia", Types: []events.Type{events.SessionReset}}); len(resets) != 0 {
+		t.Fatalf("resets for a chat that was never answered: %+v", resets)
+	}
+	if n := len(h.events(events.Query{ChatID: "pia", Types: []events.Type{events.Reply}})); n != 1 {
+		t.Fatalf("%d replies, want 1", n)
+	}
+}
+
 // A context too long restarts the conversation clean: session_reset with
 // reason context_too_long.
 func TestContextTooLongIsAReset(t *testing.T) {
