@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/lifecycle"
@@ -111,4 +112,23 @@ func (s *Supervisor) Drop(chat, why string) {
 		cancel()
 		ss.Shutdown(ctx)
 	}()
+}
+
+// ErrOtherNode is returned for an operator's command on a chat whose
+// session runs on another node (several nodes on PostgreSQL): the command
+// must go to the chat's owner.
+var ErrOtherNode = errors.New("this chat's session runs on another node: send the command to its owner (dispatch status shows the owner of every chat)")
+
+// missing is the error for a command on a chat with no session here:
+// ErrOtherNode when, with several nodes, the chat exists (another node
+// owns it, or will), else ErrUnknownChat.
+func (s *Supervisor) missing(ctx context.Context, chat string) error {
+	l, ok := s.store.(sessionLoader)
+	if s.cfg.Owner == nil || !ok {
+		return ErrUnknownChat
+	}
+	if _, found, err := l.SessionRecord(ctx, chat); err == nil && found {
+		return ErrOtherNode
+	}
+	return ErrUnknownChat
 }

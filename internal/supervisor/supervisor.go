@@ -293,7 +293,7 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 func (s *Supervisor) Kill(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Kill(ctx)
 }
@@ -302,7 +302,7 @@ func (s *Supervisor) Kill(ctx context.Context, chat string) error {
 func (s *Supervisor) Pause(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Pause(ctx)
 }
@@ -311,7 +311,7 @@ func (s *Supervisor) Pause(ctx context.Context, chat string) error {
 func (s *Supervisor) Resume(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Resume(ctx)
 }
@@ -321,7 +321,7 @@ func (s *Supervisor) Resume(ctx context.Context, chat string) error {
 func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.OperatorRestart(ctx, clean)
 }
@@ -332,7 +332,7 @@ func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error
 func (s *Supervisor) Exempt(ctx context.Context, chat string, on bool) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.SetExempt(ctx, on)
 }

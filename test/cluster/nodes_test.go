@@ -183,6 +183,15 @@ func TestClusterThreeNodes(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "OWNER") || !strings.Contains(out, "node node-1 (this node): live") {
 		t.Errorf("dispatch status (exit %d):\n%s", code, out)
 	}
+	// an operator's command goes to the owner; another node says so
+	c0 := chats[0]
+	notOwner := ds[(adopters(ds, c0)[0]+1)%3]
+	if out, errOut, code := notOwner.Run("sessions", "kill", c0); code != 1 || !strings.Contains(out+errOut, "runs on another node") {
+		t.Errorf("sessions kill on a node that does not own the chat: exit %d\n%s%s", code, out, errOut)
+	}
+	if out, errOut, code := notOwner.Run("sessions", "kill", "no-such-chat"); code != 1 || !strings.Contains(out+errOut, "unknown chat") {
+		t.Errorf("sessions kill of an unknown chat: exit %d\n%s%s", code, out, errOut)
+	}
 	// metrics: the leases each node holds add up to the chats
 	held := 0
 	for i, d := range ds {
