@@ -566,8 +566,10 @@ func TestCheckLoopRunsOnSchedule(t *testing.T) {
 	checks := func() int {
 		return strings.Count(readFile(logging.ManagerPath(h.dir)), "msg=\"health check\"")
 	}
-	if err := h.clk.BlockUntil(t.Context(), 1); err != nil { // the loop armed
-		t.Fatal(err)
+	armed, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if when, err := h.clk.WaitNext(armed, time.Hour); err != nil || !when.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("first check armed for %v (%v), want first_check_delay", when, err)
 	}
 	h.clk.Advance(29 * time.Second)
 	if checks() != 0 {
