@@ -143,10 +143,7 @@ func TestAPIDownAndUpEvents(t *testing.T) {
 	id := h.send("kim", "held")
 	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
 	h.ag.Fail(agent.Outage, 0)
-	h.eventually("recovery", func() bool {
-		h.clk.Advance(30 * time.Second)
-		return h.msg(id).State == store.Done
-	})
+	h.runUntil("recovery", 2*time.Minute, func() bool { return h.msg(id).State == store.Done })
 	h.eventually("api events", func() bool {
 		return len(h.events(events.Query{Types: []events.Type{events.APIDown, events.APIUp}})) == 2
 	})
