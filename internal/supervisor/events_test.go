@@ -109,11 +109,9 @@ func TestNoResetBeforeTheFirstAnswer(t *testing.T) {
 	h := newHarness(t, nil)
 	h.ag.SetStrictResume(true) // the crashed first turn left nothing to resume
 	id := h.send("pia", "CRASH")
-	h.eventually("the poison message dead", func() bool {
-		h.clk.Advance(time.Minute) // restart backoffs
-		return h.msg(id).State == store.Dead
-	})
-	h.waitMsg(h.send("pia", "hello"), store.Done)
+	h.runUntil("the poison message dead", time.Hour, func() bool { return h.msg(id).State == store.Dead })
+	hello := h.send("pia", "hello")
+	h.runUntil("hello answered", time.Hour, func() bool { return h.msg(hello).State == store.Done })
 	if resets := h.events(events.Query{ChatID: "pia", Types: []events.Type{events.SessionReset}}); len(resets) != 0 {
 		t.Fatalf("resets for a chat that was never answered: %+v", resets)
 	}

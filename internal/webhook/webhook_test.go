@@ -325,6 +325,12 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 		sts[0].GaveUp != 1 {
 		t.Fatalf("status = %+v", sts[0])
 	}
+	// The delivered mark of the second event follows its answer by a
+	// moment: a stop before it would rightly send it again (at least once).
+	waitUntil(t, "the second event marked delivered", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Pending == 0
+	})
 	// A new manager (a restart) does not send the refused event again.
 	m.Stop()
 	m2 := startManager(t, st, Options{}, ep)
