@@ -25,6 +25,40 @@ type feedBackend struct {
 	*backend
 	*store.Store
 	retried string
+	// watched gets a signal (if there is room) each time a reader takes
+	// the feed's mark: from then on any event committed wakes or answers
+	// that reader, so a test can commit one knowing the reader waits.
+	watched chan struct{}
+}
+
+func (b *feedBackend) EventsVisible() (int64, <-chan struct{}) {
+	v, changed := b.Store.EventsVisible()
+	select {
+	case b.watched <- struct{}{}:
+	default:
+	}
+	return v, changed
+}
+
+// watching empties watched: the next signal is a new reader's.
+func (b *feedBackend) watching() {
+	for {
+		select {
+		case <-b.watched:
+		default:
+			return
+		}
+	}
+}
+
+// waitWatched waits for a reader to take the feed's mark.
+func (b *feedBackend) waitWatched(t *testing.T) {
+	t.Helper()
+	select {
+	case <-b.watched:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reader took the feed's mark")
+	}
 }
 
 func (b *feedBackend) Webhooks(context.Context) ([]webhook.EndpointStatus, error) {
@@ -49,7 +83,7 @@ func newFeedServer(t *testing.T, clk clock.Clock) (*httptest.Server, *feedBacken
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	b := &feedBackend{backend: &backend{}, Store: st}
+	b := &feedBackend{backend: &backend{}, Store: st, watched: make(chan struct{}, 1)}
 	srv := httptest.NewServer(Handler(b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	return srv, b
@@ -105,11 +139,12 @@ func TestLongPollWakesOnReply(t *testing.T) {
 		at   time.Time
 	}
 	got := make(chan res, 1)
+	b.watching()
 	go func() {
 		code, out, _ := getEvents(t, srv.URL+"/v1/events?after=0&wait=30s")
 		got <- res{code, out, time.Now()}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	b.waitWatched(t) // the poll found nothing and waits
 	reply(t, b.Store, "alice", "hello both", "one", "two")
 	committed := time.Now()
 	select {
@@ -141,8 +176,12 @@ func TestLongPollTimesOutEmptyAndFilters(t *testing.T) {
 		t.Fatalf("returned after %s, before the wait", d)
 	}
 	// Another chat's event wakes the poll but does not answer it.
+	b.watching()
 	go func() {
-		time.Sleep(50 * time.Millisecond)
+		select { // the poll waits (without it, the reply comes first: same answer)
+		case <-b.watched:
+		case <-time.After(10 * time.Second):
+		}
 		reply(t, b.Store, "bob", "hi bob", "m2")
 	}()
 	code, out, _ = getEvents(t, srv.URL+"/v1/events?chat=alice&after=1&wait=400ms")
@@ -237,26 +276,20 @@ func TestSSEFramingResumeAndKeepAlive(t *testing.T) {
 			t.Fatalf("event %d = %+v (%+v)", i, e, ev)
 		}
 	}
-	comments := 0
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		time.Sleep(350 * time.Millisecond)
-		resp.Body.Close()
-	}()
-	for {
+	// an idle stream gets a keep-alive comment each interval: read two
+	// (the guard ends the stream only if they never come)
+	guard := time.AfterFunc(10*time.Second, func() { resp.Body.Close() })
+	for comments := 0; comments < 2; {
 		line, err := rd.ReadString('\n')
 		if err != nil {
-			break
+			t.Fatalf("stream ended after %d keep-alive comments at a 100ms interval: %v", comments, err)
 		}
 		if strings.HasPrefix(line, ": keep-alive") {
 			comments++
 		}
 	}
-	<-done
-	if comments < 2 {
-		t.Fatalf("%d keep-alive comments in 350ms at a 100ms interval", comments)
-	}
+	guard.Stop()
+	resp.Body.Close()
 	// Resume after the first event: the second and third come, in order.
 	_, rd = openStream(t, srv.URL+"/v1/events", got[0].id)
 	again := readSSE(t, rd, 2, nil)

@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -40,6 +41,7 @@ type Fake struct {
 	mu     sync.Mutex
 	now    time.Time
 	timers []*fakeTimer
+	armed  chan struct{} // closed (and replaced) whenever a timer is armed
 }
 
 // NewFake returns a fake clock set to start.
@@ -61,6 +63,10 @@ func (f *Fake) NewTimer(d time.Duration) Timer {
 		return t
 	}
 	f.timers = append(f.timers, t)
+	if f.armed != nil {
+		close(f.armed)
+		f.armed = nil
+	}
 	return t
 }
 
@@ -94,6 +100,10 @@ func (f *Fake) Set(t time.Time) { f.Advance(t.Sub(f.Now())) }
 func (f *Fake) Next() (when time.Time, ok bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.nextLocked()
+}
+
+func (f *Fake) nextLocked() (when time.Time, ok bool) {
 	for _, t := range f.timers {
 		if !ok || t.when.Before(when) {
 			when, ok = t.when, true
@@ -107,6 +117,49 @@ func (f *Fake) Pending() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.timers)
+}
+
+// BlockUntil waits until at least n timers are waiting to fire, or ctx
+// ends. A test uses it to let the code arm the timer it is on its way to,
+// then moves the clock to exactly that deadline (Set(Next())) instead of
+// advancing time while the code may not be waiting yet.
+func (f *Fake) BlockUntil(ctx context.Context, n int) error {
+	return f.waitArmed(ctx, func() bool { return len(f.timers) >= n })
+}
+
+// WaitNext waits until a timer due no later than Now()+within is waiting to
+// fire, and returns the earliest deadline of the timers waiting; or ctx's
+// error. Timers further off (a check loop's, say) do not count.
+func (f *Fake) WaitNext(ctx context.Context, within time.Duration) (time.Time, error) {
+	var when time.Time
+	err := f.waitArmed(ctx, func() bool {
+		var ok bool
+		when, ok = f.nextLocked()
+		return ok && !when.After(f.now.Add(within))
+	})
+	return when, err
+}
+
+// waitArmed waits until cond, called with f.mu held, holds; it is looked at
+// again each time a timer is armed.
+func (f *Fake) waitArmed(ctx context.Context, cond func() bool) error {
+	for {
+		f.mu.Lock()
+		if cond() {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.armed == nil {
+			f.armed = make(chan struct{})
+		}
+		armed := f.armed
+		f.mu.Unlock()
+		select {
+		case <-armed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 type fakeTimer struct {

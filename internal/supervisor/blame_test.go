@@ -23,10 +23,7 @@ func TestDaemonResourceErrorsAreNotTheSessions(t *testing.T) {
 	for i := range 20 {
 		ids = append(ids, h.send(fmt.Sprint("c", i), "hello"))
 	}
-	h.eventually("every session tried a few times", func() bool {
-		h.clk.Advance(time.Second)
-		return len(h.ag.Starts()) >= 20*4
-	})
+	h.runUntil("every session tried a few times", time.Minute, func() bool { return len(h.ag.Starts()) >= 20*4 })
 	for i := range 20 {
 		s := h.snap(fmt.Sprint("c", i))
 		if s.State == session.Failed || s.Restarts != 0 {
@@ -42,10 +39,7 @@ func TestDaemonResourceErrorsAreNotTheSessions(t *testing.T) {
 	}
 	h.ag.SetStartErr(nil)
 	for _, id := range ids {
-		h.eventually("answered once descriptors are free", func() bool {
-			h.clk.Advance(time.Second)
-			return h.msg(id).State == store.Done
-		})
+		h.runUntil("answered once descriptors are free", time.Minute, func() bool { return h.msg(id).State == store.Done })
 	}
 	h.clk.Advance(DaemonErrorWindow + time.Second)
 	if st, _ := h.sup.Status(t.Context()); st.Daemon.ResourceError != "" || !st.Daemon.Healthy {

@@ -109,11 +109,9 @@ func TestNoResetBeforeTheFirstAnswer(t *testing.T) {
 	h := newHarness(t, nil)
 	h.ag.SetStrictResume(true) // the crashed first turn left nothing to resume
 	id := h.send("pia", "CRASH")
-	h.eventually("the poison message dead", func() bool {
-		h.clk.Advance(time.Minute) // restart backoffs
-		return h.msg(id).State == store.Dead
-	})
-	h.waitMsg(h.send("pia", "hello"), store.Done)
+	h.runUntil("the poison message dead", time.Hour, func() bool { return h.msg(id).State == store.Dead })
+	hello := h.send("pia", "hello")
+	h.runUntil("hello answered", time.Hour, func() bool { return h.msg(hello).State == store.Done })
 	if resets := h.events(events.Query{ChatID: "pia", Types: []events.Type{events.SessionReset}}); len(resets) != 0 {
 		t.Fatalf("resets for a chat that was never answered: %+v", resets)
 	}
@@ -143,10 +141,7 @@ func TestAPIDownAndUpEvents(t *testing.T) {
 	id := h.send("kim", "held")
 	h.eventually("api down", func() bool { return !h.sup.breaker.Up() })
 	h.ag.Fail(agent.Outage, 0)
-	h.eventually("recovery", func() bool {
-		h.clk.Advance(30 * time.Second)
-		return h.msg(id).State == store.Done
-	})
+	h.runUntil("recovery", 2*time.Minute, func() bool { return h.msg(id).State == store.Done })
 	h.eventually("api events", func() bool {
 		return len(h.events(events.Query{Types: []events.Type{events.APIDown, events.APIUp}})) == 2
 	})

@@ -77,10 +77,7 @@ func TestTransientFailureDoesNotStrandTheQueue(t *testing.T) {
 			for _, id := range ids {
 				// no Check, no further message: only the backoff after
 				// the failure passes
-				h.eventually("message done", func() bool {
-					h.clk.Advance(100 * time.Millisecond)
-					return h.msg(id).State == store.Done
-				})
+				h.runUntil("message done", time.Minute, func() bool { return h.msg(id).State == store.Done })
 			}
 			if got := h.msg(ids[0]); got.Failures != 1 {
 				t.Errorf("first message failures = %d, want 1", got.Failures)
@@ -101,8 +98,7 @@ func TestOperatorRestartOfFailedSessionReleasesTheQueue(t *testing.T) {
 	h.ag.SetStartErr(errors.New("fake: cannot start"))
 	h.ag.Crash("bea") // the turn fails; restarts fail until the session gives up
 	close(g.release)
-	h.eventually("session failed", func() bool {
-		h.clk.Advance(time.Minute) // restart backoffs
+	h.runUntil("session failed", 5*time.Minute, func() bool { // restart backoffs
 		return h.snap("bea").State == session.Failed
 	})
 	h.ag.SetStartErr(nil)
@@ -280,8 +276,7 @@ func TestStoreWriteFailureIsRetriedInOrder(t *testing.T) {
 		t.Errorf("accept on a full disk: %v, want ErrNoSpace", err)
 	}
 	for range 5 {
-		h.clk.Advance(10 * time.Second) // retries come and fail
-		time.Sleep(time.Millisecond)
+		h.fire(time.Minute) // the next retry comes (once armed) and fails
 	}
 	if m := h.msg(first); m.State != store.Inflight {
 		t.Fatalf("first message while its outcome cannot be written: %s", m.State)
@@ -293,10 +288,7 @@ func TestStoreWriteFailureIsRetriedInOrder(t *testing.T) {
 	failing.Lock()
 	full = false
 	failing.Unlock()
-	h.eventually("first done", func() bool {
-		h.clk.Advance(10 * time.Second)
-		return h.msg(first).State == store.Done
-	})
+	h.runUntil("first done", time.Minute, func() bool { return h.msg(first).State == store.Done })
 	h.waitMsg(second, store.Done)
 	if h.snap("fay").StoreError != "" {
 		t.Error("store_error still reported after the disk recovered")

@@ -1,8 +1,9 @@
 package supervisor
 
-// Model-based test of SPEC 2.1–2.5's central promise: no accepted message
-// is ever left waiting with nothing scheduled to hand it over, and none is
-// lost, answered out of order or answered for another chat.
+// Model-based test of the supervisor's central promise: every accepted
+// message is answered or dead-lettered exactly once, in its chat's order;
+// none is ever left waiting with nothing scheduled to hand it over, and none
+// is lost, answered out of order or answered for another chat.
 //
 // Each seed generates a random sequence of operations over a few chats —
 // sends (some poison: ERROR, CRASH, HANG, TOOLONG, DIE, NOCONV; some
@@ -119,6 +120,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/agent/fake"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 )
@@ -850,7 +852,11 @@ func (m *model) storeMessages() map[string]store.Message {
 }
 
 // holds reports whether a session with waiting messages has something
-// scheduled to hand them over, or holds them on purpose (SPEC 2.1).
+// scheduled to hand them over, or holds them on purpose. The rule: a chat
+// with messages waiting always has a turn in flight, a restart or a retry
+// scheduled, or a stated reason to hold them (it failed and waits for an
+// operator, it waits at the API gate, it is paused, it retries a store
+// write); never nothing.
 func holds(s session.Snapshot) (bool, string) {
 	switch {
 	case s.Busy:
@@ -1225,16 +1231,15 @@ func (w memWriter) Write(p []byte) (int, error) {
 
 func (l *memLogs) Manager() *slog.Logger { return l.log }
 
-func (l *memLogs) Lifecycle(event, chat, reason string, attrs ...slog.Attr) {
+func (l *memLogs) Event(ev lifecycle.Event, attrs ...slog.Attr) {
 	if l.judge != nil {
-		if inv, why := l.judge(event, chat, reason); inv != "" {
+		if inv, why := l.judge(ev.Kind.String(), ev.Chat, ev.Detail); inv != "" {
 			l.mu.Lock()
 			l.pending = append(l.pending, [2]string{inv, why})
 			l.mu.Unlock()
 		}
 	}
-	all := []slog.Attr{slog.String("event", event), slog.String("chat", chat), slog.String("reason", reason)}
-	l.log.LogAttrs(context.Background(), slog.LevelInfo, "lifecycle", append(all, attrs...)...)
+	l.log.LogAttrs(context.Background(), ev.Kind.Level(), "lifecycle", append(ev.Attrs(), attrs...)...)
 }
 
 func (l *memLogs) Session(chat string) *slog.Logger { return l.log.With("chat", chat) }

@@ -49,13 +49,7 @@ func (o observer) Event(ev lifecycle.Event) {
 // operator's retry or drop, a lost store, an orphan killed) have counters
 // of their own. An event's feed form, if any, is written by the store with
 // the change it reports (see lifecycle.Event.Feed).
-func (s *Supervisor) emit(ev lifecycle.Event) {
-	if el, ok := s.logs.(EventLog); ok {
-		el.Event(ev)
-	} else {
-		s.logs.Lifecycle(ev.Kind.String(), ev.Chat, ev.Detail)
-	}
-}
+func (s *Supervisor) emit(ev lifecycle.Event) { s.logs.Event(ev) }
 
 func (o observer) Turn(chat string, d time.Duration, n int, err error) {
 	outcome := "ok"

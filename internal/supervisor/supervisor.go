@@ -67,18 +67,12 @@ type Config struct {
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
-// and one log per session. A Logs that is also an EventLog (the daemon's
-// logging.Logs) is given typed lifecycle events; any other gets each one
-// rendered as its name, chat and reason.
+// (typed lifecycle events, as logging.Logs.Event writes them) and one log
+// per session.
 type Logs interface {
 	Manager() *slog.Logger
-	Lifecycle(event, chat, reason string, attrs ...slog.Attr)
-	Session(chat string) *slog.Logger
-}
-
-// EventLog writes typed lifecycle events (logging.Logs.Event).
-type EventLog interface {
 	Event(ev lifecycle.Event, attrs ...slog.Attr)
+	Session(chat string) *slog.Logger
 }
 
 // ErrUnknownChat is returned for operations on a chat that has no session.

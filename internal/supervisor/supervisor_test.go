@@ -109,13 +109,49 @@ func (h *harness) send(chat, text string) string {
 }
 
 // eventually polls cond (real time, bounded) — the actors run on their own
-// goroutines; nothing here sleeps and hopes.
+// goroutines and say what they did only through state this can look at.
+// It never moves the fake clock: the short sleep is the poll's interval, not
+// a wait for something to happen; a late actor only makes it poll longer.
 func (h *harness) eventually(what string, cond func() bool) {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// fire waits for the code to arm a timer due within the given span, then
+// sets the fake clock to exactly that timer's deadline.
+func (h *harness) fire(within time.Duration) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	when, err := h.clk.WaitNext(ctx, within)
+	if err != nil {
+		h.t.Fatalf("no timer due within %v was armed", within)
+	}
+	h.clk.Set(when)
+}
+
+// runUntil lets time pass the way the code asks for it until cond holds:
+// whenever the code has armed a timer due within the given span (a backoff,
+// a probe, a retry), the fake clock is set to exactly the earliest such
+// deadline; otherwise it polls like eventually. Time never moves by a
+// guessed step, nor past a deadline the code has not armed yet; timers
+// further off (the check loop's) are left alone.
+func (h *harness) runUntil(what string, within time.Duration, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s (clock at %v)", what, h.clk.Now().Sub(t0))
+		}
+		if when, ok := h.clk.Next(); ok && !when.After(h.clk.Now().Add(within)) {
+			h.clk.Set(when)
+			continue
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -271,26 +307,32 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 				// put down to an outage (uncharged); the probe then proves
 				// the API up, so the next silent turns are the message's
 				// own: charged twice, dead.
-				h.eventually("poison dead", func() bool {
+				for try := 0; h.msg(bad).State != store.Dead; try++ {
+					if try == 10 {
+						t.Fatalf("poison not dead after %d silent turns", try)
+					}
+					// wait (through probes and backoffs) until the next
+					// silent turn has reached the agent, then let it be
+					// stuck for longer than a first turn may be
+					turns := len(h.ag.TurnsFor("erin"))
+					h.runUntil("the next silent turn", time.Minute, func() bool {
+						return len(h.ag.TurnsFor("erin")) > turns || h.msg(bad).State == store.Dead
+					})
+					if h.msg(bad).State == store.Dead {
+						break
+					}
 					h.clk.Advance(30*time.Minute + time.Second)
 					h.sup.Check(context.Background())
-					return h.msg(bad).State == store.Dead
-				})
+				}
 			} else {
 				// batch [bad, good] fails, then bad alone fails again → dead
-				h.eventually("poison dead", func() bool {
-					h.clk.Advance(5 * time.Second) // let any restart backoff pass
-					return h.msg(bad).State == store.Dead
-				})
+				h.runUntil("poison dead", time.Minute, func() bool { return h.msg(bad).State == store.Dead })
 			}
 			m := h.waitMsg(bad, store.Dead)
 			if m.Failures != 2 || m.Error == "" {
 				t.Fatalf("dead message = %+v", m)
 			}
-			h.eventually("next message answered", func() bool {
-				h.clk.Advance(5 * time.Second)
-				return h.msg(good).State == store.Done
-			})
+			h.runUntil("next message answered", time.Minute, func() bool { return h.msg(good).State == store.Done })
 			if st := h.status("erin"); st.State == "failed" {
 				t.Fatalf("a poison message failed the session: %+v", st)
 			}
@@ -308,8 +350,7 @@ func TestErrorsThenRestartAndReset(t *testing.T) {
 	// two error results, then a success resets error_count
 	h.ag.Fail(agent.Fault, 2)
 	id := h.send("fay", "x")
-	h.eventually("x answered after two failures, each backed off", func() bool {
-		h.clk.Advance(time.Second)
+	h.runUntil("x answered after two failures, each backed off", time.Minute, func() bool {
 		return h.msg(id).State == store.Done
 	})
 	if m := h.msg(id); m.Failures != 2 {
@@ -322,15 +363,14 @@ func TestErrorsThenRestartAndReset(t *testing.T) {
 	// three error results in a row → restart
 	h.ag.Fail(agent.Fault, 3)
 	id = h.send("fay", "y")
-	h.eventually("restart after 3 errors", func() bool {
-		h.clk.Advance(time.Second) // through the backoff after each failure
+	h.runUntil("restart after 3 errors", time.Minute, func() bool { // through the backoff after each failure
 		return len(h.ag.Starts()) == 2
 	})
 	if !strings.Contains(h.lifecycle(), "reason=\"errors=3") {
 		t.Fatalf("no errors=3 restart in the lifecycle log:\n%s", h.lifecycle())
 	}
-	h.clk.Advance(time.Second)
-	m := h.waitMsg(id, store.Dead) // 3 failed attempts at max_attempts 3
+	h.runUntil("y dead", time.Minute, func() bool { return h.msg(id).State == store.Dead })
+	m := h.msg(id) // 3 failed attempts at max_attempts 3
 	if m.Failures != 3 {
 		t.Fatalf("failures = %d", m.Failures)
 	}
@@ -343,8 +383,7 @@ func TestRestartLimitFailsSessionAndOperatorRestartClears(t *testing.T) {
 	h.ag.SetStartErr(fmt.Errorf("boom"))
 	id := h.send("gus", "hi")
 	// start fails → restart (immediate), then 1s, then 2s, then failed
-	h.eventually("failed", func() bool {
-		h.clk.Advance(100 * time.Millisecond) // through the growing backoff
+	h.runUntil("failed", time.Minute, func() bool { // through the growing backoff
 		return h.snap("gus").State == session.Failed
 	})
 	if n := len(h.ag.Starts()); n != 4 {
@@ -400,8 +439,7 @@ func TestStuckTurnRestarts(t *testing.T) {
 	// A silent turn while no other chat gets answers is an outage signal:
 	// the messages are not charged, the breaker probes, and the restarted
 	// agent retries the turn once a probe gets through.
-	h.eventually("retried by the restarted agent", func() bool {
-		h.clk.Advance(time.Second) // the probe's delay
+	h.runUntil("retried by the restarted agent", time.Minute, func() bool { // the probe's delay
 		return h.msg(id).State == store.Done
 	})
 	if m := h.msg(id); m.Attempts != 2 || m.Failures != 0 {
@@ -493,10 +531,7 @@ func TestOutageHoldsMessagesWithoutRestarts(t *testing.T) {
 		}
 	}
 	h.ag.Fail(agent.Outage, 0)
-	h.eventually("recovery", func() bool {
-		h.clk.Advance(30 * time.Second)
-		return h.msg(ids[4]).State == store.Done
-	})
+	h.runUntil("recovery", 2*time.Minute, func() bool { return h.msg(ids[4]).State == store.Done })
 	if !h.sup.breaker.Up() {
 		t.Fatal("api still down after recovery")
 	}
@@ -531,7 +566,11 @@ func TestCheckLoopRunsOnSchedule(t *testing.T) {
 	checks := func() int {
 		return strings.Count(readFile(logging.ManagerPath(h.dir)), "msg=\"health check\"")
 	}
-	h.eventually("loop armed", func() bool { return h.clk.Pending() > 0 })
+	armed, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if when, err := h.clk.WaitNext(armed, time.Hour); err != nil || !when.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("first check armed for %v (%v), want first_check_delay", when, err)
+	}
 	h.clk.Advance(29 * time.Second)
 	if checks() != 0 {
 		t.Fatal("a check ran before first_check_delay")
@@ -586,10 +625,7 @@ func TestAuthErrorHoldsMessagesLogsOnceAndNeverRestarts(t *testing.T) {
 		t.Fatalf("auth failure logged %d times, want once:\n%s", n, h.lifecycle())
 	}
 	h.ag.Fail(agent.Auth, 0) // the key is fixed
-	h.eventually("answered", func() bool {
-		h.clk.Advance(time.Minute)
-		return h.msg(id).State == store.Done
-	})
+	h.runUntil("answered", 2*time.Minute, func() bool { return h.msg(id).State == store.Done })
 }
 
 // firstDeliveries lists texts in the order they first reached the agent.
@@ -704,11 +740,7 @@ func TestRetryAfterOutageDoesNotResendKeptMessages(t *testing.T) {
 	if err := h.sup.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	h.eventually("answered after recovery", func() bool {
-		h.eventually("no turn in flight", func() bool { return !h.snap("quinn").Busy })
-		h.clk.Advance(5 * time.Second)
-		return h.msg(held).State == store.Done
-	})
+	h.runUntil("answered after recovery", 2*time.Minute, func() bool { return h.msg(held).State == store.Done })
 	var sent []string
 	for _, turn := range h.ag.TurnsFor("quinn") {
 		sent = append(sent, turn.Texts...)

@@ -142,6 +142,17 @@ func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []receive
 	}
 }
 
+// waitUntil polls cond (real time, bounded): the deliveries run on their
+// own goroutines and say what they did only through state this can see.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
 func openStore(t *testing.T, path string) *store.Store {
 	t.Helper()
 	if path == "" {
@@ -259,20 +270,27 @@ func TestFailingEndpointRecoversInPerChatOrder(t *testing.T) {
 			want[chat] = append(want[chat], ev.Seq)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	// every failure mode answered a few times over before the recovery
+	waitUntil(t, "20 failed requests", func() bool { return rc.n.Load() >= 20 })
 	if n := len(rc.delivered()); n != 0 {
 		t.Fatalf("%d delivered while failing", n)
 	}
 	recovered.Store(true)
-	got := rc.waitFor(t, 150, 20*time.Second)
-	time.Sleep(50 * time.Millisecond)
-	if got = rc.delivered(); len(got) != 150 {
+	rc.waitFor(t, 150, 20*time.Second)
+	// once all 150 are marked delivered nothing is left to send: any
+	// duplicate would have been sent by now
+	var sts []EndpointStatus
+	waitUntil(t, "150 marked delivered", func() bool {
+		sts, _ = m.Status(context.Background(), true, 10)
+		return sts[0].Delivered == 150 && sts[0].Pending == 0
+	})
+	got := rc.delivered()
+	if len(got) != 150 {
 		t.Fatalf("received %d, want 150 (no duplicates after success)", len(got))
 	}
 	checkOrder(t, got, want)
-	sts, err := m.Status(context.Background(), true, 10)
-	if err != nil || sts[0].Delivered != 150 || sts[0].Failed != 0 || sts[0].Retries == 0 {
-		t.Fatalf("status = %+v, %v", sts, err)
+	if sts[0].Failed != 0 || sts[0].Retries == 0 {
+		t.Fatalf("status = %+v", sts)
 	}
 }
 
@@ -307,11 +325,22 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 		sts[0].GaveUp != 1 {
 		t.Fatalf("status = %+v", sts[0])
 	}
+	// The delivered mark of the second event follows its answer by a
+	// moment: a stop before it would rightly send it again (at least once).
+	waitUntil(t, "the second event marked delivered", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Pending == 0
+	})
 	// A new manager (a restart) does not send the refused event again.
 	m.Stop()
 	m2 := startManager(t, st, Options{}, ep)
-	time.Sleep(200 * time.Millisecond)
-	if n := rc.n.Load(); n != 2 {
+	// A later event of the same chat goes out after anything of the chat
+	// still to send: once it is delivered, the refused one was not resent.
+	third := emit(t, st, "alice", 3)
+	if got = rc.waitFor(t, 2, 5*time.Second); got[1].seq != third.Seq {
+		t.Fatalf("after a restart delivered %d, want the new event %d", got[1].seq, third.Seq)
+	}
+	if n := rc.n.Load(); n != 3 {
 		t.Fatalf("%d requests after a restart: a refused delivery was sent again", n)
 	}
 	if _, err := m2.Retry(context.Background(), "nope"); err != ErrUnknownEndpoint {
@@ -321,9 +350,9 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	if n, err := m2.Retry(context.Background(), "bridge"); err != nil || n != 1 {
 		t.Fatalf("Retry = %d, %v", n, err)
 	}
-	got = rc.waitFor(t, 2, 5*time.Second)
-	if got[1].id != first.ID {
-		t.Fatalf("retried delivery id %q, want %q", got[1].id, first.ID)
+	got = rc.waitFor(t, 3, 5*time.Second)
+	if got[2].id != first.ID {
+		t.Fatalf("retried delivery id %q, want %q", got[2].id, first.ID)
 	}
 	// The delivered mark is written just after the answer.
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -415,9 +444,11 @@ func TestSlowEndpointDoesNotSlowOthers(t *testing.T) {
 // undelivered event with the same webhook-id.
 func TestUndeliveredSentAgainWithSameID(t *testing.T) {
 	var up atomic.Bool
+	var refused atomic.Int64
 	rc := newReceiver(t, func(n int64, r *http.Request, w http.ResponseWriter) bool {
 		if !up.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			refused.Add(1)
 			return true
 		}
 		return false
@@ -430,7 +461,8 @@ func TestUndeliveredSentAgainWithSameID(t *testing.T) {
 	for i := range 10 {
 		ids = append(ids, emit(t, st, "alice", i).ID)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// deliveries outstanding: at least one was tried (and failed)
+	waitUntil(t, "a refused attempt", func() bool { return refused.Load() >= 1 })
 	m.Stop()
 	up.Store(true)
 	startManager(t, st, Options{}, ep)
@@ -448,14 +480,18 @@ func TestUndeliveredSentAgainWithSameID(t *testing.T) {
 func TestSubscribedTypesOnly(t *testing.T) {
 	rc := newReceiver(t, nil)
 	st := openStore(t, "")
-	startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, Events: []events.Type{events.APIDown}})
+	m := startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, Events: []events.Type{events.APIDown}})
 	emit(t, st, "alice", 1)
 	if _, err := st.AppendEvent(context.Background(), events.Event{Type: events.APIDown}); err != nil {
 		t.Fatal(err)
 	}
-	got := rc.waitFor(t, 1, 5*time.Second)
-	time.Sleep(100 * time.Millisecond)
-	if got = rc.delivered(); len(got) != 1 || got[0].typ != string(events.APIDown) {
+	rc.waitFor(t, 1, 5*time.Second)
+	// nothing left to send once the delivery is marked
+	waitUntil(t, "nothing pending", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Pending == 0
+	})
+	if got := rc.delivered(); len(got) != 1 || got[0].typ != string(events.APIDown) {
 		t.Fatalf("got %+v", got)
 	}
 }

@@ -64,6 +64,7 @@ const grace = 200 * time.Millisecond
 type harness struct {
 	t        *testing.T
 	state    string // STUB_STATE_DIR
+	hanging  string // STUB_HANG_FILE
 	argsLog  string // STUB_ARGS_LOG
 	cfg      Config
 	logs     *syncBuffer
@@ -77,19 +78,41 @@ func newHarness(t *testing.T, env ...string) *harness {
 		t:       t,
 		state:   filepath.Join(dir, "state"),
 		argsLog: filepath.Join(dir, "args.log"),
+		hanging: filepath.Join(dir, "hanging"),
 		logs:    &syncBuffer{},
 	}
 	h.children = filepath.Join(h.state, "children.pids")
 	h.cfg = Config{
 		Command:   stubPath,
 		StopGrace: grace,
-		Env:       map[string]string{"STUB_STATE_DIR": h.state, "STUB_ARGS_LOG": h.argsLog},
+		Env:       map[string]string{"STUB_STATE_DIR": h.state, "STUB_ARGS_LOG": h.argsLog, "STUB_HANG_FILE": h.hanging},
 	}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
 		h.cfg.Env[k] = v
 	}
 	return h
+}
+
+// waitHanging waits (bounded) until the stub has read a HANG turn and
+// hangs.
+func (h *harness) waitHanging() {
+	h.t.Helper()
+	if err := waitFile(h.hanging); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// waitFile polls (bounded) for a file another process creates.
+func waitFile(path string) error {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s never appeared", path)
+		}
+	}
 }
 
 // start starts a process and stops it when the test ends.
@@ -443,7 +466,7 @@ func TestHangStop(t *testing.T) {
 				_, err := turn(t, p, "HANG")
 				errc <- err
 			}()
-			time.Sleep(100 * time.Millisecond) // let the turn be written
+			h.waitHanging() // the turn was written and read
 
 			start := time.Now()
 			var wg sync.WaitGroup
@@ -480,7 +503,7 @@ func TestStopContext(t *testing.T) {
 	h.cfg.StopGrace = time.Hour
 	p := h.start("s", false)
 	go turn(t, p, "HANG") //nolint:errcheck // ends with the process
-	time.Sleep(100 * time.Millisecond)
+	h.waitHanging()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := p.Stop(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -604,7 +627,8 @@ func TestReadLine(t *testing.T) {
 // fakeDaemon plays the daemon for TestDaemonKilled: it starts the stub at
 // $CLAUDE_TEST_DAEMON, prints its pid and waits to be killed.
 func fakeDaemon() {
-	p, err := New(Config{Command: os.Getenv("CLAUDE_TEST_DAEMON")}).Start(context.Background(), agent.Spec{SessionID: "d"})
+	p, err := New(Config{Command: os.Getenv("CLAUDE_TEST_DAEMON"),
+		Env: map[string]string{"STUB_HANG_FILE": os.Getenv("STUB_HANG_FILE")}}).Start(context.Background(), agent.Spec{SessionID: "d"})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
@@ -612,7 +636,10 @@ func fakeDaemon() {
 	// A hung stub never reads stdin again, so only the parent death signal
 	// can end it, not the EOF that the daemon's death causes.
 	go p.Turn(context.Background(), []string{"HANG"}) //nolint:errcheck // never returns
-	time.Sleep(200 * time.Millisecond)
+	if err := waitFile(os.Getenv("STUB_HANG_FILE")); err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
 	fmt.Println(p.Pid())
 	select {}
 }
@@ -623,7 +650,8 @@ func TestDaemonKilled(t *testing.T) {
 		t.Skip("parent death signal is Linux-only")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "CLAUDE_TEST_DAEMON="+stubPath, "STUB_STATE_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "CLAUDE_TEST_DAEMON="+stubPath, "STUB_STATE_DIR="+t.TempDir(),
+		"STUB_HANG_FILE="+filepath.Join(t.TempDir(), "hanging"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -110,9 +110,15 @@ func TestKnobs(t *testing.T) {
 	}
 
 	a.HangNext()
+	calls := len(a.Calls(0))
 	errc := make(chan error, 1)
 	go func() { _, err := turn(p, "x"); errc <- err }()
-	time.Sleep(20 * time.Millisecond)
+	// stop it once the turn has begun hanging (its call is logged)
+	for deadline := time.Now().Add(10 * time.Second); len(a.Calls(calls)) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hung turn never began")
+		}
+	}
 	p.Stop(context.Background())
 	wantKind(t, <-errc, agent.Exited)
 
@@ -167,8 +173,10 @@ func TestScriptAndDelay(t *testing.T) {
 	a.SetChatDelay("bob", time.Minute)
 	done := make(chan agent.Result, 1)
 	go func() { r, _ := turn(p, "slow"); done <- r }()
-	for clk.Pending() == 0 {
-		time.Sleep(time.Millisecond)
+	armed, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := clk.BlockUntil(armed, 1); err != nil { // the delay's timer is armed
+		t.Fatal(err)
 	}
 	clk.Advance(time.Minute)
 	if r := <-done; r.Text != "bob:slow" || r.Duration != time.Minute {

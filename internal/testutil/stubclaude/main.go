@@ -19,7 +19,8 @@
 // Directives anywhere in a message's text:
 //
 //	CRASH        exit 3 right after the init line, without a result (a note goes to stderr)
-//	HANG         never answer; sleep until killed
+//	HANG         never answer; sleep until killed (first creating
+//	             $STUB_HANG_FILE, if set, so a test knows the turn was read)
 //	ERROR        error result: subtype error_during_execution, result "stub error"
 //	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
 //	OVERLOADED   error result, api_error_status 529, an overloaded_error body
@@ -52,6 +53,7 @@
 // Environment knobs:
 //
 //	STUB_STATE_DIR        where conversations are kept (default: the OS temp dir)
+//	STUB_HANG_FILE=FILE   created when a HANG turn has been read and hangs
 //	STUB_ARGS_LOG=FILE    append one JSON record per invocation: argv, pid, cwd,
 //	                      CLAUDECODE (and whether it was set), and the variables
 //	                      named in STUB_LOG_ENV
@@ -189,6 +191,9 @@ func (s *stub) turn(line []byte) {
 	}
 	start := time.Now()
 	if strings.Contains(text, "HANG") {
+		if f := os.Getenv("STUB_HANG_FILE"); f != "" {
+			_ = os.WriteFile(f, nil, 0o644)
+		}
 		for { // until killed; select{} would trip the runtime's deadlock check
 			time.Sleep(time.Hour)
 		}
