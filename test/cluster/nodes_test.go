@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -332,6 +334,15 @@ func TestClusterPausedOwnerFenced(t *testing.T) {
 	}
 	waitAll(t, ds[owner], sent, 30*time.Second)
 	checkAnswered(t, ds[newOwner], sent)
+	// what the woken node tried to write was refused by the fence
+	logs := ds[owner].ManagerLog()
+	if files, _ := filepath.Glob(filepath.Join(ds[owner].StateDir, "logs", "sessions", "*")); len(files) > 0 {
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			logs += string(b)
+		}
+	}
+	t.Logf("writes the fence refused on the woken node: %d", strings.Count(logs, "fenced"))
 	m := ds[owner].Message(sent[chat][1])
 	answeredBy := ""
 	for _, d := range ds {
