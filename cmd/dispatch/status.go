@@ -65,6 +65,7 @@ func printStatus(w io.Writer, st wire.Status) error {
 		termsafe.Line(d.Version), d.PID, human(seconds(d.UptimeSeconds)), termsafe.Line(d.API),
 		st.Queue.Pending, st.Queue.Inflight, st.Queue.Dead)
 	printWebhookLine(w, st.Webhooks)
+	printNodes(w, st)
 	if len(st.Sessions) == 0 {
 		fmt.Fprintln(w, "no sessions")
 		return nil
@@ -76,7 +77,15 @@ func printStatus(w io.Writer, st wire.Status) error {
 func sessionTable(ss []wire.SessionStatus) *table {
 	sessions := append([]wire.SessionStatus(nil), ss...)
 	sort.SliceStable(sessions, func(i, j int) bool { return sessions[i].IdleSeconds < sessions[j].IdleSeconds })
-	t := newTable("CHAT", "STATE", "HEALTH", "BUSY", "IDLE", "ERRORS", "QUEUE", "TURNS", "RESTARTS", "MEMORY", "SESSION", "EXEMPT")
+	owners := false
+	for _, s := range sessions {
+		owners = owners || s.Owner != ""
+	}
+	cols := []string{"CHAT", "STATE", "HEALTH", "BUSY", "IDLE", "ERRORS", "QUEUE", "TURNS", "RESTARTS", "MEMORY", "SESSION", "EXEMPT"}
+	if owners {
+		cols = append(cols, "OWNER")
+	}
+	t := newTable(cols...)
 	for _, s := range sessions {
 		sid := s.SessionID
 		if len(sid) > 8 {
@@ -88,8 +97,16 @@ func sessionTable(ss []wire.SessionStatus) *table {
 		} else if s.StopReason != "" {
 			mem = "(" + s.StopReason + ")"
 		}
-		t.add(cell(s.ChatID, 40), s.State, cell(s.HealthReason, 40), yesNo(s.Busy), human(seconds(s.IdleSeconds)),
-			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, exemptCell(s))
+		row := []any{cell(s.ChatID, 40), s.State, cell(s.HealthReason, 40), yesNo(s.Busy), human(seconds(s.IdleSeconds)),
+			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, exemptCell(s)}
+		if owners {
+			owner := s.Owner
+			if owner == "" {
+				owner = "-"
+			}
+			row = append(row, cell(owner, 40))
+		}
+		t.add(row...)
 	}
 	return t
 }
@@ -105,4 +122,23 @@ func exemptCell(s wire.SessionStatus) string {
 		return "yes"
 	}
 	return "-"
+}
+
+// printNodes prints the cluster's nodes (PostgreSQL), one line each.
+func printNodes(w io.Writer, st wire.Status) {
+	for _, n := range st.Nodes {
+		state := "live"
+		switch {
+		case n.Stopped:
+			state = "stopped"
+		case !n.Live:
+			state = "DEAD"
+		}
+		self := ""
+		if n.Self {
+			self = " (this node)"
+		}
+		fmt.Fprintf(w, "node %s%s: %s, last heartbeat %s ago, %d chats\n",
+			termsafe.Line(n.ID), self, state, human(seconds(n.HeartbeatAge)), n.Chats)
+	}
 }

@@ -298,6 +298,8 @@ func (h *handler) fail(w http.ResponseWriter, what string, err error) {
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, supervisor.ErrUnknownChat):
 		writeError(w, http.StatusNotFound, "unknown chat")
+	case errors.Is(err, supervisor.ErrOtherNode):
+		writeError(w, http.StatusConflict, err.Error())
 	case errors.Is(err, supervisor.ErrClosing):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, store.ErrConflict):

@@ -4,7 +4,10 @@
 // every key with its default.
 package config
 
-import "time"
+import (
+	"os"
+	"time"
+)
 
 // Config is the whole configuration. Field tags name the YAML keys.
 type Config struct {
@@ -97,6 +100,18 @@ type Store struct {
 }
 
 // Postgres reports whether the store is PostgreSQL.
+// NodeID is node.id, or the host name when unset.
+func (c Config) NodeID() string {
+	if c.Node.ID != "" {
+		return c.Node.ID
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "dispatch"
+	}
+	return h
+}
+
 func (s Store) Postgres() bool { return s.Driver == "postgres" }
 
 // Node is this daemon as one node of several sharing a PostgreSQL store.

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 
+	"github.com/dispatchd/dispatch/internal/cluster"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
@@ -14,8 +15,9 @@ import (
 // (read from the store) and webhook delivery.
 type backend struct {
 	*supervisor.Supervisor
-	st store.Backend
-	wh *webhook.Manager
+	st   store.Backend
+	wh   *webhook.Manager
+	node *cluster.Manager // nil on SQLite
 }
 
 // Status adds the webhook endpoints' delivery state to the supervisor's.
@@ -23,6 +25,11 @@ func (b backend) Status(ctx context.Context) (supervisor.Status, error) {
 	st, err := b.Supervisor.Status(ctx)
 	if err != nil {
 		return st, err
+	}
+	if b.node != nil {
+		if st, err = clusterStatus(ctx, b.node, b.st, st); err != nil {
+			return st, err
+		}
 	}
 	if len(b.wh.Endpoints()) > 0 {
 		if st.Webhooks, err = b.wh.Status(ctx, false, 0); err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/agent/echo"
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/cluster"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/fsafe"
 	"github.com/dispatchd/dispatch/internal/logging"
@@ -80,9 +81,9 @@ type Daemon struct {
 
 	log *slog.Logger
 	st  store.Backend
-	// nodeLost reports that another node took the PostgreSQL store (nil
-	// with SQLite).
-	nodeLost  <-chan error
+	// node is this daemon's part of a cluster on PostgreSQL (nil with
+	// SQLite).
+	node      *cluster.Manager
 	sup       *supervisor.Supervisor
 	servers   []*http.Server
 	listeners []net.Listener
@@ -141,14 +142,6 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	if cfg.Store.Postgres() {
-		lost, release, err := holdNodeLock(ctx, cfg.Store.DSN, log)
-		if err != nil {
-			return err
-		}
-		d.onClose(func() error { release(); return nil })
-		d.nodeLost = lost
-	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -161,22 +154,51 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg)
+	ag, err := newAgent(cfg, st)
 	if err != nil {
 		return err
 	}
-	sup := supervisor.New(supervisorConfig(cfg, opt.Version, mark), st, ag, clock.Real{}, logs)
+	scfg := supervisorConfig(cfg, opt.Version, mark)
+	// Several nodes on one PostgreSQL database: chats are owned through
+	// leases whose fencing tokens the store checks on every write for a
+	// chat; webhooks are delivered by the one node holding that role.
+	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	if pg, ok := st.(*pgstore.Store); ok {
+		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
+			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
+			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+			OnRole: func(r string, held bool) {
+				if r != cluster.RoleWebhooks {
+					return
+				}
+				if held {
+					log.Info("this node delivers the webhooks now")
+					wh.Start()
+				} else {
+					log.Info("this node no longer delivers the webhooks")
+					wh.Stop()
+				}
+			},
+		})
+		pg.SetFence(d.node)
+		scfg.Owner = d.node
+	}
+	sup := supervisor.New(scfg, st, ag, clock.Real{}, logs)
 	d.sup = sup
 	// Webhook delivery: every new event is queued for its endpoints in
 	// its own commit, so the fanout is set before anything is written.
-	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+	wh, err = webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
 		Log: log, Registry: sup.Metrics().Registry,
 	})
 	if err != nil {
 		return err
 	}
 	st.SetWebhookFanout(wh.Fanout)
-	wh.Start()
+	if d.node == nil {
+		wh.Start()
+	} else {
+		clusterMetrics(sup.Metrics().Registry, d.node)
+	}
 	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
 
 	if cfg.API.Socket != "" {
@@ -193,7 +215,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh}, sup.Metrics().Registry, log)
+	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: d.node}, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
@@ -218,12 +240,16 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.started = true
+	if d.node != nil {
+		if err := d.node.Start(ctx, sup); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-// Serve serves the control API until ctx is done (nil), a listener fails
-// or another node takes the PostgreSQL store (an error, so a service
-// manager restarts the daemon). Meanwhile
+// Serve serves the control API until ctx is done (nil) or a listener fails
+// (an error, so a service manager restarts the daemon). Meanwhile
 // it tells systemd it is ready and feeds its watchdog while the
 // supervisor's loops tick, so systemd restarts a wedged daemon.
 func (d *Daemon) Serve(ctx context.Context) error {
@@ -257,9 +283,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	case err := <-serveErr:
 		log.Error("control socket failed", "err", err)
 		return fmt.Errorf("control socket: %w", err) // exit non-zero so a service manager restarts us
-	case err := <-d.nodeLost:
-		log.Error("stopping: another node took the store", "err", err)
-		return err
 	}
 }
 
@@ -280,6 +303,14 @@ func (d *Daemon) Close() error {
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 		d.sup.Shutdown(sctx)
 		cancel()
+		if d.node != nil {
+			// After the sessions saved their state under their leases:
+			// give the leases back so that the other nodes take the chats
+			// at once.
+			rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			d.node.Stop(rctx)
+			rcancel()
+		}
 		_ = notify.Status("stopping: agents stopped, closing the store")
 		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		for _, srv := range d.servers {
@@ -355,7 +386,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config) (agent.Agent, error) {
+func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -364,10 +395,14 @@ func newAgent(cfg config.Config) (agent.Agent, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("agent.dir: %w", err)
 		}
-		return claude.New(claude.Config{
+		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
-		}), nil
+		}
+		if pg, ok := st.(*pgstore.Store); ok {
+			cc.Conversations = pg // conversations move with their chats between nodes
+		}
+		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
 }

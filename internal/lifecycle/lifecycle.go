@@ -42,6 +42,8 @@ const (
 	Drop                         // an operator dropped a dead message
 	StoreLost                    // the database was removed or replaced under the daemon
 	OrphanKilled                 // an agent process no session owned was killed
+	Adopt                        // this node took the chat's lease (several nodes on PostgreSQL)
+	LeaseLost                    // this node lost the chat's lease: its agent was stopped
 )
 
 var kindNames = map[Kind]string{
@@ -49,13 +51,13 @@ var kindNames = map[Kind]string{
 	Wait: "wait", Failure: "failure", ResumeFailed: "resume_failed", DeadLetter: "dead_letter",
 	Panic: "panic", Pause: "pause", Resume: "resume", StoreError: "store_error",
 	DaemonError: "daemon_error", Retry: "retry", Drop: "drop", StoreLost: "store_lost",
-	OrphanKilled: "orphan_killed",
+	OrphanKilled: "orphan_killed", Adopt: "adopt", LeaseLost: "lease_lost",
 }
 
 // Kinds lists every kind, in declaration order.
 func Kinds() []Kind {
 	out := make([]Kind, 0, len(kindNames))
-	for k := Start; k <= OrphanKilled; k++ {
+	for k := Start; k <= LeaseLost; k++ {
 		out = append(out, k)
 	}
 	return out
@@ -106,6 +108,7 @@ const (
 	Store              // a store write failed, or the database was lost
 	Resources          // the daemon is out of descriptors, memory or processes
 	Orphan             // a leftover agent process
+	Lease              // a chat's lease (several nodes on PostgreSQL)
 )
 
 var causeNames = map[Cause]string{
@@ -113,7 +116,7 @@ var causeNames = map[Cause]string{
 	Panicked: "panic", StartFail: "start", Context: "context", Memory: "memory", Operator: "operator",
 	Idle: "idle", LiveCap: "live_cap", Broken: "broken", CleanExit: "clean_exit", Resumption: "resume",
 	Auth: "auth", RestartLimit: "restart_limit", Attempts: "attempts", Store: "store",
-	Resources: "resources", Orphan: "orphan",
+	Resources: "resources", Orphan: "orphan", Lease: "lease",
 }
 
 // String is the cause's name ("stale_queue").

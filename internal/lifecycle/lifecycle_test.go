@@ -20,7 +20,7 @@ func TestNamesAreUniqueAndKnown(t *testing.T) {
 		t.Errorf("Kinds() lists %d kinds, %d have names", len(seen), len(kindNames))
 	}
 	seen = map[string]bool{}
-	for c := NoCause; c <= Orphan; c++ {
+	for c := NoCause; c <= Lease; c++ {
 		if n := c.String(); n == "unknown" || seen[n] {
 			t.Errorf("cause %d: name %q", c, n)
 		} else {

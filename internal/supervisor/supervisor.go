@@ -61,6 +61,9 @@ type Config struct {
 	// CarryOver is sessions.carry_over: earlier exchanges a conversation
 	// that had to start over carries into its first turn.
 	CarryOver int
+	// Owner, with several nodes on one database, says which chats this
+	// node holds the lease of (cluster.go); nil: one node, every chat.
+	Owner Owner
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
@@ -101,6 +104,8 @@ type Supervisor struct {
 
 	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
+
+	drops sync.WaitGroup // sessions stopping after their lease was lost (cluster.go)
 
 	lastTick atomic.Int64 // unix nanos of the check loop's last tick
 	cancel   context.CancelFunc
@@ -155,6 +160,9 @@ func (s *Supervisor) Metrics() *metrics.Metrics { return s.metrics }
 // died go back to pending, sessions that were live start again with resume,
 // every chat with pending messages is woken — and starts the health loop.
 func (s *Supervisor) Start(ctx context.Context) error {
+	if s.cfg.Owner != nil {
+		return s.startClustered()
+	}
 	n, err := s.store.ResetInflight(ctx)
 	if err != nil {
 		return fmt.Errorf("recover in-flight messages: %w", err)
@@ -191,7 +199,12 @@ func (s *Supervisor) Start(ctx context.Context) error {
 		}
 	}
 	s.log.Info("supervisor started", "sessions", len(recs), "resumed", live, "chats_pending", len(pending))
+	s.startLoops()
+	return nil
+}
 
+// startLoops starts the supervisor's own loops.
+func (s *Supervisor) startLoops() {
 	loopCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.lastTick.Store(s.clock.Now().UnixNano())
@@ -201,7 +214,6 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.writeAPIEvents(loopCtx) }()
 	go func() { defer s.wg.Done(); s.hibernationLoop(loopCtx) }()
 	go func() { defer s.wg.Done(); s.memoryLoop(loopCtx) }()
-	return nil
 }
 
 // session returns chat's session, creating it on first use. Concurrent
@@ -214,8 +226,8 @@ func (s *Supervisor) session(chat string) *session.Session {
 	if ss, ok := s.sessions[chat]; ok {
 		return ss
 	}
-	if s.closing {
-		return nil
+	if s.closing || s.cfg.Owner != nil {
+		return nil // with several nodes, a session is made when its lease is taken (Adopt)
 	}
 	ss := session.New(s.deps, store.SessionRecord{ChatID: chat}, false)
 	s.sessions[chat] = ss
@@ -275,7 +287,7 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 func (s *Supervisor) Kill(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Kill(ctx)
 }
@@ -284,7 +296,7 @@ func (s *Supervisor) Kill(ctx context.Context, chat string) error {
 func (s *Supervisor) Pause(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Pause(ctx)
 }
@@ -293,7 +305,7 @@ func (s *Supervisor) Pause(ctx context.Context, chat string) error {
 func (s *Supervisor) Resume(ctx context.Context, chat string) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.Resume(ctx)
 }
@@ -303,7 +315,7 @@ func (s *Supervisor) Resume(ctx context.Context, chat string) error {
 func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.OperatorRestart(ctx, clean)
 }
@@ -314,7 +326,7 @@ func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error
 func (s *Supervisor) Exempt(ctx context.Context, chat string, on bool) error {
 	ss, ok := s.lookup(chat)
 	if !ok {
-		return ErrUnknownChat
+		return s.missing(ctx, chat)
 	}
 	return ss.SetExempt(ctx, on)
 }
@@ -375,6 +387,7 @@ func (s *Supervisor) Shutdown(ctx context.Context) {
 	}
 	wg.Wait()
 	s.wg.Wait()
+	s.drops.Wait()
 	s.log.Info("supervisor stopped")
 }
 

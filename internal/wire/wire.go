@@ -40,6 +40,25 @@ type Status struct {
 	// Webhooks are the webhook endpoints with their delivery state (never
 	// a secret).
 	Webhooks []EndpointStatus `json:"webhooks,omitempty"`
+	// Nodes are the nodes sharing the PostgreSQL database, with their
+	// last heartbeat (absent on SQLite).
+	Nodes []NodeStatus `json:"nodes,omitempty"`
+}
+
+// NodeStatus is one node of several sharing a PostgreSQL database.
+type NodeStatus struct {
+	ID string `json:"id"`
+	// Self marks the node that answered.
+	Self bool `json:"self,omitempty"`
+	// Live: a heartbeat within node.lease_ttl and not stopped cleanly.
+	Live          bool    `json:"live"`
+	Stopped       bool    `json:"stopped,omitempty"`
+	LastHeartbeat string  `json:"last_heartbeat"`
+	HeartbeatAge  float64 `json:"heartbeat_age_seconds"`
+	StartedAt     string  `json:"started_at"`
+	// Chats is how many chats the node holds leases on.
+	Chats   int `json:"chats"`
+	MaxLive int `json:"max_live"`
 }
 
 // DaemonStatus is the daemon's own part of the status.
@@ -59,6 +78,8 @@ type DaemonStatus struct {
 	// StoreLost says the database file was removed, replaced or truncated
 	// under the daemon: nothing is accepted until it is restarted.
 	StoreLost string `json:"store_lost,omitempty"`
+	// Node is this daemon's node.id (PostgreSQL only).
+	Node string `json:"node,omitempty"`
 }
 
 // SessionStatus is one session in the status (and GET /v1/sessions).
@@ -92,6 +113,11 @@ type SessionStatus struct {
 	// StoreError is the store write the session is retrying, while it
 	// fails (a full disk, an I/O error).
 	StoreError string `json:"store_error,omitempty"`
+	// Owner is the node holding the chat's lease (PostgreSQL only; "" when
+	// no node holds it now). Sessions owned by other nodes are listed from
+	// their saved records: their live figures (pid, memory, health) are on
+	// the owner's own status.
+	Owner string `json:"owner,omitempty"`
 }
 
 // QueueStatus counts the stored messages by state.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -106,17 +105,4 @@ func TestPostgresSingleNode(t *testing.T) {
 	if s := d.MustSession("alpha"); s.SessionID == "" {
 		t.Fatalf("alpha's session after restart: %+v", s)
 	}
-}
-
-// Until chats have leases, a second node on the same database is refused
-// at start, clearly, and the first keeps working.
-func TestPostgresSecondNodeRefused(t *testing.T) {
-	dsn := pgtest.NewDatabase(t)
-	a := daemontest.Start(t, pgOpts(dsn, nil))
-	b := daemontest.New(t, pgOpts(dsn, nil))
-	out, errOut, code := b.Run("daemon")
-	if code == 0 || !strings.Contains(out+errOut, "another dispatch node is running on this PostgreSQL database") {
-		t.Fatalf("second node: exit %d\n%s%s", code, out, errOut)
-	}
-	a.WaitMessage(a.Send("chat", "still here"), "done", 30*time.Second)
 }

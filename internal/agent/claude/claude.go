@@ -50,6 +50,10 @@ type Config struct {
 	// Clock times Stop's grace periods, turn durations and LastOutput
 	// (default: the wall clock).
 	Clock clock.Clock
+	// Conversations, when set (several nodes on one database), saves each
+	// chat's conversation files after every turn and restores them before
+	// a --resume (conv.go).
+	Conversations Conversations
 }
 
 // Agent starts Claude Code processes. It implements agent.Agent.
@@ -104,6 +108,20 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
 	cmd.Env = Environ(os.Environ(), a.cfg.EnvPassthrough, a.cfg.Env, spec.Env)
 	cmd.Dir = dir
+	var pdir string
+	if a.cfg.Conversations != nil && !spec.Ephemeral && spec.ChatID != "" && dir != a.cfg.Dir {
+		pdir = projectDir(cmd.Env, dir)
+	}
+	if spec.Resume && pdir != "" {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), convTimeout)
+		n, err := restoreConversation(rctx, a.cfg.Conversations, spec.ChatID, pdir)
+		cancel()
+		if err != nil {
+			spec.Log.Warn("could not restore the saved conversation; it may not resume", "dir", pdir, "err", err)
+		} else if n > 0 {
+			spec.Log.Info("restored the conversation saved by another node", "files", n, "dir", pdir)
+		}
+	}
 	if spec.Resume && dir != a.cfg.Dir {
 		// Conversations of earlier versions, which shared one working
 		// directory, move into the chat's own.
@@ -114,7 +132,23 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		}
 	}
 	cmd.SysProcAttr = sysProcAttr()
-	return start(cmd, spec, a.cfg)
+	p, err := start(cmd, spec, a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if pdir != "" {
+		cs, chat, log := a.cfg.Conversations, spec.ChatID, spec.Log
+		p.afterTurn = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), convTimeout)
+			defer cancel()
+			if n, err := saveConversation(ctx, cs, chat, pdir); err != nil {
+				log.Warn("could not save the conversation after the turn; another node taking the chat over would resume an older one", "err", err)
+			} else if n > 0 {
+				log.Debug("conversation saved", "bytes", n)
+			}
+		}
+	}
+	return p, nil
 }
 
 // argv is the CLI's argument list for spec (without the command).

@@ -74,6 +74,10 @@ type Process struct {
 	tail     []string // last stderr lines
 	noConv   string   // a --resume start reported its conversation missing
 	exitErr  error
+
+	// afterTurn, when set, runs once a turn got its result, before the
+	// turn returns (the conversation's save).
+	afterTurn func()
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -257,6 +261,9 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 // finish turns a result line into the turn's outcome.
 func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
+	if p.afterTurn != nil {
+		p.afterTurn()
+	}
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
 	}

@@ -34,8 +34,17 @@ func (s *Store) AppendEvent(ctx context.Context, ev events.Event) (events.Event,
 
 // RecordReset writes a session_reset event.
 func (s *Store) RecordReset(ctx context.Context, chat, reason string) error {
-	_, err := s.AppendEvent(ctx, events.Event{Type: events.SessionReset, ChatID: chat, Reason: reason})
-	return err
+	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceChats(ctx, tx, chat); err != nil {
+			return err
+		}
+		_, err := s.appendEvent(tx, events.Event{Type: events.SessionReset, ChatID: chat, Reason: reason})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
 }
 
 // readTx runs fn in a read-only REPEATABLE READ transaction: one snapshot,

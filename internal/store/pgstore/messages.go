@@ -71,6 +71,9 @@ func (s *Store) Accept(ctx context.Context, chatID, text, clientID string) (id s
 	if err != nil {
 		return "", false, fmt.Errorf("store: accept: %w", err)
 	}
+	if !dup {
+		s.wake(ctx, chatID)
+	}
 	return id, dup, nil
 }
 
@@ -83,6 +86,9 @@ func (s *Store) Claim(ctx context.Context, chatID string, limit int) (batch []st
 	err = s.write(ctx, true, func(ctx context.Context, tx *wtx) error {
 		batch, more = nil, false
 		if err := lockChat(ctx, tx, chatID); err != nil {
+			return err
+		}
+		if err := s.fenceChats(ctx, tx, chatID); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT `+msgCols+` FROM messages
@@ -130,6 +136,9 @@ func (s *Store) Complete(ctx context.Context, ids []string, reply string) error 
 	now := s.clk.Now()
 	turn := store.NewTurnID()
 	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceIDs(ctx, tx, ids); err != nil {
+			return err
+		}
 		return s.completeMessages(ctx, tx, ids, reply, turn, now)
 	})
 	if err != nil {
@@ -200,6 +209,9 @@ func (s *Store) RequeueKept(ctx context.Context, ids []string, errText, keptIn s
 	}
 	now := store.Nanos(s.clk.Now())
 	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceIDs(ctx, tx, ids); err != nil {
+			return err
+		}
 		_, err := tx.Exec(ctx, `UPDATE messages
 			SET state = 'pending', error = $1, updated_at = $2,
 				kept_in = CASE WHEN $3 = '' THEN kept_in ELSE $3 END
@@ -220,6 +232,9 @@ func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttem
 	}
 	now := store.Nanos(s.clk.Now())
 	err = s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceIDs(ctx, tx, ids); err != nil {
+			return err
+		}
 		rows, err := tx.Query(ctx, `UPDATE messages
 			SET failures = failures + 1, error = $1, updated_at = $2,
 				state = CASE WHEN failures + 1 >= $3 THEN 'dead' ELSE 'pending' END
@@ -289,6 +304,7 @@ func (s *Store) ResetInflight(ctx context.Context) (int, error) {
 // line; see store.Store.Retry.
 func (s *Store) Retry(ctx context.Context, id string) error {
 	now := store.Nanos(s.clk.Now())
+	var woken string
 	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
 		var chat string
 		if err := tx.QueryRow(ctx, `SELECT chat_id FROM messages WHERE id = $1 AND state = 'dead'`, id).Scan(&chat); err != nil {
@@ -310,11 +326,13 @@ func (s *Store) Retry(ctx context.Context, id string) error {
 		if tag.RowsAffected() == 0 {
 			return store.ErrNotFound
 		}
+		woken = chat
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: retry %q: %w", id, err)
 	}
+	s.wake(ctx, woken)
 	return nil
 }
 

@@ -77,6 +77,7 @@ type Store struct {
 
 	fault  atomic.Pointer[store.FaultFunc]
 	fanout atomic.Pointer[func(events.Type) []string]
+	fencer atomic.Pointer[Fence]
 	feed   feed
 
 	closed    atomic.Bool
@@ -143,6 +144,10 @@ func Open(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store
 // Pool is the store's connection pool, for the cluster's own tables
 // (leases, nodes) kept beside the store's.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// ConnConfig is a copy of the store's connection settings, for a
+// connection of the caller's own (the cluster's wake-up listener).
+func (s *Store) ConnConfig() *pgx.ConnConfig { return s.cfg.ConnConfig.Copy() }
 
 // Close stops the listener and closes the pool. Writes after Close fail
 // with store.ErrClosed. It is safe to call more than once.

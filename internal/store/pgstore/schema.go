@@ -83,6 +83,56 @@ CREATE TABLE webhook_outbox (
 	PRIMARY KEY (endpoint, seq)
 );
 `,
+	// 2: the cluster's tables. A node's row is its heartbeat; a lease
+	// names a chat's owner node with a fencing token that only grows (see
+	// fence.go). roles are leases on work only one node does at a time
+	// (webhook delivery). Expiry is the database's clock, never a node's.
+	`
+CREATE TABLE nodes (
+	id           text        PRIMARY KEY,
+	incarnation  text        NOT NULL,
+	max_live     integer     NOT NULL DEFAULT 0,
+	started_at   timestamptz NOT NULL,
+	heartbeat_at timestamptz NOT NULL,
+	stopped      boolean     NOT NULL DEFAULT false
+);
+
+CREATE TABLE leases (
+	chat_id     text        PRIMARY KEY,
+	owner       text        NOT NULL,
+	token       bigint      NOT NULL,
+	expires_at  timestamptz NOT NULL,
+	acquired_at timestamptz NOT NULL
+);
+CREATE INDEX leases_owner ON leases (owner);
+
+CREATE TABLE roles (
+	name        text        PRIMARY KEY,
+	owner       text        NOT NULL,
+	token       bigint      NOT NULL,
+	expires_at  timestamptz NOT NULL,
+	acquired_at timestamptz NOT NULL
+);
+`,
+	// 3: agents' conversation files, so that a chat's conversation moves
+	// with the chat to another node. A file is the concatenation of its
+	// chunks in offset order; a save appends a chunk for what was added.
+	`
+CREATE TABLE conversation_files (
+	chat_id text   NOT NULL,
+	path    text   NOT NULL,
+	size    bigint NOT NULL,
+	hash    bytea  NOT NULL,
+	PRIMARY KEY (chat_id, path)
+);
+CREATE TABLE conversation_chunks (
+	chat_id text   NOT NULL,
+	path    text   NOT NULL,
+	off     bigint NOT NULL,
+	data    bytea  NOT NULL,
+	PRIMARY KEY (chat_id, path, off)
+);
+`,
 }
 
 // migrateLock is the session-level advisory lock key under which a node

@@ -22,7 +22,12 @@ func (s *Store) SaveSession(ctx context.Context, r store.SessionRecord) error {
 	if created == 0 {
 		created = store.Nanos(s.clk.Now())
 	}
-	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error { return s.saveSession(ctx, tx, r, created, given) })
+	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceChats(ctx, tx, r.ChatID); err != nil {
+			return err
+		}
+		return s.saveSession(ctx, tx, r, created, given)
+	})
 	if err != nil {
 		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
 	}
@@ -42,6 +47,9 @@ func (s *Store) CompleteTurn(ctx context.Context, ids []string, reply string, r 
 	}
 	turn := store.NewTurnID()
 	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
+		if err := s.fenceIDs(ctx, tx, ids, r.ChatID); err != nil {
+			return err
+		}
 		if err := s.completeMessages(ctx, tx, ids, reply, turn, now); err != nil {
 			return err
 		}

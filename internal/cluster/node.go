@@ -1,0 +1,527 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dispatchd/dispatch/internal/clock"
+)
+
+// Host is what the node drives: the supervisor's sessions.
+type Host interface {
+	// Adopt is called once the node holds chat's lease: the session is
+	// created from its saved record and woken. false: the host is
+	// shutting down; the lease is given back.
+	Adopt(chat string) bool
+	// Wake tells an owned chat's session that messages may be waiting.
+	Wake(chat string)
+	// Drop is called when chat's lease is lost (taken over, or not
+	// renewed in time): the session's agent stops at once, writing
+	// nothing more.
+	Drop(chat, why string)
+}
+
+// Config is one node's settings.
+type Config struct {
+	// Node is node.id; unique per node.
+	Node string
+	// TTL is node.lease_ttl: a lease not renewed for this long is free.
+	TTL time.Duration
+	// MaxLive is the node's sessions.max_live, used by placement.
+	MaxLive int
+	Clock   clock.Clock
+	Log     *slog.Logger
+	// Roles are the roles the node competes for (e.g. "webhooks");
+	// OnRole is told when this node gains or loses one.
+	Roles  []string
+	OnRole func(name string, held bool)
+}
+
+// RoleWebhooks is the role of the node that delivers webhooks.
+const RoleWebhooks = "webhooks"
+
+// Stats are the node's counters (metrics).
+type Stats struct {
+	Held       int
+	Takeovers  uint64 // leases taken from another node (or an earlier process)
+	LeasesLost uint64 // leases lost: taken over, or not renewed in time
+	Acquired   uint64
+}
+
+// lease is one chat's lease as this node holds it.
+type lease struct {
+	token int64
+	// until is when the node stops counting on the lease (by its own
+	// clock): the moment the renewal that set it was sent, plus the ttl,
+	// minus a margin. Past it the chat's session is stopped, renewed or
+	// not, because another node may take the chat over from then on.
+	until time.Time
+}
+
+// Manager is this node's part of the cluster.
+type Manager struct {
+	cfg    Config
+	db     db
+	listen *pgx.ConnConfig
+	clk    clock.Clock
+	log    *slog.Logger
+	inc    string
+
+	mu    sync.Mutex
+	held  map[string]lease
+	live  []Node // the live nodes at the last look
+	roles map[string]bool
+
+	wakes chan string
+	host  Host
+
+	takeovers, lost, acquiredN atomic.Uint64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New makes the node's manager on the store's pool; listen is the
+// connection config for its LISTEN connection.
+func New(pool *pgxpool.Pool, listen *pgx.ConnConfig, cfg Config) *Manager {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Manager{
+		cfg:    cfg,
+		db:     db{pool: pool, node: cfg.Node, ttl: cfg.TTL},
+		listen: listen,
+		clk:    cfg.Clock,
+		log:    cfg.Log,
+		inc:    uuid.NewString(),
+		held:   map[string]lease{},
+		roles:  map[string]bool{},
+		wakes:  make(chan string, 1024),
+	}
+}
+
+// NodeID is this node's id.
+func (m *Manager) NodeID() string { return m.cfg.Node }
+
+// renewEvery is how often leases and the heartbeat are renewed: three
+// times per ttl, so that one or two failed renewals lose nothing.
+func (m *Manager) renewEvery() time.Duration { return m.cfg.TTL / 3 }
+
+// margin is how long before a lease's end (by this node's clock) the node
+// stops counting on it.
+func (m *Manager) margin() time.Duration { return m.cfg.TTL / 5 }
+
+// tick is the loop's period: the scan for unowned chats (a dead node's,
+// or ones whose wake-up was missed) and the check of lease deadlines.
+func (m *Manager) tick() time.Duration { return min(time.Second, m.cfg.TTL/5) }
+
+// Token implements the store's fence: this node's token for chat.
+func (m *Manager) Token(chat string) (string, int64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.held[chat]
+	if !ok {
+		return "", 0, false
+	}
+	return m.cfg.Node, l.token, true
+}
+
+// Owns reports whether this node holds chat's lease now.
+func (m *Manager) Owns(chat string) bool {
+	now := m.clk.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.held[chat]
+	return ok && now.Before(l.until)
+}
+
+// Stats returns the node's counters.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	n := len(m.held)
+	m.mu.Unlock()
+	return Stats{Held: n, Takeovers: m.takeovers.Load(), LeasesLost: m.lost.Load(), Acquired: m.acquiredN.Load()}
+}
+
+// Nodes returns every node the database knows, for status.
+func (m *Manager) Nodes(ctx context.Context) ([]NodeInfo, error) { return m.db.nodes(ctx) }
+
+// Owners returns each chat's owner node (valid leases), for status.
+func (m *Manager) Owners(ctx context.Context) (map[string]string, error) { return m.db.owners(ctx) }
+
+// Start waits until no other process runs under this node's id (a
+// restarted node waits for its killed predecessor's heartbeat to age),
+// records the first heartbeat and starts the loop and the listener.
+func (m *Manager) Start(ctx context.Context, host Host) error {
+	m.host = host
+	for {
+		other, left, err := m.db.otherIncarnation(ctx, m.inc)
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		if !other {
+			break
+		}
+		m.log.Warn("another process with this node.id has a live heartbeat: waiting for it to end (node ids must be unique)",
+			"node", m.cfg.Node, "wait", left)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(left+100*time.Millisecond, m.cfg.TTL)):
+		}
+	}
+	if err := m.db.heartbeat(ctx, m.inc, m.cfg.MaxLive); err != nil {
+		return fmt.Errorf("cluster: heartbeat: %w", err)
+	}
+	live, err := m.db.live(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	m.mu.Lock()
+	m.live = live
+	m.mu.Unlock()
+	lctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.loop(lctx) }()
+	go func() { defer m.wg.Done(); m.listenLoop(lctx) }()
+	m.log.Info("cluster node started", "node", m.cfg.Node, "lease_ttl", m.cfg.TTL, "live_nodes", len(live))
+	return nil
+}
+
+// Stop ends the loop, gives every lease and role back (another node takes
+// the chats at once, not after the ttl) and marks the node stopped. Call
+// it after the host's sessions are shut down.
+func (m *Manager) Stop(ctx context.Context) {
+	if m.cancel == nil {
+		return
+	}
+	m.cancel()
+	m.wg.Wait()
+	m.mu.Lock()
+	held := make(map[string]int64, len(m.held))
+	for c, l := range m.held {
+		held[c] = l.token
+	}
+	m.held = map[string]lease{}
+	roles := m.roles
+	m.roles = map[string]bool{}
+	m.mu.Unlock()
+	if err := m.db.release(ctx, held); err != nil {
+		m.log.Warn("cluster: release leases at shutdown (they expire after the ttl)", "err", err)
+	}
+	for r, on := range roles {
+		if on {
+			_ = m.db.releaseRole(ctx, r)
+			if m.cfg.OnRole != nil {
+				m.cfg.OnRole(r, false)
+			}
+		}
+	}
+	_ = m.db.stopped(ctx)
+	m.log.Info("cluster node stopped", "node", m.cfg.Node, "released", len(held))
+}
+
+func (m *Manager) loop(ctx context.Context) {
+	lastRenew := time.Time{}
+	for {
+		now := m.clk.Now()
+		m.expire(now)
+		if now.Sub(lastRenew) >= m.renewEvery() {
+			if m.renew(ctx) {
+				lastRenew = now
+				m.rewake(ctx, now)
+			}
+		}
+		m.scan(ctx)
+		t := m.clk.NewTimer(m.tick())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		case chat := <-m.wakes:
+			t.Stop()
+			m.wake(ctx, chat)
+			// drain what else came meanwhile, then go round
+			for more := true; more; {
+				select {
+				case c := <-m.wakes:
+					m.wake(ctx, c)
+				default:
+					more = false
+				}
+			}
+		}
+	}
+}
+
+// expire drops the leases whose deadline (by this node's clock) passed:
+// renewals failed for most of a ttl, or the process was paused. Their
+// sessions stop at once; the store's fence refuses their writes anyway.
+func (m *Manager) expire(now time.Time) {
+	var gone []string
+	m.mu.Lock()
+	for c, l := range m.held {
+		if !now.Before(l.until) {
+			gone = append(gone, c)
+			delete(m.held, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range gone {
+		m.lost.Add(1)
+		m.log.Warn("lease not renewed in time: stopping the chat's agent", "chat", c)
+		m.host.Drop(c, "lease expired")
+	}
+}
+
+// renew records the heartbeat, renews the held leases and roles, and reads
+// the live nodes. false: the database did not answer (leases keep their
+// deadlines).
+func (m *Manager) renew(ctx context.Context) bool {
+	sent := m.clk.Now()
+	rctx, cancel := context.WithTimeout(ctx, m.renewEvery())
+	defer cancel()
+	if err := m.db.heartbeat(rctx, m.inc, m.cfg.MaxLive); err != nil {
+		m.log.Warn("cluster: heartbeat failed", "err", err)
+		return false
+	}
+	m.mu.Lock()
+	held := make(map[string]int64, len(m.held))
+	for c, l := range m.held {
+		held[c] = l.token
+	}
+	m.mu.Unlock()
+	kept, err := m.db.renew(rctx, held)
+	if err != nil {
+		m.log.Warn("cluster: lease renewal failed", "err", err, "leases", len(held))
+		return false
+	}
+	until := sent.Add(m.cfg.TTL - m.margin())
+	var lost []string
+	m.mu.Lock()
+	for c, tok := range held {
+		l, ok := m.held[c]
+		if !ok || l.token != tok {
+			continue // dropped or re-taken meanwhile
+		}
+		if kept[c] {
+			l.until = until
+			m.held[c] = l
+		} else {
+			delete(m.held, c)
+			lost = append(lost, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range lost {
+		m.lost.Add(1)
+		m.log.Warn("lease taken over by another node: stopping the chat's agent", "chat", c)
+		m.host.Drop(c, "lease taken over")
+	}
+	if live, err := m.db.live(rctx); err == nil {
+		m.mu.Lock()
+		m.live = live
+		m.mu.Unlock()
+	}
+	for _, r := range m.cfg.Roles {
+		on, err := m.db.role(rctx, r)
+		if err != nil {
+			on = false
+		}
+		m.mu.Lock()
+		was := m.roles[r]
+		m.roles[r] = on
+		m.mu.Unlock()
+		if on != was {
+			m.log.Info("cluster role changed", "role", r, "held", on)
+			if m.cfg.OnRole != nil {
+				m.cfg.OnRole(r, on)
+			}
+		}
+	}
+	return true
+}
+
+// rewake wakes the owned chats with a message waiting for more than a
+// renewal period: the safety net for a wake-up that was lost (the
+// accepting node died between its commit and its NOTIFY, or this node's
+// listener was reconnecting). Waking a session with nothing to do, or one
+// that holds its messages on purpose, changes nothing.
+func (m *Manager) rewake(ctx context.Context, now time.Time) {
+	m.mu.Lock()
+	chats := make([]string, 0, len(m.held))
+	for c := range m.held {
+		chats = append(chats, c)
+	}
+	m.mu.Unlock()
+	if len(chats) == 0 {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	got, err := m.db.waiting(wctx, chats, now.Add(-m.renewEvery()).UnixNano())
+	if err != nil {
+		return
+	}
+	for _, c := range got {
+		m.host.Wake(c)
+	}
+}
+
+// mine reports whether placement puts chat on this node.
+func (m *Manager) mine(chat string) bool {
+	m.mu.Lock()
+	live := m.live
+	m.mu.Unlock()
+	self := false
+	for _, n := range live {
+		if n.ID == m.cfg.Node {
+			self = true
+		}
+	}
+	if !self {
+		live = append(live, Node{ID: m.cfg.Node, MaxLive: m.cfg.MaxLive, Owned: len(m.held)})
+	}
+	return Place(chat, live) == m.cfg.Node
+}
+
+// scan takes the unowned chats placement gives this node: new chats whose
+// wake-up was missed, and a dead node's chats once their leases expired.
+func (m *Manager) scan(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	chats, err := m.db.unowned(sctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.Warn("cluster: scan for unowned chats", "err", err)
+		}
+		return
+	}
+	if len(chats) > 0 {
+		// Fresh liveness: a dead node's leases expire with its heartbeat,
+		// and placement must not still count it among the live.
+		if live, err := m.db.live(sctx); err == nil {
+			m.mu.Lock()
+			m.live = live
+			m.mu.Unlock()
+		}
+	}
+	for _, c := range chats {
+		if ctx.Err() != nil {
+			return
+		}
+		if m.Owns(c) || !m.mine(c) {
+			continue
+		}
+		m.take(sctx, c)
+	}
+}
+
+// wake handles a chat's wake-up: the owner's session is woken; an unowned
+// chat placed here is taken.
+func (m *Manager) wake(ctx context.Context, chat string) {
+	if m.Owns(chat) {
+		m.host.Wake(chat)
+		return
+	}
+	if !m.mine(chat) {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if valid, err := m.db.leaseValid(wctx, chat); err != nil || valid {
+		return
+	}
+	m.take(wctx, chat)
+}
+
+// take acquires chat's lease and hands the chat to the host.
+func (m *Manager) take(ctx context.Context, chat string) {
+	sent := m.clk.Now()
+	a, ok, err := m.db.acquire(ctx, chat, sent)
+	if err != nil {
+		m.log.Warn("cluster: take chat", "chat", chat, "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	m.held[chat] = lease{token: a.token, until: sent.Add(m.cfg.TTL - m.margin())}
+	m.mu.Unlock()
+	m.acquiredN.Add(1)
+	if a.prev != "" {
+		m.takeovers.Add(1)
+		m.log.Info("took over chat", "chat", chat, "from", a.prev, "token", a.token, "requeued_in_flight", a.reset)
+	} else {
+		m.log.Debug("took chat", "chat", chat, "token", a.token)
+	}
+	if !m.host.Adopt(chat) {
+		m.mu.Lock()
+		delete(m.held, chat)
+		m.mu.Unlock()
+		_ = m.db.release(context.WithoutCancel(ctx), map[string]int64{chat: a.token})
+	}
+}
+
+// listenLoop keeps a connection LISTENing for wake-ups and hands them to
+// the loop. Missed ones (while reconnecting) are made up for by the scan
+// and by the supervisor's health check.
+func (m *Manager) listenLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := m.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		m.log.Warn("cluster: wake-up listener lost its connection; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (m *Manager) listenOnce(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, m.listen.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
+		return err
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if m.Owns(n.Payload) {
+			m.host.Wake(n.Payload) // the hot path: no round through the loop
+			continue
+		}
+		select {
+		case m.wakes <- n.Payload:
+		default: // full: the scan picks it up
+		}
+	}
+}
+
+// WakeChannel is the NOTIFY channel accepts name their chat on (the
+// store sends it; see pgstore).
+const WakeChannel = "dispatch_wake"
