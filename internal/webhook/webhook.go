@@ -390,10 +390,14 @@ func (d *dispatcher) run(ctx context.Context) {
 			d.active--
 		}
 	}()
-	var timer *time.Timer
+	var (
+		timer    *time.Timer
+		lastLoad time.Time
+	)
 	for {
 		_, changed := d.m.st.EventsVisible()
 		if !d.full {
+			lastLoad = time.Now()
 			if err := d.load(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -431,6 +435,19 @@ func (d *dispatcher) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			// Commits come in bursts (every turn writes its reply): one
+			// read of the outbox per loadGap serves a whole burst, where a
+			// read per commit cost the writer's accepts a tenth of their
+			// speed. A new event waits at most loadGap longer for it.
+			if wait := loadGap - time.Since(lastLoad); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
 		case <-tick:
 		case <-d.wake:
 		case r := <-d.results:
@@ -458,6 +475,10 @@ func (d *dispatcher) run(ctx context.Context) {
 		}
 	}
 }
+
+// loadGap is the least time between two reads of the outbox woken by new
+// commits.
+const loadGap = 5 * time.Millisecond
 
 // load reads the pending deliveries committed since the last load.
 func (d *dispatcher) load(ctx context.Context) error {
