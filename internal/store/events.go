@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/events"
@@ -47,46 +46,11 @@ import (
 // the in-memory horizon is raised before the deletion commits, and a read
 // checks it after its query.
 
-// feed is the visible mark and its waiters.
-type feed struct {
-	mu      sync.Mutex
-	visible int64
-	changed chan struct{} // closed (and replaced) when visible moves up
-}
-
-func (f *feed) init(visible int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.visible = visible
-	f.changed = make(chan struct{})
-}
-
-// advance moves the visible mark up to seq and wakes the waiters.
-func (f *feed) advance(seq int64) {
-	if seq <= 0 {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if seq <= f.visible {
-		return
-	}
-	f.visible = seq
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *feed) state() (int64, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.visible, f.changed
-}
-
 // EventsVisible returns the feed's visible mark (the largest seq a reader
 // may be given) and a channel closed when it next moves up. Take the
 // channel before reading, then wait on it: a new event cannot slip between
 // the read and the wait.
-func (s *Store) EventsVisible() (int64, <-chan struct{}) { return s.feed.state() }
+func (s *Store) EventsVisible() (int64, <-chan struct{}) { return s.feed.State() }
 
 // SetWebhookFanout sets which webhook endpoints each new event is queued
 // for: f returns the names of the endpoints subscribed to an event type.
@@ -111,7 +75,7 @@ func (s *Store) loadFeed(ctx context.Context) error {
 		return fmt.Errorf("read event horizon: %w", err)
 	}
 	s.horizon.Store(horizon)
-	s.feed.init(max(last.Int64, horizon))
+	s.feed.Init(max(last.Int64, horizon))
 	return nil
 }
 
@@ -175,7 +139,7 @@ func (s *Store) RecordReset(ctx context.Context, chat, reason string) error {
 // no q.After) it returns the last q.Limit events, oldest first, and next is
 // the visible mark.
 func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event, next int64, err error) {
-	visible, _ := s.feed.state()
+	visible, _ := s.feed.State()
 	after := q.After
 	if !q.HasAfter {
 		after = s.horizon.Load()
@@ -295,7 +259,7 @@ func scanEvents(rows *sql.Rows) ([]events.Event, error) {
 // EventsOldest returns the oldest kept seq and the visible mark (0, 0 when
 // the feed is empty and was never purged).
 func (s *Store) EventsOldest(ctx context.Context) (oldest, last int64, err error) {
-	visible, _ := s.feed.state()
+	visible, _ := s.feed.State()
 	var first sql.NullInt64
 	if err := s.r.QueryRowContext(ctx, `SELECT min(seq) FROM events`).Scan(&first); err != nil {
 		return 0, 0, fmt.Errorf("store: oldest event: %w", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -131,37 +130,6 @@ func TestDeadLetterAndSessionEvents(t *testing.T) {
 	}
 }
 
-// Tail reads the last events (oldest first) and points next at the visible
-// mark, so that a reader can follow the feed from there.
-func TestEventsTail(t *testing.T) {
-	s, _ := openTest(t)
-	ctx := context.Background()
-	for _, chat := range []string{"a", "b", "a", "b", "a"} {
-		if err := s.RecordReset(ctx, chat, events.ResetResumeFailed); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evs, next, err := s.Events(ctx, events.Query{Tail: true, Limit: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(evs) != 2 || evs[0].Seq >= evs[1].Seq || next != evs[1].Seq {
-		t.Fatalf("tail 2 = %+v next %d, want the last two, oldest first, next the last", evs, next)
-	}
-	all := readEvents(t, s, events.Query{})
-	if evs[1].Seq != all[len(all)-1].Seq {
-		t.Fatalf("tail ends at %d, the feed at %d", evs[1].Seq, all[len(all)-1].Seq)
-	}
-	evs, next, err = s.Events(ctx, events.Query{Tail: true, Limit: 10, ChatID: "b"})
-	if err != nil || len(evs) != 2 || evs[0].ChatID != "b" || next != all[len(all)-1].Seq {
-		t.Fatalf("tail of chat b = %+v next %d, %v; want both of b's events and next at the visible mark", evs, next, err)
-	}
-	// With After, Tail changes nothing.
-	if evs := readEvents(t, s, events.Query{Tail: true, After: all[0].Seq, HasAfter: true, Limit: 1}); len(evs) != 1 || evs[0].Seq != all[1].Seq {
-		t.Fatalf("tail with after = %+v", evs)
-	}
-}
-
 // The visible mark moves only after a commit, wakes waiters, and never
 // counts an op that was rolled back.
 func TestFeedVisibleMarkAndNotification(t *testing.T) {
@@ -196,64 +164,6 @@ func TestFeedVisibleMarkAndNotification(t *testing.T) {
 	}
 	if v, _ := s.EventsVisible(); v != ev.Seq {
 		t.Fatalf("visible = %d, want %d", v, ev.Seq)
-	}
-}
-
-// A reader that has been given the events up to N never later finds a new
-// event with seq ≤ N: under concurrent writers, every read is an extension
-// of the previous one.
-func TestFeedNeverGrowsBehindAReader(t *testing.T) {
-	s, _ := openTest(t)
-	ctx := context.Background()
-	const writers, each = 8, 60
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if _, err := s.AppendEvent(ctx, events.Event{Type: events.SessionReset, ChatID: fmt.Sprintf("c%d", w), Reason: fmt.Sprint(i)}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	var seen []int64
-	check := func() {
-		var all []int64
-		after := int64(0)
-		for {
-			evs, next, err := s.Events(ctx, events.Query{After: after, HasAfter: true, Limit: events.MaxLimit})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range evs {
-				all = append(all, e.Seq)
-			}
-			if len(evs) == 0 {
-				break
-			}
-			after = next
-		}
-		if len(all) < len(seen) || !slices.Equal(all[:len(seen)], seen) {
-			t.Fatalf("a read is not an extension of the previous one: had %d, now %d", len(seen), len(all))
-		}
-		seen = all
-	}
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		default:
-		}
-		check()
-	}
-	check()
-	if len(seen) != writers*each {
-		t.Fatalf("read %d events, want %d", len(seen), writers*each)
 	}
 }
 

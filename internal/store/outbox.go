@@ -39,7 +39,7 @@ const outboxCols = `endpoint, seq, chat_id, event_at, state, attempts, first_at,
 // OutboxPending returns endpoint's pending deliveries with seq > after, in
 // seq order, at most limit, never past the feed's visible mark.
 func (s *Store) OutboxPending(ctx context.Context, endpoint string, after int64, limit int) ([]OutboxRow, error) {
-	visible, _ := s.feed.state()
+	visible, _ := s.feed.State()
 	rows, err := s.r.QueryContext(ctx, `SELECT `+outboxCols+` FROM webhook_outbox
 		WHERE endpoint = ? AND seq > ? AND seq <= ? AND state = 'pending' ORDER BY seq LIMIT ?`,
 		endpoint, after, visible, limit)

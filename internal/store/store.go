@@ -69,7 +69,7 @@ type Store struct {
 
 	fault atomic.Pointer[FaultFunc] // see InjectWriteFault
 
-	feed    feed                                       // the event feed's visible mark (events.go)
+	feed    events.Mark                                // the event feed's visible mark (events.go)
 	horizon atomic.Int64                               // events up to this seq were purged
 	fanout  atomic.Pointer[func(events.Type) []string] // see SetWebhookFanout
 }

@@ -191,7 +191,7 @@ func (s *Store) run() {
 			s.commits.Add(1)
 			// After the commit, before anyone is answered: a reader
 			// told of an event can read it.
-			s.feed.advance(lastEvent)
+			s.feed.Advance(lastEvent)
 		}
 		for i, op := range batch {
 			op.done <- res[i]

@@ -17,7 +17,7 @@ import (
 
 // EventsVisible returns the largest seq this node knows committed and a
 // channel closed when it next moves up; see the package comment.
-func (s *Store) EventsVisible() (int64, <-chan struct{}) { return s.feed.state() }
+func (s *Store) EventsVisible() (int64, <-chan struct{}) { return s.feed.State() }
 
 // AppendEvent writes one event durably and returns it numbered.
 func (s *Store) AppendEvent(ctx context.Context, ev events.Event) (events.Event, error) {
@@ -144,13 +144,13 @@ func (s *Store) Events(ctx context.Context, q events.Query) (evs []events.Event,
 	}
 	if tail {
 		slices.Reverse(evs)
-		s.feed.advance(newest)
+		s.feed.Advance(newest)
 		return evs, newest, nil
 	}
 	next = after
 	if len(evs) > 0 {
 		next = evs[len(evs)-1].Seq
-		s.feed.advance(next)
+		s.feed.Advance(next)
 	}
 	return evs, next, nil
 }
@@ -203,7 +203,7 @@ func (s *Store) EventsOldest(ctx context.Context) (oldest, last int64, err error
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: oldest event: %w", classify(err))
 	}
-	s.feed.advance(last)
+	s.feed.Advance(last)
 	if first != nil {
 		return *first, last, nil
 	}

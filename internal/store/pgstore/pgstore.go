@@ -78,7 +78,7 @@ type Store struct {
 	fault  atomic.Pointer[store.FaultFunc]
 	fanout atomic.Pointer[func(events.Type) []string]
 	fencer atomic.Pointer[Fence]
-	feed   feed
+	feed   events.Mark
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -133,7 +133,7 @@ func Open(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store
 		pool.Close()
 		return nil, fmt.Errorf("pgstore: read event feed: %w", classify(err))
 	}
-	s.feed.init(last)
+	s.feed.Init(last)
 	lctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
 	s.bg.Add(1)
@@ -344,7 +344,7 @@ func (s *Store) write(ctx context.Context, lazy bool, fn func(ctx context.Contex
 	if err := ptx.Commit(wctx); err != nil {
 		return classify(err)
 	}
-	s.feed.advance(last)
+	s.feed.Advance(last)
 	return nil
 }
 
@@ -384,40 +384,6 @@ func classify(err error) error {
 	return err
 }
 
-// feed is the event feed's visible mark in memory and its waiters.
-type feed struct {
-	mu      sync.Mutex
-	visible int64
-	changed chan struct{}
-}
-
-func (f *feed) init(v int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.visible = v
-	f.changed = make(chan struct{})
-}
-
-func (f *feed) advance(seq int64) {
-	if seq <= 0 {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if seq <= f.visible {
-		return
-	}
-	f.visible = seq
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *feed) state() (int64, <-chan struct{}) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.visible, f.changed
-}
-
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
 // counter again, so notifications missed meanwhile are made up for.
@@ -452,14 +418,14 @@ func (s *Store) listenOnce(ctx context.Context) error {
 	if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
 		return err
 	}
-	s.feed.advance(last)
+	s.feed.Advance(last)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
 		if seq, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-			s.feed.advance(seq)
+			s.feed.Advance(seq)
 		}
 	}
 }
