@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
@@ -96,7 +96,7 @@ func TestFollower(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	// A new follower resumes after the cursor and waits for the next one.
-	var out2 syncBuffer
+	var out2 syncbuf.Buffer
 	f2 := &Follower{Base: srv.URL, Cursor: cursor, Out: &out2}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -125,20 +125,3 @@ type feedOnly struct {
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }
 func (feedOnly) RetryWebhook(context.Context, string) (int, error)          { return 0, nil }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}

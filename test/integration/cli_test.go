@@ -8,32 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
+	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // With no agent command installed, the daemon still starts but says so at
 // once, on stderr and in its log, pointing to dispatch doctor; and without
@@ -41,7 +23,7 @@ func (s *syncBuffer) String() string {
 func TestDaemonWarnsWhenTheAgentIsMissing(t *testing.T) {
 	d := daemontest.New(t, opts(map[string]any{"agent.command": "no-such-claude-here"}))
 	cmd := d.Cmd("daemon")
-	var stderr syncBuffer
+	var stderr syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

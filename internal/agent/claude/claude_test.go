@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
+
 	"go.uber.org/goleak"
 
 	"github.com/dispatchd/dispatch/internal/agent"
@@ -67,7 +69,7 @@ type harness struct {
 	hanging  string // STUB_HANG_FILE
 	argsLog  string // STUB_ARGS_LOG
 	cfg      Config
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 	children string
 }
 
@@ -79,7 +81,7 @@ func newHarness(t *testing.T, env ...string) *harness {
 		state:   filepath.Join(dir, "state"),
 		argsLog: filepath.Join(dir, "args.log"),
 		hanging: filepath.Join(dir, "hanging"),
-		logs:    &syncBuffer{},
+		logs:    &syncbuf.Buffer{},
 	}
 	h.children = filepath.Join(h.state, "children.pids")
 	h.cfg = Config{
@@ -156,23 +158,6 @@ type argsRecord struct {
 	ClaudeCode    string            `json:"claudecode"`
 	ClaudeCodeSet bool              `json:"claudecode_set"`
 	Env           map[string]string `json:"env"`
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func turn(t *testing.T, p agent.Process, texts ...string) (agent.Result, error) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/agent"
+	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 )
 
 // recordedDir holds the stdout of the real Claude Code CLI 2.1.332 answering
@@ -184,7 +185,7 @@ func TestRecordedStream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			resume := strings.Contains(rc.file, "resume")
 			spec := agent.Spec{ChatID: "chat", Log: log}
