@@ -1,6 +1,7 @@
 package claude
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,28 +29,14 @@ func TestClaudeConversationMovesWithChat(t *testing.T) {
 	var nodes []*daemontest.Daemon
 	for _, id := range []string{"node-a", "node-b"} {
 		home := t.TempDir()
-		nodes = append(nodes, daemontest.Start(t, daemontest.Options{Set: map[string]any{
-			"store.driver":                 "postgres",
-			"store.dsn":                    dsn,
-			"node.id":                      id,
-			"node.lease_ttl":               "3s",
-			"agent.command":                bin,
-			"agent.stop_grace":             "2s",
-			"agent.env.ANTHROPIC_BASE_URL": api.URL(),
-			"agent.env.ANTHROPIC_API_KEY":  "sk-ant-dummy-for-the-fake-api",
-			"agent.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-			"agent.env.DISABLE_AUTOUPDATER":                      "1",
-			"agent.env.CLAUDE_CODE_MAX_RETRIES":                  "0",
-			"agent.env.API_TIMEOUT_MS":                           "60000",
-			"agent.env.HOME":                                     home,
-			"agent.env.XDG_CONFIG_HOME":                          filepath.Join(home, ".config"),
-			"health.check_interval":                              "500ms",
-			"health.first_check_delay":                           "500ms",
-			"health.stuck_timeout":                               "20s",
-			"health.first_turn_stuck_timeout":                    "40s",
-			"health.idle_timeout":                                "10m",
-			"shutdown_timeout":                                   "10s",
-		}}))
+		cfg := cliConfig(bin, api.URL(), home)
+		maps.Copy(cfg, map[string]any{
+			"store.driver":   "postgres",
+			"store.dsn":      dsn,
+			"node.id":        id,
+			"node.lease_ttl": "3s",
+		})
+		nodes = append(nodes, daemontest.Start(t, daemontest.Options{Set: cfg}))
 	}
 	time.Sleep(1500 * time.Millisecond) // each node sees the other alive
 	chat := "traveller"

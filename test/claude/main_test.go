@@ -83,24 +83,7 @@ func start(t *testing.T, mode fakeapi.Mode, set map[string]any) *rig {
 	// must answer (or refuse) while the daemon shuts its agents down.
 	t.Cleanup(func() { s.Close() })
 	home := t.TempDir()
-	cfg := map[string]any{
-		"agent.command":                                      bin,
-		"agent.stop_grace":                                   "2s",
-		"agent.env.ANTHROPIC_BASE_URL":                       s.URL(),
-		"agent.env.ANTHROPIC_API_KEY":                        "sk-ant-dummy-for-the-fake-api",
-		"agent.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-		"agent.env.DISABLE_AUTOUPDATER":                      "1",
-		"agent.env.CLAUDE_CODE_MAX_RETRIES":                  "0",
-		"agent.env.API_TIMEOUT_MS":                           "60000",
-		"agent.env.HOME":                                     home,
-		"agent.env.XDG_CONFIG_HOME":                          filepath.Join(home, ".config"),
-		"health.check_interval":                              "500ms",
-		"health.first_check_delay":                           "500ms",
-		"health.stuck_timeout":                               "20s",
-		"health.first_turn_stuck_timeout":                    "40s",
-		"health.idle_timeout":                                "10m",
-		"shutdown_timeout":                                   "10s",
-	}
+	cfg := cliConfig(bin, s.URL(), home)
 	maps.Copy(cfg, set)
 	r := &rig{t: t, api: s, home: home}
 	r.d = daemontest.Start(t, daemontest.Options{Set: cfg})
@@ -366,4 +349,28 @@ func tail(s string, n int) string {
 		return "…" + s[len(s)-n:]
 	}
 	return s
+}
+
+// cliConfig is the config of a daemon that drives the real CLI at bin
+// against the fake API at apiURL, with its own home folder (where the CLI
+// keeps its conversations) and timers short enough for tests.
+func cliConfig(bin, apiURL, home string) map[string]any {
+	return map[string]any{
+		"agent.command":                                      bin,
+		"agent.stop_grace":                                   "2s",
+		"agent.env.ANTHROPIC_BASE_URL":                       apiURL,
+		"agent.env.ANTHROPIC_API_KEY":                        "sk-ant-dummy-for-the-fake-api",
+		"agent.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+		"agent.env.DISABLE_AUTOUPDATER":                      "1",
+		"agent.env.CLAUDE_CODE_MAX_RETRIES":                  "0",
+		"agent.env.API_TIMEOUT_MS":                           "60000",
+		"agent.env.HOME":                                     home,
+		"agent.env.XDG_CONFIG_HOME":                          filepath.Join(home, ".config"),
+		"health.check_interval":                              "500ms",
+		"health.first_check_delay":                           "500ms",
+		"health.stuck_timeout":                               "20s",
+		"health.first_turn_stuck_timeout":                    "40s",
+		"health.idle_timeout":                                "10m",
+		"shutdown_timeout":                                   "10s",
+	}
 }
