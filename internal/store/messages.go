@@ -249,14 +249,10 @@ func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, rep
 	if err != nil {
 		return err
 	}
-	type done struct {
-		seq      int64
-		id, chat string
-	}
-	var got []done
+	var got []Answered
 	for rows.Next() {
-		var d done
-		if err := rows.Scan(&d.seq, &d.id, &d.chat); err != nil {
+		var d Answered
+		if err := rows.Scan(&d.Seq, &d.ID, &d.ChatID); err != nil {
 			rows.Close()
 			return err
 		}
@@ -266,28 +262,39 @@ func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, rep
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	if len(got) == 0 {
-		return nil
-	}
-	slices.SortFunc(got, func(a, b done) int { return cmp.Compare(a.seq, b.seq) })
-	// One turn answers one chat; a call mixing chats (never made) gets a
-	// reply event per chat rather than one chat's reply shown in another.
-	byChat := map[string][]string{}
-	var chats []string
-	for _, d := range got {
-		if _, ok := byChat[d.chat]; !ok {
-			chats = append(chats, d.chat)
-		}
-		byChat[d.chat] = append(byChat[d.chat], d.id)
-	}
-	for _, chat := range chats {
-		if _, err := s.appendEvent(ctx, tx, events.Event{
-			Type: events.Reply, At: at, ChatID: chat, TurnID: turnID, MessageIDs: byChat[chat], Text: reply,
-		}); err != nil {
+	for _, ev := range ReplyEvents(got, reply, turnID, at) {
+		if _, err := s.appendEvent(ctx, tx, ev); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Answered is a message a turn's completion marked done.
+type Answered struct {
+	Seq        int64
+	ID, ChatID string
+}
+
+// ReplyEvents are the reply events of a completed turn: one per chat (a
+// turn answers one chat; a call mixing chats, never made, gets a reply per
+// chat rather than one chat's reply shown in another), each listing its
+// messages in Seq order. Both stores write them in the completion's commit.
+func ReplyEvents(done []Answered, reply, turnID string, at time.Time) []events.Event {
+	done = slices.Clone(done)
+	slices.SortFunc(done, func(a, b Answered) int { return cmp.Compare(a.Seq, b.Seq) })
+	var out []events.Event
+	index := map[string]int{}
+	for _, d := range done {
+		i, ok := index[d.ChatID]
+		if !ok {
+			i = len(out)
+			index[d.ChatID] = i
+			out = append(out, events.Event{Type: events.Reply, At: at, ChatID: d.ChatID, TurnID: turnID, Text: reply})
+		}
+		out[i].MessageIDs = append(out[i].MessageIDs, d.ID)
+	}
+	return out
 }
 
 // Requeue puts inflight messages back to pending, keeping their Seq (place

@@ -160,14 +160,10 @@ func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, rep
 	if err != nil {
 		return err
 	}
-	type done struct {
-		seq      int64
-		id, chat string
-	}
-	var got []done
+	var got []store.Answered
 	for rows.Next() {
-		var d done
-		if err := rows.Scan(&d.seq, &d.id, &d.chat); err != nil {
+		var d store.Answered
+		if err := rows.Scan(&d.Seq, &d.ID, &d.ChatID); err != nil {
 			rows.Close()
 			return err
 		}
@@ -177,19 +173,8 @@ func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, rep
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	slices.SortFunc(got, func(a, b done) int { return cmp.Compare(a.seq, b.seq) })
-	byChat := map[string][]string{}
-	var chats []string
-	for _, d := range got {
-		if _, ok := byChat[d.chat]; !ok {
-			chats = append(chats, d.chat)
-		}
-		byChat[d.chat] = append(byChat[d.chat], d.id)
-	}
-	for _, chat := range chats {
-		if _, err := s.appendEvent(tx, events.Event{
-			Type: events.Reply, At: at, ChatID: chat, TurnID: turnID, MessageIDs: byChat[chat], Text: reply,
-		}); err != nil {
+	for _, ev := range store.ReplyEvents(got, reply, turnID, at) {
+		if _, err := s.appendEvent(tx, ev); err != nil {
 			return err
 		}
 	}
