@@ -79,7 +79,7 @@ func TestFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv := httptest.NewServer(api.Handler(feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(api.Handler(nil, feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	for i := range 3 {
 		if _, err := st.AppendEvent(context.Background(), events.Event{Type: events.Reply, ChatID: "alice", TurnID: fmt.Sprint("t", i), Text: fmt.Sprint("reply ", i)}); err != nil {
@@ -119,7 +119,6 @@ func TestFollower(t *testing.T) {
 // feedOnly serves the event routes from a store (the rest of the API is
 // not used by the example).
 type feedOnly struct {
-	api.Backend // nil: the example uses only the event routes
 	*store.Store
 }
 

@@ -84,7 +84,7 @@ func newFeedServer(t *testing.T, clk clock.Clock) (*httptest.Server, *feedBacken
 	}
 	t.Cleanup(func() { st.Close() })
 	b := &feedBackend{backend: &backend{}, Store: st, watched: make(chan struct{}, 1)}
-	srv := httptest.NewServer(Handler(b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(Handler(b, b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	return srv, b
 }

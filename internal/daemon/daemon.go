@@ -142,10 +142,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	st, err := openStore(ctx, cfg)
+	stg, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	st := stg.st
 	d.st = st
 	d.onClose(st.Close)
 
@@ -154,7 +155,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, st)
+	var conv claude.Conversations // on PostgreSQL, conversations move with their chats between nodes
+	if stg.shared != nil {
+		conv = stg.shared
+	}
+	ag, err := newAgent(cfg, conv)
 	if err != nil {
 		return err
 	}
@@ -163,7 +168,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	// leases whose fencing tokens the store checks on every write for a
 	// chat; webhooks are delivered by the one node holding that role.
 	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
-	if pg, ok := st.(*pgstore.Store); ok {
+	if pg := stg.shared; pg != nil {
 		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
 			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
 			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
@@ -215,7 +220,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: d.node}, sup.Metrics().Registry, log)
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node}
+	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
@@ -332,24 +338,38 @@ func (d *Daemon) Close() error {
 	return errors.Join(errs...)
 }
 
+// storage is the store the config names, and what its mode needs: on
+// PostgreSQL, the shared database that the cluster node, the fence and the
+// conversation files run on. The mode is decided here, from the config,
+// once; nothing later asks a store what it is.
+type storage struct {
+	st store.Backend
+	// shared is the PostgreSQL store (nil: a single node on SQLite).
+	shared *pgstore.Store
+}
+
 // openStore opens the configured store: the embedded SQLite database in
 // the state directory, or the shared PostgreSQL database.
-func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+func openStore(ctx context.Context, cfg config.Config) (storage, error) {
 	if cfg.Store.Postgres() {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
 		if err != nil {
-			return nil, fmt.Errorf("store (postgres): %w", err)
+			return storage{}, fmt.Errorf("store (postgres): %w", err)
 		}
-		return st, nil
+		return storage{st: st, shared: st}, nil
 	}
 	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
 		if err := fsafe.CheckFile(f); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+			return storage{}, fmt.Errorf("store: %w", err)
 		}
 	}
-	return store.Open(cfg.DBPath(), clock.Real{})
+	st, err := store.Open(cfg.DBPath(), clock.Real{})
+	if err != nil {
+		return storage{}, err
+	}
+	return storage{st: st}, nil
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).
@@ -386,7 +406,9 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
+// newAgent makes the configured agent driver; conv (nil: none) keeps the
+// claude agent's conversation files in the database.
+func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -399,9 +421,7 @@ func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
 		}
-		if pg, ok := st.(*pgstore.Store); ok {
-			cc.Conversations = pg // conversations move with their chats between nodes
-		}
+		cc.Conversations = conv
 		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)

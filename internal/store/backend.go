@@ -49,6 +49,7 @@ type Backend interface {
 	// Sessions.
 	SaveSession(ctx context.Context, r SessionRecord) error
 	Sessions(ctx context.Context) ([]SessionRecord, error)
+	SessionRecord(ctx context.Context, chat string) (r SessionRecord, found bool, err error)
 
 	// The event feed.
 	AppendEvent(ctx context.Context, ev events.Event) (events.Event, error)

@@ -110,6 +110,27 @@ func upsertSession(ctx context.Context, tx *wtx, r SessionRecord, created, given
 	return err
 }
 
+// SessionRecord returns chat's saved session; found is false (and the
+// record empty but for its ChatID) when there is none.
+func (s *Store) SessionRecord(ctx context.Context, chat string) (SessionRecord, bool, error) {
+	var (
+		r                 SessionRecord
+		created, activity int64
+	)
+	err := s.r.QueryRowContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,
+		fail_reason, turns, restarts, created_at, last_activity, paused
+		FROM sessions WHERE chat_id = ?`, chat).Scan(&r.ChatID, &r.SessionID, &r.Exempt, &r.Live, &r.Failed,
+		&r.FailReason, &r.Turns, &r.Restarts, &created, &activity, &r.Paused)
+	if errors.Is(err, sql.ErrNoRows) {
+		return SessionRecord{ChatID: chat}, false, nil
+	}
+	if err != nil {
+		return SessionRecord{}, false, fmt.Errorf("store: session %q: %w", chat, err)
+	}
+	r.CreatedAt, r.LastActivity = fromNanos(created), fromNanos(activity)
+	return r, true, nil
+}
+
 // Sessions returns every saved session, ordered by chat id.
 func (s *Store) Sessions(ctx context.Context) ([]SessionRecord, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT chat_id, session_id, exempt, live, failed,

@@ -737,6 +737,12 @@ func testSessions(t *testing.T, s Suite) {
 		b.Turns != 3 || b.Restarts != 1 || !b.CreatedAt.Equal(T0) || !b.LastActivity.Equal(T0) {
 		t.Fatalf("session b = %+v", b)
 	}
+	if one, found, err := st.SessionRecord(bg, "b"); err != nil || !found || one != b {
+		t.Fatalf("SessionRecord(b) = %+v, %v, %v; want %+v", one, found, err, b)
+	}
+	if none, found, err := st.SessionRecord(bg, "nobody"); err != nil || found || none != (store.SessionRecord{ChatID: "nobody"}) {
+		t.Fatalf("SessionRecord(nobody) = %+v, %v, %v", none, found, err)
+	}
 	rec.Failed = false
 	if err := st.SaveSession(bg, rec); err != nil {
 		t.Fatal(err)
