@@ -17,7 +17,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
@@ -74,7 +74,7 @@ func TestWebhookHandler(t *testing.T) {
 // The follower gets replies from a real feed over HTTP, each once, and
 // resumes from its cursor file.
 func TestFollower(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestFollower(t *testing.T) {
 // feedOnly serves the event routes from a store (the rest of the API is
 // not used by the example).
 type feedOnly struct {
-	*store.Store
+	*sqlite.Store
 }
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }

@@ -10,9 +10,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
 )
 
 // Host is what the node drives: the supervisor's sessions.
@@ -69,6 +70,7 @@ type lease struct {
 // Manager is this node's part of the cluster.
 type Manager struct {
 	cfg    Config
+	pg     *postgres.DB
 	db     db
 	listen *pgx.ConnConfig
 	clk    clock.Clock
@@ -89,9 +91,8 @@ type Manager struct {
 	wg     sync.WaitGroup
 }
 
-// New makes the node's manager on the store's pool; listen is the
-// connection config for its LISTEN connection.
-func New(pool *pgxpool.Pool, listen *pgx.ConnConfig, cfg Config) *Manager {
+// New makes the node's manager on the shared database.
+func New(pg *postgres.DB, cfg Config) *Manager {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -100,8 +101,9 @@ func New(pool *pgxpool.Pool, listen *pgx.ConnConfig, cfg Config) *Manager {
 	}
 	return &Manager{
 		cfg:    cfg,
-		db:     db{pool: pool, node: cfg.Node, ttl: cfg.TTL},
-		listen: listen,
+		pg:     pg,
+		db:     db{pool: pg.Pool(), node: cfg.Node, ttl: cfg.TTL},
+		listen: pg.ConnConfig(),
 		clk:    cfg.Clock,
 		log:    cfg.Log,
 		inc:    uuid.NewString(),
@@ -126,15 +128,56 @@ func (m *Manager) margin() time.Duration { return m.cfg.TTL / 5 }
 // or ones whose wake-up was missed) and the check of lease deadlines.
 func (m *Manager) tick() time.Duration { return min(time.Second, m.cfg.TTL/5) }
 
-// Token implements the store's fence: this node's token for chat.
-func (m *Manager) Token(chat string) (string, int64, bool) {
+// token is this node's fencing token for chat; ok is false when the node
+// holds no lease on it.
+func (m *Manager) token(chat string) (token int64, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l, ok := m.held[chat]
-	if !ok {
-		return "", 0, false
+	return l.token, ok
+}
+
+var (
+	_ store.Fence[*postgres.Tx] = (*Manager)(nil)
+	_ store.Waker               = (*Manager)(nil)
+)
+
+// Hold is the store's fence: every write for a chat (a claim, a turn's
+// outcome, a requeue, a failure, a session record, a reset event, a saved
+// conversation) checks, inside its own transaction, that the chat's lease
+// row still names this node with its token and has not expired (by the
+// database's clock), and holds the row until commit. A takeover bumps the
+// token with an UPDATE of that row, so it waits for such a write to
+// commit, and every later write of the old owner fails with
+// store.ErrFenced: a node that was paused or cut off never writes for a
+// chat it lost.
+func (m *Manager) Hold(ctx context.Context, tx *postgres.Tx, chats []string) error {
+	for _, chat := range chats {
+		token, ok := m.token(chat)
+		if !ok {
+			return fmt.Errorf("chat %q: %w", chat, store.ErrFenced)
+		}
+		held, err := tx.HoldLease(ctx, chat, m.cfg.Node, token)
+		if err != nil {
+			return err
+		}
+		if !held {
+			return fmt.Errorf("chat %q: %w", chat, store.ErrFenced)
+		}
 	}
-	return m.cfg.Node, l.token, true
+	return nil
+}
+
+// Wake tells chat's owner, through NOTIFY, that a message was committed
+// for it (the store calls it after an accept or a retry commits), unless
+// this node owns the chat: the supervisor wakes its own sessions itself.
+// A lost wake-up (the node died between the commit and the NOTIFY, or the
+// owner's listener was reconnecting) is made up for by the owner's scan.
+func (m *Manager) Wake(ctx context.Context, chat string) {
+	if _, own := m.token(chat); own {
+		return
+	}
+	_ = m.pg.NotifyWake(ctx, chat)
 }
 
 // Owns reports whether this node holds chat's lease now.
@@ -253,12 +296,12 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-t.C():
 		case chat := <-m.wakes:
 			t.Stop()
-			m.wake(ctx, chat)
+			m.woken(ctx, chat)
 			// drain what else came meanwhile, then go round
 			for more := true; more; {
 				select {
 				case c := <-m.wakes:
-					m.wake(ctx, c)
+					m.woken(ctx, c)
 				default:
 					more = false
 				}
@@ -430,9 +473,9 @@ func (m *Manager) scan(ctx context.Context) {
 	}
 }
 
-// wake handles a chat's wake-up: the owner's session is woken; an unowned
-// chat placed here is taken.
-func (m *Manager) wake(ctx context.Context, chat string) {
+// woken handles a chat's wake-up: the owner's session is woken; an
+// unowned chat placed here is taken.
+func (m *Manager) woken(ctx context.Context, chat string) {
 	if m.Owns(chat) {
 		m.host.Wake(chat)
 		return
@@ -503,7 +546,7 @@ func (m *Manager) listenOnce(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+postgres.WakeChannel); err != nil {
 		return err
 	}
 	for {
@@ -521,7 +564,3 @@ func (m *Manager) listenOnce(ctx context.Context) error {
 		}
 	}
 }
-
-// WakeChannel is the NOTIFY channel accepts name their chat on (the
-// store sends it; see pgstore).
-const WakeChannel = "dispatch_wake"
