@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/postgres"
@@ -45,6 +47,20 @@ func node(t *testing.T, dsn, id string) (*postgres.Store, *Manager, *fakeHost) {
 	return st, m, h
 }
 
+// pause ends every lease at once, as if their holders had been paused
+// past their ttl.
+func pause(t *testing.T, dsn string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // The fencing token at work: a node holding no lease writes nothing for
 // the chat; a node whose lease was taken over (it was paused past its
 // ttl) cannot complete the turn it had claimed — the new owner claims the
@@ -80,9 +96,7 @@ func TestFencing(t *testing.T) {
 	}
 
 	// a is paused past its lease; b takes the chat over
-	if _, err := a.pg.Pool().Exec(ctx, `UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'`); err != nil {
-		t.Fatal(err)
-	}
+	pause(t, dsn)
 	b.take(ctx, "c")
 	if !b.Owns("c") || b.Stats().Takeovers != 1 {
 		t.Fatalf("b did not take over: %+v", b.Stats())

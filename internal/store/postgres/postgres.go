@@ -144,14 +144,6 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	return s, nil
 }
 
-// Pool is the store's connection pool, for the cluster's own tables
-// (leases, nodes) kept beside the store's.
-func (s *DB) Pool() *pgxpool.Pool { return s.pool }
-
-// ConnConfig is a copy of the store's connection settings, for a
-// connection of the caller's own (the cluster's wake-up listener).
-func (s *DB) ConnConfig() *pgx.ConnConfig { return s.cfg.ConnConfig.Copy() }
-
 // Close stops the listener and closes the pool. Writes after Close fail
 // with store.ErrClosed. It is safe to call more than once.
 func (s *DB) Close() error {
@@ -310,12 +302,25 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
+// listen keeps a connection LISTENing for other nodes' events and moves
+// the visible mark with them. After a lost connection it reads the feed's
 // counter again, so notifications missed meanwhile are made up for.
 func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+		err := s.listenOnce(ctx, eventsChannel, func(conn *pgx.Conn) error {
+			var last int64
+			if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
+				return err
+			}
+			s.feed.Advance(last)
+			return nil
+		}, func(payload string) {
+			if seq, err := strconv.ParseInt(payload, 10, 64); err == nil {
+				s.feed.Advance(seq)
+			}
+		})
 		if ctx.Err() != nil {
 			return
 		}
@@ -329,27 +334,28 @@ func (s *DB) listen(ctx context.Context) {
 	}
 }
 
-func (s *DB) listenOnce(ctx context.Context) error {
+// listenOnce opens a connection of its own, LISTENs on channel, runs
+// ready (if any) and hands every notification's payload to fn until the
+// connection fails or ctx ends.
+func (s *DB) listenOnce(ctx context.Context, channel string, ready func(*pgx.Conn) error, fn func(payload string)) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `LISTEN `+eventsChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
 		return err
 	}
-	var last int64
-	if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
-		return err
+	if ready != nil {
+		if err := ready(conn); err != nil {
+			return err
+		}
 	}
-	s.feed.Advance(last)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if seq, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-			s.feed.Advance(seq)
-		}
+		fn(n.Payload)
 	}
 }
