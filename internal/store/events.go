@@ -151,6 +151,9 @@ func (s *Store[T]) PurgeEvents(ctx context.Context, cutoff time.Time, limit int)
 	total := 0
 	for total < limit {
 		n := min(PurgeChunk, limit-total)
+		if err := s.injected(); err != nil {
+			return total, fmt.Errorf("store: purge events: %w", err)
+		}
 		got, done, err := s.d.PurgeEvents(ctx, Nanos(cutoff), n)
 		if err != nil {
 			return total, fmt.Errorf("store: purge events: %w", err)

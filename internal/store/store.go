@@ -62,12 +62,18 @@ func New[T Tx](d Driver[T], clk clock.Clock, opt Options[T]) *Store[T] {
 // write runs fn in one transaction of the driver, after the injected
 // fault, if any.
 func (s *Store[T]) write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx T) error) error {
-	if f := s.fault.Load(); f != nil {
-		if err := (*f)(); err != nil {
-			return Classify(nil, err)
-		}
+	if err := s.injected(); err != nil {
+		return err
 	}
 	return s.d.Write(ctx, lazy, fn)
+}
+
+// injected is the injected write fault's error, classified (nil: none).
+func (s *Store[T]) injected() error {
+	if f := s.fault.Load(); f != nil {
+		return Classify(nil, (*f)())
+	}
+	return nil
 }
 
 // fenced checks and holds the leases of chats for tx (several nodes).
@@ -145,6 +151,3 @@ func (s *Store[T]) CheckIdentity() error { return s.d.CheckIdentity() }
 // Close closes the driver: later writes get ErrClosed. It is safe to call
 // more than once.
 func (s *Store[T]) Close() error { return s.d.Close() }
-
-// Driver is the dialect under the store, for its own tests and tools.
-func (s *Store[T]) Driver() Driver[T] { return s.d }
