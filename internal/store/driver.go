@@ -68,8 +68,9 @@ type Tx interface {
 	MessageByClient(ctx context.Context, chat, client string) (id, text string, err error)
 	// PendingMessages returns chat's first n pending messages in Seq order.
 	PendingMessages(ctx context.Context, chat string, n int) ([]Message, error)
-	// MarkInflight makes the messages seqs inflight, counting an attempt.
-	MarkInflight(ctx context.Context, seqs []int64, now int64) error
+	// MarkInflight makes the messages msgs (by Seq) inflight, counting an
+	// attempt.
+	MarkInflight(ctx context.Context, msgs []Message, now int64) error
 	// MarkDone makes the inflight ones of ids done with reply as turn,
 	// clearing their error, and returns them.
 	MarkDone(ctx context.Context, ids []string, reply, turn string, now int64) ([]Answered, error)

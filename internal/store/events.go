@@ -36,11 +36,11 @@ func (s *Store[T]) SetWebhookFanout(f func(events.Type) []string) {
 	s.fanout.Store(&f)
 }
 
-// appendEvent adds ev (its Seq and ID are ignored) to tx with its webhook
-// deliveries; the event it returns is numbered by the commit at the latest.
-func (s *Store[T]) appendEvent(ctx context.Context, tx T, ev events.Event) (*events.Event, error) {
+// appendEvent adds *ev (its Seq and ID are ignored) to tx with its
+// webhook deliveries; *ev is numbered by the commit at the latest.
+func (s *Store[T]) appendEvent(ctx context.Context, tx T, ev *events.Event) error {
 	if !ev.Type.Valid() {
-		return nil, fmt.Errorf("unknown event type %q", ev.Type)
+		return fmt.Errorf("unknown event type %q", ev.Type)
 	}
 	if ev.At.IsZero() {
 		ev.At = s.clk.Now()
@@ -49,26 +49,25 @@ func (s *Store[T]) appendEvent(ctx context.Context, tx T, ev events.Event) (*eve
 	if f := s.fanout.Load(); f != nil {
 		endpoints = (*f)(ev.Type)
 	}
-	e := &ev
-	if err := tx.InsertEvent(ctx, e, endpoints); err != nil {
-		return nil, fmt.Errorf("append %s event: %w", ev.Type, err)
+	if err := tx.InsertEvent(ctx, ev, endpoints); err != nil {
+		return fmt.Errorf("append %s event: %w", ev.Type, err)
 	}
-	return e, nil
+	return nil
 }
 
 // AppendEvent writes one event durably and returns it numbered. Events
 // that belong to another change (a reply, a dead letter, a failed session)
 // are written by that change's own write instead, in the same commit.
 func (s *Store[T]) AppendEvent(ctx context.Context, ev events.Event) (events.Event, error) {
-	var out *events.Event
-	err := s.write(ctx, false, func(ctx context.Context, tx T) (err error) {
-		out, err = s.appendEvent(ctx, tx, ev)
-		return err
+	var out events.Event
+	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
+		out = ev
+		return s.appendEvent(ctx, tx, &out)
 	})
 	if err != nil {
 		return events.Event{}, fmt.Errorf("store: %w", err)
 	}
-	return *out, nil
+	return out, nil
 }
 
 // RecordReset writes a session_reset event: chat's conversation had to
@@ -78,8 +77,7 @@ func (s *Store[T]) RecordReset(ctx context.Context, chat, reason string) error {
 		if err := s.fenced(ctx, tx, chat); err != nil {
 			return err
 		}
-		_, err := s.appendEvent(ctx, tx, events.Event{Type: events.SessionReset, ChatID: chat, Reason: reason})
-		return err
+		return s.appendEvent(ctx, tx, &events.Event{Type: events.SessionReset, ChatID: chat, Reason: reason})
 	})
 	if err != nil {
 		return fmt.Errorf("store: %w", err)

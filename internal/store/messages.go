@@ -192,11 +192,7 @@ func (s *Store[T]) Claim(ctx context.Context, chatID string, limit int) (batch [
 		if len(claimed) == 0 {
 			return nil
 		}
-		seqs := make([]int64, len(claimed))
-		for i, m := range claimed {
-			seqs[i] = m.Seq
-		}
-		if err := tx.MarkInflight(ctx, seqs, now); err != nil {
+		if err := tx.MarkInflight(ctx, claimed, now); err != nil {
 			return err
 		}
 		for i := range claimed {
@@ -242,7 +238,7 @@ func (s *Store[T]) Complete(ctx context.Context, ids []string, reply string) err
 	now := s.clk.Now()
 	turn := NewTurnID()
 	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
-		if err := s.fencedIDs(ctx, tx, ids); err != nil {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
 			return err
 		}
 		return s.completeMessages(ctx, tx, ids, reply, turn, now)
@@ -269,8 +265,9 @@ func (s *Store[T]) completeMessages(ctx context.Context, tx T, ids []string, rep
 	if err != nil {
 		return err
 	}
-	for _, ev := range ReplyEvents(got, reply, turnID, at) {
-		if _, err := s.appendEvent(ctx, tx, ev); err != nil {
+	evs := ReplyEvents(got, reply, turnID, at)
+	for i := range evs {
+		if err := s.appendEvent(ctx, tx, &evs[i]); err != nil {
 			return err
 		}
 	}
@@ -317,7 +314,7 @@ func (s *Store[T]) RequeueKept(ctx context.Context, ids []string, errText, keptI
 	}
 	now := Nanos(s.clk.Now())
 	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
-		if err := s.fencedIDs(ctx, tx, ids); err != nil {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
 			return err
 		}
 		return tx.MarkPending(ctx, ids, errText, keptIn, now)
@@ -339,7 +336,7 @@ func (s *Store[T]) Fail(ctx context.Context, ids []string, errText string, maxAt
 	}
 	now := Nanos(s.clk.Now())
 	err = s.write(ctx, false, func(ctx context.Context, tx T) error {
-		if err := s.fencedIDs(ctx, tx, ids); err != nil {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
 			return err
 		}
 		failed, err := tx.MarkFailed(ctx, ids, errText, maxAttempts, now)
@@ -355,7 +352,7 @@ func (s *Store[T]) Fail(ctx context.Context, ids []string, errText string, maxAt
 			dead = append(dead, f.ID)
 			// In the commit that makes the message dead: a front-end
 			// learns that no reply is coming.
-			if _, err := s.appendEvent(ctx, tx, events.Event{
+			if err := s.appendEvent(ctx, tx, &events.Event{
 				Type: events.DeadLetter, At: FromNanos(now), ChatID: f.ChatID, MessageID: f.ID, Error: errText,
 			}); err != nil {
 				return err

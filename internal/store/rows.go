@@ -44,12 +44,10 @@ const MessageColumns = `seq, id, chat_id, text, state, attempts, failures, error
 func ScanMessage(row Scanner) (Message, error) {
 	var (
 		m                Message
-		st               string
 		created, updated int64
 	)
-	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &st, &m.Attempts,
+	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
 		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn, &m.ClientID, &m.TurnID)
-	m.State = State(st)
 	m.CreatedAt, m.UpdatedAt = FromNanos(created), FromNanos(updated)
 	return m, err
 }

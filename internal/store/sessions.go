@@ -88,9 +88,9 @@ func (s *Store[T]) saveSession(ctx context.Context, tx T, r SessionRecord, creat
 	}
 	switch {
 	case r.Failed && !wasFailed:
-		_, err = s.appendEvent(ctx, tx, events.Event{Type: events.SessionFailed, ChatID: r.ChatID, Reason: r.FailReason})
+		err = s.appendEvent(ctx, tx, &events.Event{Type: events.SessionFailed, ChatID: r.ChatID, Reason: r.FailReason})
 	case !r.Failed && wasFailed:
-		_, err = s.appendEvent(ctx, tx, events.Event{Type: events.SessionRecovered, ChatID: r.ChatID, Reason: "restarted"})
+		err = s.appendEvent(ctx, tx, &events.Event{Type: events.SessionRecovered, ChatID: r.ChatID, Reason: "restarted"})
 	}
 	return err
 }

@@ -76,21 +76,17 @@ func (s *Store[T]) injected() error {
 	return nil
 }
 
-// fenced checks and holds the leases of chats for tx (several nodes).
-func (s *Store[T]) fenced(ctx context.Context, tx T, chats ...string) error {
+// fenced checks and holds chat's lease for tx (several nodes).
+func (s *Store[T]) fenced(ctx context.Context, tx T, chat string) error {
 	if s.fence == nil {
 		return nil
 	}
-	slices.Sort(chats)
-	chats = slices.Compact(chats)
-	if len(chats) > 0 && chats[0] == "" {
-		chats = chats[1:]
-	}
-	return s.fence.Hold(ctx, tx, chats)
+	return s.hold(ctx, tx, []string{chat})
 }
 
-// fencedIDs fences the chats of the messages ids, and more.
-func (s *Store[T]) fencedIDs(ctx context.Context, tx T, ids []string, more ...string) error {
+// fencedIDs fences the chats of the messages ids, and chat unless it is
+// empty.
+func (s *Store[T]) fencedIDs(ctx context.Context, tx T, ids []string, chat string) error {
 	if s.fence == nil {
 		return nil
 	}
@@ -98,7 +94,17 @@ func (s *Store[T]) fencedIDs(ctx context.Context, tx T, ids []string, more ...st
 	if err != nil {
 		return err
 	}
-	return s.fenced(ctx, tx, append(chats, more...)...)
+	return s.hold(ctx, tx, append(chats, chat))
+}
+
+// hold asks the fence to hold chats (sorted, once each, "" left out).
+func (s *Store[T]) hold(ctx context.Context, tx T, chats []string) error {
+	slices.Sort(chats)
+	chats = slices.Compact(chats)
+	if len(chats) > 0 && chats[0] == "" {
+		chats = chats[1:]
+	}
+	return s.fence.Hold(ctx, tx, chats)
 }
 
 // wake tells chat's owner node that messages were committed for it.

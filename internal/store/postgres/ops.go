@@ -61,7 +61,11 @@ func (t *Tx) PendingMessages(ctx context.Context, chat string, n int) ([]store.M
 	return store.ScanAll(rows, store.ScanMessage)
 }
 
-func (t *Tx) MarkInflight(ctx context.Context, seqs []int64, now int64) error {
+func (t *Tx) MarkInflight(ctx context.Context, msgs []store.Message, now int64) error {
+	seqs := make([]int64, len(msgs))
+	for i, m := range msgs {
+		seqs[i] = m.Seq
+	}
 	_, err := t.Exec(ctx, `UPDATE messages
 		SET state = 'inflight', attempts = attempts + 1, updated_at = $1
 		WHERE seq = ANY($2)`, now, seqs)

@@ -60,14 +60,15 @@ func (t *Tx) PendingMessages(ctx context.Context, chat string, n int) ([]store.M
 	return store.ScanAll(rows, store.ScanMessage)
 }
 
-func (t *Tx) MarkInflight(ctx context.Context, seqs []int64, now int64) error {
-	args := []any{now}
-	for _, q := range seqs {
-		args = append(args, q)
+func (t *Tx) MarkInflight(ctx context.Context, msgs []store.Message, now int64) error {
+	args := make([]any, 1, 1+len(msgs))
+	args[0] = now
+	for _, m := range msgs {
+		args = append(args, m.Seq)
 	}
 	_, err := t.ExecContext(ctx, `UPDATE messages
 		SET state = 'inflight', attempts = attempts + 1, updated_at = ?
-		WHERE seq IN (`+placeholders(len(seqs))+`)`, args...)
+		WHERE seq IN (`+placeholders(len(msgs))+`)`, args...)
 	return err
 }
 
