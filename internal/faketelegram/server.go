@@ -118,6 +118,9 @@ func WithToken(token string) Option { return func(s *Server) { s.token = token }
 // leading number.
 func WithBot(u User) Option { return func(s *Server) { s.bot = u } }
 
+// WithUsername sets the bot's username (default fake_dispatch_bot).
+func WithUsername(name string) Option { return func(s *Server) { s.username = name } }
+
 // WithClock sets the clock of message dates, long-poll timeouts and chat
 // rate limits.
 func WithClock(c clock.Clock) Option { return func(s *Server) { s.clk = c } }
@@ -135,10 +138,11 @@ type Server struct {
 	serveDone chan struct{}
 	started   bool
 
-	clk   clock.Clock
-	token string
-	bot   User
-	ctl   http.Handler
+	clk      clock.Clock
+	token    string
+	bot      User
+	username string
+	ctl      http.Handler
 
 	mu           sync.Mutex
 	mode         Mode
@@ -189,6 +193,9 @@ func New(opts ...Option) *Server {
 	if s.bot.ID == 0 {
 		id, _ := strconv.ParseInt(strings.SplitN(s.token, ":", 2)[0], 10, 64)
 		s.bot = User{ID: id, IsBot: true, FirstName: "Fake Bot", Username: "fake_dispatch_bot"}
+	}
+	if s.username != "" {
+		s.bot.Username = s.username
 	}
 	s.bot.IsBot = true
 	s.bot.CanJoinGroups = true
