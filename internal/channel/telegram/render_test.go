@@ -130,3 +130,24 @@ func TestPlainText(t *testing.T) {
 		}
 	}
 }
+
+// TestHTMLReply renders a reply as Claude writes one, end to end.
+func TestHTMLReply(t *testing.T) {
+	md := "## Summary\n\nI fixed the bug in `internal/store/sqlite.go` — the **retry loop** never backed off.\n\n" +
+		"### Changes\n\n1. Added `backoff()`:\n   ```go\n   func backoff(n int) time.Duration {\n       return time.Duration(1<<n) * time.Millisecond\n   }\n   ```\n" +
+		"2. Updated the tests (see [the PR](https://github.com/x/y/pull/1)).\n\n> **Note:** this changes behaviour when `n > 30`.\n\n" +
+		"| File | Lines |\n|---|---|\n| `sqlite.go` | +12 −3 |\n| `sqlite_test.go` | +40 |\n\n" +
+		"Let me know if you'd like *more* changes_now or a __different__ approach. Cost: ~$0.02 & 3 < 4."
+	want := "<b>Summary</b>\n\nI fixed the bug in <code>internal/store/sqlite.go</code> — the <b>retry loop</b> never backed off.\n\n" +
+		"<b>Changes</b>\n\n1. Added <code>backoff()</code>:\n\n<pre><code class=\"language-go\">func backoff(n int) time.Duration {\n    return time.Duration(1&lt;&lt;n) * time.Millisecond\n}</code></pre>\n\n" +
+		"2. Updated the tests (see <a href=\"https://github.com/x/y/pull/1\">the PR</a>).\n\n<blockquote><b>Note:</b> this changes behaviour when <code>n &gt; 30</code>.</blockquote>\n\n" +
+		"<pre>File           │ Lines\n───────────────┼───────\nsqlite.go      │ +12 −3\nsqlite_test.go │ +40</pre>\n\n" +
+		"Let me know if you'd like <i>more</i> changes_now or a <b>different</b> approach. Cost: ~$0.02 &amp; 3 &lt; 4."
+	if got := HTML(md); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	plain, err := PlainText(want, MaxMessageLen)
+	if err != nil || !strings.Contains(plain, "(see the PR (https://github.com/x/y/pull/1))") || !strings.Contains(plain, "1<<n") {
+		t.Errorf("plain text %q %v", plain, err)
+	}
+}
