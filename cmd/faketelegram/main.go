@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8090", "loopback `host:port` to serve the API on (port 0 picks one)")
 	token := fs.String("token", faketelegram.DefaultToken, "bot `token` the API accepts")
 	username := fs.String("username", "fake_dispatch_bot", "the bot's `username`, as getMe returns it")
-	modeName := fs.String("mode", string(faketelegram.ModeUp), "initial `mode`: up, refuse or 502")
+	modeName := fs.String("mode", string(faketelegram.ModeUp), "initial `mode`: up, refuse, 502 or hang")
 	firstUpdate := fs.Int64("first-update-id", 1, "update_id of the first update")
 	controlAddr := fs.String("control-addr", "", "optional loopback `host:port` for the control endpoints alone (they are always on -addr too)")
 	if err := fs.Parse(args); err != nil {

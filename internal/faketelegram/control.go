@@ -23,7 +23,7 @@ const ControlPrefix = "/_control/"
 //	POST /_control/fail      {"method":"sendMessage","n":2,"status":429,"retry_after":3}
 //	POST /_control/limit     {"chat_id":7,"for":"30s"}   ("0s" lifts it)
 //	GET  /_control/mode      {"mode":"up"}
-//	POST /_control/mode?m=refuse&for=5s   up, refuse or 502; for= switches back after
+//	POST /_control/mode?m=refuse&for=5s   up, refuse, 502 or hang; for= switches back after
 //	GET  /_control/chats     every chat the bot knows
 //	GET  /_control/chats/ID  {"chat":…,"sent":[…],"ops":[…]}: what the bot sent there
 //	GET  /_control/answer?id=QUERY   the bot's answer to a button press

@@ -349,3 +349,76 @@ func TestFindEntities(t *testing.T) {
 		}
 	}
 }
+
+func TestHangAndClose(t *testing.T) {
+	fake := faketelegram.New()
+	if err := fake.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	fake.AddChat(faketelegram.Chat{ID: 1})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	send := func(ctx context.Context) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, "POST", fake.URL()+"/bot"+fake.Token()+"/sendMessage?chat_id=1&text=x", nil)
+		return c.Do(req)
+	}
+
+	// A hung request fails by the client's deadline and sends nothing.
+	fake.SetMode(faketelegram.ModeHang)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if _, err := send(ctx); err == nil {
+		t.Fatal("hung request answered")
+	}
+	cancel()
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := fake.WaitFor(wctx, func() bool { return fake.Hanging() == 0 }); err != nil {
+		t.Fatal("the fake still holds a request its client gave up: ", err)
+	}
+	if n := len(fake.Sent(1)); n != 0 {
+		t.Fatalf("%d sent while hanging", n)
+	}
+	// One still waiting is answered once the API is back.
+	done := make(chan int, 1)
+	go func() {
+		resp, err := send(context.Background())
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	if err := fake.WaitFor(wctx, func() bool { return fake.Hanging() == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	fake.SetMode(faketelegram.ModeUp)
+	if code := <-done; code != 200 {
+		t.Fatalf("after hang: %d", code)
+	}
+	if err := fake.WaitFor(wctx, func() bool { return len(fake.Sent(1)) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+
+	// Close ends a waiting long poll and returns.
+	polled := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(fake.URL() + "/bot" + fake.Token() + "/getUpdates?timeout=60")
+		if err == nil {
+			resp.Body.Close()
+		}
+		polled <- err
+	}()
+	if err := fake.WaitFor(wctx, func() bool { return fake.Polling() }); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { fake.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a long poll")
+	}
+	<-polled
+}

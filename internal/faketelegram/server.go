@@ -8,8 +8,9 @@
 // makes the API misbehave: FailNext answers the next calls of a method with
 // an error (429 with parameters.retry_after, say), LimitChat rate-limits
 // every call for one chat for a while, and SetMode takes the API down
-// (connections refused, or 502 Bad Gateway as Telegram's front end answers
-// while the Bot API is unavailable) and brings it back.
+// (connections refused, requests left unanswered, or 502 Bad Gateway as
+// Telegram's front end answers while the Bot API is unavailable) and brings
+// it back.
 //
 // Behaviour of the real API the fake reproduces, from the Bot API
 // documentation (core.telegram.org/bots/api):
@@ -93,10 +94,11 @@ const (
 	ModeUp     Mode = "up"     // answering
 	ModeRefuse Mode = "refuse" // listener closed: connections are refused
 	Mode502    Mode = "502"    // every request answered 502 Bad Gateway with an HTML page
+	ModeHang   Mode = "hang"   // requests are read and never answered, until the client gives up or the mode changes
 )
 
 // Modes lists every valid mode.
-var Modes = []Mode{ModeUp, ModeRefuse, Mode502}
+var Modes = []Mode{ModeUp, ModeRefuse, Mode502, ModeHang}
 
 // ParseMode returns the Mode named s.
 func ParseMode(s string) (Mode, error) {
@@ -105,7 +107,7 @@ func ParseMode(s string) (Mode, error) {
 			return m, nil
 		}
 	}
-	return "", fmt.Errorf("faketelegram: unknown mode %q (want up, refuse or 502)", s)
+	return "", fmt.Errorf("faketelegram: unknown mode %q (want up, refuse, 502 or hang)", s)
 }
 
 // Option configures a Server.
@@ -164,6 +166,7 @@ type Server struct {
 	faults       []*fault
 	limits       map[int64]time.Time
 	calls        []Call
+	hanging      int // requests held by ModeHang
 	closed       bool
 	done         chan struct{}
 	active       sync.WaitGroup
@@ -458,13 +461,39 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.active.Add(1)
-	control, mode := s.control, s.mode
+	control, mode, changed := s.control, s.mode, s.changed
 	s.mu.Unlock()
 	defer s.active.Done()
 
 	if control && strings.HasPrefix(r.URL.Path, ControlPrefix) {
 		s.ctl.ServeHTTP(w, r)
 		return
+	}
+	if mode == ModeHang {
+		s.mu.Lock()
+		s.hanging++
+		s.notifyLocked()
+		changed = s.changed
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			s.hanging--
+			s.notifyLocked()
+			s.mu.Unlock()
+		}()
+	}
+	for mode == ModeHang {
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			drop(w) // returning would send an empty 200
+			return
+		}
+		s.mu.Lock()
+		mode, changed = s.mode, s.changed
+		s.mu.Unlock()
 	}
 	switch mode {
 	case Mode502:
@@ -473,11 +502,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(badGatewayPage))
 		return
 	case ModeRefuse: // arrived while the listener is being closed
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			conn.Close()
-			return
-		}
-		panic(http.ErrAbortHandler)
+		drop(w)
+		return
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/file/bot"); ok {
 		s.serveFile(w, rest)
@@ -519,6 +545,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(method, p, http.StatusOK, "")
 	writeResult(w, result)
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		conn.Close()
+		return
+	}
+	panic(http.ErrAbortHandler) // not hijackable (HTTP/2): abort the stream instead
 }
 
 // Call is one API request the server answered.

@@ -268,6 +268,20 @@ func (s *Server) Pending() []Update {
 	return append([]Update(nil), s.updates...)
 }
 
+// Polling reports whether a getUpdates long poll is waiting.
+func (s *Server) Polling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.poller != nil
+}
+
+// Hanging returns how many requests ModeHang is holding.
+func (s *Server) Hanging() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hanging
+}
+
 // FileData returns the content of a stored file by file_id.
 func (s *Server) FileData(fileID string) ([]byte, bool) {
 	s.mu.Lock()
