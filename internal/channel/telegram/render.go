@@ -119,7 +119,8 @@ func renderBlocks(lines []string, depth int) []string {
 				body = "<blockquote>" + body + "</blockquote>"
 			}
 			out = append(out, body)
-		case i+1 < len(lines) && strings.Contains(line, "|") && tableSepRE.MatchString(lines[i+1]):
+		case i+1 < len(lines) && strings.Contains(line, "|") && tableSepRE.MatchString(lines[i+1]) &&
+			len(tableCells(line)) == len(tableCells(lines[i+1])):
 			flush()
 			rows := [][]string{tableCells(line)}
 			for i += 2; i < len(lines) && strings.Contains(lines[i], "|") && strings.TrimSpace(lines[i]) != ""; i++ {

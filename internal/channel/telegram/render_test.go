@@ -36,6 +36,7 @@ func TestHTML(t *testing.T) {
 		{"table", "| Name | Value |\n|------|------:|\n| a | **1** |\n| long name | 22 |",
 			"<pre>Name      │ Value\n──────────┼──────\na         │ 1\nlong name │ 22</pre>"},
 		{"hashtag not heading", "#hashtag", "#hashtag"},
+		{"not a table: columns differ", "a | b\n---", "a | b\n\n———"},
 		{"crlf", "a\r\nb", "a\nb"},
 	} {
 		if got := HTML(tc.md); got != tc.want {
