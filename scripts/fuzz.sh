@@ -13,4 +13,5 @@ run ./internal/agent/claude FuzzReadLine
 run ./internal/api FuzzPostMessage
 run ./internal/channel/telegram FuzzRenderSplit
 run ./internal/config FuzzParse
+run ./internal/faketelegram FuzzParseHTML
 run ./internal/logging FuzzSafeName
