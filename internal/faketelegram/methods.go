@@ -8,6 +8,7 @@ import (
 	"path"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -209,9 +210,7 @@ func trimText(text string, es []MessageEntity) (string, []MessageEntity) {
 	return trimmed, out
 }
 
-var (
-	commandRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
-)
+var commandRE = regexp.MustCompile(`^[a-z0-9_]{1,32}$`)
 
 // markupParam reads reply_markup; only inline keyboards are kept.
 func markupParam(p *params) (*InlineKeyboardMarkup, *apiError) {
@@ -446,12 +445,10 @@ func scopeKey(p *params) (string, *apiError) {
 	case "chat", "chat_administrators":
 		return sc.Type + ":" + strings.Trim(string(sc.ChatID), `"`), nil
 	case "chat_member":
-		return sc.Type + ":" + strings.Trim(string(sc.ChatID), `"`) + ":" + jsonInt(sc.UserID), nil
+		return sc.Type + ":" + strings.Trim(string(sc.ChatID), `"`) + ":" + strconv.FormatInt(sc.UserID, 10), nil
 	}
 	return "", badRequest("wrong bot command scope type specified")
 }
-
-func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 func (s *Server) setMyCommands(_ context.Context, p *params) (any, *apiError) {
 	var cmds []BotCommand
@@ -560,7 +557,7 @@ func (s *Server) serveFile(w http.ResponseWriter, rest string) {
 		ct = http.DetectContentType(data)
 	}
 	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Content-Length", jsonInt(int64(len(data))))
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(data)
 }
