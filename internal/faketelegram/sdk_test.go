@@ -387,3 +387,60 @@ func TestSDKGroup(t *testing.T) {
 		t.Fatalf("document %+v", d)
 	}
 }
+
+// BenchmarkSDKSendMessage measures one sendMessage with HTML through
+// go-telegram/bot against the fake on loopback: the floor under the
+// channel's reply → sendMessage latency.
+func BenchmarkSDKSendMessage(b *testing.B) {
+	fake := faketelegram.New()
+	if err := fake.Start("127.0.0.1:0"); err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	fake.AddChat(faketelegram.Chat{ID: ann.ID})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	bt, err := bot.New(fake.Token(), bot.WithServerURL(fake.URL()), bot.WithSkipGetMe(),
+		bot.WithHTTPClient(10*time.Second, &http.Client{Transport: tr}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := &bot.SendMessageParams{ChatID: ann.ID, Text: "<b>done</b>: " + strings.Repeat("word ", 100), ParseMode: models.ParseModeHTML}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := bt.SendMessage(context.Background(), params); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSDKUpdateToHandler measures a person's message reaching a
+// go-telegram/bot handler through a waiting long poll.
+func BenchmarkSDKUpdateToHandler(b *testing.B) {
+	fake := faketelegram.New()
+	if err := fake.Start("127.0.0.1:0"); err != nil {
+		b.Fatal(err)
+	}
+	defer fake.Close()
+	got := make(chan struct{}, 1)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	bt, err := bot.New(fake.Token(), bot.WithServerURL(fake.URL()), bot.WithSkipGetMe(),
+		bot.WithHTTPClient(10*time.Second, &http.Client{Transport: tr}),
+		bot.WithNotAsyncHandlers(),
+		bot.WithDefaultHandler(func(context.Context, *bot.Bot, *models.Update) { got <- struct{}{} }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { bt.Start(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := fake.SendText(ann, "hello"); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
