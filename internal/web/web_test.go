@@ -363,6 +363,15 @@ func TestChatView(t *testing.T) {
 	if resp, _ := do(t, c, "GET", r.url+"/api/chat", nil, ""); resp.StatusCode != 400 {
 		t.Errorf("no chat: %d", resp.StatusCode)
 	}
+	// One message in full (the dead-letter list clips): only by its id.
+	if resp, body := do(t, c, "GET", r.url+"/api/message?id=m1", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, `"text":"hello"`) {
+		t.Errorf("message m1: %d %s", resp.StatusCode, body)
+	}
+	for _, q := range []string{"", "?id=", "?id=a%00b", "?id=../status"} {
+		if resp, _ := do(t, c, "GET", r.url+"/api/message"+q, nil, ""); resp.StatusCode == 200 {
+			t.Errorf("message%s: 200", q)
+		}
+	}
 }
 
 func TestEventStream(t *testing.T) {

@@ -201,7 +201,7 @@ function healthCell(s, reason) {
   if (s.state === 'paused') {
     const n = s.queue_depth || 0;
     return el('td', { 'data-label': 'health', class: 'warn', title: 'dispatch sessions resume ' + s.chat_id },
-      '⏸ paused' + (n ? ', ' + n + ' waiting' : '') + ' (resume to let them go)');
+      'paused' + (n ? ', ' + n + ' waiting' : '') + ' (resume to let them go)');
   }
   return el('td', { 'data-label': 'health', class: s.healthy ? 'ok' : 'bad' }, (s.healthy ? '✓ ' : '✗ ') + reason);
 }
