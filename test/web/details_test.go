@@ -142,7 +142,7 @@ func TestStatusPageDetails(t *testing.T) {
 		text := strings.Join(lines, "\n")
 		var got struct {
 			Height, Line, Full float64
-			More             bool
+			More               bool
 		}
 		if err := b.eval(`new Promise(done => {
 			onEvent({data: JSON.stringify({seq: (state.lastSeq || 0) + 1, type: 'reply', at: new Date().toISOString(), chat_id: 'alice', text: `+jsString(text)+`})});
