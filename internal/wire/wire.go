@@ -249,7 +249,9 @@ type EndpointStatus struct {
 	Retries    int64    `json:"retries"`   // failed attempts that will be retried, since start
 	GaveUp     int64    `json:"gave_up"`   // deliveries given up, since start
 	LagSeconds float64  `json:"lag_seconds"`
-	LastError  string   `json:"last_error,omitempty"`
+	// LastError is the latest failed attempt's error, until a delivery
+	// succeeds again (failed deliveries keep their own errors).
+	LastError string `json:"last_error,omitempty"`
 	// FailedDeliveries lists failed deliveries (the oldest, up to a limit).
 	FailedDeliveries []Delivery `json:"failed_deliveries,omitempty"`
 }
