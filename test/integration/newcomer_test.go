@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
+	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 )
 
 // What a newcomer tripped on at the command line, each with the command
@@ -91,5 +94,42 @@ func TestSendSaysWhatItWaitsFor(t *testing.T) {
 	// Without a wait there is nothing to say.
 	if _, errOut, _ := d.Run("status"); strings.Contains(errOut, "waiting") {
 		t.Errorf("status without a daemon: %q", errOut)
+	}
+}
+
+// A config file that holds an API key and that others may read is warned
+// about at start (token files in that state are refused), with the fix;
+// at 0600 nothing is said.
+func TestDaemonWarnsOfAReadableConfigWithSecrets(t *testing.T) {
+	d := daemontest.New(t, opts(with(noChecks, map[string]any{"agent.env.ANTHROPIC_API_KEY": "sk-ant-not-a-real-key"})))
+	if err := os.Chmod(d.ConfigPath, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := "holds secrets (agent.env.ANTHROPIC_API_KEY) and is readable by group or others (mode 0644): chmod 600 " + d.ConfigPath
+	start := func() string {
+		cmd := d.Cmd("daemon")
+		var stderr syncbuf.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if !daemontest.Poll(func() bool { _, _, code := d.Run("status"); return code == 0 }, 10*time.Second) {
+			t.Fatal("the daemon does not serve")
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		return stderr.String()
+	}
+	if out := start(); !strings.Contains(out, want) || strings.Contains(out, "sk-ant-not") {
+		t.Errorf("daemon stderr with a 0644 config holding a key:\n%s\nwant %q", out, want)
+	}
+	if out, _, _ := d.Run("doctor"); !strings.Contains(out, want) {
+		t.Errorf("doctor does not warn:\n%s", out)
+	}
+	if err := os.Chmod(d.ConfigPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := start(); strings.Contains(out, "holds secrets") {
+		t.Errorf("warned at 0600: %s", out)
 	}
 }
