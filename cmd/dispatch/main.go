@@ -87,7 +87,7 @@ func connect(g *globals, timeout, waitReady time.Duration) (*client.Client, erro
 	o := client.Options{Timeout: timeout, WaitReady: waitReady}
 	if g.stderr != nil {
 		o.Waiting = func(where string, wait time.Duration) {
-			fmt.Fprintf(g.stderr, "dispatch: no daemon at %s yet; waiting up to %s for it to start (is `dispatch daemon` running with this config?)\n", where, wait)
+			fmt.Fprintf(g.stderr, "dispatch: no daemon at %s yet; waiting up to %s for it to start\n", where, wait)
 		}
 	}
 	if g.url != "" {
