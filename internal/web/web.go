@@ -403,7 +403,8 @@ type Exchange struct {
 	Messages []ChatMessage `json:"messages"`
 	Reply    string        `json:"reply,omitempty"`
 	Error    string        `json:"error,omitempty"`
-	Clipped  bool          `json:"clipped,omitempty"`
+	// Clipped: the reply or the error was cut at its first 2,000 bytes.
+	Clipped bool `json:"clipped,omitempty"`
 }
 
 // ChatMessage is one message of the chat view; Text is "" when the
@@ -476,7 +477,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		ev := feed.Events[i]
 		x := Exchange{Seq: ev.Seq, At: ev.At, Type: ev.Type, TurnID: ev.TurnID, Messages: []ChatMessage{}}
 		x.Reply, x.Clipped = clipText(ev.Text)
-		x.Error, _ = clipText(ev.Error)
+		var errClipped bool
+		x.Error, errClipped = clipText(ev.Error)
+		x.Clipped = x.Clipped || errClipped
 		ids := ev.MessageIDs
 		if ev.MessageID != "" {
 			ids = []string{ev.MessageID}

@@ -310,7 +310,7 @@ async function refreshChat() {
       li.append(el('div', { class: 'text msg' }, m.gone ? '(message ' + m.id + ' no longer kept)' : m.text + (m.clipped ? '…' : '')));
     }
     if (x.type === 'reply') li.append(el('div', { class: 'text rep' }, x.reply + (x.clipped ? '…' : '')));
-    else li.append(el('div', { class: 'text err' }, x.error));
+    else li.append(el('div', { class: 'text err' }, x.error + (x.clipped ? '…' : '')));
     return li;
   }));
 }
