@@ -36,9 +36,9 @@ import (
 // time, under a lock that orders those commits (a one-row counter updated
 // as the transaction's last statement), so seq order is commit order; or
 // keep a visible mark that only moves past a seq once every transaction
-// that took a smaller one has ended. The Feed interface in the api and
-// webhook packages asks only for that promise, and for a notification when
-// the mark moves.
+// that took a smaller one has ended. The feed's readers (store.Backend,
+// api.EventsBackend, webhook.Store) ask only for that promise, and for a
+// notification when the mark moves (EventsVisible).
 //
 // Retention removes a prefix of the feed (every event up to a seq, the
 // horizon) and records the horizon durably. A read from a position below
