@@ -38,9 +38,9 @@ cat >/dev/null
 // it.
 type permRecording struct {
 	file     string
-	mode     string                 // how the CLI was started
+	mode     string                  // how the CLI was started
 	answer   *agent.PermissionAnswer // the asker's answer; nil: it blocks until its ctx ends
-	wait     bool                   // the CLI waits for the answer
+	wait     bool                    // the CLI waits for the answer
 	tool     string
 	summary  string
 	response string // the control_response the driver must write ("" none); REQ is the request id
