@@ -2,7 +2,9 @@
 // tests of the real Claude Code CLI (pointed at it with ANTHROPIC_BASE_URL).
 //
 // It answers POST /v1/messages with a canned text reply, streamed (SSE) or as
-// one JSON message, and can be switched at run time into failure modes (HTTP
+// one JSON message, or on command with tool_use blocks (a TOOL_USE line in
+// the prompt, QueueToolUse) whose results it then answers with text naming
+// each tool's outcome; and it can be switched at run time into failure modes (HTTP
 // errors, refused connections, hangs, slow or cut streams) so callers can test
 // how they handle a misbehaving API. Every request is recorded. The server
 // listens on loopback only and never talks to the real API.
