@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/agent/claude"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/fakeapi"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 )
 
@@ -313,5 +317,42 @@ func TestAllowedToolsRunWithoutAsking(t *testing.T) {
 	res := d.turn(p, touchPrompt("allowed-rule.txt"))
 	if !d.exists("perm-allowed", "allowed-rule.txt") || len(res.Denials) != 0 {
 		t.Errorf("reply %q, denials %+v", res.Text, res.Denials)
+	}
+}
+
+// TestBrokerWithTheCLI: the permission broker as the CLI's asker. The
+// first touch waits for a person; allow_always lets it run and stores a
+// rule, so the chat's next touch runs without asking; the events say so.
+func TestBrokerWithTheCLI(t *testing.T) {
+	d := newDriver(t, claude.PermissionsAsk)
+	st := permission.NewMemory()
+	n := 0
+	var nmu sync.Mutex
+	b := permission.NewBroker(st, clock.Real{}, time.Minute, func() string {
+		nmu.Lock()
+		defer nmu.Unlock()
+		n++
+		return fmt.Sprintf("perm-%d", n)
+	})
+	p := d.start("perm-broker", b.Asker("perm-broker"), nil)
+	go func() {
+		for deadline := time.Now().Add(turnTimeout); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			open, _ := st.OpenRequests(context.Background(), "perm-broker")
+			if len(open) > 0 {
+				b.Decide(context.Background(), open[0].ID, permission.AllowAlways, "test")
+				return
+			}
+		}
+	}()
+	if res := d.turn(p, touchPrompt("first.txt")); !d.exists("perm-broker", "first.txt") {
+		t.Fatalf("first touch did not run: %q", res.Text)
+	}
+	if res := d.turn(p, touchPrompt("second.txt")); !d.exists("perm-broker", "second.txt") {
+		t.Fatalf("second touch did not run: %q", res.Text)
+	}
+	evs := st.Events()
+	if len(evs) != 2 || evs[0].Type != events.PermissionRequest || evs[0].Summary != "touch first.txt" ||
+		evs[1].Type != events.PermissionDecided || evs[1].Decision != "allow_always" || evs[1].By != "test" {
+		t.Errorf("events %+v", evs)
 	}
 }
