@@ -49,6 +49,14 @@ func (f AskerFunc) Ask(ctx context.Context, req PermissionRequest) (PermissionAn
 	return f(ctx, req)
 }
 
+// PermissionWaiter is implemented by processes that can ask permissions:
+// Asking counts the requests open now. While one is open the agent waits
+// for a person, not for the API, so its silence is not a sign of a hung
+// turn.
+type PermissionWaiter interface {
+	Asking() int
+}
+
 // Progress is one tool call an agent started during a turn (or asked
 // about and then ran), for showing that a long turn is working.
 type Progress struct {

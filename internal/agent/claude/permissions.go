@@ -236,6 +236,15 @@ func (e errAskTimeout) Error() string {
 	return fmt.Sprintf("nobody answered within %s", e.d)
 }
 
+// Asking counts the permission requests open now (agent.PermissionWaiter).
+func (p *Process) Asking() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.asks)
+}
+
+var _ agent.PermissionWaiter = (*Process)(nil)
+
 // onControlCancel handles control_cancel_request: the CLI withdrew a
 // request (an interrupt, a tool call aborted); its Ask is cancelled and
 // no answer is written.

@@ -148,6 +148,12 @@ func TestControlParallelAndExit(t *testing.T) {
 		t.Fatalf("first answer %s, want the fast one's", got)
 	}
 	ids := []string{<-started, <-started}
+	// The fast request's goroutine closes it just after answering.
+	for deadline := time.Now().Add(10 * time.Second); c.p.Asking() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Asking() = %d with only the slow request open", c.p.Asking())
+		}
+	}
 	slices.Sort(ids)
 	if !slices.Equal(ids, []string{"fast", "slow"}) {
 		t.Errorf("asked %v", ids)

@@ -424,6 +424,14 @@ func (p *Process) ask(ctx context.Context, req agent.PermissionRequest) (agent.P
 	if p.spec.Permissions == nil {
 		return agent.PermissionAnswer{Message: "nobody can be asked"}, nil
 	}
+	p.mu.Lock()
+	p.asking++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.asking--
+		p.mu.Unlock()
+	}()
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -574,9 +582,20 @@ type Process struct {
 	mu      sync.Mutex
 	exitErr error
 	stray   bool // a stray result is waiting to be read (EXTRA)
+	asking  int  // permission requests open now
 }
 
-var _ agent.Process = (*Process)(nil)
+var (
+	_ agent.Process          = (*Process)(nil)
+	_ agent.PermissionWaiter = (*Process)(nil)
+)
+
+// Asking counts the permission requests open now.
+func (p *Process) Asking() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.asking
+}
 
 // Turn answers per the agent's knobs, directives and script, in that order.
 func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err error) {

@@ -386,7 +386,13 @@ func TestToolsAskEndsWithTheTurn(t *testing.T) {
 	})
 	p, _ := a.Start(context.Background(), agent.Spec{ChatID: "c", Permissions: never})
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { <-asking; cancel() }()
+	go func() {
+		<-asking
+		if n := p.(*Process).Asking(); n != 1 {
+			t.Errorf("Asking() = %d while asking", n)
+		}
+		cancel()
+	}()
 	if _, err := p.Turn(ctx, []string{"TOOL_USE Bash {}"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("abandoned turn: %v", err)
 	}
