@@ -13,3 +13,4 @@ run ./internal/agent/claude FuzzReadLine
 run ./internal/api FuzzPostMessage
 run ./internal/config FuzzParse
 run ./internal/logging FuzzSafeName
+run ./internal/permission FuzzSummary
