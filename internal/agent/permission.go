@@ -18,7 +18,11 @@ type PermissionRequest struct {
 	Input       json.RawMessage // the tool's input, a JSON object
 	BlockedPath string          // the path that made the agent ask, if it said
 	Suggestions json.RawMessage // the agent's permission_suggestions, verbatim
-	Summary     string
+	// UserInteraction: the tool is a question to the person
+	// (AskUserQuestion), answered by allowing it with the answers in
+	// UpdatedInput, not a permission to grant.
+	UserInteraction bool
+	Summary         string
 }
 
 // PermissionAnswer is the answer to a PermissionRequest.

@@ -75,6 +75,7 @@ type controlRequest struct {
 		ToolUseID   string          `json:"tool_use_id"`
 		BlockedPath string          `json:"blocked_path"`
 		Suggestions json.RawMessage `json:"permission_suggestions"`
+		UserInput   bool            `json:"requires_user_interaction"`
 	} `json:"request"`
 }
 
@@ -158,7 +159,7 @@ func (p *Process) onControlRequest(line []byte) {
 	req := agent.PermissionRequest{
 		ID: cr.RequestID, ToolUseID: r.ToolUseID, Tool: r.ToolName, DisplayName: r.DisplayName,
 		Description: r.Description, Input: r.Input, BlockedPath: r.BlockedPath, Suggestions: r.Suggestions,
-		Summary: permission.Summary(r.ToolName, r.Input),
+		UserInteraction: r.UserInput, Summary: permission.Summary(r.ToolName, r.Input),
 	}
 	p.mu.Lock()
 	parent := p.turnCtx

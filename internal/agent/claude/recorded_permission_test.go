@@ -58,6 +58,11 @@ var permRecordings = []permRecording{
 	{file: "ask-write", mode: "ask", answer: &agent.PermissionAnswer{Allow: true}, wait: true, tool: "Write", summary: "/tmp/permx/wd/a.txt (6 B)",
 		response: `{"type":"control_response","response":{"subtype":"success","request_id":"REQ","response":{"behavior":"allow","updatedInput":{"file_path":"/tmp/permx/wd/a.txt","content":"hello\n"}}}}`,
 		reply:    "fake reply after tools: Write ok: File created successfully"},
+	// A question to the person: allowed with the answers in the input.
+	{file: "ask-question", mode: "ask", wait: true, tool: "AskUserQuestion", summary: "Which branch?",
+		answer:   &agent.PermissionAnswer{Allow: true, UpdatedInput: json.RawMessage(`{"questions":[{"question":"Which branch?","header":"Branch","options":[{"label":"main","description":"the trunk"},{"label":"dev","description":"the work"}],"multiSelect":false}],"answers":{"Which branch?":"dev"}}`)},
+		response: `{"type":"control_response","response":{"subtype":"success","request_id":"REQ","response":{"behavior":"allow","updatedInput":{"questions":[{"question":"Which branch?","header":"Branch","options":[{"label":"main","description":"the trunk"},{"label":"dev","description":"the work"}],"multiSelect":false}],"answers":{"Which branch?":"dev"}}}}}`,
+		reply:    `fake reply after tools: AskUserQuestion ok: Your questions have been answered: "Which branch?"="dev".`},
 	// The CLI withdrew the request (control_cancel_request, after an
 	// interrupt): the asker's ctx ends and nothing is written.
 	{file: "ask-cancel", mode: "ask", tool: "Bash", summary: "touch x", denials: 1},
@@ -186,7 +191,7 @@ func TestRecordedPermissions(t *testing.T) {
 				if a.ID != recReq.RequestID || a.Tool != rc.tool || a.Tool != r.ToolName || a.DisplayName != r.DisplayName ||
 					a.Description != r.Description || a.ToolUseID != r.ToolUseID || a.ToolUseID != progress[0].ToolUseID ||
 					a.BlockedPath != r.BlockedPath || a.Summary != rc.summary || string(a.Input) != string(r.Input) ||
-					len(a.Suggestions) == 0 {
+					(len(a.Suggestions) == 0) != (rc.tool == "AskUserQuestion") || a.UserInteraction != (rc.tool == "AskUserQuestion") {
 					t.Errorf("asked %+v\nrecorded %+v", a, recReq)
 				}
 			} else if len(asked) != 0 {
