@@ -15,3 +15,4 @@ run ./internal/channel/telegram FuzzRenderSplit
 run ./internal/config FuzzParse
 run ./internal/faketelegram FuzzParseHTML
 run ./internal/logging FuzzSafeName
+run ./internal/permission FuzzSummary
