@@ -34,6 +34,15 @@ type Spec struct {
 	// Env adds marker variables (for example the owning state dir) to the
 	// agent's environment on top of the configured agent.env.
 	Env map[string]string
+	// Permissions answers the agent's requests to run a tool, for agents
+	// started to ask (claude: agent.permissions ask). Nil refuses every
+	// request. It is called from the process's own goroutines while a
+	// turn runs.
+	Permissions Asker
+	// Progress, if set, is called for every tool call the agent starts,
+	// in order, from the goroutine reading the agent's output: it must
+	// return quickly.
+	Progress func(Progress)
 }
 
 // Process is one running agent. Turn is called by one goroutine at a time;
@@ -82,6 +91,8 @@ type Result struct {
 	Text      string
 	SessionID string
 	Duration  time.Duration
+	// Denials are the tool calls the agent was refused during the turn.
+	Denials []Denial
 }
 
 // Kind classifies a failed turn where it arises.

@@ -43,6 +43,7 @@ type Backend interface {
 	Pause(ctx context.Context, chat string) error
 	Resume(ctx context.Context, chat string) error
 	ChatHold(chat string) (held bool, reason string)
+	ChatPaused(chat string) bool
 	Restart(ctx context.Context, chat string, clean bool) error
 	Exempt(ctx context.Context, chat string, on bool) error
 	RetryMessage(ctx context.Context, id string) error
@@ -186,7 +187,7 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "accept message", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Duplicate: dup})
+	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Duplicate: dup, Paused: h.b.ChatPaused(in.ChatID)})
 }
 
 func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
@@ -200,6 +201,7 @@ func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
 		if held, why := h.b.ChatHold(m.ChatID); held {
 			out.Held = why
 		}
+		out.Paused = h.b.ChatPaused(m.ChatID)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

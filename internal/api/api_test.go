@@ -59,6 +59,7 @@ func (b *backend) Restart(ctx context.Context, chat string, _ bool) error { retu
 func (b *backend) Pause(ctx context.Context, chat string) error           { return b.Kill(ctx, chat) }
 func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
 func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
+func (b *backend) ChatPaused(string) bool                                 { return false }
 func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
 func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
 func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }

@@ -425,7 +425,13 @@ func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error)
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			AllowedTools: cfg.Agent.AllowedTools, PermissionTimeout: cfg.Agent.PermissionTimeout,
 		}
+		mode, err := claude.ParsePermissionMode(cfg.Agent.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("agent.permissions: %w", err)
+		}
+		cc.Permissions = mode
 		cc.Conversations = conv
 		return claude.New(cc), nil
 	}

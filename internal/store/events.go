@@ -23,7 +23,9 @@ import (
 // updated as a transaction's last statement, so seq order is commit
 // order). Retention removes a prefix of the feed and records the horizon;
 // a read from below it is an *events.ErrGone naming the oldest kept seq,
-// never a silent gap.
+// never a silent gap. The feed's readers (store.Backend,
+// api.EventsBackend, webhook.Store) ask only for that promise, and for a
+// notification when the mark moves (EventsVisible).
 
 // SetWebhookFanout sets which webhook endpoints each new event is queued
 // for: f returns the names of the endpoints subscribed to an event type.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,9 +323,15 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	}
 	sts, _ := m.Status(context.Background(), true, 10)
 	if sts[0].Failed != 1 || len(sts[0].FailedDeliveries) != 1 || sts[0].FailedDeliveries[0].EventID != first.ID ||
-		sts[0].GaveUp != 1 {
+		sts[0].GaveUp != 1 || !strings.Contains(sts[0].FailedDeliveries[0].Error, "400") {
 		t.Fatalf("status = %+v", sts[0])
 	}
+	// The endpoint answered the next delivery: its last error is over
+	// (the failed delivery keeps its own).
+	waitUntil(t, "the last error cleared by the next delivery", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Delivered == 1 && sts[0].LastError == ""
+	})
 	// The delivered mark of the second event follows its answer by a
 	// moment: a stop before it would rightly send it again (at least once).
 	waitUntil(t, "the second event marked delivered", func() bool {

@@ -56,6 +56,12 @@ type Process struct {
 	outDone   chan struct{}
 	errDone   chan struct{}
 	done      chan struct{}
+	// life ends when the process has exited: open permission requests
+	// are then dropped unanswered.
+	life        context.Context
+	endLife     context.CancelFunc
+	permTimeout time.Duration
+	wmu         sync.Mutex // one stdin line at a time (turns, control responses)
 
 	mu        sync.Mutex
 	sessionID string
@@ -74,6 +80,8 @@ type Process struct {
 	tail     []string // last stderr lines
 	noConv   string   // a --resume start reported its conversation missing
 	exitErr  error
+	turnCtx  context.Context        // the running turn's, nil between turns
+	asks     map[string]*pendingAsk // open permission requests by request_id
 
 	// afterTurn, when set, runs once a turn got its result, before the
 	// turn returns (the conversation's save).
@@ -129,7 +137,13 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 		errDone:   make(chan struct{}),
 		done:      make(chan struct{}),
 		sessionID: spec.SessionID,
+
+		permTimeout: cfg.PermissionTimeout,
 	}
+	if p.permTimeout <= 0 {
+		p.permTimeout = DefaultPermissionTimeout
+	}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
 	p.touch()
 	go p.readStdout()
@@ -204,7 +218,13 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	p.waiting = ch
 	p.armed = false
+	p.turnCtx = ctx
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.turnCtx = nil
+		p.mu.Unlock()
+	}()
 
 	start := p.clk.Now()
 	seen := p.outLines.Load()
@@ -267,12 +287,18 @@ func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
 	}
-	return agent.Result{Text: r.Result, SessionID: p.SessionID(), Duration: p.clk.Now().Sub(start)}, nil
+	return agent.Result{Text: r.Result, SessionID: p.SessionID(), Duration: p.clk.Now().Sub(start), Denials: r.Denials}, nil
 }
 
-// write writes line to stdin; ctx interrupts a write blocked on a full pipe
-// (a CLI that stopped reading) through the write deadline.
+// write writes line to stdin, one line at a time; ctx interrupts a write
+// blocked on a full pipe (a CLI that stopped reading) through the write
+// deadline.
 func (p *Process) write(ctx context.Context, line []byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = p.stdin.SetWriteDeadline(time.Unix(1, 0))
@@ -411,6 +437,7 @@ func (p *Process) signal(sig syscall.Signal) {
 // it, waits for the readers and closes done.
 func (p *Process) wait() {
 	waitExited(p.pid)
+	p.endLife()
 	unread := unreadBytes(p.stdin) // before stdin is closed below
 	p.mu.Lock()
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftover grandchildren
@@ -513,8 +540,15 @@ func (p *Process) handle(line []byte) {
 		if err != nil {
 			r = ResultLine{IsError: true, Subtype: "unparseable", Result: "unparseable result line: " + err.Error()}
 		}
+		r.Denials = parseDenials(line)
 		p.deliver(r)
-	case "assistant", "user", "stream_event":
+	case "assistant":
+		p.onAssistant(line)
+	case "control_request":
+		p.onControlRequest(line)
+	case "control_cancel_request":
+		p.onControlCancel(line)
+	case "user", "stream_event", "control_response":
 	default:
 		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
 	}

@@ -17,6 +17,13 @@
 // text merely mentions "No conversation found": Fault).
 // SetDirectives(false) turns that off.
 //
+// Tools: a line "TOOL_USE <name> <JSON input>" in a text (the fake API's
+// marker) or ToolsNext makes the turn call that tool: the spec's Progress
+// hears of it, then the spec's Permissions is asked (no asker refuses, as
+// the CLI does in deny mode), and the reply ends with what became of each
+// call, " [Bash allowed: touch x; Write denied: no]"; refused calls are
+// the Result's Denials. Asked records every request and its answer.
+//
 // Every call of Process.Turn is also logged with how it ended and which
 // knob, if any, decided it (Calls), so a test can tell which turn a one-off
 // fault hit and what each turn could be blamed for.
@@ -24,6 +31,7 @@ package fake
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -92,6 +100,8 @@ type Agent struct {
 	directives bool
 	strict     bool
 	convs      map[string]int // session id → successful turns
+	toolsNext  []Tool
+	asked      []Asked
 	turns      []Turn
 	starts     []agent.Spec
 	live       map[*Process]struct{}
@@ -324,6 +334,116 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 	return p, nil
 }
 
+// Tool is one tool call of a turn.
+type Tool struct {
+	Name  string
+	Input json.RawMessage
+}
+
+// Asked is one permission request of a turn and how it was answered.
+type Asked struct {
+	Chat    string
+	Request agent.PermissionRequest
+	Answer  agent.PermissionAnswer
+	Err     error // the asker's error, or the turn's end while asking
+}
+
+// ToolsNext makes the next turn (of any chat) call tools, after any in its
+// texts.
+func (a *Agent) ToolsNext(tools ...Tool) { a.with(func() { a.toolsNext = slices.Clone(tools) }) }
+
+// Asked returns every permission request asked so far, in order.
+func (a *Agent) Asked() []Asked {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.asked)
+}
+
+// toolMarker starts a tool line in a text, as in the fake API.
+const toolMarker = "TOOL_USE "
+
+// toolLines returns the tools named by TOOL_USE lines of text.
+func toolLines(text string) []Tool {
+	var out []Tool
+	for _, l := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), toolMarker)
+		if !ok {
+			continue
+		}
+		name, in, _ := strings.Cut(strings.TrimSpace(rest), " ")
+		if in = strings.TrimSpace(in); !json.Valid([]byte(in)) {
+			in = "{}"
+		}
+		out = append(out, Tool{Name: name, Input: json.RawMessage(in)})
+	}
+	return out
+}
+
+// useTools runs the turn's tool calls: progress, then the asker for each.
+// It returns what became of them, the refused ones, and an error if the
+// turn ended (ctx) or the process did while asking.
+func (p *Process) useTools(ctx context.Context, tools []Tool) (string, []agent.Denial, error) {
+	var notes []string
+	var denials []agent.Denial
+	for i, t := range tools {
+		id := fmt.Sprintf("toolu_fake_%s_%d", p.spec.SessionID, i+1)
+		summary := strings.TrimSpace(string(t.Input))
+		if p.spec.Progress != nil {
+			p.spec.Progress(agent.Progress{ToolUseID: id, Tool: t.Name, Input: t.Input, Summary: summary})
+		}
+		req := agent.PermissionRequest{ID: fmt.Sprintf("req-%s-%d", p.spec.SessionID, i+1), ToolUseID: id, Tool: t.Name,
+			DisplayName: t.Name, Input: t.Input, Summary: summary}
+		ans, err := p.ask(ctx, req)
+		p.a.with(func() { p.a.asked = append(p.a.asked, Asked{Chat: p.spec.ChatID, Request: req, Answer: ans, Err: err}) })
+		if ctx.Err() != nil {
+			return "", nil, abandoned(ctx)
+		}
+		if p.isDone() {
+			return "", nil, p.turnExitErr()
+		}
+		if err == nil && ans.Allow {
+			notes = append(notes, t.Name+" allowed: "+summary)
+			continue
+		}
+		msg := ans.Message
+		if err != nil {
+			msg = err.Error()
+		}
+		notes = append(notes, t.Name+" denied: "+msg)
+		denials = append(denials, agent.Denial{ToolUseID: id, Tool: t.Name, Input: t.Input})
+	}
+	if len(notes) == 0 {
+		return "", nil, nil
+	}
+	return " [" + strings.Join(notes, "; ") + "]", denials, nil
+}
+
+// ask asks the spec's Permissions about req, until an answer, the turn's
+// end or the process's. No asker refuses.
+func (p *Process) ask(ctx context.Context, req agent.PermissionRequest) (agent.PermissionAnswer, error) {
+	if p.spec.Permissions == nil {
+		return agent.PermissionAnswer{Message: "nobody can be asked"}, nil
+	}
+	p.mu.Lock()
+	p.asking++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.asking--
+		p.mu.Unlock()
+	}()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	return p.spec.Permissions.Ask(actx, req)
+}
+
 // plan is what the knobs decided for one turn.
 type plan struct {
 	clk         clock.Clock
@@ -335,6 +455,7 @@ type plan struct {
 	fail        *agent.TurnError
 	script      ScriptFunc
 	directives  bool
+	tools       []Tool
 }
 
 // call logs a call of Turn and returns its index.
@@ -376,6 +497,11 @@ func (a *Agent) take(p *Process, texts []string, call int) plan {
 		pl.delay = d
 	}
 	a.crashNext, a.hangNext, a.exit0Next, a.extraNext = false, false, false, false
+	if a.directives {
+		pl.tools = toolLines(strings.Join(texts, "\n"))
+	}
+	pl.tools = append(pl.tools, a.toolsNext...)
+	a.toolsNext = nil
 	if pl.die {
 		a.dieNext--
 	}
@@ -456,9 +582,20 @@ type Process struct {
 	mu      sync.Mutex
 	exitErr error
 	stray   bool // a stray result is waiting to be read (EXTRA)
+	asking  int  // permission requests open now
 }
 
-var _ agent.Process = (*Process)(nil)
+var (
+	_ agent.Process          = (*Process)(nil)
+	_ agent.PermissionWaiter = (*Process)(nil)
+)
+
+// Asking counts the permission requests open now.
+func (p *Process) Asking() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.asking
+}
 
 // Turn answers per the agent's knobs, directives and script, in that order.
 func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err error) {
@@ -531,6 +668,10 @@ func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err
 		return agent.Result{}, agent.Errorf(agent.Fault, "stub error")
 	}
 
+	toolNote, denials, err := p.useTools(ctx, pl.tools)
+	if err != nil {
+		return agent.Result{}, err
+	}
 	var res agent.Result
 	if pl.script != nil {
 		var err error
@@ -542,6 +683,8 @@ func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err
 		n := p.a.succeed(p.spec.SessionID)
 		res.Text = fmt.Sprintf("echo: %s (turn %d)", text, n)
 	}
+	res.Text += toolNote
+	res.Denials = append(res.Denials, denials...)
 	if res.SessionID == "" {
 		res.SessionID = p.spec.SessionID
 	}
