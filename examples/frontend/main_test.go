@@ -18,7 +18,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
@@ -82,12 +82,12 @@ func TestWebhookHandler(t *testing.T) {
 // The follower gets replies from a real feed over HTTP, each once, and
 // resumes from its cursor file.
 func TestFollower(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv := httptest.NewServer(api.Handler(feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(api.Handler(nil, feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	for i := range 3 {
 		if _, err := st.AppendEvent(context.Background(), events.Event{Type: events.Reply, ChatID: "alice", TurnID: fmt.Sprint("t", i), Text: fmt.Sprint("reply ", i)}); err != nil {
@@ -127,8 +127,7 @@ func TestFollower(t *testing.T) {
 // feedOnly serves the event routes from a store (the rest of the API is
 // not used by the example).
 type feedOnly struct {
-	api.Backend // nil: the example uses only the event routes
-	*store.Store
+	*sqlite.Store
 }
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }

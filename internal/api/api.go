@@ -52,8 +52,10 @@ type Backend interface {
 	Ready(ctx context.Context) error
 }
 
-// Handler returns the API's routes.
-func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+// Handler returns the API's routes. feed serves the event feed and the
+// webhook routes (GET /v1/events, GET /v1/webhooks, POST
+// /v1/webhooks/retry); nil leaves them out, a choice the caller makes.
+func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	h := &handler{b: b, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", h.postMessage)
@@ -71,8 +73,8 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	if eb, ok := b.(EventsBackend); ok {
-		registerEvents(mux, h, eb)
+	if feed != nil {
+		registerEvents(mux, h, feed)
 	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))

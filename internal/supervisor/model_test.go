@@ -123,6 +123,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
 
 var (
@@ -474,7 +475,7 @@ type model struct {
 	gen  int // which copy of the database is in use (daemon-crash copies it)
 	cfg  Config
 	clk  *clock.Fake
-	st   *store.Store
+	st   *sqlite.Store
 	ag   *fake.Agent
 	logs *memLogs
 	sup  *Supervisor
@@ -568,7 +569,7 @@ func (m *model) dbPath() string {
 }
 
 func (m *model) openStore() {
-	st, err := store.Open(m.dbPath(), m.clk)
+	st, err := sqlite.Open(m.dbPath(), m.clk)
 	if err != nil {
 		m.t.Fatal(err)
 	}

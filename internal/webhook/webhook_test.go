@@ -21,7 +21,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -154,12 +154,12 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func openStore(t *testing.T, path string) *store.Store {
+func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "d.db")
 	}
-	st, err := store.Open(path, clock.Real{})
+	st, err := sqlite.Open(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func openStore(t *testing.T, path string) *store.Store {
 	return st
 }
 
-func startManager(t *testing.T, st *store.Store, opt Options, eps ...Endpoint) *Manager {
+func startManager(t *testing.T, st *sqlite.Store, opt Options, eps ...Endpoint) *Manager {
 	t.Helper()
 	if opt.BackoffInitial == 0 {
 		opt.BackoffInitial = 10 * time.Millisecond
@@ -183,7 +183,7 @@ func startManager(t *testing.T, st *store.Store, opt Options, eps ...Endpoint) *
 	return m
 }
 
-func emit(t *testing.T, st *store.Store, chat string, i int) events.Event {
+func emit(t *testing.T, st *sqlite.Store, chat string, i int) events.Event {
 	t.Helper()
 	ev, err := st.AppendEvent(context.Background(), events.Event{Type: events.SessionReset, ChatID: chat, Reason: fmt.Sprint(i)})
 	if err != nil {

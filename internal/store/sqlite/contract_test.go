@@ -1,4 +1,4 @@
-package store_test
+package sqlite_test
 
 import (
 	"path/filepath"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/store/storetest"
 )
 
@@ -14,7 +15,7 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, storetest.Suite{
 		NewDB: func(t *testing.T) func(clk clock.Clock) (store.Backend, error) {
 			path := filepath.Join(t.TempDir(), "dispatch.db")
-			return func(clk clock.Clock) (store.Backend, error) { return store.Open(path, clk) }
+			return func(clk clock.Clock) (store.Backend, error) { return sqlite.Open(path, clk) }
 		},
 	})
 }

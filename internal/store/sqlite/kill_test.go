@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bufio"
@@ -44,7 +44,7 @@ func TestAcceptedSurvivesKill9(t *testing.T) {
 		t.Fatalf("child acked only %d messages", len(acked))
 	}
 
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestKillChild(t *testing.T) {
 	if path == "" {
 		t.Skip("helper process for TestAcceptedSurvivesKill9")
 	}
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)

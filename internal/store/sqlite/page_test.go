@@ -1,8 +1,9 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"fmt"
+	"github.com/dispatchd/dispatch/internal/store"
 	"strings"
 	"testing"
 )
@@ -19,7 +20,7 @@ func TestListPage(t *testing.T) {
 	if _, _, err := s.acceptID(ctx, "b", "short", "other"); err != nil {
 		t.Fatal(err)
 	}
-	page, more, err := s.ListPage(ctx, Filter{ChatID: "a"}, 0, 2, 10)
+	page, more, err := s.ListPage(ctx, store.Filter{ChatID: "a"}, 0, 2, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +33,7 @@ func TestListPage(t *testing.T) {
 	var ids []string
 	after := int64(0)
 	for {
-		page, more, err := s.ListPage(ctx, Filter{}, after, 4, 10)
+		page, more, err := s.ListPage(ctx, store.Filter{}, after, 4, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,10 +48,10 @@ func TestListPage(t *testing.T) {
 	if strings.Join(ids, ",") != "m0,m1,m2,m3,m4,other" {
 		t.Errorf("paged through %v", ids)
 	}
-	if page, _, _ := s.ListPage(ctx, Filter{}, 0, 1<<20, 10); len(page) != 6 {
+	if page, _, _ := s.ListPage(ctx, store.Filter{}, 0, 1<<20, 10); len(page) != 6 {
 		t.Errorf("an over-large limit: %d rows", len(page))
 	}
-	if _, _, err := s.ListPage(ctx, Filter{State: "bogus"}, 0, 1, 1); err == nil {
+	if _, _, err := s.ListPage(ctx, store.Filter{State: "bogus"}, 0, 1, 1); err == nil {
 		t.Error("unknown state accepted")
 	}
 }

@@ -1,7 +1,8 @@
-// Package pgstore is the store on PostgreSQL (github.com/jackc/pgx/v5),
-// for several dispatch nodes sharing one database. It keeps the contract
-// of store.Backend (internal/store/storetest runs the same suite against
-// it and against the embedded SQLite store).
+// Package postgres is the store's PostgreSQL dialect
+// (github.com/jackc/pgx/v5), for several dispatch nodes sharing one
+// database. It holds the SQL and how this database is driven; the queue's
+// policy is internal/store's, over it, and the cluster's (leases, fence,
+// wake-ups) internal/cluster's, whose queries are in leases.go.
 //
 // Writes are ordinary transactions on a connection pool; PostgreSQL's own
 // group commit batches the WAL flushes of concurrent commits. Every
@@ -29,22 +30,17 @@
 // A commit whose outcome is unknown (the connection broke during COMMIT)
 // is reported as a storage error although it may have succeeded; clients
 // resend with their client_id, which is idempotent.
-package pgstore
+package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dispatchd/dispatch/internal/clock"
@@ -61,7 +57,7 @@ const writeTimeout = 30 * time.Second
 // announces its largest seq.
 const eventsChannel = "dispatch_events"
 
-// Options tune a Store; zero values take the defaults.
+// Options tune a DB; zero values take the defaults.
 type Options struct {
 	// MaxConns is the pool's size (default 16).
 	MaxConns int32
@@ -69,16 +65,15 @@ type Options struct {
 	AppName string
 }
 
-// Store is the durable store on PostgreSQL. It is safe for concurrent use.
-type Store struct {
-	clk  clock.Clock
+// Store is the store on PostgreSQL: the store's policy over this dialect.
+type Store = store.Store[*Tx]
+
+// DB is the PostgreSQL dialect: the connection pool and the feed's
+// listener. It is safe for concurrent use.
+type DB struct {
 	pool *pgxpool.Pool
 	cfg  *pgxpool.Config
-
-	fault  atomic.Pointer[store.FaultFunc]
-	fanout atomic.Pointer[func(events.Type) []string]
-	fencer atomic.Pointer[Fence]
-	feed   events.Mark
+	feed events.Mark
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -86,18 +81,26 @@ type Store struct {
 	bg        sync.WaitGroup
 }
 
-var _ store.Backend = (*Store)(nil)
+var _ store.Driver[*Tx] = (*DB)(nil)
+
+// OpenStore opens the database at dsn (see Open) under the store's policy
+// for a single node; a cluster node builds its store with store.New and
+// the cluster's fence instead.
+func OpenStore(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store, error) {
+	d, err := Open(ctx, dsn, opt)
+	if err != nil {
+		return nil, err
+	}
+	return store.New(d, clk, store.Options[*Tx]{}), nil
+}
 
 // Open connects to the database at dsn, brings its schema up to date
 // (several nodes starting at once apply each migration once) and starts
 // listening for other nodes' events.
-func Open(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store, error) {
-	if clk == nil {
-		clk = clock.Real{}
-	}
+func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	cfg.MaxConns = opt.MaxConns
 	if cfg.MaxConns <= 0 {
@@ -121,17 +124,17 @@ func Open(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{clk: clk, pool: pool, cfg: cfg}
+	s := &DB{pool: pool, cfg: cfg}
 	if err := migrate(ctx, pool); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: %w", classify(err))
+		return nil, fmt.Errorf("postgres: %w", classify(err))
 	}
 	var last int64
 	if err := pool.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("pgstore: read event feed: %w", classify(err))
+		return nil, fmt.Errorf("postgres: read event feed: %w", classify(err))
 	}
 	s.feed.Init(last)
 	lctx, cancel := context.WithCancel(context.Background())
@@ -141,17 +144,9 @@ func Open(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store
 	return s, nil
 }
 
-// Pool is the store's connection pool, for the cluster's own tables
-// (leases, nodes) kept beside the store's.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// ConnConfig is a copy of the store's connection settings, for a
-// connection of the caller's own (the cluster's wake-up listener).
-func (s *Store) ConnConfig() *pgx.ConnConfig { return s.cfg.ConnConfig.Copy() }
-
 // Close stops the listener and closes the pool. Writes after Close fail
 // with store.ErrClosed. It is safe to call more than once.
-func (s *Store) Close() error {
+func (s *DB) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.stop()
@@ -161,82 +156,49 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// InjectWriteFault makes every write call f first and fail with its error
-// (classified), without reaching the database; nil removes the fault.
-func (s *Store) InjectWriteFault(f store.FaultFunc) {
-	if f == nil {
-		s.fault.Store(nil)
-		return
-	}
-	s.fault.Store(&f)
-}
-
-// SetWebhookFanout sets which webhook endpoints each new event is queued
-// for; see store.Store.SetWebhookFanout.
-func (s *Store) SetWebhookFanout(f func(events.Type) []string) {
-	if f == nil {
-		s.fanout.Store(nil)
-		return
-	}
-	s.fanout.Store(&f)
-}
-
 // CheckIdentity is the SQLite store's probe that its file is still the one
 // it opened; a server database has no such file, so it always passes.
-func (s *Store) CheckIdentity() error { return nil }
-
-// Ping proves the database takes durable writes.
-func (s *Store) Ping(ctx context.Context) error {
-	now := store.Nanos(s.clk.Now())
-	err := s.write(ctx, false, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO meta (k, v) VALUES ('ping', $1)
-			ON CONFLICT (k) DO UPDATE SET v = excluded.v`, now)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("store: ping: %w", err)
-	}
-	return nil
-}
+func (s *DB) CheckIdentity() error { return nil }
 
 // Check proves the database readable and its schema the one this build
 // knows.
-func (s *Store) Check(ctx context.Context) error {
+func (s *DB) Check(ctx context.Context) error {
 	var v int
 	if err := s.pool.QueryRow(ctx, `SELECT version FROM dispatch_schema`).Scan(&v); err != nil {
-		return fmt.Errorf("store: check: %w", classify(err))
+		return classify(err)
 	}
 	if v != len(migrations) {
-		return fmt.Errorf("store: check: schema version %d, this build's is %d", v, len(migrations))
+		return fmt.Errorf("schema version %d, this build's is %d", v, len(migrations))
 	}
 	return nil
 }
 
-// wtx is a write transaction as a write op sees it: the events it appends
-// are numbered and inserted at its end (see the package comment).
-type wtx struct {
+// Tx is a write transaction as the store's policy sees it (its one-query
+// operations are its methods, in ops.go): the events it appends are
+// numbered and inserted at its end (see the package comment).
+type Tx struct {
 	pgx.Tx
-	events []*events.Event
+	events []queuedEvent
 }
 
-// appendEvent queues ev (numbered at commit) and returns where its number
-// will be.
-func (s *Store) appendEvent(tx *wtx, ev events.Event) (*events.Event, error) {
-	if !ev.Type.Valid() {
-		return nil, fmt.Errorf("unknown event type %q", ev.Type)
-	}
-	if ev.At.IsZero() {
-		ev.At = s.clk.Now()
-	}
-	e := &ev
-	tx.events = append(tx.events, e)
-	return e, nil
+// queuedEvent is an event waiting for its number, with the endpoints it is
+// queued for.
+type queuedEvent struct {
+	ev        *events.Event
+	endpoints []string
+}
+
+// InsertEvent queues *ev, numbered and inserted with its webhook
+// deliveries as the transaction's last statements.
+func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string) error {
+	t.events = append(t.events, queuedEvent{ev, endpoints})
+	return nil
 }
 
 // flushEvents numbers the transaction's events, inserts them with their
 // webhook deliveries and announces them: the last statements before
 // COMMIT, so that the feed's row lock is held as briefly as possible.
-func (s *Store) flushEvents(ctx context.Context, tx *wtx) (int64, error) {
+func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
 	if n == 0 {
 		return 0, nil
@@ -256,11 +218,8 @@ func (s *Store) flushEvents(ctx context.Context, tx *wtx) (int64, error) {
 		oChats   []string
 		oAts     []int64
 	)
-	var fan func(events.Type) []string
-	if f := s.fanout.Load(); f != nil {
-		fan = *f
-	}
-	for i, e := range tx.events {
+	for i, q := range tx.events {
+		e := q.ev
 		seq := last - int64(n) + int64(i) + 1
 		p, err := e.Payload()
 		if err != nil {
@@ -268,10 +227,8 @@ func (s *Store) flushEvents(ctx context.Context, tx *wtx) (int64, error) {
 		}
 		*e = e.WithSeq(seq)
 		seqs[i], types[i], chats[i], ats[i], payloads[i] = seq, string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
-		if fan != nil {
-			for _, ep := range fan(e.Type) {
-				oEPs, oSeqs, oChats, oAts = append(oEPs, ep), append(oSeqs, seq), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
-			}
+		for _, ep := range q.endpoints {
+			oEPs, oSeqs, oChats, oAts = append(oEPs, ep), append(oSeqs, seq), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
 		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO events (seq, type, chat_id, at, payload)
@@ -292,23 +249,18 @@ func (s *Store) flushEvents(ctx context.Context, tx *wtx) (int64, error) {
 	return last, nil
 }
 
-// write runs fn in a transaction and commits it. lazy: the commit need not
+// Write runs fn in a transaction and commits it. lazy: the commit need not
 // be flushed before the caller is answered (synchronous_commit off for
 // this transaction). The caller's ctx bounds the wait for a connection;
 // once the transaction has begun it runs to its end (bounded by
 // writeTimeout), so that a cancelled caller is never told "failed" about a
 // change that committed.
-func (s *Store) write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *wtx) error) error {
+func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	if f := s.fault.Load(); f != nil {
-		if err := (*f)(); err != nil {
-			return classify(err)
-		}
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -327,7 +279,7 @@ func (s *Store) write(ctx context.Context, lazy bool, fn func(ctx context.Contex
 	if err != nil {
 		return classify(err)
 	}
-	tx := &wtx{Tx: ptx}
+	tx := &Tx{Tx: ptx}
 	defer func() { _ = ptx.Rollback(context.WithoutCancel(wctx)) }()
 	if lazy {
 		if _, err := tx.Exec(wctx, `SET LOCAL synchronous_commit = off`); err != nil {
@@ -348,50 +300,27 @@ func (s *Store) write(ctx context.Context, lazy bool, fn func(ctx context.Contex
 	return nil
 }
 
-// classify marks err with store.ErrNoSpace or store.ErrIO when it means
-// the database cannot take writes now (unreachable, shutting down, out of
-// disk or resources): the failures a caller retries with backoff.
-func classify(err error) error {
-	if err == nil || store.IsStorage(err) {
-		return err
-	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return store.Classify(store.ErrNoSpace, err)
-	}
-	if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) {
-		return store.Classify(store.ErrIO, err)
-	}
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		code := pe.Code
-		switch {
-		case code == "53100": // disk_full
-			return store.Classify(store.ErrNoSpace, err)
-		case len(code) == 5 && (code[:2] == "08" || code[:2] == "53" || code[:2] == "57" || code[:2] == "58"),
-			code == "25006": // read_only_sql_transaction: a standby
-			return store.Classify(store.ErrIO, err)
-		}
-		return err
-	}
-	var ne net.Error
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, pgx.ErrTxClosed) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-		return store.Classify(store.ErrIO, err)
-	}
-	return err
-}
-
+// listen keeps a connection LISTENing for other nodes' events and moves
+// the visible mark with them. After a lost connection it reads the feed's
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
 // counter again, so notifications missed meanwhile are made up for.
-func (s *Store) listen(ctx context.Context) {
+func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx)
+		err := s.listenOnce(ctx, eventsChannel, func(conn *pgx.Conn) error {
+			var last int64
+			if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
+				return err
+			}
+			s.feed.Advance(last)
+			return nil
+		}, func(payload string) {
+			if seq, err := strconv.ParseInt(payload, 10, 64); err == nil {
+				s.feed.Advance(seq)
+			}
+		})
 		if ctx.Err() != nil {
 			return
 		}
@@ -405,27 +334,28 @@ func (s *Store) listen(ctx context.Context) {
 	}
 }
 
-func (s *Store) listenOnce(ctx context.Context) error {
+// listenOnce opens a connection of its own, LISTENs on channel, runs
+// ready (if any) and hands every notification's payload to fn until the
+// connection fails or ctx ends.
+func (s *DB) listenOnce(ctx context.Context, channel string, ready func(*pgx.Conn) error, fn func(payload string)) error {
 	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `LISTEN `+eventsChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
 		return err
 	}
-	var last int64
-	if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
-		return err
+	if ready != nil {
+		if err := ready(conn); err != nil {
+			return err
+		}
 	}
-	s.feed.Advance(last)
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		if seq, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
-			s.feed.Advance(seq)
-		}
+		fn(n.Payload)
 	}
 }

@@ -1,9 +1,10 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dispatchd/dispatch/internal/store"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,7 +14,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/events"
 )
 
-func readEvents(t *testing.T, s *Store, q events.Query) []events.Event {
+func readEvents(t *testing.T, s *testStore, q events.Query) []events.Event {
 	t.Helper()
 	evs, _, err := s.Events(context.Background(), q)
 	if err != nil {
@@ -22,7 +23,7 @@ func readEvents(t *testing.T, s *Store, q events.Query) []events.Event {
 	return evs
 }
 
-func claimAll(t *testing.T, s *Store, chat string) []string {
+func claimAll(t *testing.T, s *testStore, chat string) []string {
 	t.Helper()
 	batch, _, err := s.Claim(context.Background(), chat, 100)
 	if err != nil {
@@ -42,7 +43,7 @@ func TestCompleteTurnWritesOneReplyPerTurn(t *testing.T) {
 	ctx := context.Background()
 	accept(t, s, "alice", "m1", "m2", "m3")
 	ids := claimAll(t, s, "alice")
-	if err := s.CompleteTurn(ctx, ids, "the reply", SessionRecord{ChatID: "alice"}); err != nil {
+	if err := s.CompleteTurn(ctx, ids, "the reply", store.SessionRecord{ChatID: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	evs := readEvents(t, s, events.Query{})
@@ -57,17 +58,17 @@ func TestCompleteTurnWritesOneReplyPerTurn(t *testing.T) {
 		t.Fatalf("reply identity = %+v", e)
 	}
 	for _, id := range ids {
-		if m := get(t, s, id); m.TurnID != e.TurnID || m.State != Done {
+		if m := get(t, s, id); m.TurnID != e.TurnID || m.State != store.Done {
 			t.Errorf("message %s: turn %q state %s, want turn %q done", id, m.TurnID, m.State, e.TurnID)
 		}
 	}
-	page, _, err := s.ListPage(ctx, Filter{ChatID: "alice", State: Done}, 0, 10, 200)
+	page, _, err := s.ListPage(ctx, store.Filter{ChatID: "alice", State: store.Done}, 0, 10, 200)
 	if err != nil || len(page) != 3 || page[0].TurnID != e.TurnID {
 		t.Fatalf("queue listing: %+v, %v; want the turn id on each message", page, err)
 	}
 	// A late or repeated completion changes nothing and writes no reply:
 	// a message is done exactly when its reply exists.
-	if err := s.CompleteTurn(ctx, ids, "again", SessionRecord{ChatID: "alice"}); err != nil {
+	if err := s.CompleteTurn(ctx, ids, "again", store.SessionRecord{ChatID: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Complete(ctx, []string{"m1", "missing"}, "late"); err != nil {
@@ -86,16 +87,16 @@ func TestDeadLetterAndSessionEvents(t *testing.T) {
 	if dead, err := s.Fail(ctx, []string{"poison"}, "it crashed the agent", 1); err != nil || len(dead) != 1 {
 		t.Fatalf("Fail = %v, %v", dead, err)
 	}
-	if err := s.SaveSession(ctx, SessionRecord{ChatID: "bob"}); err != nil {
+	if err := s.SaveSession(ctx, store.SessionRecord{ChatID: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSession(ctx, SessionRecord{ChatID: "bob", Failed: true, FailReason: "3 restarts in 20m"}); err != nil {
+	if err := s.SaveSession(ctx, store.SessionRecord{ChatID: "bob", Failed: true, FailReason: "3 restarts in 20m"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSession(ctx, SessionRecord{ChatID: "bob", Failed: true, FailReason: "3 restarts in 20m"}); err != nil {
+	if err := s.SaveSession(ctx, store.SessionRecord{ChatID: "bob", Failed: true, FailReason: "3 restarts in 20m"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SaveSession(ctx, SessionRecord{ChatID: "bob"}); err != nil {
+	if err := s.SaveSession(ctx, store.SessionRecord{ChatID: "bob"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RecordReset(ctx, "bob", events.ResetResumeFailed); err != nil {
@@ -136,8 +137,8 @@ func TestFeedVisibleMarkAndNotification(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
 	v0, ch := s.EventsVisible()
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		if _, err := s.appendEvent(ctx, tx, events.Event{Type: events.APIDown}); err != nil {
+	err := s.write(ctx, func(ctx context.Context, tx *Tx) error {
+		if err := tx.InsertEvent(ctx, &events.Event{Type: events.APIDown, At: time.Now()}, nil); err != nil {
 			return err
 		}
 		return errors.New("this op fails")
@@ -172,7 +173,7 @@ func TestFeedVisibleMarkAndNotification(t *testing.T) {
 func TestPurgeEventsAndGone(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	clk := clock.NewFake(t0)
-	s, err := Open(path, clk)
+	s, err := openStore(path, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestPurgeEventsAndGone(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("PurgeEvents = %d, %v; want 3", n, err)
 	}
-	check := func(s *Store) {
+	check := func(s *testStore) {
 		t.Helper()
 		_, _, err := s.Events(ctx, events.Query{After: 0, HasAfter: true})
 		g, ok := events.IsGone(err)
@@ -208,7 +209,7 @@ func TestPurgeEventsAndGone(t *testing.T) {
 	}
 	check(s)
 	s.Close()
-	s, err = Open(path, clk)
+	s, err = openStore(path, clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestOutboxRows(t *testing.T) {
 	})
 	accept(t, s, "c1", "m1")
 	ids := claimAll(t, s, "c1")
-	if err := s.CompleteTurn(ctx, ids, "r", SessionRecord{ChatID: "c1"}); err != nil {
+	if err := s.CompleteTurn(ctx, ids, "r", store.SessionRecord{ChatID: "c1"}); err != nil {
 		t.Fatal(err)
 	}
 	reset, err := s.AppendEvent(ctx, events.Event{Type: events.SessionReset, ChatID: "c2"})
@@ -280,7 +281,7 @@ func TestOutboxRows(t *testing.T) {
 		t.Fatalf("counts: %v", counts)
 	}
 	back, err := s.OutboxRetry(ctx, "a")
-	if err != nil || len(back) != 1 || back[0].State != OutboxPending || back[0].Attempts != 0 {
+	if err != nil || len(back) != 1 || back[0].State != store.OutboxPending || back[0].Attempts != 0 {
 		t.Fatalf("retry: %+v, %v", back, err)
 	}
 	byseq, err := s.EventsBySeq(ctx, []int64{back[0].Seq})
@@ -295,7 +296,7 @@ func TestRecentExchanges(t *testing.T) {
 	for i := range 4 {
 		accept(t, s, "c", fmt.Sprintf("a%d", i), fmt.Sprintf("b%d", i))
 		ids := claimAll(t, s, "c")
-		if err := s.CompleteTurn(ctx, ids, fmt.Sprintf("reply %d", i), SessionRecord{ChatID: "c"}); err != nil {
+		if err := s.CompleteTurn(ctx, ids, fmt.Sprintf("reply %d", i), store.SessionRecord{ChatID: "c"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,9 +1,10 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dispatchd/dispatch/internal/store"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,10 +20,10 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 
-func openTest(t *testing.T) (*Store, *clock.Fake) {
+func openTest(t *testing.T) (*testStore, *clock.Fake) {
 	t.Helper()
 	clk := clock.NewFake(t0)
-	s, err := Open(filepath.Join(t.TempDir(), "dispatch.db"), clk)
+	s, err := openStore(filepath.Join(t.TempDir(), "dispatch.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,12 +37,12 @@ func openTest(t *testing.T) (*Store, *clock.Fake) {
 
 // acceptID stores a message under an id the test chooses (Accept makes its
 // own), so that tests can name their messages.
-func (s *Store) acceptID(ctx context.Context, chat, text, id string) (string, bool, error) {
+func (s *testStore) acceptID(ctx context.Context, chat, text, id string) (string, bool, error) {
 	return s.accept(ctx, chat, text, "", id)
 }
 
 // accept stores messages for chat with the given ids, in order.
-func accept(t *testing.T, s *Store, chat string, ids ...string) {
+func accept(t *testing.T, s *testStore, chat string, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
 		if _, dup, err := s.acceptID(context.Background(), chat, "text of "+id, id); err != nil || dup {
@@ -51,9 +52,9 @@ func accept(t *testing.T, s *Store, chat string, ids ...string) {
 }
 
 // setFailures forces a message's failure count, to set up Claim cases.
-func setFailures(t *testing.T, s *Store, id string, n int) {
+func setFailures(t *testing.T, s *testStore, id string, n int) {
 	t.Helper()
-	err := s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+	err := s.write(context.Background(), func(ctx context.Context, tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE messages SET failures = ? WHERE id = ?`, n, id)
 		return err
 	})
@@ -62,7 +63,7 @@ func setFailures(t *testing.T, s *Store, id string, n int) {
 	}
 }
 
-func get(t *testing.T, s *Store, id string) Message {
+func get(t *testing.T, s *testStore, id string) store.Message {
 	t.Helper()
 	m, err := s.Get(context.Background(), id)
 	if err != nil {
@@ -71,7 +72,7 @@ func get(t *testing.T, s *Store, id string) Message {
 	return m
 }
 
-func ids(msgs []Message) []string {
+func ids(msgs []store.Message) []string {
 	var out []string
 	for _, m := range msgs {
 		out = append(out, m.ID)
@@ -79,7 +80,7 @@ func ids(msgs []Message) []string {
 	return out
 }
 
-func claim(t *testing.T, s *Store, chat string, max int) []string {
+func claim(t *testing.T, s *testStore, chat string, max int) []string {
 	t.Helper()
 	msgs, _, err := s.Claim(context.Background(), chat, max)
 	if err != nil {
@@ -90,7 +91,7 @@ func claim(t *testing.T, s *Store, chat string, max int) []string {
 
 func TestOpenCreatesDirAndSettings(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a", "b", "dispatch.db")
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestOpenCreatesDirAndSettings(t *testing.T) {
 	}
 	var mode string
 	var sync, version int
-	err = s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+	err = s.write(context.Background(), func(ctx context.Context, tx *Tx) error {
 		if err := tx.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 			return err
 		}
@@ -122,7 +123,7 @@ func TestOpenCreatesDirAndSettings(t *testing.T) {
 
 func TestOpenPathWithQuestionMark(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "odd?dir#x%20y")
-	s, err := Open(filepath.Join(dir, "dispatch.db"), clock.Real{})
+	s, err := openStore(filepath.Join(dir, "dispatch.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,11 +135,11 @@ func TestOpenPathWithQuestionMark(t *testing.T) {
 
 func TestOpenRefusesNewerSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dispatch.db")
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.write(context.Background(), func(ctx context.Context, tx *wtx) error {
+	err = s.write(context.Background(), func(ctx context.Context, tx *Tx) error {
 		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
 		return err
 	})
@@ -146,7 +147,7 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := Open(path, clock.Real{}); err == nil {
+	if s, err := openStore(path, clock.Real{}); err == nil {
 		s.Close()
 		t.Fatal("Open accepted a database from a newer build")
 	}
@@ -161,7 +162,7 @@ func TestAccept(t *testing.T) {
 		t.Fatalf("Accept = %q, %v, %v; want a new id of the store's own", id, dup, err)
 	}
 	m := get(t, s, id)
-	if m.ChatID != "chat" || m.ClientID != "client-1" || m.Text != "hello" || m.State != Pending || m.Seq == 0 ||
+	if m.ChatID != "chat" || m.ClientID != "client-1" || m.Text != "hello" || m.State != store.Pending || m.Seq == 0 ||
 		!m.CreatedAt.Equal(t0) || !m.UpdatedAt.Equal(t0) {
 		t.Errorf("stored %+v", m)
 	}
@@ -177,7 +178,7 @@ func TestAccept(t *testing.T) {
 	}
 
 	// The same pair with another text is a conflict; nothing is stored.
-	if _, _, err := s.Accept(ctx, "chat", "changed", "client-1"); !errors.Is(err, ErrConflict) {
+	if _, _, err := s.Accept(ctx, "chat", "changed", "client-1"); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("same client_id, other text: %v, want ErrConflict", err)
 	}
 
@@ -219,7 +220,7 @@ func TestAccept(t *testing.T) {
 	if _, _, err := s.Accept(cancelled, "chat", "x", "never"); !errors.Is(err, context.Canceled) {
 		t.Errorf("Accept with cancelled ctx: %v", err)
 	}
-	if got, _ := s.List(ctx, Filter{ChatID: "chat", State: Pending}); len(got) != 2 {
+	if got, _ := s.List(ctx, store.Filter{ChatID: "chat", State: store.Pending}); len(got) != 2 {
 		t.Errorf("cancelled Accept stored its message: %d pending", len(got))
 	}
 }
@@ -264,7 +265,7 @@ func TestClaim(t *testing.T) {
 				t.Errorf("Claim with nothing pending = %#v, want nil", msgs)
 			}
 			for _, m := range msgs {
-				if m.State != Inflight || m.Attempts != 1 {
+				if m.State != store.Inflight || m.Attempts != 1 {
 					t.Errorf("returned %s state=%s attempts=%d", m.ID, m.State, m.Attempts)
 				}
 				if stored := get(t, s, m.ID); stored != m {
@@ -293,7 +294,7 @@ func TestFailGoesDeadAtMaxAttempts(t *testing.T) {
 		t.Fatalf("first Fail = %v, %v", dead, err)
 	}
 	m := get(t, s, "poison")
-	if m.State != Pending || m.Failures != 1 || m.Error != "agent crashed" {
+	if m.State != store.Pending || m.Failures != 1 || m.Error != "agent crashed" {
 		t.Fatalf("after one failure: %+v", m)
 	}
 
@@ -306,7 +307,7 @@ func TestFailGoesDeadAtMaxAttempts(t *testing.T) {
 		t.Fatalf("second Fail = %v, %v", dead, err)
 	}
 	m = get(t, s, "poison")
-	if m.State != Dead || m.Failures != 2 || m.Attempts != 2 || m.Error != "agent crashed again" {
+	if m.State != store.Dead || m.Failures != 2 || m.Attempts != 2 || m.Error != "agent crashed again" {
 		t.Fatalf("dead message: %+v", m)
 	}
 
@@ -322,7 +323,7 @@ func TestFailGoesDeadAtMaxAttempts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (Counts{Done: 1, Dead: 1}) {
+	if c != (store.Counts{Done: 1, Dead: 1}) {
 		t.Errorf("Counts = %+v", c)
 	}
 }
@@ -341,7 +342,7 @@ func TestCompleteClearsError(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := get(t, s, "a")
-	if m.State != Done || m.Reply != "the reply" || m.Error != "" || m.Attempts != 2 ||
+	if m.State != store.Done || m.Reply != "the reply" || m.Error != "" || m.Attempts != 2 ||
 		!m.UpdatedAt.Equal(t0.Add(time.Minute)) || !m.CreatedAt.Equal(t0) {
 		t.Errorf("completed: %+v", m)
 	}
@@ -359,7 +360,7 @@ func TestRequeueKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := get(t, s, "a")
-	if m.State != Pending || m.Failures != 0 || m.Error != "overloaded" || m.Attempts != 1 {
+	if m.State != store.Pending || m.Failures != 0 || m.Error != "overloaded" || m.Attempts != 1 {
 		t.Errorf("requeued: %+v", m)
 	}
 	// a is first in line again; b (failed before) alone after it; then later.
@@ -396,7 +397,7 @@ func TestOnlyInflightIsChanged(t *testing.T) {
 	if err := s.Complete(ctx, []string{"done"}, "r"); err != nil {
 		t.Fatal(err)
 	}
-	before := []Message{get(t, s, "pending"), get(t, s, "done")}
+	before := []store.Message{get(t, s, "pending"), get(t, s, "done")}
 
 	if err := s.Complete(ctx, []string{"pending", "missing"}, "late"); err != nil {
 		t.Fatal(err)
@@ -407,7 +408,7 @@ func TestOnlyInflightIsChanged(t *testing.T) {
 	if dead, err := s.Fail(ctx, []string{"done", "pending"}, "late", 1); err != nil || dead != nil {
 		t.Fatalf("Fail = %v, %v", dead, err)
 	}
-	after := []Message{get(t, s, "pending"), get(t, s, "done")}
+	after := []store.Message{get(t, s, "pending"), get(t, s, "done")}
 	if !slices.Equal(before, after) {
 		t.Errorf("non-inflight messages changed:\n%+v\n%+v", before, after)
 	}
@@ -428,7 +429,7 @@ func TestResetInflight(t *testing.T) {
 		t.Fatalf("ResetInflight = %d, %v", n, err)
 	}
 	c, _ := s.Counts(ctx)
-	if c != (Counts{Pending: 3}) {
+	if c != (store.Counts{Pending: 3}) {
 		t.Errorf("Counts = %+v", c)
 	}
 	if got := claim(t, s, "a", 10); !slices.Equal(got, []string{"a1", "a2"}) {
@@ -440,7 +441,7 @@ func TestResetInflight(t *testing.T) {
 }
 
 // kill makes id dead through the normal path.
-func kill(t *testing.T, s *Store, chat, id string) {
+func kill(t *testing.T, s *testStore, chat, id string) {
 	t.Helper()
 	setFailures(t, s, id, 1)
 	if got := claim(t, s, chat, 10); !slices.Equal(got, []string{id}) {
@@ -464,7 +465,7 @@ func TestRetryGoesToBackOfLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := get(t, s, "old")
-	if m.State != Pending || m.Failures != 0 || m.Seq <= get(t, s, "new").Seq ||
+	if m.State != store.Pending || m.Failures != 0 || m.Seq <= get(t, s, "new").Seq ||
 		m.Text != before.Text || m.Attempts != before.Attempts ||
 		!m.CreatedAt.Equal(before.CreatedAt) || !m.UpdatedAt.Equal(t0.Add(time.Hour)) {
 		t.Errorf("retried: %+v (was %+v)", m, before)
@@ -474,7 +475,7 @@ func TestRetryGoesToBackOfLine(t *testing.T) {
 	}
 
 	for _, id := range []string{"old", "missing"} { // inflight, absent
-		if err := s.Retry(ctx, id); !errors.Is(err, ErrNotFound) {
+		if err := s.Retry(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Retry(%q) = %v, want ErrNotFound", id, err)
 		}
 	}
@@ -500,19 +501,19 @@ func TestDrop(t *testing.T) {
 	accept(t, s, "c", "dead", "alive")
 	kill(t, s, "c", "dead")
 
-	if err := s.Drop(ctx, "alive"); !errors.Is(err, ErrNotFound) {
+	if err := s.Drop(ctx, "alive"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Drop(pending) = %v, want ErrNotFound", err)
 	}
 	if err := s.Drop(ctx, "dead"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, "dead"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "dead"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Get after Drop = %v", err)
 	}
-	if err := s.Drop(ctx, "dead"); !errors.Is(err, ErrNotFound) {
+	if err := s.Drop(ctx, "dead"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second Drop = %v, want ErrNotFound", err)
 	}
-	if get(t, s, "alive").State != Pending {
+	if get(t, s, "alive").State != store.Pending {
 		t.Error("Drop touched another message")
 	}
 }
@@ -530,17 +531,17 @@ func TestListAndCounts(t *testing.T) {
 	claim(t, s, "a", 1) // a3 inflight
 
 	tests := []struct {
-		f    Filter
+		f    store.Filter
 		want []string
 	}{
-		{Filter{}, []string{"a2", "a3", "a4", "b1", "b2"}},
-		{Filter{ChatID: "a"}, []string{"a2", "a3", "a4"}},
-		{Filter{State: Done}, []string{"a1"}},
-		{Filter{State: Dead}, []string{"a2"}},
-		{Filter{State: Pending}, []string{"a4", "b1", "b2"}},
-		{Filter{ChatID: "b", State: Pending}, []string{"b1", "b2"}},
-		{Filter{State: Pending, Limit: 2}, []string{"a4", "b1"}},
-		{Filter{ChatID: "nobody"}, nil},
+		{store.Filter{}, []string{"a2", "a3", "a4", "b1", "b2"}},
+		{store.Filter{ChatID: "a"}, []string{"a2", "a3", "a4"}},
+		{store.Filter{State: store.Done}, []string{"a1"}},
+		{store.Filter{State: store.Dead}, []string{"a2"}},
+		{store.Filter{State: store.Pending}, []string{"a4", "b1", "b2"}},
+		{store.Filter{ChatID: "b", State: store.Pending}, []string{"b1", "b2"}},
+		{store.Filter{State: store.Pending, Limit: 2}, []string{"a4", "b1"}},
+		{store.Filter{ChatID: "nobody"}, nil},
 	}
 	for _, tt := range tests {
 		got, err := s.List(ctx, tt.f)
@@ -551,7 +552,7 @@ func TestListAndCounts(t *testing.T) {
 			t.Errorf("List(%+v) = %v, want %v", tt.f, ids(got), tt.want)
 		}
 	}
-	if _, err := s.List(ctx, Filter{State: "bogus"}); err == nil {
+	if _, err := s.List(ctx, store.Filter{State: "bogus"}); err == nil {
 		t.Error("List accepted an unknown state")
 	}
 
@@ -559,7 +560,7 @@ func TestListAndCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (Counts{Pending: 3, Inflight: 1, Done: 1, Dead: 1}) {
+	if c != (store.Counts{Pending: 3, Inflight: 1, Done: 1, Dead: 1}) {
 		t.Errorf("Counts = %+v", c)
 	}
 
@@ -602,7 +603,7 @@ func TestQueriesUseIndex(t *testing.T) {
 		`SELECT EXISTS(SELECT 1 FROM messages WHERE chat_id = 'c' AND state = 'pending')`,
 		`SELECT chat_id, count(*), min(updated_at) FROM messages WHERE state = 'pending' GROUP BY chat_id`,
 	} {
-		rows, err := s.rdb.Query("EXPLAIN QUERY PLAN " + q)
+		rows, err := s.db.rdb.Query("EXPLAIN QUERY PLAN " + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -658,13 +659,13 @@ func TestPendingStatsManyChats(t *testing.T) {
 func TestDurableAcrossReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "dispatch.db")
 	ctx := context.Background()
-	s, err := Open(path, clock.NewFake(t0))
+	s, err := openStore(path, clock.NewFake(t0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	accept(t, s, "c", "a", "b")
 	claim(t, s, "c", 1)
-	rec := SessionRecord{ChatID: "c", SessionID: "sess-1", Live: true, Turns: 3, CreatedAt: t0, LastActivity: t0}
+	rec := store.SessionRecord{ChatID: "c", SessionID: "sess-1", Live: true, Turns: 3, CreatedAt: t0, LastActivity: t0}
 	if err := s.SaveSession(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
@@ -672,14 +673,14 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Accept(ctx, "c", "x", ""); !errors.Is(err, ErrClosed) {
+	if _, _, err := s.Accept(ctx, "c", "x", ""); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Accept after Close = %v, want ErrClosed", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
 	}
 
-	s, err = Open(path, clock.NewFake(t0))
+	s, err = openStore(path, clock.NewFake(t0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -687,7 +688,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if err := s.Check(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if m := get(t, s, "a"); m.State != Inflight {
+	if m := get(t, s, "a"); m.State != store.Inflight {
 		t.Errorf("a after reopen: %+v", m)
 	}
 	if n, err := s.ResetInflight(ctx); n != 1 || err != nil {
@@ -754,7 +755,7 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 	// Hold the writer inside a transaction so the next writes queue up and
 	// are committed together.
 	hold, held := make(chan struct{}), make(chan struct{})
-	go s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	go s.write(ctx, func(ctx context.Context, tx *Tx) error {
 		close(held)
 		<-hold
 		return nil
@@ -769,7 +770,7 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			if i == 1 {
-				errs[i] = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+				errs[i] = s.write(ctx, func(ctx context.Context, tx *Tx) error {
 					if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, chat_id, text, state, created_at, updated_at)
 						VALUES ('half', 'c', '', 'pending', 0, 0)`); err != nil {
 						return err
@@ -788,7 +789,7 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], errBoom) {
 		t.Fatalf("errors = %v", errs)
 	}
-	if _, err := s.Get(ctx, "half"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "half"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("failed op's write was kept: %v", err)
 	}
 	for _, id := range []string{"ok0", "ok2"} {
@@ -804,17 +805,17 @@ func TestSessionUpsert(t *testing.T) {
 	}
 
 	// Zero CreatedAt on first save means now.
-	first := SessionRecord{ChatID: "master", SessionID: "s1", Exempt: true, Live: true, Turns: 1, LastActivity: t0}
+	first := store.SessionRecord{ChatID: "master", SessionID: "s1", Exempt: true, Live: true, Turns: 1, LastActivity: t0}
 	if err := s.SaveSession(ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)
-	second := SessionRecord{ChatID: "master", SessionID: "s2", Failed: true, FailReason: "3 restarts in 20m",
+	second := store.SessionRecord{ChatID: "master", SessionID: "s2", Failed: true, FailReason: "3 restarts in 20m",
 		Turns: 7, Restarts: 3, LastActivity: t0.Add(time.Hour)}
 	if err := s.SaveSession(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	other := SessionRecord{ChatID: "family-group", CreatedAt: t0.Add(-time.Hour)}
+	other := store.SessionRecord{ChatID: "family-group", CreatedAt: t0.Add(-time.Hour)}
 	if err := s.SaveSession(ctx, other); err != nil {
 		t.Fatal(err)
 	}
@@ -824,7 +825,7 @@ func TestSessionUpsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	second.CreatedAt = t0 // kept from the first save
-	want := []SessionRecord{other, second}
+	want := []store.SessionRecord{other, second}
 	if len(got) != len(want) {
 		t.Fatalf("Sessions = %+v", got)
 	}
@@ -833,12 +834,12 @@ func TestSessionUpsert(t *testing.T) {
 			t.Errorf("Sessions[%d] = %+v\n want %+v", i, got[i], want[i])
 		}
 	}
-	if err := s.SaveSession(ctx, SessionRecord{}); err == nil {
+	if err := s.SaveSession(ctx, store.SessionRecord{}); err == nil {
 		t.Error("SaveSession without chat id succeeded")
 	}
 }
 
-func sessionEqual(a, b SessionRecord) bool {
+func sessionEqual(a, b store.SessionRecord) bool {
 	return a.CreatedAt.Equal(b.CreatedAt) && a.LastActivity.Equal(b.LastActivity) &&
 		a.ChatID == b.ChatID && a.SessionID == b.SessionID && a.Exempt == b.Exempt &&
 		a.Live == b.Live && a.Failed == b.Failed && a.FailReason == b.FailReason &&
@@ -846,15 +847,15 @@ func sessionEqual(a, b SessionRecord) bool {
 }
 
 func TestClaimableRule(t *testing.T) {
-	msgs := func(failures ...int) []Message {
-		var out []Message
+	msgs := func(failures ...int) []store.Message {
+		var out []store.Message
 		for i, f := range failures {
-			out = append(out, Message{ID: fmt.Sprint(i), Failures: f})
+			out = append(out, store.Message{ID: fmt.Sprint(i), Failures: f})
 		}
 		return out
 	}
 	tests := []struct {
-		in   []Message
+		in   []store.Message
 		want []string
 	}{
 		{nil, nil},
@@ -864,15 +865,15 @@ func TestClaimableRule(t *testing.T) {
 		{msgs(0, 0, 0), []string{"0", "1", "2"}},
 	}
 	for _, tt := range tests {
-		if got := ids(claimable(tt.in)); !slices.Equal(got, tt.want) {
-			t.Errorf("claimable(%v) = %v, want %v", tt.in, got, tt.want)
+		if got := ids(store.Claimable(tt.in)); !slices.Equal(got, tt.want) {
+			t.Errorf("store.Claimable(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }
 
 func TestCloseCheckpointsWAL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "dispatch.db")
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -917,7 +918,7 @@ func TestPendingStatsAndHasPending(t *testing.T) {
 func TestLazyGroupsSkipFsync(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
-	level := func(tx *wtx) int {
+	level := func(tx *Tx) int {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
 			t.Error(err)
@@ -925,13 +926,13 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 		return v
 	}
 	var got int
-	if err := s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error { got = level(tx); return nil }); err != nil {
+	if err := s.writeLazy(ctx, func(ctx context.Context, tx *Tx) error { got = level(tx); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got != 1 {
 		t.Errorf("lazy group: synchronous=%d, want 1 (NORMAL)", got)
 	}
-	if err := s.write(ctx, func(ctx context.Context, tx *wtx) error { got = level(tx); return nil }); err != nil {
+	if err := s.write(ctx, func(ctx context.Context, tx *Tx) error { got = level(tx); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got != 2 {
@@ -940,7 +941,7 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 
 	// A lazy op sharing a group with a durable one is committed durably.
 	hold, held := make(chan struct{}), make(chan struct{})
-	go s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	go s.write(ctx, func(ctx context.Context, tx *Tx) error {
 		close(held)
 		<-hold
 		return nil
@@ -951,11 +952,11 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_ = s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error { lazy = level(tx); return nil })
+		_ = s.writeLazy(ctx, func(ctx context.Context, tx *Tx) error { lazy = level(tx); return nil })
 	}()
 	go func() {
 		defer wg.Done()
-		_ = s.write(ctx, func(ctx context.Context, tx *wtx) error { durable = level(tx); return nil })
+		_ = s.write(ctx, func(ctx context.Context, tx *Tx) error { durable = level(tx); return nil })
 	}()
 	waitSending(t, s, 2) // both queued behind the held op
 	close(hold)
@@ -969,14 +970,14 @@ func TestLazyGroupsSkipFsync(t *testing.T) {
 	if ids := claim(t, s, "c", 10); len(ids) != 1 || ids[0] != "m1" {
 		t.Fatalf("claim = %v", ids)
 	}
-	if m := get(t, s, "m1"); m.State != Inflight || m.Attempts != 1 {
+	if m := get(t, s, "m1"); m.State != store.Inflight || m.Attempts != 1 {
 		t.Errorf("after claim: %+v", m)
 	}
 }
 
 func TestPurgeDone(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	s, err := Open(filepath.Join(t.TempDir(), "p.db"), clk)
+	s, err := openStore(filepath.Join(t.TempDir(), "p.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1002,7 +1003,7 @@ func TestPurgeDone(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("PurgeDone = %d, %v; want 1 (only the old done message)", n, err)
 	}
-	if _, err := s.Get(ctx, "old-done"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, "old-done"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("old done message still there: %v", err)
 	}
 	for _, id := range []string{"old-dead", "new-pending", "new-done"} {
@@ -1018,7 +1019,7 @@ func TestPurgeDone(t *testing.T) {
 
 func TestPing(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(filepath.Join(dir, "ping.db"), clock.Real{})
+	s, err := openStore(filepath.Join(dir, "ping.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1032,7 +1033,7 @@ func TestPing(t *testing.T) {
 }
 
 func TestRequeueKeptRecordsTheConversation(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "k.db"), clock.Real{})
+	s, err := openStore(filepath.Join(t.TempDir(), "k.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1044,7 +1045,7 @@ func TestRequeueKeptRecordsTheConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, _ := s.Get(ctx, "m1")
-	if m.State != Pending || m.KeptIn != "conv-1" || m.Failures != 0 {
+	if m.State != store.Pending || m.KeptIn != "conv-1" || m.Failures != 0 {
 		t.Fatalf("after RequeueKept: %+v", m)
 	}
 	s.Claim(ctx, "c", 1)
@@ -1058,15 +1059,17 @@ func TestRequeueKeptRecordsTheConversation(t *testing.T) {
 // their own chat only.
 func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "old.db")
-	s, err := Open(path, clock.Real{})
+	s, err := openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	// Rewind to schema 3, as a database of the previous version, and
 	// store a message under a client-chosen id the way it allowed.
-	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *Tx) error {
 		for _, q := range []string{
+			`DROP TABLE conversation_files`,
+			`DROP TABLE conversation_chunks`,
 			`DROP TABLE events`,
 			`DROP TABLE webhook_outbox`,
 			`ALTER TABLE messages DROP COLUMN turn_id`,
@@ -1088,7 +1091,7 @@ func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
 	}
 	s.Close()
 
-	s, err = Open(path, clock.Real{})
+	s, err = openStore(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1120,14 +1123,14 @@ func TestStorageErrorsClassified(t *testing.T) {
 		cause error
 		want  error
 	}{
-		{syscall.ENOSPC, ErrNoSpace},
-		{syscall.EDQUOT, ErrNoSpace},
-		{syscall.EIO, ErrIO},
-		{syscall.EROFS, ErrIO},
+		{syscall.ENOSPC, store.ErrNoSpace},
+		{syscall.EDQUOT, store.ErrNoSpace},
+		{syscall.EIO, store.ErrIO},
+		{syscall.EROFS, store.ErrIO},
 	} {
 		s.InjectWriteFault(func() error { return &os.PathError{Op: "write", Path: "dispatch.db-wal", Err: tt.cause} })
 		_, _, err := s.Accept(ctx, "c", "x", "")
-		if !errors.Is(err, tt.want) || !IsStorage(err) || !errors.Is(err, tt.cause) {
+		if !errors.Is(err, tt.want) || !store.IsStorage(err) || !errors.Is(err, tt.cause) {
 			t.Errorf("%v: Accept error %v, want %v", tt.cause, err, tt.want)
 		}
 		if _, _, err := s.Claim(ctx, "c", 1); !errors.Is(err, tt.want) {
@@ -1141,17 +1144,17 @@ func TestStorageErrorsClassified(t *testing.T) {
 	if _, _, err := s.Accept(ctx, "c", "x", ""); err != nil {
 		t.Errorf("Accept after the fault cleared: %v", err)
 	}
-	if IsStorage(ErrConflict) || IsStorage(context.Canceled) {
+	if store.IsStorage(store.ErrConflict) || store.IsStorage(context.Canceled) {
 		t.Error("IsStorage is true for errors that are not storage failures")
 	}
 }
 
 // waitSending waits until n writes wait for the writer (held in an op).
-func waitSending(t *testing.T, s *Store, n int64) {
+func waitSending(t *testing.T, s *testStore, n int64) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); s.sending.Load() != n; runtime.Gosched() {
+	for deadline := time.Now().Add(10 * time.Second); s.db.sending.Load() != n; runtime.Gosched() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d writes waiting for the writer, want %d", s.sending.Load(), n)
+			t.Fatalf("%d writes waiting for the writer, want %d", s.db.sending.Load(), n)
 		}
 	}
 }

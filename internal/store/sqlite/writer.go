@@ -1,10 +1,12 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"runtime"
+
+	"github.com/dispatchd/dispatch/internal/store"
 )
 
 // maxBatch caps how many write operations share one transaction, so one
@@ -20,18 +22,19 @@ const maxCachedStmts = 64
 // reach the caller through variables it captures, published by done.
 type writeOp struct {
 	ctx context.Context
-	fn  func(ctx context.Context, tx *wtx) error
+	fn  func(ctx context.Context, tx *Tx) error
 	// lazy: the change need not be on disk when the caller is answered
-	// (see writeLazy).
+	// (see Write).
 	lazy bool
 	done chan error // buffered, so the writer never blocks on a caller
 }
 
-// wtx is the writer's connection as a write op sees it: inside the batch
-// transaction, with statements prepared once and reused, because parsing is
-// a large share of a small write's cost in the transpiled SQLite. Only the
-// writer goroutine uses it.
-type wtx struct {
+// Tx is the writer's connection as a write transaction sees it (the
+// store's one-query write operations are its methods, in ops.go): inside
+// the batch transaction, each op in its own savepoint, with statements
+// prepared once and reused, because parsing is a large share of a small
+// write's cost in the transpiled SQLite. Only the writer goroutine uses it.
+type Tx struct {
 	c     *sql.Conn
 	stmts map[string]*sql.Stmt
 	// opEvent is the largest event seq the running op inserted (0: none);
@@ -42,9 +45,9 @@ type wtx struct {
 // noteEvent records that the running op inserted event seq: once the
 // batch commits (and only if this op was not rolled back), the feed's
 // visible mark moves up to it.
-func (t *wtx) noteEvent(seq int64) { t.opEvent = max(t.opEvent, seq) }
+func (t *Tx) noteEvent(seq int64) { t.opEvent = max(t.opEvent, seq) }
 
-func (t *wtx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+func (t *Tx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st, ok := t.stmts[query]; ok {
 		return st, nil
 	}
@@ -60,7 +63,7 @@ func (t *wtx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 // ExecContext runs a statement that returns no rows.
-func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (t *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -72,7 +75,7 @@ func (t *wtx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 }
 
 // QueryContext runs a statement that returns rows.
-func (t *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (t *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := t.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -84,7 +87,7 @@ func (t *wtx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 }
 
 // QueryRowContext runs a statement that returns at most one row.
-func (t *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (t *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	st, err := t.stmt(ctx, query)
 	if err != nil || st == nil {
 		// Unprepared, this reports the same error through the Row.
@@ -93,37 +96,24 @@ func (t *wtx) QueryRowContext(ctx context.Context, query string, args ...any) *s
 	return st.QueryRowContext(ctx, args...)
 }
 
-func (t *wtx) close() {
+func (t *Tx) close() {
 	for _, st := range t.stmts {
 		_ = st.Close()
 	}
 	clear(t.stmts)
 }
 
-// write queues fn for the writer and waits for its group's commit, which is
-// fsync'd (synchronous=FULL) unless every op in the group is lazy. If ctx
-// ends before the writer picks fn up, fn never runs and ctx's error is
-// returned; once fn has run, write waits for the commit regardless of ctx,
+// Write queues fn for the writer and waits for its group's commit, which is
+// fsync'd (synchronous=FULL) unless every op in the group is lazy: a change
+// whose loss in a power failure (not a crash of the process: the change is
+// in the WAL either way) is harmless; the next durable commit's fsync
+// covers it, since the WAL is one file written in order. If ctx ends
+// before the writer picks fn up, fn never runs and ctx's error is
+// returned; once fn has run, Write waits for the commit regardless of ctx,
 // so a caller never mistakes a committed change for a failed one.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
-	return s.submit(ctx, false, fn)
-}
-
-// writeLazy is write for a change whose loss in a power failure (not a
-// crash of the process: the change is in the WAL either way) is harmless.
-// When every op of a group is lazy, the group commits without fsync; the
-// next durable commit's fsync covers it, since the WAL is one file written
-// in order.
-func (s *Store) writeLazy(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
-	return s.submit(ctx, true, fn)
-}
-
-func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *wtx) error) error {
+func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
-	}
-	if err := s.injected(); err != nil {
-		return classify(err)
 	}
 	op := &writeOp{ctx: ctx, fn: fn, lazy: lazy, done: make(chan error, 1)}
 	s.sending.Add(1)
@@ -132,7 +122,7 @@ func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Conte
 		s.sending.Add(-1)
 	case <-s.closing:
 		s.sending.Add(-1)
-		return ErrClosed
+		return store.ErrClosed
 	case <-ctx.Done():
 		s.sending.Add(-1)
 		return ctx.Err()
@@ -142,9 +132,9 @@ func (s *Store) submit(ctx context.Context, lazy bool, fn func(ctx context.Conte
 
 // run is the writer goroutine: it gathers whatever ops are waiting into one
 // batch, commits it, answers, and repeats until Close.
-func (s *Store) run() {
+func (s *DB) run() {
 	defer close(s.stopped)
-	tx := &wtx{c: s.wc, stmts: make(map[string]*sql.Stmt)}
+	tx := &Tx{c: s.wc, stmts: make(map[string]*sql.Stmt)}
 	defer tx.close()
 	batch := make([]*writeOp, 0, maxBatch)
 	errs := make([]error, maxBatch)
@@ -211,7 +201,7 @@ func needsDurable(batch []*writeOp) bool {
 
 // setDurable switches the writer's connection between synchronous=FULL
 // (COMMIT fsyncs the WAL) and NORMAL (it does not).
-func setDurable(tx *wtx, cur *bool, want bool) error {
+func setDurable(tx *Tx, cur *bool, want bool) error {
 	if *cur == want {
 		return nil
 	}
@@ -235,7 +225,7 @@ func setDurable(tx *wtx, cur *bool, want bool) error {
 // Statements run without the callers' cancellation: interrupting a write
 // inside an explicit transaction makes SQLite roll back the whole
 // transaction, which would fail every other op in the batch.
-func commit(tx *wtx, batch []*writeOp, errs []error) (lastEvent int64, err error) {
+func commit(tx *Tx, batch []*writeOp, errs []error) (lastEvent int64, err error) {
 	ctx := context.Background()
 	exec := func(q string) error {
 		_, err := tx.ExecContext(ctx, q)

@@ -1,8 +1,9 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"fmt"
+	"github.com/dispatchd/dispatch/internal/store"
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
@@ -16,7 +17,7 @@ import (
 // least 5,000 msgs/s). Every Accept is committed with synchronous=FULL before it returns.
 func BenchmarkAcceptParallel(b *testing.B) {
 	const clients = 8
-	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
+	s, err := openStore(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,20 +36,20 @@ func BenchmarkAcceptParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64(b.N)/float64(s.commits.Load()), "msgs/commit")
+	b.ReportMetric(float64(b.N)/float64(s.db.commits.Load()), "msgs/commit")
 }
 
 // BenchmarkTurn is one chat's whole write path per message, one message at
 // a time: accept, claim, complete, save the session — what the send → done
 // latency of a quiet chat is made of (three fsyncs: the claim has none).
 func BenchmarkTurn(b *testing.B) {
-	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
+	s, err := openStore(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
 	ctx := context.Background()
-	rec := SessionRecord{ChatID: "c", SessionID: "s"}
+	rec := store.SessionRecord{ChatID: "c", SessionID: "s"}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		id, _, err := s.Accept(ctx, "c", "hello", "")
@@ -71,7 +72,7 @@ func BenchmarkTurn(b *testing.B) {
 // BenchmarkGet is the read behind GET /v1/messages/{id}, which a client
 // waiting for its reply polls.
 func BenchmarkGet(b *testing.B) {
-	s, err := Open(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
+	s, err := openStore(filepath.Join(b.TempDir(), "bench.db"), clock.Real{})
 	if err != nil {
 		b.Fatal(err)
 	}

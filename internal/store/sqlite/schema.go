@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -95,6 +95,25 @@ CREATE TABLE webhook_outbox (
 	error      TEXT    NOT NULL DEFAULT '',
 	updated_at INTEGER NOT NULL,
 	PRIMARY KEY (endpoint, seq)
+) WITHOUT ROWID;
+`,
+	// 6: agents' conversation files (the same tables as PostgreSQL's). A
+	// file is the concatenation of its chunks in offset order; a save
+	// appends a chunk for what was added.
+	`
+CREATE TABLE conversation_files (
+	chat_id TEXT    NOT NULL,
+	path    TEXT    NOT NULL,
+	size    INTEGER NOT NULL,
+	hash    BLOB    NOT NULL,
+	PRIMARY KEY (chat_id, path)
+) WITHOUT ROWID;
+CREATE TABLE conversation_chunks (
+	chat_id TEXT    NOT NULL,
+	path    TEXT    NOT NULL,
+	off     INTEGER NOT NULL,
+	data    BLOB    NOT NULL,
+	PRIMARY KEY (chat_id, path, off)
 ) WITHOUT ROWID;
 `,
 }

@@ -1,4 +1,4 @@
-package pgstore_test
+package postgres_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/store"
-	"github.com/dispatchd/dispatch/internal/store/pgstore"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
 	"github.com/dispatchd/dispatch/internal/store/storetest"
 	"github.com/dispatchd/dispatch/internal/testutil/pgtest"
 )
@@ -18,7 +18,7 @@ func TestContract(t *testing.T) {
 		NewDB: func(t *testing.T) func(clk clock.Clock) (store.Backend, error) {
 			dsn := pgtest.NewDatabase(t)
 			return func(clk clock.Clock) (store.Backend, error) {
-				return pgstore.Open(context.Background(), dsn, clk, pgstore.Options{})
+				return postgres.OpenStore(context.Background(), dsn, clk, postgres.Options{})
 			}
 		},
 		Shared: true,

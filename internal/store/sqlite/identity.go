@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"errors"
@@ -6,14 +6,9 @@ import (
 	"os"
 	"sync"
 	"syscall"
-)
 
-// ErrLost means the database file the store opened is no longer the one at
-// its path: removed, replaced, or its write-ahead log removed or truncated
-// from outside. Writes may still "succeed" into an unlinked file and vanish
-// at the next start, so nothing must be accepted: it is classified as ErrIO
-// too (a 503 on accept).
-var ErrLost = errors.New("the database file was removed, replaced or truncated under the daemon")
+	"github.com/dispatchd/dispatch/internal/store"
+)
 
 // fileID is a file's identity: device and inode.
 type fileID struct{ dev, ino uint64 }
@@ -59,8 +54,8 @@ func (id *identity) init(path string) error {
 // and its write-ahead log is still there, the same file, and not shorter
 // than it has been (SQLite never shrinks it while the database is open).
 // A failure is sticky — the data written meanwhile may be gone — and wraps
-// ErrLost and ErrIO.
-func (s *Store) CheckIdentity() error {
+// store.ErrLost and ErrIO.
+func (s *DB) CheckIdentity() error {
 	id := &s.ident
 	id.mu.Lock()
 	defer id.mu.Unlock()
@@ -68,7 +63,7 @@ func (s *Store) CheckIdentity() error {
 		return id.lost
 	}
 	lost := func(format string, args ...any) error {
-		id.lost = &storageError{ErrIO, fmt.Errorf("%w: %s", ErrLost, fmt.Sprintf(format, args...))}
+		id.lost = store.Classify(store.ErrIO, fmt.Errorf("%w: %s", store.ErrLost, fmt.Sprintf(format, args...)))
 		return id.lost
 	}
 	db, _, err := statID(id.path)
@@ -76,7 +71,7 @@ func (s *Store) CheckIdentity() error {
 	case errors.Is(err, os.ErrNotExist):
 		return lost("%s was removed", id.path)
 	case err != nil:
-		return &storageError{ErrIO, err} // not sticky: it may pass
+		return store.Classify(store.ErrIO, err) // not sticky: it may pass
 	case db != id.db:
 		return lost("%s was replaced by another file", id.path)
 	}
@@ -87,7 +82,7 @@ func (s *Store) CheckIdentity() error {
 			return lost("%s-wal was removed", id.path)
 		}
 	case err != nil:
-		return &storageError{ErrIO, err}
+		return store.Classify(store.ErrIO, err)
 	case id.wal == fileID{}:
 		id.wal, id.walMax = wal, size
 	case wal != id.wal:

@@ -1,4 +1,4 @@
-package cluster
+package postgres
 
 import (
 	"context"
@@ -7,23 +7,81 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// db is the cluster's tables (nodes, leases, roles; created by the
-// store's migrations). Every expiry is the database's clock
+// The cluster's queries, all of them: node heartbeats, leases and their
+// fencing tokens, roles, and wake-ups (internal/cluster holds their
+// policy; the tables are in migration 2).
+
+// wakeChannel is the NOTIFY channel on which a committed accept (or retry)
+// names its chat, so that the chat's owner node wakes its session without
+// polling.
+const wakeChannel = "dispatch_wake"
+
+// HoldLease reports whether chat's lease names node with token and has not
+// expired, and holds the lease row (FOR SHARE) until the transaction ends:
+// a takeover bumps the token with an UPDATE of that row, so it waits for
+// this transaction to commit.
+func (t *Tx) HoldLease(ctx context.Context, chat, node string, token int64) (bool, error) {
+	var got int64
+	err := t.QueryRow(ctx, `SELECT token FROM leases
+		WHERE chat_id = $1 AND owner = $2 AND expires_at > clock_timestamp()
+		FOR SHARE`, chat, node).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil && got == token, err
+}
+
+// NotifyWake sends chat on wakeChannel, in a transaction of its own that
+// is not waited for (synchronous_commit off). A NOTIFY inside the accept's
+// own transaction would serialize every accept's commit (PostgreSQL holds
+// one lock on its notification queue from a notifying transaction's
+// pre-commit to its end, WAL flush included), losing group commit.
+func (s *DB) NotifyWake(ctx context.Context, chat string) error {
+	return s.Write(ctx, true, func(ctx context.Context, tx *Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, chat)
+		return err
+	})
+}
+
+// ListenWakes LISTENs for wake-ups on a connection of its own and hands
+// each chat named to fn, until the connection fails or ctx ends (its
+// error). The caller reconnects; wake-ups missed meanwhile are made up for
+// by its scans.
+func (s *DB) ListenWakes(ctx context.Context, fn func(chat string)) error {
+	return s.listenOnce(ctx, wakeChannel, nil, fn)
+}
+
+// Leases is the cluster's queries for one node: its heartbeat, the leases
+// on its chats (each with a fencing token that only grows), the roles
+// only one node holds, and the look-ups of placement (internal/cluster
+// holds the policy). Every expiry is the database's clock
 // (clock_timestamp()), so the nodes' clocks never have to agree.
-type db struct {
-	pool *pgxpool.Pool
+type Leases struct {
+	db   *DB
 	node string
 	ttl  time.Duration
 }
 
-func (d db) ttlMs() int64 { return d.ttl.Milliseconds() }
+// Leases returns the cluster's queries for node, whose leases last ttl.
+func (s *DB) Leases(node string, ttl time.Duration) Leases {
+	return Leases{db: s, node: node, ttl: ttl}
+}
 
-// heartbeat records the node as alive now.
-func (d db) heartbeat(ctx context.Context, incarnation string, maxLive int) error {
-	_, err := d.pool.Exec(ctx, `INSERT INTO nodes (id, incarnation, max_live, started_at, heartbeat_at, stopped)
+func (d Leases) ttlMs() int64 { return d.ttl.Milliseconds() }
+
+// LiveNode is a live node as placement sees it: its sessions.max_live and
+// how many chats it holds leases on.
+type LiveNode struct {
+	ID      string
+	MaxLive int
+	Owned   int
+}
+
+// Heartbeat records the node as alive now.
+func (d Leases) Heartbeat(ctx context.Context, incarnation string, maxLive int) error {
+	_, err := d.db.pool.Exec(ctx, `INSERT INTO nodes (id, incarnation, max_live, started_at, heartbeat_at, stopped)
 		VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp(), false)
 		ON CONFLICT (id) DO UPDATE SET
 			started_at = CASE WHEN nodes.incarnation = excluded.incarnation THEN nodes.started_at ELSE excluded.started_at END,
@@ -32,15 +90,15 @@ func (d db) heartbeat(ctx context.Context, incarnation string, maxLive int) erro
 	return err
 }
 
-// otherIncarnation reports whether another process with this node's id
+// OtherIncarnation reports whether another process with this node's id
 // has a live heartbeat (two daemons given one node.id), and how long
 // until it would count as dead.
-func (d db) otherIncarnation(ctx context.Context, incarnation string) (bool, time.Duration, error) {
+func (d Leases) OtherIncarnation(ctx context.Context, incarnation string) (bool, time.Duration, error) {
 	var (
 		other bool
 		left  float64
 	)
-	err := d.pool.QueryRow(ctx, `SELECT incarnation <> $2 AND NOT stopped
+	err := d.db.pool.QueryRow(ctx, `SELECT incarnation <> $2 AND NOT stopped
 			AND heartbeat_at > clock_timestamp() - $3 * interval '1 millisecond',
 		greatest(0, extract(epoch FROM heartbeat_at + $3 * interval '1 millisecond' - clock_timestamp()))
 		FROM nodes WHERE id = $1`, d.node, incarnation, d.ttlMs()).Scan(&other, &left)
@@ -50,17 +108,17 @@ func (d db) otherIncarnation(ctx context.Context, incarnation string) (bool, tim
 	return other, time.Duration(left * float64(time.Second)), err
 }
 
-// stopped marks the node as gone (a clean shutdown): it is no longer a
+// Stopped marks the node as gone (a clean shutdown): it is no longer a
 // place for chats.
-func (d db) stopped(ctx context.Context) error {
-	_, err := d.pool.Exec(ctx, `UPDATE nodes SET stopped = true WHERE id = $1`, d.node)
+func (d Leases) Stopped(ctx context.Context) error {
+	_, err := d.db.pool.Exec(ctx, `UPDATE nodes SET stopped = true WHERE id = $1`, d.node)
 	return err
 }
 
-// live returns the live nodes: a heartbeat within the lease ttl, with the
+// Live returns the live nodes: a heartbeat within the lease ttl, with the
 // chats each holds.
-func (d db) live(ctx context.Context) ([]Node, error) {
-	rows, err := d.pool.Query(ctx, `SELECT n.id, n.max_live,
+func (d Leases) Live(ctx context.Context) ([]LiveNode, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT n.id, n.max_live,
 			(SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > clock_timestamp())
 		FROM nodes n
 		WHERE NOT n.stopped AND n.heartbeat_at > clock_timestamp() - $1 * interval '1 millisecond'
@@ -68,8 +126,8 @@ func (d db) live(ctx context.Context) ([]Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Node, error) {
-		var n Node
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (LiveNode, error) {
+		var n LiveNode
 		err := r.Scan(&n.ID, &n.MaxLive, &n.Owned)
 		return n, err
 	})
@@ -87,8 +145,9 @@ type NodeInfo struct {
 	Incarnation string
 }
 
-func (d db) nodes(ctx context.Context) ([]NodeInfo, error) {
-	rows, err := d.pool.Query(ctx, `SELECT n.id, n.heartbeat_at, n.started_at,
+// Nodes returns every node the database knows, for status.
+func (d Leases) Nodes(ctx context.Context) ([]NodeInfo, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT n.id, n.heartbeat_at, n.started_at,
 			NOT n.stopped AND n.heartbeat_at > clock_timestamp() - $1 * interval '1 millisecond',
 			n.stopped, n.max_live, n.incarnation,
 			(SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > clock_timestamp())
@@ -103,9 +162,9 @@ func (d db) nodes(ctx context.Context) ([]NodeInfo, error) {
 	})
 }
 
-// owners returns every chat's current owner (valid leases only).
-func (d db) owners(ctx context.Context) (map[string]string, error) {
-	rows, err := d.pool.Query(ctx, `SELECT chat_id, owner FROM leases WHERE expires_at > clock_timestamp()`)
+// Owners returns every chat's current owner (valid leases only).
+func (d Leases) Owners(ctx context.Context) (map[string]string, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT chat_id, owner FROM leases WHERE expires_at > clock_timestamp()`)
 	if err != nil {
 		return nil, err
 	}
@@ -121,24 +180,24 @@ func (d db) owners(ctx context.Context) (map[string]string, error) {
 	return out, rows.Err()
 }
 
-// acquired is a lease just taken.
-type acquired struct {
-	token int64
-	// prev is the node that held the chat before (its lease expired, or
+// Acquired is a lease just taken.
+type Acquired struct {
+	Token int64
+	// Prev is the node that held the chat before (its lease expired, or
 	// it was this node's id in an earlier process); "" for a first lease.
-	prev string
-	// reset is how many of the chat's in-flight messages went back in
+	Prev string
+	// Reset is how many of the chat's in-flight messages went back in
 	// line: the previous owner's turn that never completed.
-	reset int64
+	Reset int64
 }
 
-// acquire takes chat's lease when it is free, expired or held under this
+// Acquire takes chat's lease when it is free, expired or held under this
 // node's id by an earlier process, bumping the fencing token, and puts the
 // chat's in-flight messages back in line in the same commit: whoever
 // claimed them can no longer write for the chat. ok false: another node
 // holds a valid lease.
-func (d db) acquire(ctx context.Context, chat string, now time.Time) (a acquired, ok bool, err error) {
-	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+func (d Leases) Acquire(ctx context.Context, chat string, now time.Time) (a Acquired, ok bool, err error) {
+	err = pgx.BeginFunc(ctx, d.db.pool, func(tx pgx.Tx) error {
 		var (
 			owner string
 			token int64
@@ -157,7 +216,7 @@ func (d db) acquire(ctx context.Context, chat string, now time.Time) (a acquired
 			if tag.RowsAffected() == 0 {
 				return nil // another node inserted it first
 			}
-			a.token = 1
+			a.Token = 1
 		case err != nil:
 			return err
 		case valid && owner != d.node:
@@ -165,30 +224,30 @@ func (d db) acquire(ctx context.Context, chat string, now time.Time) (a acquired
 		default:
 			if err := tx.QueryRow(ctx, `UPDATE leases SET owner = $2, token = token + 1,
 					expires_at = clock_timestamp() + $3 * interval '1 millisecond', acquired_at = clock_timestamp()
-				WHERE chat_id = $1 RETURNING token`, chat, d.node, d.ttlMs()).Scan(&a.token); err != nil {
+				WHERE chat_id = $1 RETURNING token`, chat, d.node, d.ttlMs()).Scan(&a.Token); err != nil {
 				return err
 			}
-			a.prev = owner
+			a.Prev = owner
 		}
 		tag, err := tx.Exec(ctx, `UPDATE messages SET state = 'pending', updated_at = $2
 			WHERE chat_id = $1 AND state = 'inflight'`, chat, now.UnixNano())
 		if err != nil {
 			return err
 		}
-		a.reset = tag.RowsAffected()
+		a.Reset = tag.RowsAffected()
 		ok = true
 		return nil
 	})
 	if err != nil {
-		return acquired{}, false, fmt.Errorf("acquire lease of chat %q: %w", chat, err)
+		return Acquired{}, false, fmt.Errorf("acquire lease of chat %q: %w", chat, err)
 	}
 	return a, ok, nil
 }
 
-// renew extends the leases this node holds with the given tokens and
+// Renew extends the leases this node holds with the given tokens and
 // returns the chats it still holds; a chat missing from the answer was
 // taken over (its token moved on).
-func (d db) renew(ctx context.Context, held map[string]int64) (map[string]bool, error) {
+func (d Leases) Renew(ctx context.Context, held map[string]int64) (map[string]bool, error) {
 	out := make(map[string]bool, len(held))
 	if len(held) == 0 {
 		return out, nil
@@ -198,7 +257,7 @@ func (d db) renew(ctx context.Context, held map[string]int64) (map[string]bool, 
 	for c, t := range held {
 		chats, tokens = append(chats, c), append(tokens, t)
 	}
-	rows, err := d.pool.Query(ctx, `UPDATE leases l SET expires_at = clock_timestamp() + $2 * interval '1 millisecond'
+	rows, err := d.db.pool.Query(ctx, `UPDATE leases l SET expires_at = clock_timestamp() + $2 * interval '1 millisecond'
 		FROM unnest($3::text[], $4::bigint[]) AS h(c, t)
 		WHERE l.chat_id = h.c AND l.token = h.t AND l.owner = $1
 		RETURNING l.chat_id`, d.node, d.ttlMs(), chats, tokens)
@@ -215,10 +274,10 @@ func (d db) renew(ctx context.Context, held map[string]int64) (map[string]bool, 
 	return out, nil
 }
 
-// release ends the given leases now (a clean shutdown, or leases this
+// Release ends the given leases now (a clean shutdown, or leases this
 // node gave up), so another node may take the chats at once. The rows
 // stay: a token never goes back.
-func (d db) release(ctx context.Context, held map[string]int64) error {
+func (d Leases) Release(ctx context.Context, held map[string]int64) error {
 	if len(held) == 0 {
 		return nil
 	}
@@ -227,17 +286,17 @@ func (d db) release(ctx context.Context, held map[string]int64) error {
 	for c, t := range held {
 		chats, tokens = append(chats, c), append(tokens, t)
 	}
-	_, err := d.pool.Exec(ctx, `UPDATE leases l SET expires_at = clock_timestamp()
+	_, err := d.db.pool.Exec(ctx, `UPDATE leases l SET expires_at = clock_timestamp()
 		FROM unnest($2::text[], $3::bigint[]) AS h(c, t)
 		WHERE l.chat_id = h.c AND l.token = h.t AND l.owner = $1`, d.node, chats, tokens)
 	return err
 }
 
-// unowned returns the chats with messages waiting or in flight and no
+// Unowned returns the chats with messages waiting or in flight and no
 // valid lease: the ones a live node must take (new chats, and a dead
 // node's).
-func (d db) unowned(ctx context.Context) ([]string, error) {
-	rows, err := d.pool.Query(ctx, `SELECT m.chat_id FROM messages m
+func (d Leases) Unowned(ctx context.Context) ([]string, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT m.chat_id FROM messages m
 		LEFT JOIN leases l ON l.chat_id = m.chat_id
 		WHERE m.state IN ('pending', 'inflight')
 			AND (l.chat_id IS NULL OR l.expires_at <= clock_timestamp())
@@ -248,19 +307,19 @@ func (d db) unowned(ctx context.Context) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
-// leaseValid reports whether chat has a valid lease (any owner).
-func (d db) leaseValid(ctx context.Context, chat string) (bool, error) {
+// LeaseValid reports whether chat has a valid lease (any owner).
+func (d Leases) LeaseValid(ctx context.Context, chat string) (bool, error) {
 	var v bool
-	err := d.pool.QueryRow(ctx, `SELECT EXISTS(SELECT 1 FROM leases
+	err := d.db.pool.QueryRow(ctx, `SELECT EXISTS(SELECT 1 FROM leases
 		WHERE chat_id = $1 AND expires_at > clock_timestamp())`, chat).Scan(&v)
 	return v, err
 }
 
-// role takes or renews the role name (free, expired or already this
+// TakeRole takes or renews the role name (free, expired or already this
 // node's) and reports whether this node holds it.
-func (d db) role(ctx context.Context, name string) (bool, error) {
+func (d Leases) TakeRole(ctx context.Context, name string) (bool, error) {
 	var owner string
-	err := d.pool.QueryRow(ctx, `INSERT INTO roles (name, owner, token, expires_at, acquired_at)
+	err := d.db.pool.QueryRow(ctx, `INSERT INTO roles (name, owner, token, expires_at, acquired_at)
 		VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp())
 		ON CONFLICT (name) DO UPDATE SET
 			token = CASE WHEN roles.owner = excluded.owner THEN roles.token ELSE roles.token + 1 END,
@@ -274,16 +333,16 @@ func (d db) role(ctx context.Context, name string) (bool, error) {
 	return err == nil && owner == d.node, err
 }
 
-// releaseRole gives the role up now.
-func (d db) releaseRole(ctx context.Context, name string) error {
-	_, err := d.pool.Exec(ctx, `UPDATE roles SET expires_at = clock_timestamp() WHERE name = $1 AND owner = $2`, name, d.node)
+// ReleaseRole gives the role up now.
+func (d Leases) ReleaseRole(ctx context.Context, name string) error {
+	_, err := d.db.pool.Exec(ctx, `UPDATE roles SET expires_at = clock_timestamp() WHERE name = $1 AND owner = $2`, name, d.node)
 	return err
 }
 
-// waiting returns those of chats with a message waiting since before
+// Waiting returns those of chats with a message waiting since before
 // cutoff (unix nanoseconds).
-func (d db) waiting(ctx context.Context, chats []string, cutoff int64) ([]string, error) {
-	rows, err := d.pool.Query(ctx, `SELECT DISTINCT chat_id FROM messages
+func (d Leases) Waiting(ctx context.Context, chats []string, cutoff int64) ([]string, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT DISTINCT chat_id FROM messages
 		WHERE state = 'pending' AND chat_id = ANY($1) AND updated_at < $2`, chats, cutoff)
 	if err != nil {
 		return nil, err
