@@ -205,4 +205,3 @@ func testProgress(t *testing.T, s Suite) {
 		t.Fatalf("an event after the drop: %+v, %v", next, err)
 	}
 }
-
