@@ -181,3 +181,23 @@ func Answer(r Request, timeout time.Duration) agent.PermissionAnswer {
 	}
 	return agent.PermissionAnswer{Message: "The permission request was closed without an answer; the call was not run."}
 }
+
+// Open returns chat's open requests ("" every chat's), oldest first.
+func (b *Broker) Open(ctx context.Context, chat string) ([]Request, error) {
+	return b.st.OpenRequests(ctx, chat)
+}
+
+// Get returns request id, open or closed (ErrNotFound).
+func (b *Broker) Get(ctx context.Context, id string) (Request, error) { return b.st.GetRequest(ctx, id) }
+
+// Rules returns chat's allow_always rules ("" every chat's).
+func (b *Broker) Rules(ctx context.Context, chat string) ([]Rule, error) { return b.st.Rules(ctx, chat) }
+
+// RemoveRule removes chat's rule for tool: the tool is asked about again.
+// false: there was none.
+func (b *Broker) RemoveRule(ctx context.Context, chat, tool string) (bool, error) {
+	return b.st.RemoveRule(ctx, chat, tool)
+}
+
+// Timeout is how long a request waits for a person.
+func (b *Broker) Timeout() time.Duration { return b.timeout }
