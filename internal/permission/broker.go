@@ -188,10 +188,14 @@ func (b *Broker) Open(ctx context.Context, chat string) ([]Request, error) {
 }
 
 // Get returns request id, open or closed (ErrNotFound).
-func (b *Broker) Get(ctx context.Context, id string) (Request, error) { return b.st.GetRequest(ctx, id) }
+func (b *Broker) Get(ctx context.Context, id string) (Request, error) {
+	return b.st.GetRequest(ctx, id)
+}
 
 // Rules returns chat's allow_always rules ("" every chat's).
-func (b *Broker) Rules(ctx context.Context, chat string) ([]Rule, error) { return b.st.Rules(ctx, chat) }
+func (b *Broker) Rules(ctx context.Context, chat string) ([]Rule, error) {
+	return b.st.Rules(ctx, chat)
+}
 
 // RemoveRule removes chat's rule for tool: the tool is asked about again.
 // false: there was none.
