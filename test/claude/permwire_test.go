@@ -208,4 +208,3 @@ func TestPermissionDaemonKilled(t *testing.T) {
 		t.Errorf("after the restart: reply %q", m.Reply)
 	}
 }
-

@@ -49,12 +49,12 @@ func TestPermissionButtons(t *testing.T) {
 	t.Cleanup(func() { fake.Close() })
 	home, dir := t.TempDir(), t.TempDir()
 	d := daemontest.Start(t, daemontest.Set(map[string]any{
-		"agent.command":                                      bin,
-		"agent.permissions":                                  "ask",
-		"agent.dir":                                          dir,
-		"agent.stop_grace":                                   "2s",
-		"agent.env.ANTHROPIC_BASE_URL":                       fake.URL(),
-		"agent.env.ANTHROPIC_API_KEY":                        "sk-ant-dummy-for-the-fake-api",
+		"agent.command":                bin,
+		"agent.permissions":            "ask",
+		"agent.dir":                    dir,
+		"agent.stop_grace":             "2s",
+		"agent.env.ANTHROPIC_BASE_URL": fake.URL(),
+		"agent.env.ANTHROPIC_API_KEY":  "sk-ant-dummy-for-the-fake-api",
 		"agent.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 		"agent.env.DISABLE_AUTOUPDATER":                      "1",
 		"agent.env.CLAUDE_CODE_MAX_RETRIES":                  "0",
