@@ -9,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/dispatchd/dispatch/internal/permission"
+	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
 
@@ -135,6 +136,9 @@ func (h *handler) decide(w http.ResponseWriter, r *http.Request) {
 			"error":   fmt.Sprintf("permission request %s is already closed (%s by %s)", quoteID(id), closed.Decision, closed.DecidedBy),
 			"request": PermissionOutOf(closed),
 		})
+	case store.IsFenced(err):
+		// Several nodes: only the chat's owner answers for it.
+		writeError(w, http.StatusConflict, "this node does not hold the chat's lease: answer on the node that runs the chat")
 	case err != nil && closed.ID != "" && !closed.Open():
 		// Allowed, but the standing rule was not stored.
 		h.log.Error("permission rule", "err", err)
