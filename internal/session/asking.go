@@ -104,7 +104,9 @@ type progressQueue struct {
 	mu      sync.Mutex
 	items   []events.Event // Type "" stands for "drop the chat's progress"
 	running bool
-	idle    sync.Cond
+	dirty   bool // progress was reported since the last drop
+
+	idle sync.Cond
 }
 
 func newProgressQueue(st ProgressStore, chat string, clk clock.Clock, log func(string, error)) *progressQueue {
@@ -119,14 +121,22 @@ func (q *progressQueue) report(p agent.Progress) {
 }
 
 // turnEnded queues the removal of the chat's progress events, after those
-// already queued.
+// already queued (a turn that reported none costs no write).
 func (q *progressQueue) turnEnded() { q.push(events.Event{}, true) }
 
-func (q *progressQueue) push(ev events.Event, always bool) {
+func (q *progressQueue) push(ev events.Event, drop bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if !always && len(q.items) >= maxProgressQueue {
-		return
+	if drop {
+		if !q.dirty {
+			return
+		}
+		q.dirty = false
+	} else {
+		if len(q.items) >= maxProgressQueue {
+			return
+		}
+		q.dirty = true
 	}
 	q.items = append(q.items, ev)
 	if !q.running {
