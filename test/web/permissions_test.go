@@ -71,7 +71,7 @@ func TestPermissionButtons(t *testing.T) {
 	b.waitJS(row+` && `+row+`.textContent.includes('touch clicked.txt')`, 60*time.Second, "the request on the page")
 	b.waitJS(`[...document.querySelectorAll('#timeline li[data-type=permission_request]')].some(li => li.textContent.includes('touch clicked.txt'))`,
 		5*time.Second, "the request in the timeline")
-	b.screenshot(artifacts(t), "permission-request")
+	b.screenshot(artifacts(t), "permission-request.png")
 	var ok bool
 	if err := b.eval(row+`.querySelector('button.allow').click(), true`, &ok); err != nil {
 		t.Fatal(err)
