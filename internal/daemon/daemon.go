@@ -107,6 +107,9 @@ func (d *Daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
 // error, Close releases whatever was acquired.
 func (d *Daemon) Open(ctx context.Context) error {
 	cfg, opt := d.cfg, d.opt
+	if err := harden(); err != nil {
+		return err
+	}
 	d.notify = sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
 	notify := d.notify
 	// Every file the daemon (and the store inside it) creates is private:
