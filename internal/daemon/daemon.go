@@ -394,9 +394,12 @@ func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 	case "echo":
 		return echo.New(clock.Real{}), nil
 	case "claude":
+		// The chats' folders are checked like the state directory: an
+		// agent.dir another user can write in lets them plant a chat's
+		// folder (and the CLAUDE.md or hooks in it).
 		dir := cfg.WorkDir()
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("agent.dir: %w", err)
+		if err := fsafe.EnsureDir("agent.dir", dir); err != nil {
+			return nil, err
 		}
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,

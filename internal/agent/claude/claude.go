@@ -101,7 +101,7 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		case spec.ChatID != "":
 			dir = ChatDir(dir, spec.ChatID)
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := ensureWorkDir(a.cfg.Dir, dir); err != nil {
 			return nil, fmt.Errorf("claude: work dir: %w", err)
 		}
 	}
