@@ -148,6 +148,17 @@ type Agent struct {
 	Dir string `yaml:"dir"`
 	// StopGrace is the wait after each of the first two stop steps.
 	StopGrace time.Duration `yaml:"stop_grace"`
+	// Sandbox isolates each agent (bubblewrap).
+	Sandbox Sandbox `yaml:"sandbox"`
+}
+
+// Sandbox is agent.sandbox: each agent in a bubblewrap sandbox of its own.
+type Sandbox struct {
+	// Mode is auto (sandboxed where the host can, a warning where not),
+	// on (the daemon refuses to start without it) or off.
+	Mode string `yaml:"mode"`
+	// Writable are more paths every agent may write.
+	Writable []string `yaml:"writable"`
 }
 
 type API struct {
@@ -195,7 +206,8 @@ func Default() Config {
 		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20, Trusted: []string{"master"}},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
-			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},
+			EnvPassthrough: []string{}, StopGrace: 3 * time.Second,
+			Sandbox: Sandbox{Mode: "auto", Writable: []string{}}},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		Events:          Events{Retain: 7 * 24 * time.Hour},
 		Store:           Store{Driver: "sqlite"},

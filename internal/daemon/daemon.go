@@ -48,6 +48,9 @@ type Options struct {
 	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
+	// ConfigFile is the config file's path, hidden from sandboxed agents
+	// ("" = none).
+	ConfigFile string
 }
 
 // ErrLocked means another daemon owns the state directory.
@@ -157,7 +160,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, st)
+	sb, err := agentSandbox(ctx, cfg, opt, log)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(cfg, st, sb)
 	if err != nil {
 		return err
 	}
@@ -389,7 +396,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
+func newAgent(cfg config.Config, st store.Backend, sb *claude.Sandbox) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -403,7 +410,7 @@ func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 		}
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
-			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{}, Sandbox: sb,
 		}
 		if pg, ok := st.(*pgstore.Store); ok {
 			cc.Conversations = pg // conversations move with their chats between nodes

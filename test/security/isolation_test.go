@@ -20,7 +20,9 @@ func sh(script string) string {
 // ancestry from the process dispatch started, never a group id. (Each
 // agent runs in a session of its own, so the move itself fails too.)
 func TestAgentCannotBorrowTrustedGroup(t *testing.T) {
-	d := daemontest.Start(t, daemontest.Set(daemontest.With(stubQuiet, map[string]any{})))
+	d := daemontest.Start(t, daemontest.Set(daemontest.With(stubQuiet, map[string]any{
+		"agent.sandbox.mode": "off", // the trust rule itself, without the sandbox's help
+	})))
 	d.WaitMessage(d.Send("master", "hello"), "done", 10*time.Second)
 	pg := d.MustSession("master").Pid
 	if pg <= 0 {

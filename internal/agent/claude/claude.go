@@ -50,6 +50,8 @@ type Config struct {
 	// Clock times Stop's grace periods, turn durations and LastOutput
 	// (default: the wall clock).
 	Clock clock.Clock
+	// Sandbox, when set, runs every agent in a sandbox of its own.
+	Sandbox *Sandbox
 	// Conversations, when set (several nodes on one database), saves each
 	// chat's conversation files after every turn and restores them before
 	// a --resume (conv.go).
@@ -107,6 +109,9 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 	}
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
 	cmd.Env = Environ(os.Environ(), a.cfg.EnvPassthrough, a.cfg.Env, spec.Env)
+	if a.cfg.Sandbox != nil {
+		cmd.Env = sandboxEnv(cmd.Env)
+	}
 	cmd.Dir = dir
 	var pdir string
 	if a.cfg.Conversations != nil && !spec.Ephemeral && spec.ChatID != "" && dir != a.cfg.Dir {
@@ -130,6 +135,13 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		} else if moved {
 			spec.Log.Info("moved the conversation into the chat's own working directory", "dir", dir, "session_id", spec.SessionID)
 		}
+	}
+	if a.cfg.Sandbox != nil {
+		w, err := a.sandboxed(cmd, spec, dir)
+		if err != nil {
+			return nil, err
+		}
+		cmd = w
 	}
 	cmd.SysProcAttr = sysProcAttr()
 	p, err := start(cmd, spec, a.cfg)
