@@ -133,4 +133,3 @@ func envValue(env []string, k string) string {
 	}
 	return ""
 }
-
