@@ -77,7 +77,8 @@ type Agent struct {
 }
 
 // Wrap returns the command line that runs argv (the agent's command and
-// its arguments) in a's sandbox under p.
+// its arguments) in a's sandbox under p. Paths are mounted where their
+// symbolic links lead (bwrap cannot make a mount point through a link).
 func (p Policy) Wrap(a Agent, argv []string) []string {
 	args := []string{p.Bwrap,
 		"--ro-bind", "/", "/",
@@ -90,42 +91,70 @@ func (p Policy) Wrap(a Agent, argv []string) []string {
 	// Later mounts cover earlier ones: a writable path never uncovers a
 	// hidden one, and the agent's own folders come last.
 	for _, w := range p.Writable {
+		w = real(w)
 		args = append(args, "--bind-try", w, w)
 	}
+	hidden := []string{"/tmp"}
 	for _, h := range p.Hide {
+		h = real(h)
 		fi, err := os.Stat(h)
 		switch {
 		case err != nil:
+			continue
 		case fi.IsDir():
 			args = append(args, "--tmpfs", h)
 		default:
 			args = append(args, "--ro-bind", os.DevNull, h)
 		}
+		hidden = append(hidden, h)
 	}
 	for _, v := range p.Visible {
-		args = append(args, "--ro-bind-try", v, v)
+		// Only what a hidden folder or the private /tmp covers needs
+		// showing again; the rest is there already.
+		if v = real(v); below(v, hidden) {
+			args = append(args, "--ro-bind-try", v, v)
+		}
 	}
 	if a.ConfigDir != "" && a.ConfigView != "" {
-		args = append(args, "--bind", a.ConfigView, a.ConfigDir)
+		conf := real(a.ConfigDir)
+		args = append(args, "--bind", real(a.ConfigView), conf)
 		for _, s := range a.Shared {
-			args = append(args, "--ro-bind-try", filepath.Join(a.realConfig(), s), filepath.Join(a.ConfigDir, s))
+			f := filepath.Join(conf, s)
+			args = append(args, "--ro-bind-try", f, f)
 		}
 		if a.Projects != "" {
-			args = append(args, "--bind", a.Projects, a.Projects)
+			pr := real(a.Projects)
+			args = append(args, "--bind", pr, pr)
 		}
 	}
 	if a.WorkDir != "" {
-		args = append(args, "--bind", a.WorkDir, a.WorkDir, "--chdir", a.WorkDir)
+		w := real(a.WorkDir)
+		args = append(args, "--bind", w, w, "--chdir", w)
 	}
 	if a.Trusted && p.Socket != "" {
-		args = append(args, "--bind-try", p.Socket, p.Socket)
+		sock := real(p.Socket)
+		args = append(args, "--bind-try", sock, sock)
 	}
 	return append(append(args, "--"), argv...)
 }
 
-// realConfig is the operator's config folder on the host: the same path
-// as the agent's, which the view covers only inside the sandbox.
-func (a Agent) realConfig() string { return a.ConfigDir }
+// real is p with its symbolic links resolved, or p when that fails.
+func real(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	return p
+}
+
+// below reports whether p is one of dirs or below one.
+func below(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
 
 // Probe reports why bwrap cannot run a sandbox on this host (not
 // installed, user namespaces disabled, …), or nil when it can: it runs

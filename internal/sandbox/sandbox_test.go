@@ -19,7 +19,7 @@ func TestWrap(t *testing.T) {
 		Bwrap:    "bwrap",
 		Hide:     []string{state, conf, filepath.Join(dir, "missing")},
 		Writable: []string{"/srv/shared"},
-		Visible:  []string{"/opt/claude"},
+		Visible:  []string{"/opt/claude", "/tmp/go-build1/stub"}, // only the one below /tmp is bound again
 		Socket:   filepath.Join(state, "dispatch.sock"),
 	}
 	a := Agent{
@@ -33,7 +33,7 @@ func TestWrap(t *testing.T) {
 	want := strings.Join([]string{"bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --unshare-pid --unshare-ipc --die-with-parent",
 		"--bind-try /srv/shared /srv/shared",
 		"--tmpfs " + state, "--ro-bind /dev/null " + conf,
-		"--ro-bind-try /opt/claude /opt/claude",
+		"--ro-bind-try /tmp/go-build1/stub /tmp/go-build1/stub",
 		"--bind " + a.ConfigView + " /home/me/.claude",
 		"--ro-bind-try /home/me/.claude/.credentials.json /home/me/.claude/.credentials.json",
 		"--bind /home/me/.claude/projects/-x-alice /home/me/.claude/projects/-x-alice",
