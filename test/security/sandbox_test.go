@@ -147,12 +147,25 @@ func TestSandboxKeepsResumeAndMigration(t *testing.T) {
 // daemon refuses to start and says why.
 func TestSandboxOnRefusesWithoutBwrap(t *testing.T) {
 	empty := t.TempDir()
-	stub, _ := daemontest.Binaries(t)
-	_ = stub
 	d := daemontest.New(t, daemontest.Set(daemontest.With(stubQuiet, map[string]any{"agent.sandbox.mode": "on"})))
 	t.Setenv("PATH", empty)
 	out := refusedStart(t, d)
 	if !strings.Contains(out, "agent.sandbox.mode is on") || !strings.Contains(out, "bubblewrap") {
 		t.Errorf("refusal does not say why:\n%s", out)
+	}
+}
+
+// With mode auto and no way to sandbox, the daemon warns once, on standard
+// error too, and runs its agents unsandboxed.
+func TestSandboxAutoWarnsWithoutBwrap(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	d := daemontest.Start(t, daemontest.Set(daemontest.With(stubQuiet, map[string]any{"agent.sandbox.mode": "auto"})))
+	d.WaitMessage(d.Send("alice", "hi"), "done", 10*time.Second)
+	d.WaitMessage(d.Send("bob", "hi"), "done", 10*time.Second)
+	if n := strings.Count(d.Output(), "agents run unsandboxed"); n == 0 {
+		t.Errorf("no warning that agents run unsandboxed:\n%s", d.Output())
+	}
+	if n := strings.Count(d.ManagerLog(), "agents run unsandboxed"); n != 1 {
+		t.Errorf("the manager log warns %d times, want once", n)
 	}
 }
