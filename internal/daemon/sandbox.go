@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 
 	"github.com/dispatchd/dispatch/internal/agent/claude"
 	"github.com/dispatchd/dispatch/internal/config"
@@ -40,6 +41,8 @@ func agentSandbox(ctx context.Context, cfg config.Config, opt Options, log *slog
 			}
 		}
 	}
+	slices.Sort(hide) // a folder before what is below it
+	hide = slices.Compact(hide)
 	log.Info("agents run sandboxed (bubblewrap)", "writable", cfg.Agent.Sandbox.Writable)
 	return &claude.Sandbox{
 		Policy: sandbox.Policy{
