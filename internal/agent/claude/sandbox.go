@@ -79,7 +79,7 @@ func (a *Agent) sandboxed(cmd *exec.Cmd, spec agent.Spec, dir string) (*exec.Cmd
 		}
 	}
 	if cmd.Err != nil {
-		return nil, cmd.Err // not found in $PATH
+		return nil, fmt.Errorf("claude: start %s: %w", cmd.Path, cmd.Err) // not found in $PATH
 	}
 	exe, err := filepath.Abs(cmd.Path)
 	if err != nil {
