@@ -85,12 +85,13 @@ func (a *Agent) sandboxed(cmd *exec.Cmd, spec agent.Spec, dir string) (*exec.Cmd
 	if err != nil {
 		return nil, err
 	}
-	// The executable stays visible even below /tmp or a hidden folder.
+	// Run by its real path (a link under /tmp would not be there), which
+	// stays visible even below /tmp or a hidden folder.
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
 	p := sb.Policy
 	p.Visible = append(slices.Clone(p.Visible), exe)
-	if real, err := filepath.EvalSymlinks(exe); err == nil && real != exe {
-		p.Visible = append(p.Visible, real)
-	}
 	argv := p.Wrap(sa, append([]string{exe}, cmd.Args[1:]...))
 	w := exec.Command(argv[0], argv[1:]...)
 	w.Env, w.Dir = cmd.Env, cmd.Dir
