@@ -56,9 +56,9 @@ type Process struct {
 	// retryAt: unix nanoseconds of the first system/api_retry line since
 	// the current turn was written (0: none)
 	retryAt atomic.Int64
-	outDone   chan struct{}
-	errDone   chan struct{}
-	done      chan struct{}
+	outDone chan struct{}
+	errDone chan struct{}
+	done    chan struct{}
 
 	mu        sync.Mutex
 	sessionID string
