@@ -37,7 +37,12 @@
 //	STDERRLOOP   the init line, then a stderr line every 50ms, never a result
 //	EXTRA        answer, then 300ms later print a second, stray result
 //	EXIT0        answer, then exit 0
+//	DAEMONIZE    answer, then leave a child in a session of its own (setsid)
+//	             that holds stdout and stderr open for 3s (its pid appended to
+//	             $STUB_STATE_DIR/children.pids), and exit 0
 //	CLOSEIN      answer, then close stdin and keep running (never reads again)
+//	DEAF         answer, then never read stdin again, keeping it open (like
+//	             an agent that is "exec sleep 100000")
 //	STICKY       this and every later turn of the conversation fail with a
 //	             timeout error result (api_error_status null): a conversation
 //	             whose every request times out
@@ -305,8 +310,16 @@ func (s *stub) turn(line []byte) {
 	case strings.Contains(text, "EXTRA"):
 		time.Sleep(300 * time.Millisecond)
 		s.emit(result(s.reportID, "success", false, "stray result", ms(), nil))
+	case strings.Contains(text, "DAEMONIZE"):
+		s.out.Flush()
+		daemonize()
+		os.Exit(0)
 	case strings.Contains(text, "EXIT0"):
 		os.Exit(0)
+	case strings.Contains(text, "DEAF"):
+		for {
+			time.Sleep(time.Hour)
+		}
 	case strings.Contains(text, "CLOSEIN"):
 		os.Stdin.Close()
 		for {
@@ -520,6 +533,23 @@ func spawnChild() {
 		return
 	}
 	go c.Wait() //nolint:errcheck // reaped if it ever ends before us
+	_ = os.MkdirAll(stateDir(), 0o755)
+	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
+	}
+}
+
+// daemonize leaves behind a child in a session (and process group) of its
+// own that holds stdout and stderr open for a few seconds, as a tool that
+// daemonizes a server does.
+func daemonize() {
+	c := exec.Command("sleep", "3")
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: daemonize:", err)
+		return
+	}
 	_ = os.MkdirAll(stateDir(), 0o755)
 	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
 		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
