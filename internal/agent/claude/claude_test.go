@@ -732,3 +732,28 @@ func TestUnreadInput(t *testing.T) {
 		t.Fatal("UnreadInput = 0 for a turn the agent never read")
 	}
 }
+
+// The CLI's system/api_retry lines are the evidence of when a failing turn
+// began to fail (FirstRetry): the first one since the turn was written;
+// none for a turn that failed without retrying, or before the turn.
+func TestFirstRetry(t *testing.T) {
+	h := newHarness(t)
+	p := h.start("s", false)
+	before := time.Now()
+	_, err := turn(t, p, "OUTAGE RETRYING")
+	after := time.Now()
+	wantKind(t, err, agent.Outage)
+	first := p.FirstRetry(before)
+	if first.IsZero() || first.Before(before) || !first.Before(after.Add(-50*time.Millisecond)) {
+		t.Fatalf("FirstRetry = %v, want the first retry line's time, between %v and %v", first, before, after)
+	}
+	if got := p.FirstRetry(after); !got.IsZero() {
+		t.Errorf("FirstRetry(after the turn) = %v, want none", got)
+	}
+	since := time.Now()
+	_, err = turn(t, p, "OUTAGE at once")
+	wantKind(t, err, agent.Outage)
+	if got := p.FirstRetry(since); !got.IsZero() {
+		t.Errorf("a turn that did not retry: FirstRetry = %v, want none", got)
+	}
+}

@@ -24,6 +24,10 @@
 //	ERROR        error result: subtype error_during_execution, result "stub error"
 //	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
 //	OVERLOADED   error result, api_error_status 529, an overloaded_error body
+//	RETRYING     before an OUTAGE or OVERLOADED error result, two
+//	             system/api_retry lines 100ms apart, as the CLI prints while
+//	             it retries (without it the stub fails at once, like the CLI
+//	             with CLAUDE_CODE_MAX_RETRIES=0)
 //	TOOLONG      error result, api_error_status 400, terminal_reason prompt_too_long
 //	GROW=<size>  allocate <size> more memory (e.g. 200MB; KB, MB, GB are powers of
 //	             1024, a bare number is bytes), touch every page so that it is
@@ -274,10 +278,12 @@ func (s *stub) turn(line []byte) {
 		return
 	case strings.Contains(text, "OVERLOADED"):
 		s.keep(text)
+		s.retrying(text, intp(529), "overloaded")
 		s.fail(overloadedText, intp(529), "", ms())
 		return
 	case strings.Contains(text, "OUTAGE"):
 		s.keep(text)
+		s.retrying(text, nil, "unknown")
 		s.fail(outageText, nil, "", ms())
 		return
 	case strings.Contains(text, "TOOLONG"):
@@ -348,6 +354,20 @@ func (s *stub) fail(text string, status *int, terminal string, ms int64) {
 		r["terminal_reason"] = terminal
 	}
 	s.emit(r)
+}
+
+// retrying prints the CLI's system/api_retry lines for a RETRYING turn.
+func (s *stub) retrying(text string, status *int, why string) {
+	if !strings.Contains(text, "RETRYING") {
+		return
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		s.emit(map[string]any{
+			"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 10,
+			"retry_delay_ms": 100, "error_status": status, "error": why, "session_id": s.reportID,
+		})
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // emit writes v as one JSON line and flushes it.
