@@ -53,12 +53,12 @@ type Process struct {
 	lastOut   atomic.Int64 // unix nanoseconds
 	lastProg  atomic.Int64 // unix nanoseconds of the last line of the agent's own (not system)
 	outLines  atomic.Int64 // stdout lines read: a turn was taken if it grew
+	outDone   chan struct{}
+	errDone   chan struct{}
+	done      chan struct{}
 	// retryAt: unix nanoseconds of the first system/api_retry line since
 	// the current turn was written (0: none)
 	retryAt atomic.Int64
-	outDone chan struct{}
-	errDone chan struct{}
-	done    chan struct{}
 
 	mu        sync.Mutex
 	sessionID string
