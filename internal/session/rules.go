@@ -18,8 +18,9 @@ import (
 // tested in rules_test.go: when a session is healthy, alive, stranded,
 // reapable, hibernatable or allowed to restart (Verdict, Alive, Stranded,
 // Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), what a
-// turn's end means (Decide, docs/faults.md) and whether a probe reached
-// the API (ProbeAnswered). The one rule kept beside its only user is the
+// turn's end means (Decide, docs/faults.md), which answers elsewhere count
+// against a failed turn (BlameSince) and whether a probe reached the API
+// (ProbeAnswered). The one rule kept beside its only user is the
 // store's claim isolation (store.claimable: a message that failed before
 // goes alone), because the store cannot import this package.
 type Rules struct {
