@@ -274,7 +274,7 @@ var opSpecs = []opSpec{
 	}},
 	{"sticky", 3, (*opGen).chatOp, func(m *model, o op) string { m.ag.SetSticky(o.Chat, true); m.sticky[o.Chat] = true; return "" }},
 	{"sticky-end", 2, plain, (*model).applyStickyEnd},
-	{"outage-mid", 3, withN(1, 3, 1000), func(m *model, o op) string { m.ag.OutageMidTurn(o.N); return "" }},
+	{"outage-mid", 3, (*opGen).outageMid, (*model).applyOutageMid},
 	{"deaf", 2, (*opGen).chatOp, func(m *model, o op) string { m.ag.SetDeaf(o.Chat, true); m.deaf[o.Chat] = true; return "" }},
 	{"deaf-end", 2, plain, (*model).applyDeafEnd},
 	{"hang-api", 1, plain, func(m *model, o op) string { m.ag.SetSilent(true); return "" }},
@@ -293,6 +293,22 @@ func (m *model) applyStickyEnd(op) string {
 	}
 	clear(m.sticky)
 	return ""
+}
+
+// applyOutageMid is an API outage that begins while a turn is in flight
+// after another chat was answered in it: the op's chat gets slow (a minute
+// a turn) and a message, another chat a message (answered at once if it
+// can be), two seconds pass, and then the API goes down for turns in
+// flight and the next N.
+func (m *model) applyOutageMid(o op) string {
+	m.ag.SetChatDelay(o.Chat, time.Minute)
+	did := m.applySend(op{Chat: o.Chat, Text: o.Text[:1]})
+	synctest.Wait()
+	did += "; " + m.applySend(op{Chat: o.Text[1][:strings.IndexByte(o.Text[1], '/')], Text: o.Text[1:]})
+	synctest.Wait()
+	m.advance(2 * time.Second) // past the model's one second of slack for a racing tick
+	m.ag.OutageMidTurn(o.N)
+	return did
 }
 
 // applyDeafEnd makes every chat's agent read its input again.
@@ -445,6 +461,15 @@ func (g *opGen) race() op {
 		o.Text = []string{g.text(c)}
 	}
 	return o
+}
+
+// outageMid: a chat that gets slow and a message, another chat's message,
+// and how many turns after the cut fail too.
+func (g *opGen) outageMid() op {
+	c := g.chat()
+	other := g.chats[(slices.Index(g.chats, c)+1+g.r.IntN(len(g.chats)-1))%len(g.chats)]
+	ns := []int{1, 3, 1000}
+	return op{Chat: c, Text: []string{g.text(c), g.text(other)}, N: ns[g.r.IntN(len(ns))]}
 }
 
 func (g *opGen) advance() op {
