@@ -62,6 +62,9 @@ type Process struct {
 	endLife     context.CancelFunc
 	permTimeout time.Duration
 	wmu         sync.Mutex // one stdin line at a time (turns, control responses)
+	// retryAt: unix nanoseconds of the first system/api_retry line since
+	// the current turn was written (0: none)
+	retryAt atomic.Int64
 
 	mu        sync.Mutex
 	sessionID string
@@ -189,6 +192,34 @@ func (p *Process) LastProgress() time.Time {
 	return time.Time{}
 }
 
+// FirstRetry is when the CLI first reported retrying a failed API request
+// (a system/api_retry line) since the current turn was written, if at or
+// after since; zero if it did not. It implements agent.RetryReporter.
+func (p *Process) FirstRetry(since time.Time) time.Time {
+	n := p.retryAt.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	if t := time.Unix(0, n); !t.Before(since) {
+		return t
+	}
+	return time.Time{}
+}
+
+// UnreadInput is how many bytes written to the CLI's stdin it has not read:
+// while it runs, what is in the pipe now; once it has ended, what was left
+// when it ended. It implements agent.InputReporter.
+func (p *Process) UnreadInput() int {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.unread
+	default:
+	}
+	return unreadBytes(p.stdin)
+}
+
 // Pid is the CLI's pid, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }
 
@@ -228,6 +259,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 	start := p.clk.Now()
 	seen := p.outLines.Load()
+	p.retryAt.Store(0)
 	if n, err := p.write(ctx, line); err != nil {
 		p.mu.Lock()
 		if p.waiting == ch {
@@ -240,19 +272,30 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		if ctx.Err() != nil {
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned while writing: %w", ctx.Err())
 		}
-		// Stdin is closed (Stop), broken (the CLI is gone or closed its
-		// input): the turn provably never reached the agent. A process
-		// that is ending says how (a failed resume, say).
+		// Stdin is closed (Stop, or the drain after the CLI exited),
+		// broken (the CLI is gone or closed its input): the turn provably
+		// never reached the agent. A process that is ending says how (a
+		// failed resume, a clean exit): once the CLI has exited the turn
+		// waits for the drain (bounded by drainTimeout), so that the
+		// caller learns the process ended rather than taking a clean exit
+		// for an agent that will not read.
 		t := p.clk.NewTimer(p.grace)
 		defer t.Stop()
-		select {
-		case <-p.done:
-			return agent.Result{}, p.exitDuring(seen, false)
-		case <-ctx.Done():
-			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
-		case <-t.C():
-			return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
-				Msg: "the agent does not read its input (it closed it): " + err.Error()}
+		timeout := t.C()
+		for {
+			select {
+			case <-p.done:
+				return agent.Result{}, p.exitDuring(seen, false)
+			case <-ctx.Done():
+				return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+			case <-timeout:
+				if p.exited() {
+					timeout = nil // ended: its drain finishes soon
+					continue
+				}
+				return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
+					Msg: "the agent does not read its input (it closed it): " + err.Error()}
+			}
 		}
 	}
 
@@ -424,6 +467,14 @@ func (p *Process) await(ctx context.Context, d time.Duration) bool {
 
 func (p *Process) closeStdin() { p.stdinOnce.Do(func() { p.stdin.Close() }) }
 
+// exited reports whether the CLI itself has exited (its output may still
+// be draining).
+func (p *Process) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reaped
+}
+
 // signal sends sig to the process group unless the leader has been reaped.
 func (p *Process) signal(sig syscall.Signal) {
 	p.mu.Lock()
@@ -532,8 +583,11 @@ func (p *Process) handle(line []byte) {
 	}
 	switch head.Type {
 	case "system":
-		if head.Subtype == "init" {
+		switch head.Subtype {
+		case "init":
 			p.onInit(rawString(head.SessionID))
+		case "api_retry":
+			p.retryAt.CompareAndSwap(0, p.clk.Now().UnixNano())
 		}
 	case "result":
 		r, err := parseResult(line)
