@@ -49,6 +49,9 @@ type Options struct {
 	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
+	// ConfigFile is the config file's path, hidden from sandboxed agents
+	// ("" = none).
+	ConfigFile string
 }
 
 // ErrLocked means another daemon owns the state directory.
@@ -108,6 +111,9 @@ func (d *Daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
 // error, Close releases whatever was acquired.
 func (d *Daemon) Open(ctx context.Context) error {
 	cfg, opt := d.cfg, d.opt
+	if err := harden(); err != nil {
+		return err
+	}
 	d.notify = sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
 	notify := d.notify
 	// Every file the daemon (and the store inside it) creates is private:
@@ -177,7 +183,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, stg.conv)
+	sb, err := agentSandbox(ctx, cfg, opt, log)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(cfg, stg.conv, sb)
 	if err != nil {
 		return err
 	}
@@ -412,19 +422,23 @@ func newServer(h http.Handler) *http.Server {
 }
 
 // newAgent makes the configured agent driver; conv (nil: none) keeps the
-// claude agent's conversation files in the database.
-func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error) {
+// claude agent's conversation files in the database; sb (nil: none)
+// sandboxes its agents.
+func newAgent(cfg config.Config, conv claude.Conversations, sb *claude.Sandbox) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
 	case "claude":
+		// The chats' folders are checked like the state directory: an
+		// agent.dir another user can write in lets them plant a chat's
+		// folder (and the CLAUDE.md or hooks in it).
 		dir := cfg.WorkDir()
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("agent.dir: %w", err)
+		if err := fsafe.EnsureDir("agent.dir", dir); err != nil {
+			return nil, err
 		}
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
-			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{}, Sandbox: sb,
 			AllowedTools: cfg.Agent.AllowedTools, PermissionTimeout: cfg.Agent.PermissionTimeout,
 		}
 		mode, err := claude.ParsePermissionMode(cfg.Agent.Permissions)

@@ -50,6 +50,8 @@ type Config struct {
 	// Clock times Stop's grace periods, turn durations and LastOutput
 	// (default: the wall clock).
 	Clock clock.Clock
+	// Sandbox, when set, runs every agent in a sandbox of its own.
+	Sandbox *Sandbox
 	// Permissions is how the CLI treats tool calls that need permission
 	// (agent.permissions; default deny). With PermissionsAsk the requests
 	// go to each process's spec.Permissions.
@@ -112,12 +114,15 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		case spec.ChatID != "":
 			dir = ChatDir(dir, spec.ChatID)
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := ensureWorkDir(a.cfg.Dir, dir); err != nil {
 			return nil, fmt.Errorf("claude: work dir: %w", err)
 		}
 	}
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
 	cmd.Env = Environ(os.Environ(), a.cfg.EnvPassthrough, a.cfg.Env, spec.Env)
+	if a.cfg.Sandbox != nil {
+		cmd.Env = sandboxEnv(cmd.Env)
+	}
 	cmd.Dir = dir
 	var pdir string
 	if a.cfg.Conversations != nil && !spec.Ephemeral && spec.ChatID != "" && dir != a.cfg.Dir {
@@ -141,6 +146,13 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		} else if moved {
 			spec.Log.Info("moved the conversation into the chat's own working directory", "dir", dir, "session_id", spec.SessionID)
 		}
+	}
+	if a.cfg.Sandbox != nil {
+		w, err := a.sandboxed(cmd, spec, dir)
+		if err != nil {
+			return nil, err
+		}
+		cmd = w
 	}
 	cmd.SysProcAttr = sysProcAttr()
 	p, err := start(cmd, spec, a.cfg)

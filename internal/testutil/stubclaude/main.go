@@ -58,6 +58,11 @@
 //	                          " fetched: <status> <body>"
 //	FETCHCHILD=<sock>,<path>  the same from a child that left the agent's process
 //	                          group (setsid) and has an empty environment
+//	FETCHPG=<pgid>,<sock>,<path>  the same from a child that first tries to join
+//	                          process group pgid (setpgid: another agent's group);
+//	                          the reply ends with " fetched: [setpgid: <err>] <status> <body>"
+//	SH=<base64>               run the decoded text with /bin/sh -c (a tool call);
+//	                          the reply ends with " sh: <exit status> <output>"
 //
 // Environment knobs:
 //
@@ -92,6 +97,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,13 +130,23 @@ var (
 	biglineRe = regexp.MustCompile(`BIGLINE=(\d+)`)
 	growRe    = regexp.MustCompile(`GROW=(\d+)([KMG]B)?`)
 	// ballast is what GROW allocated: kept, so it stays resident.
-	ballast [][]byte
-	fetchRe = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
+	ballast   [][]byte
+	fetchRe   = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
+	fetchPGRe = regexp.MustCompile(`FETCHPG=(\d+),(\S+),(\S+)`)
+	shRe      = regexp.MustCompile(`SH=([A-Za-z0-9+/=]+)`)
 )
 
 func main() {
 	if len(os.Args) == 4 && os.Args[1] == "--fetch" {
 		fmt.Print(fetch(os.Args[2], os.Args[3]))
+		return
+	}
+	if len(os.Args) == 5 && os.Args[1] == "--fetch-pg" {
+		pg, _ := strconv.Atoi(os.Args[2])
+		if err := syscall.Setpgid(0, pg); err != nil {
+			fmt.Printf("[setpgid: %v] ", err)
+		}
+		fmt.Print(fetch(os.Args[3], os.Args[4]))
 		return
 	}
 	signal.Ignore(syscall.SIGPIPE)
@@ -296,8 +312,13 @@ func (s *stub) turn(line []byte) {
 
 	s.keep(text)
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
-	if m := fetchRe.FindStringSubmatch(text); m != nil {
+	if m := fetchPGRe.FindStringSubmatch(text); m != nil {
+		reply += " fetched: " + runSelf("--fetch-pg", m[1], m[2], m[3])
+	} else if m := fetchRe.FindStringSubmatch(text); m != nil {
 		reply += " fetched: " + fetchAs(m[1] != "", m[2], m[3])
+	}
+	if m := shRe.FindStringSubmatch(text); m != nil {
+		reply += " sh: " + runShell(m[1])
 	}
 	body := reply
 	if m := biglineRe.FindStringSubmatch(text); m != nil {
@@ -613,6 +634,37 @@ func fetchAs(child bool, sock, path string) string {
 		return "error: " + err.Error()
 	}
 	return string(out)
+}
+
+// runSelf runs this binary with args as a child (same environment and
+// process group) and returns its output.
+func runSelf(args ...string) string {
+	self, err := os.Executable()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := exec.Command(self, args...).Output()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
+}
+
+// runShell runs the base64-encoded script with /bin/sh -c: "<exit status> <output>".
+func runShell(b64 string) string {
+	script, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := exec.Command("/bin/sh", "-c", string(script)).CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("%d %s", code, strings.TrimSpace(string(out)))
 }
 
 // fetch GETs path on the unix socket sock: "<status> <body>".
