@@ -17,7 +17,10 @@
 # A build that cannot run a shape (no PostgreSQL before the cluster
 # release) shows "n/a". Each figure is the median of ROUNDS rounds (3); the
 # builds take turns within a round, in an order that rotates each round.
-# Ratios are medians of the ratios measured in the same round.
+# Ratios are medians of the ratios measured in the same round. "CPU
+# µs/msg" is the daemons' CPU time per message from its accept until it
+# was answered: on a machine other work keeps busy it moves far less than
+# the rates do, so it is the figure to trust there.
 #
 # Loopback only: the daemons listen on unix sockets in a temporary dir and
 # PostgreSQL is DSN (127.0.0.1:5432 by default); each pg round creates and
@@ -161,11 +164,15 @@ acc = sum(r["accepted"] for r in rs)
 el = max(r["elapsed_ns"] for r in rs) / 1e9
 done = max(r["all_done_ns"] for r in rs) / 1e9
 turns = sum(r.get("turns", -1) for r in rs) if all(r.get("turns", -1) >= 0 for r in rs) else -1
+cpu = [r.get("cpu_all", {}) for r in rs]
 print(json.dumps({
     "accepts": acc / el,
     "p99_ms": max(r["latency"]["p99_ns"] for r in rs) / 1e6,
     "answered": acc / done,
     "turns": turns / done if turns >= 0 else None,
+    # the daemons' CPU time per message, accept to answer (all nodes)
+    "cpu_us": sum(c["daemon_per_msg_ns"] * r["accepted"] for c, r in zip(cpu, rs)) / acc / 1e3
+              if all(c.get("ok") for c in cpu) else None,
     "load": (l0 + l1) / 2,
 }))
 PY
@@ -204,7 +211,7 @@ base = builds[0]
 print(f"median of {rounds} interleaved rounds; load = 1-min load average during the runs (min-max)")
 for shape in shapes:
     print(f"\n{names[shape]}")
-    print(f"  {'build':10} {'accepts/s':>10} {'p99 ms':>7} {'answered/s':>11} {'turns/s':>8}   load")
+    print(f"  {'build':10} {'accepts/s':>10} {'p99 ms':>7} {'answered/s':>11} {'turns/s':>8} {'CPU µs/msg':>11}   load")
     for b in builds:
         rs = [get(shape, b, r) for r in range(1, rounds + 1)]
         if any(x.get("na") for x in rs):
@@ -213,17 +220,21 @@ for shape in shapes:
         loads = [x["load"] for x in rs]
         print(f"  {b:10} {f(med([x['accepts'] for x in rs]), '{:,.0f}'):>10} {f(med([x['p99_ms'] for x in rs]), '{:.1f}'):>7}"
               f" {f(med([x['answered'] for x in rs]), '{:,.0f}'):>11} {f(med([x['turns'] for x in rs]), '{:,.0f}'):>8}"
+              f" {f(med([x.get('cpu_us') for x in rs]), '{:.0f}'):>11}"
               f"   {min(loads):.1f}-{max(loads):.1f}")
     for b in builds[:-1]:
-        ratios = {k: [] for k in ("accepts", "p99_ms", "answered")}
+        ratios = {k: [] for k in ("accepts", "p99_ms", "answered", "cpu_us")}
         for r in range(1, rounds + 1):
             o, n = get(shape, b, r), get(shape, "tree", r)
             if o.get("na") or n.get("na"):
                 break
             for k in ratios:
-                ratios[k].append(n[k] / o[k])
+                if n.get(k) and o.get(k):
+                    ratios[k].append(n[k] / o[k])
         else:
-            print(f"  tree / {b}: accepts {med(ratios['accepts']):.2f}x, accept p99 {med(ratios['p99_ms']):.2f}x, answered {med(ratios['answered']):.2f}x")
+            print(f"  tree / {b}: accepts {med(ratios['accepts']):.2f}x, accept p99 {med(ratios['p99_ms']):.2f}x,"
+                  f" answered {med(ratios['answered']):.2f}x, CPU per message {f(med(ratios['cpu_us']), '{:.2f}')}x"
+                  f" (per round: {', '.join(f'{x:.2f}' for x in ratios['accepts'])})")
 # Cross-shape ratios of the working tree, per round.
 def ratio(a, b, k="accepts"):
     xs = []
