@@ -11,6 +11,8 @@
 # Shapes (SHAPES, all by default):
 #   sqlite  CLIENTS clients (8), one chat each, MESSAGES messages (12000)
 #   python  the Python original's shape: 100 chats x 10 messages, 8 clients
+#   python0 the same without the live cap (sessions.max_live: 0, as before
+#           the cap existed): what the cap's hibernations cost at this shape
 #   pg1     as sqlite, one node on a fresh PostgreSQL database
 #   pg3     as sqlite, three nodes on one fresh PostgreSQL database, the
 #           clients and messages split over them
@@ -32,7 +34,7 @@ DSN=${DSN:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}
 CLIENTS=${CLIENTS:-8}
 MESSAGES=${MESSAGES:-12000}
 ROUNDS=${ROUNDS:-3}
-SHAPES=${SHAPES:-sqlite python pg1 pg3}
+SHAPES=${SHAPES:-sqlite python python0 pg1 pg3}
 TTL=${TTL:-15s}
 [ $# -gt 0 ] || set -- c7680d4
 
@@ -74,10 +76,11 @@ newdb() {
   newdsn="${DSN%%/postgres\?*}/$db?sslmode=disable"
 }
 
-# start BUILD DIR [DBDSN NODEID]: starts a daemon; prints nothing, returns 1
-# if the build cannot run this configuration.
+# start BUILD DIR [DBDSN NODEID [EXTRA]]: starts a daemon; prints nothing,
+# returns 1 if the build cannot run this configuration. EXTRA is YAML added
+# to its config; a build that does not know it starts without it.
 start() {
-  local b=$1 dir=$2 dsn=${3:-} id=${4:-}
+  local b=$1 dir=$2 dsn=${3:-} id=${4:-} extra=${5:-}
   mkdir -p "$dir"
   {
     echo "state_dir: $dir/state"
@@ -87,7 +90,12 @@ start() {
       echo "store: {driver: postgres, dsn: \"$dsn\"}"
       echo "node: {id: $id, lease_ttl: $TTL}"
     fi
+    [ -z "$extra" ] || echo "$extra"
   } >"$dir/config.yaml"
+  if [ -n "$extra" ] && ! "$work/bin/$b" config show --config "$dir/config.yaml" >/dev/null 2>&1; then
+    start "$b" "$dir" "$dsn" "$id"
+    return
+  fi
   "$work/bin/$b" daemon --config "$dir/config.yaml" >"$dir/out.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
@@ -117,17 +125,18 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 # $work/res/SHAPE.BUILD.ROUND.json ({"na": true} when the build cannot).
 measure() {
   local shape=$1 b=$2 r=$3 dir=$work/run/$1.$2.$3 out=$work/res/$1.$2.$3.json
-  local nodes=1 dsn="" clients=$CLIENTS msgs=$MESSAGES extra=()
+  local nodes=1 dsn="" clients=$CLIENTS msgs=$MESSAGES extra=() conf=""
   case $shape in
     sqlite) ;;
     python) clients=8 msgs=1000 extra=(--chats 100) ;;
+    python0) clients=8 msgs=1000 extra=(--chats 100) conf="sessions: {max_live: 0}" ;;
     pg1) newdb; dsn=$newdsn ;;
     pg3) newdb; dsn=$newdsn nodes=3 ;;
   esac
   local l0
   l0=$(load)
   for i in $(seq "$nodes"); do
-    if ! start "$b" "$dir/n$i" "$dsn" "n$i"; then
+    if ! start "$b" "$dir/n$i" "$dsn" "n$i" "$conf"; then
       echo '{"na": true}' >"$out"
       for j in $(seq "$i"); do stop "$dir/n$j"; done
       return 0
@@ -197,6 +206,7 @@ res, rounds, shapes, msgs, clients, builds = sys.argv[1], int(sys.argv[2]), sys.
 names = {
     "sqlite": f"SQLite, {clients} clients, {msgs} messages",
     "python": "SQLite, Python original's shape: 100 chats x 10 messages, 8 clients",
+    "python0": "SQLite, the same without the live cap (sessions.max_live: 0)",
     "pg1": f"PostgreSQL, one node, {clients} clients, {msgs} messages",
     "pg3": f"PostgreSQL, three nodes on one database, {clients} clients, {msgs} messages",
 }
