@@ -24,6 +24,9 @@
 # was answered: on a machine other work keeps busy it moves far less than
 # the rates do, so it is the figure to trust there.
 #
+# The daemons run with their default configuration (log level info: the
+# chat logs get their lines) but for the echo agent and the store.
+#
 # Loopback only: the daemons listen on unix sockets in a temporary dir and
 # PostgreSQL is DSN (127.0.0.1:5432 by default); each pg round creates and
 # drops its own database. Everything it started is stopped on exit.
@@ -85,7 +88,6 @@ start() {
   {
     echo "state_dir: $dir/state"
     echo "agent: {kind: echo}"
-    echo "log: {level: warn}"
     if [ -n "$dsn" ]; then
       echo "store: {driver: postgres, dsn: \"$dsn\"}"
       echo "node: {id: $id, lease_ttl: $TTL}"
