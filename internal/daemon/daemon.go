@@ -32,7 +32,8 @@ import (
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
-	"github.com/dispatchd/dispatch/internal/store/pgstore"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
 	"github.com/dispatchd/dispatch/internal/wire"
@@ -142,11 +143,33 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	st, err := openStore(ctx, cfg)
+	// Several nodes on one PostgreSQL database: chats are owned through
+	// leases whose fencing tokens the store checks on every write for a
+	// chat; webhooks are delivered by the one node holding that role.
+	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	node := cluster.Config{
+		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
+		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+		OnRole: func(r string, held bool) {
+			if r != cluster.RoleWebhooks {
+				return
+			}
+			if held {
+				log.Info("this node delivers the webhooks now")
+				wh.Start()
+			} else {
+				log.Info("this node no longer delivers the webhooks")
+				wh.Stop()
+			}
+		},
+	}
+	stg, err := openStore(ctx, cfg, node)
 	if err != nil {
 		return err
 	}
+	st := stg.st
 	d.st = st
+	d.node = stg.node
 	d.onClose(st.Close)
 
 	warnMissingAgent(cfg, log, opt)
@@ -154,33 +177,12 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, st)
+	ag, err := newAgent(cfg, stg.conv)
 	if err != nil {
 		return err
 	}
 	scfg := supervisorConfig(cfg, opt.Version, mark)
-	// Several nodes on one PostgreSQL database: chats are owned through
-	// leases whose fencing tokens the store checks on every write for a
-	// chat; webhooks are delivered by the one node holding that role.
-	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
-	if pg, ok := st.(*pgstore.Store); ok {
-		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
-			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
-			OnRole: func(r string, held bool) {
-				if r != cluster.RoleWebhooks {
-					return
-				}
-				if held {
-					log.Info("this node delivers the webhooks now")
-					wh.Start()
-				} else {
-					log.Info("this node no longer delivers the webhooks")
-					wh.Stop()
-				}
-			},
-		})
-		pg.SetFence(d.node)
+	if d.node != nil {
 		scfg.Owner = d.node
 	}
 	sup := supervisor.New(scfg, st, ag, clock.Real{}, logs)
@@ -215,7 +217,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: d.node}, sup.Metrics().Registry, log)
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node}
+	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
@@ -332,24 +335,46 @@ func (d *Daemon) Close() error {
 	return errors.Join(errs...)
 }
 
+// storage is the store the config names, built for its mode, and what
+// that mode adds: one node on SQLite; or, on PostgreSQL, a node of a
+// cluster (internal/cluster: its leases fence the store's writes and its
+// wake-ups tell a chat's owner of new messages) whose agents keep their
+// conversation files in the database. The mode is decided here, from the
+// config, once; nothing later asks a store what it is.
+type storage struct {
+	st store.Backend
+	// node is the cluster node (nil: a single node).
+	node *cluster.Manager
+	// conv keeps conversations in the database, so that they move with
+	// their chats between nodes (nil: they stay on this machine).
+	conv claude.Conversations
+}
+
 // openStore opens the configured store: the embedded SQLite database in
-// the state directory, or the shared PostgreSQL database.
-func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+// the state directory, or the shared PostgreSQL database with node's
+// cluster settings.
+func openStore(ctx context.Context, cfg config.Config, node cluster.Config) (storage, error) {
 	if cfg.Store.Postgres() {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
+		db, err := postgres.Open(octx, cfg.Store.DSN, postgres.Options{AppName: "dispatch"})
 		if err != nil {
-			return nil, fmt.Errorf("store (postgres): %w", err)
+			return storage{}, fmt.Errorf("store (postgres): %w", err)
 		}
-		return st, nil
+		n := cluster.New(db, node)
+		st := store.New(db, clock.Real{}, store.Options[*postgres.Tx]{Fence: n, Waker: n})
+		return storage{st: st, node: n, conv: st}, nil
 	}
 	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
 		if err := fsafe.CheckFile(f); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+			return storage{}, fmt.Errorf("store: %w", err)
 		}
 	}
-	return store.Open(cfg.DBPath(), clock.Real{})
+	st, err := sqlite.Open(cfg.DBPath(), clock.Real{})
+	if err != nil {
+		return storage{}, err
+	}
+	return storage{st: st}, nil
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).
@@ -386,7 +411,9 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
+// newAgent makes the configured agent driver; conv (nil: none) keeps the
+// claude agent's conversation files in the database.
+func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -398,10 +425,14 @@ func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			AllowedTools: cfg.Agent.AllowedTools, PermissionTimeout: cfg.Agent.PermissionTimeout,
 		}
-		if pg, ok := st.(*pgstore.Store); ok {
-			cc.Conversations = pg // conversations move with their chats between nodes
+		mode, err := claude.ParsePermissionMode(cfg.Agent.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("agent.permissions: %w", err)
 		}
+		cc.Permissions = mode
+		cc.Conversations = conv
 		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)

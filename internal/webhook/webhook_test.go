@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +21,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -153,12 +154,12 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func openStore(t *testing.T, path string) *store.Store {
+func openStore(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
 	if path == "" {
 		path = filepath.Join(t.TempDir(), "d.db")
 	}
-	st, err := store.Open(path, clock.Real{})
+	st, err := sqlite.Open(path, clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func openStore(t *testing.T, path string) *store.Store {
 	return st
 }
 
-func startManager(t *testing.T, st *store.Store, opt Options, eps ...Endpoint) *Manager {
+func startManager(t *testing.T, st *sqlite.Store, opt Options, eps ...Endpoint) *Manager {
 	t.Helper()
 	if opt.BackoffInitial == 0 {
 		opt.BackoffInitial = 10 * time.Millisecond
@@ -182,7 +183,7 @@ func startManager(t *testing.T, st *store.Store, opt Options, eps ...Endpoint) *
 	return m
 }
 
-func emit(t *testing.T, st *store.Store, chat string, i int) events.Event {
+func emit(t *testing.T, st *sqlite.Store, chat string, i int) events.Event {
 	t.Helper()
 	ev, err := st.AppendEvent(context.Background(), events.Event{Type: events.SessionReset, ChatID: chat, Reason: fmt.Sprint(i)})
 	if err != nil {
@@ -322,9 +323,15 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	}
 	sts, _ := m.Status(context.Background(), true, 10)
 	if sts[0].Failed != 1 || len(sts[0].FailedDeliveries) != 1 || sts[0].FailedDeliveries[0].EventID != first.ID ||
-		sts[0].GaveUp != 1 {
+		sts[0].GaveUp != 1 || !strings.Contains(sts[0].FailedDeliveries[0].Error, "400") {
 		t.Fatalf("status = %+v", sts[0])
 	}
+	// The endpoint answered the next delivery: its last error is over
+	// (the failed delivery keeps its own).
+	waitUntil(t, "the last error cleared by the next delivery", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Delivered == 1 && sts[0].LastError == ""
+	})
 	// The delivered mark of the second event follows its answer by a
 	// moment: a stop before it would rightly send it again (at least once).
 	waitUntil(t, "the second event marked delivered", func() bool {
