@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 )
 
 func TestParsePolicy(t *testing.T) {
@@ -192,5 +193,23 @@ func TestDueAcrossDowntime(t *testing.T) {
 				t.Errorf("%s %+v: %d fired + %d missed, %d scheduled", pol, sp, len(fired), missed, all)
 			}
 		}
+	}
+}
+
+func TestEvents(t *testing.T) {
+	at := time.Date(2026, 12, 24, 17, 0, 0, 0, time.FixedZone("CET", 3600))
+	e := FiredEvent("s1", "c", "m1", Firing{At: at})
+	if e.Type != events.ScheduleFired || e.ScheduleID != "s1" || e.ChatID != "c" || e.MessageID != "m1" ||
+		e.ScheduledAt == nil || !e.ScheduledAt.Equal(at) || e.ScheduledAt.Location() != time.UTC {
+		t.Errorf("fired event %+v", e)
+	}
+	if _, ok := MissedEvent("s1", "c", Missed{}); ok {
+		t.Error("a missed event for nothing")
+	}
+	m, ok := MissedEvent("s1", "c", Missed{Count: 2, First: at, Last: at.Add(time.Hour), Reason: MissedOutsideWindow})
+	if !ok || m.Type != events.ScheduleMissed || m.Count != 2 || m.First == nil || !m.First.Equal(at) ||
+		m.Last == nil || !m.Last.Equal(at.Add(time.Hour)) ||
+		m.Reason != "outside_window" || m.ScheduleID != "s1" || m.ChatID != "c" {
+		t.Errorf("missed event %+v", m)
 	}
 }
