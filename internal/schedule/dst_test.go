@@ -141,6 +141,9 @@ func TestNextMatchesBruteForce(t *testing.T) {
 		{"America/Sao_Paulo", "2019-02-17T02:00:00Z"},
 		{"Pacific/Chatham", "2026-09-26T14:00:00Z"},
 		{"Asia/Kolkata", "2026-06-01T00:00:00Z"},
+		{"America/New_York", "2045-11-05T06:00:00Z"}, // beyond the listed transitions
+		{"Europe/Berlin", "2044-03-27T01:00:00Z"},
+		{"America/New_York", "2040-12-31T00:00:00Z"},
 	}
 	exprs := []string{"30 2 * * *", "30 1 * * *", "0 0 * * *", "*/30 * * * *", "15 1,2,3 * * *", "0 * * * *", "59 23 * * *", "45 2 * * 0"}
 	for _, w := range windows {
@@ -210,4 +213,34 @@ func maxWallBrute(t time.Time, loc *time.Location) time.Time {
 		}
 	}
 	return high
+}
+
+// Beyond a zone's listed transitions (after 2037) the rule still holds, and
+// Next does not stall at the end of a leap year.
+func TestNextFarFuture(t *testing.T) {
+	s := mustParse(t, Spec{Kind: Cron, Expr: "30 1 * * *", TZ: "America/New_York"})
+	done := make(chan []string)
+	go func() {
+		var got []string
+		at := rfc(t, "2040-12-29T12:00:00Z")
+		for range 4 {
+			f, _ := s.Next(at)
+			got = append(got, f.At.Format(time.RFC3339))
+			at = f.At
+		}
+		f, _ := s.Next(rfc(t, "2040-11-04T05:00:00Z")) // fall-back day 2040
+		g, _ := s.Next(f.At)
+		got = append(got, f.At.Format(time.RFC3339), g.At.Format(time.RFC3339))
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		want := []string{"2040-12-30T06:30:00Z", "2040-12-31T06:30:00Z", "2041-01-01T06:30:00Z", "2041-01-02T06:30:00Z",
+			"2040-11-04T05:30:00Z", "2040-11-05T06:30:00Z"}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Next stalled")
+	}
 }

@@ -296,47 +296,77 @@ func wallOf(t time.Time, loc *time.Location) time.Time {
 }
 
 // zoneSpan bounds how far apart an instant and its wall time can be, with
-// room to spare (real offsets are within −12h…+14h).
-const zoneSpan = 30 * time.Hour
+// room to spare (real offsets are within −12h…+14h). The placing below
+// assumes a zone changes its offset at most once within two zoneSpans,
+// which holds for every zone in use.
+//
+// Only offset lookups are used, not ZoneBounds: beyond a zone's last
+// listed transition Go 1.26 reports a false period end on 31 December of
+// leap years (2040-12-31 00:00Z for America/New_York), which would stall a
+// walk from period to period.
+const zoneSpan = 36 * time.Hour
+
+// offsetAt is loc's UTC offset at the instant t.
+func offsetAt(t time.Time, loc *time.Location) time.Duration {
+	_, off := t.In(loc).Zone()
+	return time.Duration(off) * time.Second
+}
+
+// change returns the instant loc's offset changes between lo and hi
+// (whose offsets differ): the first whole second with hi's offset.
+func change(lo, hi time.Time, loc *time.Location) time.Time {
+	want := offsetAt(hi, loc)
+	a, b := lo.Unix(), hi.Unix() // offset(a) != want, offset(b) == want
+	for b-a > 1 {
+		m := a + (b-a)/2
+		if offsetAt(time.Unix(m, 0), loc) == want {
+			b = m
+		} else {
+			a = m
+		}
+	}
+	return time.Unix(b, 0).UTC()
+}
 
 // maxWall is the latest wall time the clock of loc has shown at or before
 // the instant t. It is t's own reading, except in the hour after a
 // fall-back, when the clock shows again times it already showed.
 func maxWall(t time.Time, loc *time.Location) time.Time {
 	m := wallOf(t, loc)
-	for u := t; ; {
-		start, _ := u.In(loc).ZoneBounds()
-		if start.IsZero() || t.Sub(start) > zoneSpan {
-			return m
-		}
-		u = start.Add(-time.Nanosecond)
-		if w := wallOf(u, loc); w.After(m) {
+	past := t.Add(-zoneSpan)
+	if op, on := offsetAt(past, loc), offsetAt(t, loc); op > on {
+		c := change(past, t, loc)
+		if w := c.Add(op - time.Nanosecond); w.After(m) {
 			m = w
 		}
 	}
+	return m
 }
 
 // wallToInstant places the wall time w in loc: the first instant at which
 // the clock shows w or a later time.
 func wallToInstant(w time.Time, loc *time.Location) Firing {
 	f := Firing{Wall: w.Format(wallLayout)}
-	for u := w.Add(-zoneSpan); ; {
-		in := u.In(loc)
-		_, off := in.Zone()
-		o := time.Duration(off) * time.Second
-		start, end := in.ZoneBounds()
-		switch {
-		case !start.IsZero() && w.Before(start.UTC().Add(o)):
-			// The period begins on the clock after w: the clock jumped
-			// over w at start.
-			f.At, f.Skipped = start.UTC(), true
-			return f
-		case end.IsZero() || w.Before(end.UTC().Add(o)):
-			f.At = w.Add(-o)
-			return f
-		}
-		u = end
+	early, late := w.Add(-zoneSpan), w.Add(zoneSpan)
+	oe, ol := offsetAt(early, loc), offsetAt(late, loc)
+	if oe == ol {
+		f.At = w.Add(-oe)
+		return f
 	}
+	// One change near w. Before it the clock reads w at w−oe, after it at
+	// w−ol; either reading may not exist.
+	c := change(early, late, loc)
+	be, bl := w.Add(-oe), w.Add(-ol)
+	switch {
+	case be.Before(c):
+		f.At = be // before the change (the first of two, on a fall-back)
+	case !bl.Before(c):
+		f.At = bl
+	default:
+		// Neither: the clock jumped over w at the change.
+		f.At, f.Skipped = c, true
+	}
+	return f
 }
 
 // ClientID is the client id of a firing of schedule id at the scheduled
