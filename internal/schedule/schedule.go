@@ -263,7 +263,10 @@ func (s *Schedule) Location() *time.Location { return s.loc }
 func (s *Schedule) Next(after time.Time) (Firing, bool) {
 	switch s.spec.Kind {
 	case Cron:
-		w := s.cron.Next(maxWall(after, s.loc))
+		// Cron times are whole minutes: start robfig's search at the last
+		// second of the current minute, which spares it stepping through
+		// the seconds one by one.
+		w := s.cron.Next(maxWall(after, s.loc).Truncate(time.Minute).Add(59 * time.Second))
 		if w.IsZero() {
 			return Firing{}, false
 		}
@@ -303,7 +306,7 @@ func wallOf(t time.Time, loc *time.Location) time.Time {
 // Only offset lookups are used, not ZoneBounds: beyond a zone's last
 // listed transition Go 1.26 reports a false period end on 31 December of
 // leap years (2040-12-31 00:00Z for America/New_York), which would stall a
-// walk from period to period.
+// walk from period to period (golang/go#81583).
 const zoneSpan = 36 * time.Hour
 
 // offsetAt is loc's UTC offset at the instant t.
