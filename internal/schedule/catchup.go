@@ -121,9 +121,15 @@ type Plan struct {
 // Due decides what to fire now for schedule s, whose last firing (fired
 // or missed) was scheduled at last — its creation time if it never fired.
 // Every firing scheduled after last and at or before now is due; each is
-// either in Fire or counted in Missed, never dropped silently.
+// either in Fire or counted in Missed, never dropped silently. A last
+// before the creation (or zero) counts as the creation. Due firings are
+// counted one by one for cron (a few microseconds each: a per-minute
+// expression after a week down is 10,080 of them).
 func Due(s *Schedule, last, now time.Time, c CatchUp) Plan {
 	c = c.withDefaults()
+	if last.Before(s.spec.Created) {
+		last = s.spec.Created
+	}
 	keep := 2
 	if c.Policy == CatchUpAll {
 		keep = c.Max + 1

@@ -44,6 +44,8 @@ func TestDue(t *testing.T) {
 			want{next: h(11)}},
 		{"on time", hourly, created, h(11), CatchUp{},
 			want{fire: []time.Time{h(11)}, through: h(11), next: h(12)}},
+		{"no last firing counts as the creation", hourly, time.Time{}, h(11), CatchUp{},
+			want{fire: []time.Time{h(11)}, through: h(11), next: h(12)}},
 		{"already fired", hourly, h(11), h(11).Add(30 * time.Minute), CatchUp{},
 			want{next: h(12)}},
 
@@ -116,7 +118,11 @@ func TestDue(t *testing.T) {
 				t.Errorf("next %v (%v), want %v", p.Next.At, p.HasNext, c.want.next)
 			}
 			// Nothing due is dropped silently.
-			due := due(s, c.last, c.now, 1).count
+			from := c.last
+			if from.Before(s.spec.Created) {
+				from = s.spec.Created
+			}
+			due := due(s, from, c.now, 1).count
 			if len(p.Fire)+p.Missed.Count != due {
 				t.Errorf("%d fired + %d missed != %d due", len(p.Fire), p.Missed.Count, due)
 			}
