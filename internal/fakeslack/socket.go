@@ -63,10 +63,10 @@ type Envelope struct {
 	Type         string          `json:"type"` // events_api or interactive
 	EventID      string          `json:"event_id,omitempty"`
 	Payload      json.RawMessage `json:"payload"`
-	RetryAttempt int             `json:"retry_attempt"`         // of the latest delivery
-	Deliveries   int             `json:"deliveries"`            // times written to a connection
-	Acked        bool            `json:"acked"`                 // an acknowledgement was accepted
-	GaveUp       bool            `json:"gave_up,omitempty"`     // not acknowledged after every retry (or, interactive, in time)
+	RetryAttempt int             `json:"retry_attempt"`     // of the latest delivery
+	Deliveries   int             `json:"deliveries"`        // times written to a connection
+	Acked        bool            `json:"acked"`             // an acknowledgement was accepted
+	GaveUp       bool            `json:"gave_up,omitempty"` // not acknowledged after every retry (or, interactive, in time)
 	ackCh        chan struct{}   // closed when acknowledged
 	sentOn       int             // connection id of the latest delivery; 0 while waiting for one
 	pendingRetry bool            // the next delivery is a retry after a timeout
@@ -374,7 +374,7 @@ func (s *Server) eventLocked(inner map[string]any) *envelope {
 	payload := map[string]any{
 		"token": "fake-verification-token", "team_id": s.teamID, "api_app_id": DefaultAppID,
 		"event": inner, "type": "event_callback", "event_id": id, "event_time": now.Unix(),
-		"authorizations": []map[string]any{{"enterprise_id": nil, "team_id": s.teamID, "user_id": DefaultBotUser, "is_bot": true, "is_enterprise_install": false}},
+		"authorizations":        []map[string]any{{"enterprise_id": nil, "team_id": s.teamID, "user_id": DefaultBotUser, "is_bot": true, "is_enterprise_install": false}},
 		"is_ext_shared_channel": false, "event_context": fmt.Sprintf("4-fake-%s", id),
 	}
 	return s.enqueueLocked(EnvelopeEventsAPI, id, payload)
