@@ -393,6 +393,13 @@ func defuse(line string) string {
 		return line
 	}
 	r := []rune(line)
+	for i := 0; i+2 < len(r); i++ { // ``` anywhere could start a code block
+		if r[i] == '`' && r[i+1] == '`' && r[i+2] == '`' {
+			for ; i < len(r) && r[i] == '`'; i++ {
+				r[i] = lookalike['`']
+			}
+		}
+	}
 	boundary := func(i int) bool { return i < 0 || i >= len(r) || !isWordRune(r[i]) }
 	for i := 0; i < len(r); i++ {
 		c := r[i]
