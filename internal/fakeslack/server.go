@@ -33,6 +33,7 @@
 package fakeslack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -519,9 +520,14 @@ func fail(code string, detail ...string) *apiError {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status, b = http.StatusInternalServerError, []byte(`{"ok":false,"error":"fakeslack_marshal_failed"}`)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // Slack writes & < > in its JSON as they are
+	b := []byte(`{"ok":false,"error":"fakeslack_marshal_failed"}` + "\n")
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+	} else {
+		b = buf.Bytes() // ends with a newline, so curl's output does too
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
