@@ -209,10 +209,14 @@ func (s *Server) enqueueLocked(typ, eventID string, payload any) *envelope {
 	e := &envelope{ID: s.nextIDLocked("fake-env-"), Type: typ, EventID: eventID, Payload: mustJSON(payload), ackCh: make(chan struct{})}
 	s.envs = append(s.envs, e)
 	s.notifyLocked()
-	if n := len(s.conns); n > 0 {
+	if n := len(s.conns); n > 0 && !s.closed {
 		c := s.conns[n-1]
 		e.sentOn = c.id
-		go s.send(c, e) // not under s.mu: a write may block
+		s.ackTimers.Add(1)
+		go func() { // not under s.mu: a write may block
+			defer s.ackTimers.Done()
+			s.send(c, e)
+		}()
 	}
 	return e
 }
@@ -231,7 +235,7 @@ func (s *Server) send(c *conn, e *envelope) {
 		e.pendingRetry = false
 	}
 	e.Deliveries++
-	msg := map[string]any{"envelope_id": e.ID, "type": e.Type, "payload": e.Payload, "accepts_response_payload": e.Type == EnvelopeInteractive}
+	msg := map[string]any{"envelope_id": e.ID, "type": e.Type, "payload": e.Payload, "accepts_response_payload": false}
 	if e.Type == EnvelopeEventsAPI {
 		msg["retry_attempt"] = e.RetryAttempt
 		msg["retry_reason"] = ""

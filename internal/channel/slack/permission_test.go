@@ -10,6 +10,7 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+	"go.uber.org/goleak"
 
 	"github.com/dispatchd/dispatch/internal/fakeslack"
 )
@@ -183,4 +184,8 @@ func TestPermissionRoundTrip(t *testing.T) {
 			t.Fatal("a part was truncated")
 		}
 	}
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
