@@ -209,8 +209,7 @@ func (s *Server) enqueueLocked(typ, eventID string, payload any) *envelope {
 	e := &envelope{ID: s.nextIDLocked("fake-env-"), Type: typ, EventID: eventID, Payload: mustJSON(payload), ackCh: make(chan struct{})}
 	s.envs = append(s.envs, e)
 	s.notifyLocked()
-	if n := len(s.conns); n > 0 && !s.closed {
-		c := s.conns[n-1]
+	if c := s.liveConnLocked(); c != nil && !s.closed {
 		e.sentOn = c.id
 		s.ackTimers.Add(1)
 		go func() { // not under s.mu: a write may block
@@ -222,38 +221,82 @@ func (s *Server) enqueueLocked(typ, eventID string, payload any) *envelope {
 }
 
 // send writes e on c and, for events_api, starts its acknowledgement
-// clock.
+// clock. A write that fails did not deliver: e waits for the next live
+// connection instead.
 func (s *Server) send(c *conn, e *envelope) {
 	s.mu.Lock()
 	if e.Acked || e.GaveUp || s.closed {
 		s.mu.Unlock()
 		return
 	}
-	e.sentOn = c.id
+	attempt := e.RetryAttempt
 	if e.pendingRetry {
-		e.RetryAttempt++
-		e.pendingRetry = false
+		attempt++
 	}
-	e.Deliveries++
 	msg := map[string]any{"envelope_id": e.ID, "type": e.Type, "payload": e.Payload, "accepts_response_payload": false}
 	if e.Type == EnvelopeEventsAPI {
-		msg["retry_attempt"] = e.RetryAttempt
+		msg["retry_attempt"] = attempt
 		msg["retry_reason"] = ""
-		if e.RetryAttempt > 0 {
+		if attempt > 0 {
 			msg["retry_reason"] = "timeout"
 		}
 	}
-	attempt := e.Deliveries
-	s.ackTimers.Add(1)
+	// Counted before the write, so an acknowledgement never finds an
+	// envelope not yet delivered; a write that fails is taken back.
+	prevAttempt, prevRetry := e.RetryAttempt, e.pendingRetry
+	e.RetryAttempt, e.pendingRetry = attempt, false
+	e.Deliveries++
+	d := e.Deliveries
 	s.notifyLocked()
 	s.mu.Unlock()
-	if c.write(msg) != nil {
+	err := c.write(msg)
+	if err != nil {
 		c.kill()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if err != nil {
+		if e.Deliveries == d {
+			e.Deliveries--
+			e.RetryAttempt, e.pendingRetry = prevAttempt, prevRetry
+		}
+		if e.sentOn == c.id && !e.Acked && !e.GaveUp {
+			e.sentOn = 0
+			if next := s.liveConnLocked(); next != nil {
+				e.sentOn = next.id
+				s.ackTimers.Add(1)
+				go func() {
+					defer s.ackTimers.Done()
+					s.send(next, e)
+				}()
+			}
+		}
+		return
+	}
+	if e.Acked || e.GaveUp {
+		return
+	}
+	s.ackTimers.Add(1)
 	go func() {
 		defer s.ackTimers.Done()
-		s.awaitAck(e, attempt)
+		s.awaitAck(e, d)
 	}()
+}
+
+// liveConnLocked returns the newest connection not yet cut, or nil; s.mu
+// must be held.
+func (s *Server) liveConnLocked() *conn {
+	for i := len(s.conns) - 1; i >= 0; i-- {
+		select {
+		case <-s.conns[i].done:
+		default:
+			return s.conns[i]
+		}
+	}
+	return nil
 }
 
 // awaitAck waits for e's acknowledgement of delivery attempt; when the
@@ -282,9 +325,8 @@ func (s *Server) awaitAck(e *envelope, attempt int) {
 	}
 	e.pendingRetry = true
 	e.sentOn = 0
-	var c *conn
-	if n := len(s.conns); n > 0 {
-		c = s.conns[n-1]
+	c := s.liveConnLocked()
+	if c != nil {
 		e.sentOn = c.id
 	}
 	s.notifyLocked()
