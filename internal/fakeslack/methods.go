@@ -178,7 +178,7 @@ func (s *Server) usersInfo(p params) (map[string]any, *apiError) {
 	}}, nil
 }
 
-// botMessageJSON is a bot message as the Web API returns it.
+// messageJSON is a message as the Web API and events show it.
 func (s *Server) messageJSON(m *Message) map[string]any {
 	out := map[string]any{"type": "message", "ts": m.TS, "text": m.Text, "user": m.User, "team": s.teamID}
 	if m.BotID != "" {
@@ -490,13 +490,14 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, rest string) 
 	id := strings.TrimPrefix(idPart, s.teamID+"-")
 	s.mu.Lock()
 	f := s.files[id]
+	found := f != nil && (f.user != DefaultBotUser || f.completed)
 	var data []byte
 	var mt string
-	if f != nil && (f.user != DefaultBotUser || f.completed) {
+	if found {
 		data, mt = f.data, f.mimetype
 	}
 	s.mu.Unlock()
-	if data == nil && f == nil {
+	if !found {
 		http.NotFound(w, r)
 		return
 	}

@@ -127,14 +127,13 @@ func parseHTML(h string) []seg {
 			tag := h[i+1 : i+end]
 			i += end + 1
 			flush()
-			if name, ok := strings.CutPrefix(tag, "/"); ok {
+			if strings.HasPrefix(tag, "/") { // telegram.HTML nests its tags properly
 				if len(stack) > 0 {
 					if stack[len(stack)-1] == "a" && len(hrefs) > 0 {
 						hrefs = hrefs[:len(hrefs)-1]
 					}
 					stack = stack[:len(stack)-1]
 				}
-				_ = name
 				continue
 			}
 			name, attrs, _ := strings.Cut(tag, " ")
