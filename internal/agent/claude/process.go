@@ -35,6 +35,8 @@ const (
 	// group is gone; a grandchild that left the group could otherwise hold
 	// the pipes open forever.
 	drainTimeout = 2 * time.Second
+	// exitSaveTimeout bounds the conversation's save at the process's end.
+	exitSaveTimeout = 3 * time.Second
 )
 
 // Process is one running Claude Code CLI. It implements agent.Process.
@@ -74,10 +76,15 @@ type Process struct {
 	tail     []string // last stderr lines
 	noConv   string   // a --resume start reported its conversation missing
 	exitErr  error
+	// entries are the uuids of the turn's assistant and user lines: the
+	// transcript entries it must hold before the turn is saved.
+	entries []string
 
-	// afterTurn, when set, runs once a turn got its result, before the
-	// turn returns (the conversation's save).
-	afterTurn func()
+	// save, when set, saves the conversation kept in the project folder
+	// pdir: once a turn got its result and its transcript entries (before
+	// the turn returns), and once the process ended.
+	save func(timeout time.Duration)
+	pdir string
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -85,7 +92,7 @@ var _ agent.Process = (*Process)(nil)
 // start runs cmd with pipes of our own (not cmd.StdoutPipe: with *os.File
 // ends, cmd.Wait does not wait for a grandchild that still holds a pipe) and
 // starts the reader and waiter goroutines.
-func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
+func start(cmd *exec.Cmd, spec agent.Spec, cfg Config, pdir string, save func(time.Duration)) (*Process, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -129,6 +136,8 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 		errDone:   make(chan struct{}),
 		done:      make(chan struct{}),
 		sessionID: spec.SessionID,
+		pdir:      pdir,
+		save:      save,
 	}
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
 	p.touch()
@@ -204,6 +213,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	p.waiting = ch
 	p.armed = false
+	p.entries = nil
 	p.mu.Unlock()
 
 	start := p.clk.Now()
@@ -261,8 +271,15 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 // finish turns a result line into the turn's outcome.
 func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
-	if p.afterTurn != nil {
-		p.afterTurn()
+	if p.save != nil {
+		p.mu.Lock()
+		entries := p.entries
+		p.mu.Unlock()
+		if !p.awaitTranscript(p.pdir, entries) {
+			p.log.Warn("the turn's entries did not reach the transcript in time; saving the conversation as it is",
+				"wait", transcriptWait, "entries", len(entries))
+		}
+		p.save(convTimeout)
 	}
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
@@ -438,6 +455,11 @@ func (p *Process) wait() {
 	p.waiting = nil
 	p.mu.Unlock()
 	p.log.Debug("agent exited", "err", werr)
+	if p.save != nil {
+		// What the CLI wrote after the last turn's save, briefly: the
+		// process's end waits for it.
+		p.save(exitSaveTimeout)
+	}
 	close(p.done)
 }
 
@@ -494,6 +516,7 @@ func (p *Process) handle(line []byte) {
 		Type      string          `json:"type"`
 		Subtype   string          `json:"subtype"`
 		SessionID json.RawMessage `json:"session_id"`
+		UUID      string          `json:"uuid"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
 		p.log.Debug("agent non-JSON line ignored", "line", clip(line, 200))
@@ -514,7 +537,9 @@ func (p *Process) handle(line []byte) {
 			r = ResultLine{IsError: true, Subtype: "unparseable", Result: "unparseable result line: " + err.Error()}
 		}
 		p.deliver(r)
-	case "assistant", "user", "stream_event":
+	case "assistant", "user":
+		p.noteEntry(head.UUID)
+	case "stream_event":
 	default:
 		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
 	}
