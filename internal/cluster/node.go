@@ -43,6 +43,12 @@ type Config struct {
 	// OnRole is told when this node gains or loses one.
 	Roles  []string
 	OnRole func(name string, held bool)
+	// OnDeadline, when set, is told after every renewal and every lease
+	// taken until when (by the node's clock) the node's agents may run
+	// should it do nothing more: the agent watchdog's deadline. It comes
+	// after the moment the node itself stops a lease's agent (so that a
+	// node that runs stops them first) and before any lease can expire.
+	OnDeadline func(until time.Time)
 }
 
 // RoleWebhooks is the role of the node that delivers webhooks.
@@ -75,10 +81,12 @@ type Manager struct {
 	log    *slog.Logger
 	inc    string
 
-	mu    sync.Mutex
-	held  map[string]lease
-	live  []Node // the live nodes at the last look
-	roles map[string]bool
+	mu   sync.Mutex
+	held map[string]lease
+	// renewed is the until of the last successful renewal.
+	renewed time.Time
+	live    []Node // the live nodes at the last look
+	roles   map[string]bool
 
 	wakes chan string
 	host  Host
@@ -125,6 +133,45 @@ func (m *Manager) margin() time.Duration { return m.cfg.TTL / 5 }
 // tick is the loop's period: the scan for unowned chats (a dead node's,
 // or ones whose wake-up was missed) and the check of lease deadlines.
 func (m *Manager) tick() time.Duration { return min(time.Second, m.cfg.TTL/5) }
+
+// nextTick is how long the loop waits: a tick, or less when a lease's
+// deadline comes first, so that its agent is stopped on time.
+func (m *Manager) nextTick(now time.Time) time.Duration {
+	d := m.tick()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range m.held {
+		d = min(d, max(l.until.Sub(now), time.Millisecond))
+	}
+	return d
+}
+
+// watchdogDeadline is when the node's agents must be stopped should the
+// node do nothing more: half a margin after the earliest of its leases'
+// deadlines (the node's own stop comes first), still half a margin before
+// that lease can expire. With no lease held, the last renewal's. m.mu is
+// held.
+func (m *Manager) watchdogDeadlineLocked() time.Time {
+	until := m.renewed
+	first := true
+	for _, l := range m.held {
+		if first || l.until.Before(until) {
+			until, first = l.until, false
+		}
+	}
+	return until.Add(m.margin() / 2)
+}
+
+// tellDeadline hands the watchdog deadline to OnDeadline.
+func (m *Manager) tellDeadline() {
+	if m.cfg.OnDeadline == nil {
+		return
+	}
+	m.mu.Lock()
+	until := m.watchdogDeadlineLocked()
+	m.mu.Unlock()
+	m.cfg.OnDeadline(until)
+}
 
 // Token implements the store's fence: this node's token for chat.
 func (m *Manager) Token(chat string) (string, int64, bool) {
@@ -245,7 +292,7 @@ func (m *Manager) loop(ctx context.Context) {
 			}
 		}
 		m.scan(ctx)
-		t := m.clk.NewTimer(m.tick())
+		t := m.clk.NewTimer(m.nextTick(m.clk.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -312,6 +359,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 	until := sent.Add(m.cfg.TTL - m.margin())
 	var lost []string
 	m.mu.Lock()
+	m.renewed = until
 	for c, tok := range held {
 		l, ok := m.held[c]
 		if !ok || l.token != tok {
@@ -326,6 +374,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 		}
 	}
 	m.mu.Unlock()
+	m.tellDeadline()
 	for _, c := range lost {
 		m.lost.Add(1)
 		m.log.Warn("lease taken over by another node: stopping the chat's agent", "chat", c)
@@ -462,6 +511,7 @@ func (m *Manager) take(ctx context.Context, chat string) {
 	m.mu.Lock()
 	m.held[chat] = lease{token: a.token, until: sent.Add(m.cfg.TTL - m.margin())}
 	m.mu.Unlock()
+	m.tellDeadline() // before the chat's agent starts
 	m.acquiredN.Add(1)
 	if a.prev != "" {
 		m.takeovers.Add(1)

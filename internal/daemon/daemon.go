@@ -34,6 +34,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/pgstore"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/watchdog"
 	"github.com/dispatchd/dispatch/internal/webhook"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
@@ -48,6 +49,9 @@ type Options struct {
 	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
+	// Watchdog is the command line of the agent watchdog of a cluster
+	// node (default: this executable's hidden agent-watchdog command).
+	Watchdog []string
 }
 
 // ErrLocked means another daemon owns the state directory.
@@ -154,7 +158,25 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, st)
+	// A cluster node's agents are watched by a process of their own, which
+	// kills them when the node stops renewing their deadline (a daemon
+	// stopped dead cannot stop them itself) or exits.
+	var wd *watchdog.Client
+	if _, ok := st.(*pgstore.Store); ok {
+		argv := opt.Watchdog
+		if len(argv) == 0 {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("agent watchdog: %w", err)
+			}
+			argv = []string{self, watchdog.Command}
+		}
+		if wd, err = watchdog.Start(argv, clock.Real{}, log); err != nil {
+			return err
+		}
+		d.onClose(wd.Close)
+	}
+	ag, err := newAgent(cfg, st, wd)
 	if err != nil {
 		return err
 	}
@@ -166,7 +188,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if pg, ok := st.(*pgstore.Store); ok {
 		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
 			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks}, OnDeadline: wd.Renew,
 			OnRole: func(r string, held bool) {
 				if r != cluster.RoleWebhooks {
 					return
@@ -386,7 +408,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
+func newAgent(cfg config.Config, st store.Backend, wd *watchdog.Client) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -401,6 +423,9 @@ func newAgent(cfg config.Config, st store.Backend) (agent.Agent, error) {
 		}
 		if pg, ok := st.(*pgstore.Store); ok {
 			cc.Conversations = pg // conversations move with their chats between nodes
+		}
+		if wd != nil {
+			cc.Watch = wd.Watch
 		}
 		return claude.New(cc), nil
 	}

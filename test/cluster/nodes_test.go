@@ -328,8 +328,9 @@ func TestClusterPausedOwnerFenced(t *testing.T) {
 	if newOwner < 0 {
 		t.Fatalf("no other node took the chat over")
 	}
-	// the paused node's agent finished its turn meanwhile (it is another
-	// process); the node comes back and must not write for the chat
+	// the paused node's agent watchdog killed its agent meanwhile
+	// (TestClusterFrozenOwnersAgentStopped); the node comes back and must
+	// not write for the chat
 	time.Sleep(time.Second)
 	ds[owner].Signal(syscall.SIGCONT)
 	stopped = false

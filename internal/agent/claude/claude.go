@@ -55,6 +55,8 @@ type Config struct {
 	// chat's conversation files after every turn and restores them before
 	// a --resume (conv.go).
 	Conversations Conversations
+	// Watch, when set, watches every agent's process group (watch.go).
+	Watch Watch
 }
 
 // Agent starts Claude Code processes. It implements agent.Agent.

@@ -85,6 +85,8 @@ type Process struct {
 	// the turn returns), and once the process ended.
 	save func(timeout time.Duration)
 	pdir string
+	// unwatch releases the group from the watchdog (watch.go).
+	unwatch func()
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -140,6 +142,7 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config, pdir string, save func(ti
 		save:      save,
 	}
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
+	p.watchStarted(cfg.Watch)
 	p.touch()
 	go p.readStdout()
 	go p.readStderr()
@@ -434,6 +437,7 @@ func (p *Process) wait() {
 	p.reaped = true
 	p.unread = unread
 	p.mu.Unlock()
+	p.unwatchExited()
 	werr := p.cmd.Wait()
 	p.closeStdin()
 

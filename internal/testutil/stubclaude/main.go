@@ -75,6 +75,9 @@
 //	                      result line: the assistant line carries a uuid, and
 //	                      only D after the result is the conversation saved and
 //	                      {"uuid":...} appended to <conversation>.entries.jsonl
+//	STUB_TURN_LOG=FILE    append "start|tick|finish <pid> <unix ns> <text>" lines:
+//	                      when a turn is read, every 50ms of its SLEEP, and
+//	                      when it was answered
 //	STUB_PROJECTS=1       keep conversations where the CLI does instead:
 //	                      $CLAUDE_CONFIG_DIR (or $HOME/.claude)/projects/<working
 //	                      directory with non-alphanumerics as ->/ID.jsonl, so
@@ -194,6 +197,8 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 	start := time.Now()
+	logTurn("start", text)
+	defer logTurn("finish", text)
 	if strings.Contains(text, "HANG") {
 		if f := os.Getenv("STUB_HANG_FILE"); f != "" {
 			_ = os.WriteFile(f, nil, 0o644)
@@ -210,7 +215,10 @@ func (s *stub) turn(line []byte) {
 	}
 	if m := sleepRe.FindStringSubmatch(text); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
-			time.Sleep(d)
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				time.Sleep(min(50*time.Millisecond, time.Until(end)))
+				logTurn("tick", text)
+			}
 		}
 	}
 	s.emit(map[string]any{
@@ -490,6 +498,20 @@ func saveHistory(id string, h []string) error {
 		return err
 	}
 	return os.Rename(tmp, statePath(id))
+}
+
+// logTurn appends "<what> <pid> <unix ns> <text>" to $STUB_TURN_LOG.
+func logTurn(what, text string) {
+	p := os.Getenv("STUB_TURN_LOG")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%s %d %d %s\n", what, os.Getpid(), time.Now().UnixNano(), strings.ReplaceAll(text, "\n", " "))
+	f.Close()
 }
 
 // lateTranscript is $STUB_LATE_TRANSCRIPT as a duration (0 when unset).
