@@ -90,6 +90,9 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	if e := s.storeLost.Load(); e != nil {
 		st.Daemon.StoreLost = (*e).Error()
 	}
+	if full := s.storeFullError(snaps); full != "" {
+		st.Daemon.StoreFull, st.Daemon.Healthy = full, false
+	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
 	return st, nil
 }

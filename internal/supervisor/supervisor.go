@@ -101,6 +101,9 @@ type Supervisor struct {
 	probePid  atomic.Int64 // the API probe's agent process, owned by no session
 	// storeLost is set once the database is found removed or replaced.
 	storeLost atomic.Pointer[error]
+	// storeFull is the last accept refused for lack of space (cleared by
+	// one that succeeds).
+	storeFull atomic.Pointer[daemonError]
 
 	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
@@ -268,6 +271,7 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
+	s.noteAccept(err)
 	if err != nil {
 		return "", false, err
 	}
