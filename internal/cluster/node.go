@@ -95,6 +95,9 @@ type Manager struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// claim holds the node id's advisory lock (Claim) until Stop.
+	claim *pgx.Conn
 }
 
 // New makes the node's manager on the store's pool; listen is the
@@ -212,6 +215,8 @@ func (m *Manager) Owners(ctx context.Context) (map[string]string, error) { retur
 // records the first heartbeat and starts the loop and the listener.
 func (m *Manager) Start(ctx context.Context, host Host) error {
 	m.host = host
+	var lastLeft time.Duration
+	var lastAt time.Time
 	for {
 		other, left, err := m.db.otherIncarnation(ctx, m.inc)
 		if err != nil {
@@ -220,6 +225,13 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 		if !other {
 			break
 		}
+		// A heartbeat that moved on since the last look is a live
+		// process's (one that holds no claim: started before the
+		// claim existed, or whose claim's connection broke).
+		if now := m.clk.Now(); !lastAt.IsZero() && left > lastLeft-now.Sub(lastAt)+m.renewEvery()/2 {
+			return fmt.Errorf("cluster: %w: %q (its heartbeat goes on)", ErrNodeIDInUse, m.cfg.Node)
+		}
+		lastLeft, lastAt = left, m.clk.Now()
 		m.log.Warn("another process with this node.id has a live heartbeat: waiting for it to end (node ids must be unique)",
 			"node", m.cfg.Node, "wait", left)
 		select {
@@ -252,6 +264,7 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 // it after the host's sessions are shut down.
 func (m *Manager) Stop(ctx context.Context) {
 	if m.cancel == nil {
+		m.Unclaim(ctx)
 		return
 	}
 	m.cancel()
@@ -277,6 +290,7 @@ func (m *Manager) Stop(ctx context.Context) {
 		}
 	}
 	_ = m.db.stopped(ctx)
+	m.Unclaim(ctx)
 	m.log.Info("cluster node stopped", "node", m.cfg.Node, "released", len(held))
 }
 

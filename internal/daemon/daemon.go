@@ -202,6 +202,13 @@ func (d *Daemon) Open(ctx context.Context) error {
 				}
 			},
 		})
+		// Refused at once, before anything is served or taken, when
+		// another running process has this node.id.
+		if err := d.node.Claim(ctx); err != nil {
+			return err
+		}
+		node := d.node
+		d.onClose(func() error { node.Unclaim(context.Background()); return nil })
 		pg.SetFence(d.node)
 		scfg.Owner = d.node
 	}

@@ -127,3 +127,28 @@ func TestClusterKilledNodesAgentStopped(t *testing.T) {
 	ds[0].Kill9()
 	daemontest.WaitFor(t, func() bool { return gone(agent.pid) }, testTTL/2, "the killed node's agent ending")
 }
+
+// A second process given a running node's node.id is refused at once,
+// with a message saying so, before it serves anything; the running node
+// is untouched. After kill -9 of the node, a process with its id starts
+// at once (the claim ends with the killed process's connection).
+func TestClusterDuplicateNodeIDRefused(t *testing.T) {
+	dsn, ds := startNodes(t, 1, nil)
+	dup := daemontest.New(t, nodeOpts(dsn, 0, nil))
+	start := time.Now()
+	dup.Spawn()
+	code, exited := dup.Wait(10 * time.Second)
+	if !exited {
+		t.Fatalf("a second process with node.id %s still runs after 10s:\n%s", nodeName(0), dup.Output())
+	}
+	if took := time.Since(start); code == 0 || took > 5*time.Second || !strings.Contains(dup.Output(), "node.id is in use by another running dispatch process") {
+		t.Errorf("second process with the same node.id: exit %d after %s; want a clear refusal at once:\n%s", code, took.Round(time.Millisecond), dup.Output())
+	}
+	ds[0].WaitMessage(ds[0].Send("still-here", "hello"), "done", 20*time.Second)
+
+	ds[0].Kill9()
+	start = time.Now()
+	dup.Restart()
+	dup.WaitMessage(dup.Send("still-here", "again"), "done", 30*time.Second)
+	t.Logf("after kill -9, a process with the same node.id answered after %s", time.Since(start).Round(time.Millisecond))
+}
