@@ -7,9 +7,11 @@ package claude
 // the launched process's own, so this holds however the agent is launched.
 type Watch func(pgid int) (release func())
 
-// watchStarted hands the started process's group to cfg.Watch.
+// watchStarted hands the started process's group to cfg.Watch; not the
+// API probe's (it works for no chat, and must be able to run while the
+// node has no lease).
 func (p *Process) watchStarted(w Watch) {
-	if w != nil {
+	if w != nil && !p.spec.Ephemeral {
 		p.unwatch = w(p.pid)
 	}
 }
