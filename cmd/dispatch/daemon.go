@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/daemon"
 )
 
@@ -32,6 +33,9 @@ command that is not installed — always go to standard error as well.`,
 			cfg, err := g.load()
 			if err != nil {
 				return err
+			}
+			if w := config.ReadableSecrets(g.configFile(), cfg); w != "" {
+				fmt.Fprintln(os.Stderr, "dispatch: warning:", w)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()

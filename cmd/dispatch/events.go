@@ -75,6 +75,7 @@ interrupted. --json prints one event per line as JSON.`,
 				v.Set("wait", "60s")
 			}
 			out := cmd.OutOrStdout()
+			printed := 0
 			for {
 				rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 				page, err := c.Events(rctx, v)
@@ -94,6 +95,17 @@ interrupted. --json prints one event per line as JSON.`,
 						return err
 					}
 				}
+				if printed == 0 && len(page.Events) == 0 && chat != "" {
+					// Nothing for this chat: a typo should not pass for a
+					// quiet chat.
+					if err := unknownChat(ctx, c, chat); err != nil {
+						if !follow {
+							return err
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "dispatch: %v; waiting for its events\n", err)
+					}
+				}
+				printed += len(page.Events)
 				v.Set("after", strconv.FormatInt(page.Next, 10))
 				if len(page.Events) == 0 && !follow {
 					return nil
@@ -108,6 +120,51 @@ interrupted. --json prints one event per line as JSON.`,
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events until interrupted")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print each event as one line of JSON")
 	return cmd
+}
+
+// unknownChat is nil when the daemon has a session for chat, else an error
+// naming the chat and the known chats it may be a typo of.
+func unknownChat(ctx context.Context, c *client.Client, chat string) error {
+	st, err := c.Status(ctx)
+	if err != nil {
+		return nil // cannot tell: say nothing
+	}
+	var near []string
+	for _, s := range st.Sessions {
+		if s.ChatID == chat {
+			return nil
+		}
+		if editDistance(s.ChatID, chat) <= 2 {
+			near = append(near, shellArg(s.ChatID))
+		}
+	}
+	msg := fmt.Sprintf("unknown chat %q: the daemon has no session and no events for it", termsafe.Line(chat))
+	if len(near) > 0 {
+		msg += "; did you mean " + strings.Join(near, " or ") + "?"
+	}
+	return errors.New(msg)
+}
+
+// editDistance is the Levenshtein distance of a and b, in runes.
+func editDistance(a, b string) int {
+	x, y := []rune(a), []rune(b)
+	prev := make([]int, len(y)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(x); i++ {
+		cur := make([]int, len(y)+1)
+		cur[0] = i
+		for j := 1; j <= len(y); j++ {
+			cost := 1
+			if x[i-1] == y[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(y)]
 }
 
 // printEvent writes one event: a JSON line, or a human line whose text

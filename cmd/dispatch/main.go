@@ -57,6 +57,7 @@ type globals struct {
 	tokenFile  string
 	caFile     string
 	waitReady  time.Duration
+	stderr     io.Writer // the running command's standard error
 }
 
 // configFile is the config file in use: --config, else $DISPATCH_CONFIG,
@@ -84,6 +85,11 @@ func connect(g *globals, timeout, waitReady time.Duration) (*client.Client, erro
 		waitReady = g.waitReady
 	}
 	o := client.Options{Timeout: timeout, WaitReady: waitReady}
+	if g.stderr != nil {
+		o.Waiting = func(where string, wait time.Duration) {
+			fmt.Fprintf(g.stderr, "dispatch: no daemon at %s yet; waiting up to %s for it to start\n", where, wait)
+		}
+	}
 	if g.url != "" {
 		o.URL = g.url
 		if g.tokenFile == "" {
@@ -138,6 +144,9 @@ control socket (<state_dir>/dispatch.sock), or over TCP with --url.`,
 		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			g.stderr = cmd.ErrOrStderr()
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.configPath, "config", "", "config file (YAML); when not given, $DISPATCH_CONFIG names it, and without that the built-in defaults apply")

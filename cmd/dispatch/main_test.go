@@ -223,3 +223,29 @@ func writeConfig(t *testing.T, dir, extra string) string {
 	}
 	return p
 }
+
+func TestShellArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"alice":       "alice",
+		"bridge-42":   "bridge-42",
+		"family chat": `'family chat'`,
+		"it's":        `'it'\''s'`,
+		"a\x1b[2Jb":   `'a\x1b[2Jb'`,
+		"":            `''`,
+	} {
+		if got := shellArg(in); got != want {
+			t.Errorf("shellArg(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEditDistance(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want int
+	}{{"bob", "bobb", 1}, {"alice", "alcie", 2}, {"", "ab", 2}, {"家族", "家", 1}, {"same", "same", 0}} {
+		if got := editDistance(tc.a, tc.b); got != tc.want {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

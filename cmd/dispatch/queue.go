@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/dispatchd/dispatch/internal/client"
+	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/termsafe"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
@@ -32,14 +35,19 @@ func queueCmd(g *globals) *cobra.Command {
 	)
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List pending, in-flight, dead and answered messages (texts clipped; see queue show)",
-		Long: `List the stored messages, oldest first: pending, in flight, dead, and done
-(answered) ones while they are kept. Text, reply and error are clipped to
-fit a line; "dispatch queue show ID" prints one message in full. CREATED is
-how long ago the message was accepted. --json prints a JSON array with the
-full fields (text, reply and error clipped at 200 characters; "truncated"
-says so).`,
+		Short: "List waiting and dead messages, then the last few answered (texts clipped; see queue show)",
+		Long: `List the messages still to be answered or given up, oldest first: pending,
+in flight and dead ones; then the last few answered ones (from the event
+feed). --state done lists every answered message still kept, and --state
+pending, inflight or dead one state only. Text, reply and error are clipped
+to fit a line; "dispatch queue show ID" prints one message in full. CREATED
+is how long ago the message was accepted.
+
+--json prints a JSON array with the full fields of the listed messages
+(without --state: pending, in flight and dead; text, reply and error
+clipped at 200 characters, "truncated" says so).`,
 		Example: `  dispatch queue list
+  dispatch queue list --state done --chat alice
   dispatch queue list --state dead
   dispatch queue list --chat alice --json`,
 		Args: cobra.NoArgs,
@@ -64,10 +72,18 @@ says so).`,
 				return err
 			}
 			if t.len() == 0 {
-				fmt.Fprintln(out, "no messages"+filterText(f))
+				none := "no messages"
+				if f.State == "" {
+					none = "no pending, in-flight or dead messages"
+				}
+				fmt.Fprintln(out, none+filterText(f))
+			} else if err := t.print(out); err != nil {
+				return err
+			}
+			if f.State != "" {
 				return nil
 			}
-			return t.print(out)
+			return printAnswered(cmd.Context(), c, f.Chat, out, now)
 		},
 	}
 	list.Flags().StringVar(&f.Chat, "chat", "", "only this chat")
@@ -130,6 +146,35 @@ terminal.`,
 		idOp("retry", "Put a dead message back in line", "  dispatch queue retry 0b5c8f3e-…"),
 		idOp("drop", "Delete a dead message (logged)", "  dispatch queue drop 0b5c8f3e-…"))
 	return cmd
+}
+
+// recentAnswered is how many answered messages queue list shows after the
+// waiting ones.
+const recentAnswered = 5
+
+// printAnswered lists the messages answered by the last few replies (of
+// chat, when given), newest last, with a hint at --state done.
+func printAnswered(ctx context.Context, c *client.Client, chat string, out io.Writer, now time.Time) error {
+	v := url.Values{"tail": {strconv.Itoa(recentAnswered)}, "types": {string(events.Reply)}}
+	if chat != "" {
+		v.Set("chat", chat)
+	}
+	page, err := c.Events(ctx, v)
+	if err != nil {
+		return err
+	}
+	t := newTable("ID", "CHAT", "ANSWERED", "REPLY")
+	for _, ev := range page.Events {
+		for _, id := range ev.MessageIDs {
+			t.add(id, cell(ev.ChatID, 24), age(ev.At.UTC().Format(time.RFC3339Nano), now), cell(ev.Text, 50))
+		}
+	}
+	if t.len() == 0 {
+		fmt.Fprintln(out, "no answered messages yet (they are listed with --state done while kept)")
+		return nil
+	}
+	fmt.Fprintln(out, "\nrecently answered (every one still kept: dispatch queue list --state done):")
+	return t.print(out)
 }
 
 func filterText(f client.QueueFilter) string {

@@ -84,11 +84,14 @@ A daemon that is still starting is waited for (see --wait-ready).`,
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if acc.Paused {
+				fmt.Fprintln(cmd.ErrOrStderr(), pausedNote(args[0], acc.ID))
+			}
 			if !wait {
 				fmt.Fprintln(out, acc.ID)
 				return nil
 			}
-			return waitReply(cmd.Context(), c, acc.ID, timeout, out)
+			return waitReply(cmd.Context(), c, acc.ID, timeout, out, cmd.ErrOrStderr(), acc.Paused)
 		},
 	}
 	cmd.Flags().StringVar(&clientID, "client-id", "", "your own key for the message, unique within the chat: a resend with the same key is stored once")
@@ -97,10 +100,18 @@ A daemon that is still starting is waited for (see --wait-ready).`,
 	return cmd
 }
 
+// pausedNote says that chat is paused and how to let message id go.
+func pausedNote(chat, id string) string {
+	return fmt.Sprintf("dispatch: chat %s is paused: message %s waits until `dispatch sessions resume %s`",
+		termsafe.Line(chat), id, shellArg(chat))
+}
+
 // waitReply polls the message until it is done (prints the reply), until
 // its outcome is known to be no reply (dead, or its session failed: exit
-// 4), or until the timeout passes (exit 3; the message stays queued).
-func waitReply(ctx context.Context, c *client.Client, id string, timeout time.Duration, out io.Writer) error {
+// 4), or until the timeout passes (exit 3; the message stays queued). When
+// the chat is (or becomes) paused it says so once on errOut; told says it
+// was said already.
+func waitReply(ctx context.Context, c *client.Client, id string, timeout time.Duration, out, errOut io.Writer, told bool) error {
 	deadline := time.Now().Add(timeout)
 	delay := 5 * time.Millisecond
 	for {
@@ -113,9 +124,14 @@ func waitReply(ctx context.Context, c *client.Client, id string, timeout time.Du
 			fmt.Fprintln(out, termsafe.Text(m.Reply))
 			return nil
 		case m.State == "dead":
-			return &exitError{exitGivenUp, fmt.Errorf("message %s is dead after %d attempts: %s", id, m.Attempts, termsafe.Line(m.Error))}
+			return &exitError{exitGivenUp, fmt.Errorf("message %s is dead after %d attempts: %s (`dispatch queue retry %s` tries it again)",
+				id, m.Attempts, termsafe.Line(m.Error), id)}
 		case m.Held != "":
-			return &exitError{exitGivenUp, fmt.Errorf("message %s will not be answered until an operator acts (%s); it stays queued", id, termsafe.Line(m.Held))}
+			return &exitError{exitGivenUp, fmt.Errorf("message %s will not be answered until an operator acts (%s); it stays queued: `dispatch sessions restart %s` starts the session again",
+				id, termsafe.Line(m.Held), shellArg(m.ChatID))}
+		case m.Paused && !told:
+			told = true
+			fmt.Fprintln(errOut, pausedNote(m.ChatID, id))
 		}
 		if time.Now().After(deadline) {
 			return &exitError{exitTimedOut, fmt.Errorf("no reply to message %s within %s (state %s); it stays queued", id, timeout, m.State)}

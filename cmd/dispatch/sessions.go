@@ -43,12 +43,26 @@ for any of these reasons and "exempt_flag" only for the operator's flag.`,
 				fmt.Fprintln(cmd.OutOrStdout(), "no sessions")
 				return nil
 			}
-			return sessionTable(st.Sessions).print(cmd.OutOrStdout())
+			if err := sessionTable(st.Sessions).print(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			return printReasons(cmd.OutOrStdout(), st.Sessions)
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 
 	chatOp := func(op, short, long, example string, flags func(*cobra.Command) func() wire.ChatRequest) *cobra.Command {
+		done := func(req wire.ChatRequest) string {
+			switch {
+			case op == "exempt" && req.Off:
+				return "exempt flag cleared"
+			case op == "exempt":
+				return "exempt from idle reaping"
+			case op == "restart" && req.Clean:
+				return "restarted with a new conversation"
+			}
+			return map[string]string{"kill": "killed", "pause": "paused", "resume": "resumed", "restart": "restarted"}[op]
+		}
 		var extra func() wire.ChatRequest
 		c := &cobra.Command{
 			Use:               op + " CHAT",
@@ -74,7 +88,7 @@ for any of these reasons and "exempt_flag" only for the operator's flag.`,
 					}
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", op, termsafe.Line(args[0]))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", termsafe.Line(args[0]), done(req))
 				return nil
 			},
 		}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/mattn/go-runewidth"
 	"github.com/spf13/cobra"
 
 	"github.com/dispatchd/dispatch/internal/termsafe"
@@ -70,7 +71,36 @@ func printStatus(w io.Writer, st wire.Status) error {
 		fmt.Fprintln(w, "no sessions")
 		return nil
 	}
-	return sessionTable(st.Sessions).print(w)
+	if err := sessionTable(st.Sessions).print(w); err != nil {
+		return err
+	}
+	return printReasons(w, st.Sessions)
+}
+
+// reasonWidth is the width of the HEALTH column.
+const reasonWidth = 40
+
+// printReasons follows the sessions table: in full, each health reason
+// the table clipped, and for a failed or paused session with waiting
+// messages the command that lets it go on.
+func printReasons(w io.Writer, ss []wire.SessionStatus) error {
+	for _, s := range ss {
+		var hint string
+		switch {
+		case s.State == string(session.Failed):
+			hint = fmt.Sprintf(" (`dispatch sessions restart %s` starts it again)", shellArg(s.ChatID))
+		case s.State == string(session.Paused) && s.QueueDepth > 0:
+			hint = fmt.Sprintf(" (%d waiting; `dispatch sessions resume %s` lets them go)", s.QueueDepth, shellArg(s.ChatID))
+		}
+		reason := termsafe.Line(s.HealthReason)
+		if hint == "" && runewidth.StringWidth(reason) <= reasonWidth {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "%s: %s%s\n", termsafe.Line(s.ChatID), reason, hint); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // sessionTable is the sessions, most recently active first.
@@ -97,7 +127,7 @@ func sessionTable(ss []wire.SessionStatus) *table {
 		} else if s.StopReason != "" {
 			mem = "(" + s.StopReason + ")"
 		}
-		row := []any{cell(s.ChatID, 40), s.State, cell(s.HealthReason, 40), yesNo(s.Busy), human(seconds(s.IdleSeconds)),
+		row := []any{cell(s.ChatID, 40), s.State, cell(s.HealthReason, reasonWidth), yesNo(s.Busy), human(seconds(s.IdleSeconds)),
 			s.ErrorCount, s.QueueDepth, s.Turns, s.Restarts, mem, sid, exemptCell(s)}
 		if owners {
 			owner := s.Owner

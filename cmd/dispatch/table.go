@@ -113,3 +113,19 @@ func yesNo(b bool) string {
 	}
 	return "-"
 }
+
+// shellArg is s as one word a person can paste into a shell (quoted when
+// needed), escaped for the terminal: for the commands an error suggests.
+func shellArg(s string) string {
+	safe := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_-.,:/@%+=", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return termsafe.Line("'" + strings.ReplaceAll(s, "'", `'\''`) + "'")
+}

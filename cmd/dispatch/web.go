@@ -25,9 +25,12 @@ func webCmd(g *globals) *cobra.Command {
   dispatch web --listen 127.0.0.1:8080`,
 		Short: "Serve the status page (live sessions, health, dead letters, events) in the browser",
 		Long: `Serve the status page on a local address and print, alone on a line, the URL
-to open: http://ADDR/?secret=…. The secret works once: the first visit trades
-it for a session cookie, and every request without that cookie is refused
-(run the command again for a new link). The page talks to the daemon through
+to open: http://ADDR/?secret=…. The secret works once: the page trades it
+for a session token that it keeps in the tab (sessionStorage, never a
+cookie, so no other server on this host ever receives it) and sends with
+every request; every request without it is refused. A reload keeps the
+session; another tab or browser needs a new link (run the command again).
+The page talks to the daemon through
 this process and the control socket; the daemon opens no port of its own.
 
 It listens on loopback (127.0.0.1, a free port) unless --listen says

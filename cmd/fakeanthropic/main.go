@@ -6,6 +6,11 @@
 //	ANTHROPIC_BASE_URL=http://127.0.0.1:8089 ANTHROPIC_API_KEY=dummy claude -p hello
 //	curl -X POST 'http://127.0.0.1:8089/_control/mode?m=529'
 //	curl http://127.0.0.1:8089/_control/requests
+//	curl -X POST 'http://127.0.0.1:8089/_control/tool_use?name=Bash&input={"command":"touch+x"}'
+//
+// A prompt line `TOOL_USE Bash {"command":"touch x"}` makes the fake's
+// model call that tool too; the request that brings the tool's result back
+// is answered "fake reply after tools: Bash ok: …" (or "error: …").
 //
 // It prints the base URL as its first line of output and runs until
 // interrupted. The control endpoints (see fakeapi.Server.ControlHandler) are

@@ -6,7 +6,7 @@
 // Follow the event feed (long poll; the daemon answers the moment a reply
 // is committed), over the control socket or the TCP API:
 //
-//	frontend -socket ~/.local/state/dispatch/dispatch.sock -cursor /tmp/frontend.cursor
+//	frontend -socket ~/.local/state/dispatch/dispatch.sock -cursor ~/.local/state/frontend.cursor
 //	frontend -url http://127.0.0.1:8787 -token-file ~/.config/dispatch/token
 //
 // Or receive webhooks and verify their Standard Webhooks signature:
@@ -220,6 +220,9 @@ func (f *Follower) save(seq int64) error {
 type WebhookHandler struct {
 	Key []byte
 	Out io.Writer
+	// Log gets a line for every refused delivery (default: the standard
+	// logger), so that a wrong secret is not silent.
+	Log *log.Logger
 
 	mu   sync.Mutex
 	seen map[string]time.Time
@@ -244,6 +247,12 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := verify(h.Key, id, ts, sigs, body, time.Now()); err != nil {
 		// 4xx: dispatch gives up on this delivery at once (and lists it
 		// as failed) rather than retrying a forgery.
+		lg := h.Log
+		if lg == nil {
+			lg = log.Default()
+		}
+		lg.Printf("refused delivery %q from %s with 401: %v (is -secret the endpoint's secret in dispatch's config? after fixing it: dispatch webhooks retry ENDPOINT)",
+			id, r.RemoteAddr, err)
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log"
 	"log/slog"
 	"net/http/httptest"
 	"os/exec"
@@ -17,7 +18,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
@@ -38,11 +39,12 @@ func TestBuilds(t *testing.T) {
 func TestWebhookHandler(t *testing.T) {
 	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("example secret of thirty-two b.."))
 	key, _ := webhook.ParseSecret(secret)
-	var out bytes.Buffer
+	var out, logged bytes.Buffer
 	h, err := NewWebhookHandler(secret, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.Log = log.New(&logged, "", 0)
 	body := []byte(`{"id":"evt-7","seq":7,"type":"reply","chat_id":"alice","turn_id":"turn-1","message_ids":["m1","m2"],"text":"hi both","at":"2026-01-01T00:00:00Z"}`)
 	send := func(sig string) int {
 		req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
@@ -63,8 +65,14 @@ func TestWebhookHandler(t *testing.T) {
 	if c := send(""); c != 204 {
 		t.Fatalf("repeated delivery: %d", c)
 	}
+	if logged.Len() != 0 {
+		t.Errorf("logged for good deliveries: %q", logged.String())
+	}
 	if c := send("v1,AAAA"); c != 401 {
 		t.Fatalf("forged delivery: %d", c)
+	}
+	if got := logged.String(); !strings.Contains(got, `refused delivery "evt-7"`) || !strings.Contains(got, "no valid signature") || !strings.Contains(got, "-secret") {
+		t.Errorf("a refused delivery logged %q", got)
 	}
 	if got := out.String(); got != "to alice: hi both\n" {
 		t.Fatalf("delivered %q, want the reply once", got)
@@ -74,12 +82,12 @@ func TestWebhookHandler(t *testing.T) {
 // The follower gets replies from a real feed over HTTP, each once, and
 // resumes from its cursor file.
 func TestFollower(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv := httptest.NewServer(api.Handler(feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(api.Handler(nil, feedOnly{Store: st}, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	for i := range 3 {
 		if _, err := st.AppendEvent(context.Background(), events.Event{Type: events.Reply, ChatID: "alice", TurnID: fmt.Sprint("t", i), Text: fmt.Sprint("reply ", i)}); err != nil {
@@ -119,8 +127,7 @@ func TestFollower(t *testing.T) {
 // feedOnly serves the event routes from a store (the rest of the API is
 // not used by the example).
 type feedOnly struct {
-	api.Backend // nil: the example uses only the event routes
-	*store.Store
+	*sqlite.Store
 }
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }

@@ -34,6 +34,15 @@ type Spec struct {
 	// Env adds marker variables (for example the owning state dir) to the
 	// agent's environment on top of the configured agent.env.
 	Env map[string]string
+	// Permissions answers the agent's requests to run a tool, for agents
+	// started to ask (claude: agent.permissions ask). Nil refuses every
+	// request. It is called from the process's own goroutines while a
+	// turn runs.
+	Permissions Asker
+	// Progress, if set, is called for every tool call the agent starts,
+	// in order, from the goroutine reading the agent's output: it must
+	// return quickly.
+	Progress func(Progress)
 }
 
 // Process is one running agent. Turn is called by one goroutine at a time;
@@ -69,6 +78,24 @@ type ProgressReporter interface {
 	LastProgress() time.Time
 }
 
+// RetryReporter is implemented by processes whose agent reports retrying a
+// failed API request (the Claude Code CLI prints a system/api_retry line
+// for each retry): evidence of when a failing turn began to fail, which
+// tells an outage that started mid-turn from a conversation whose requests
+// fail while the API answers others.
+type RetryReporter interface {
+	// FirstRetry is when the agent first reported a retry since the
+	// current turn was sent, if at or after since; zero if it did not.
+	FirstRetry(since time.Time) time.Time
+}
+
+// InputReporter is implemented by processes that can tell how much of what
+// was written to the agent's input it has not read yet (a pipe's unread
+// bytes): a turn whose bytes are still unread never reached the agent.
+type InputReporter interface {
+	UnreadInput() int
+}
+
 // FailedTurnKeeper is implemented by agents whose conversation keeps the
 // user message of a turn that failed at the API (the Claude Code CLI does,
 // and merges it into the next request). For them a retry after an outage
@@ -82,6 +109,8 @@ type Result struct {
 	Text      string
 	SessionID string
 	Duration  time.Duration
+	// Denials are the tool calls the agent was refused during the turn.
+	Denials []Denial
 }
 
 // Kind classifies a failed turn where it arises.

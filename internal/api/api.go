@@ -43,6 +43,7 @@ type Backend interface {
 	Pause(ctx context.Context, chat string) error
 	Resume(ctx context.Context, chat string) error
 	ChatHold(chat string) (held bool, reason string)
+	ChatPaused(chat string) bool
 	Restart(ctx context.Context, chat string, clean bool) error
 	Exempt(ctx context.Context, chat string, on bool) error
 	RetryMessage(ctx context.Context, id string) error
@@ -51,8 +52,10 @@ type Backend interface {
 	Ready(ctx context.Context) error
 }
 
-// Handler returns the API's routes.
-func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler {
+// Handler returns the API's routes. feed serves the event feed and the
+// webhook routes (GET /v1/events, GET /v1/webhooks, POST
+// /v1/webhooks/retry); nil leaves them out, a choice the caller makes.
+func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.Logger) http.Handler {
 	h := &handler{b: b, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/messages", h.postMessage)
@@ -70,8 +73,8 @@ func Handler(b Backend, reg *prometheus.Registry, log *slog.Logger) http.Handler
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
-	if eb, ok := b.(EventsBackend); ok {
-		registerEvents(mux, h, eb)
+	if feed != nil {
+		registerEvents(mux, h, feed)
 	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -184,7 +187,7 @@ func (h *handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, "accept message", err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Duplicate: dup})
+	writeJSON(w, http.StatusAccepted, Accepted{ID: id, Duplicate: dup, Paused: h.b.ChatPaused(in.ChatID)})
 }
 
 func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +201,7 @@ func (h *handler) getMessage(w http.ResponseWriter, r *http.Request) {
 		if held, why := h.b.ChatHold(m.ChatID); held {
 			out.Held = why
 		}
+		out.Paused = h.b.ChatPaused(m.ChatID)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -59,6 +59,7 @@ func (b *backend) Restart(ctx context.Context, chat string, _ bool) error { retu
 func (b *backend) Pause(ctx context.Context, chat string) error           { return b.Kill(ctx, chat) }
 func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
 func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
+func (b *backend) ChatPaused(string) bool                                 { return false }
 func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
 func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
 func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }
@@ -67,7 +68,7 @@ func (b *backend) Ready(context.Context) error                            { retu
 
 func newTestHandler() (http.Handler, *backend) {
 	b := &backend{}
-	return Handler(b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), b
+	return Handler(b, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), b
 }
 
 func do(h http.Handler, method, path, body string) (int, map[string]any) {
@@ -187,7 +188,7 @@ func FuzzPostMessage(f *testing.F) {
 // A wrong method on a known path is 405 with an Allow header naming the
 // methods it takes; an unknown path stays 404.
 func TestWrongMethodIs405WithAllow(t *testing.T) {
-	h := Handler(&backend{}, nil, slog.New(slog.DiscardHandler))
+	h := Handler(&backend{}, nil, nil, slog.New(slog.DiscardHandler))
 	for _, tt := range []struct{ method, path, allow string }{
 		{"DELETE", "/v1/messages/abc", "GET, HEAD"},
 		{"PUT", "/v1/messages", "POST"},

@@ -17,7 +17,7 @@ const (
 )
 
 func TestBearerToken(t *testing.T) {
-	h := Handler(&backend{}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	h := Handler(&backend{}, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	auth := RequireToken(Tokens{Full: fullToken, ReadOnly: roToken}, h)
 	for _, tt := range []struct {
 		method, path, header string

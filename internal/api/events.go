@@ -15,9 +15,8 @@ import (
 	"github.com/dispatchd/dispatch/internal/wire"
 )
 
-// EventsBackend is what the event feed and webhook routes need. A Backend
-// that implements it gets GET /v1/events, GET /v1/webhooks and
-// POST /v1/webhooks/retry.
+// EventsBackend is what the event feed and webhook routes need (see
+// Handler).
 type EventsBackend interface {
 	// Events reads the feed (see store.Store.Events): never past the
 	// visible mark, an *events.ErrGone for a purged position.

@@ -17,13 +17,14 @@ import (
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
 
 // feedBackend is the test backend with a real store's event feed.
 type feedBackend struct {
 	*backend
-	*store.Store
+	*sqlite.Store
 	retried string
 	// watched gets a signal (if there is room) each time a reader takes
 	// the feed's mark: from then on any event committed wakes or answers
@@ -78,19 +79,19 @@ func newFeedServer(t *testing.T, clk clock.Clock) (*httptest.Server, *feedBacken
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	st, err := store.Open(filepath.Join(t.TempDir(), "d.db"), clk)
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	b := &feedBackend{backend: &backend{}, Store: st, watched: make(chan struct{}, 1)}
-	srv := httptest.NewServer(Handler(b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(Handler(b, b, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	return srv, b
 }
 
 // reply completes one turn of chat with the given messages.
-func reply(t *testing.T, st *store.Store, chat, text string, msgs ...string) {
+func reply(t *testing.T, st *sqlite.Store, chat, text string, msgs ...string) {
 	t.Helper()
 	ctx := context.Background()
 	for _, m := range msgs {

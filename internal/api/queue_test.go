@@ -45,7 +45,7 @@ func TestQueuePaging(t *testing.T) {
 	for i := range 5 {
 		p.msgs = append(p.msgs, store.Listed{Message: store.Message{Seq: int64(i + 1), ID: string(rune('a' + i)), Text: "x"}, TextBytes: 1 << 20})
 	}
-	h := Handler(p, nil, slog.New(slog.DiscardHandler))
+	h := Handler(p, nil, nil, slog.New(slog.DiscardHandler))
 	get := func(q string) (int, QueuePage) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/queue"+q, nil))
@@ -90,7 +90,7 @@ func TestQueuePaging(t *testing.T) {
 func TestInternalErrorIsGeneric(t *testing.T) {
 	var log strings.Builder
 	p := &pager{backend: &backend{}, err: errors.New("open /secret/path/dispatch.db: disk I/O error")}
-	h := Handler(p, nil, slog.New(slog.NewTextHandler(&log, nil)))
+	h := Handler(p, nil, nil, slog.New(slog.NewTextHandler(&log, nil)))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/queue", nil))
 	if rec.Code != 500 {

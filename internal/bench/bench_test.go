@@ -16,6 +16,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/logging"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 )
 
@@ -71,7 +72,7 @@ func TestQuantile(t *testing.T) {
 // inProcess is a supervisor on the echo agent with the default
 // configuration, without HTTP: what the API drives.
 type inProcess struct {
-	st   *store.Store
+	st   *sqlite.Store
 	logs *logging.Logs
 	sup  *supervisor.Supervisor
 }
@@ -80,7 +81,7 @@ func newInProcess(tb testing.TB) *inProcess {
 	tb.Helper()
 	dir := tb.TempDir()
 	cfg := config.Default()
-	st, err := store.Open(filepath.Join(dir, "dispatch.db"), clock.Real{})
+	st, err := sqlite.Open(filepath.Join(dir, "dispatch.db"), clock.Real{})
 	if err != nil {
 		tb.Fatal(err)
 	}

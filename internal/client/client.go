@@ -41,6 +41,10 @@ type Options struct {
 	// not there yet — the socket does not exist or refuses connections, as
 	// right after `dispatch daemon &` — before it reports it unreachable.
 	WaitReady time.Duration
+	// Waiting, when set, is called once when a request has been waiting
+	// for the daemon for WaitNotice (a person should hear what the pause
+	// is), with how long it will wait in all.
+	Waiting func(where string, wait time.Duration)
 	// Conns is how many kept-alive connections to hold (0: net/http's
 	// default of 2); NoKeepAlive opens a connection per request.
 	Conns       int
@@ -48,6 +52,10 @@ type Options struct {
 	// MaxBody bounds an answer's size (0: 64 MiB).
 	MaxBody int64
 }
+
+// WaitNotice is how long a request waits for an absent daemon before it
+// says so (Options.Waiting).
+const WaitNotice = time.Second
 
 // Client talks to one daemon. It is safe for concurrent use.
 type Client struct {
@@ -176,12 +184,18 @@ func (c *Client) Raw(ctx context.Context, method, path string, body any) (int, [
 			return 0, nil, err
 		}
 	}
-	deadline := time.Now().Add(c.o.WaitReady)
+	start := time.Now()
+	deadline := start.Add(c.o.WaitReady)
 	delay := 10 * time.Millisecond
+	told := c.o.Waiting == nil
 	for {
 		code, out, err := c.once(ctx, method, path, body != nil, data)
 		if err == nil || !notThereYet(err) || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
 			return code, out, err
+		}
+		if !told && time.Since(start) >= WaitNotice {
+			told = true
+			c.o.Waiting(c.Where(), c.o.WaitReady)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // ErrNodeIDInUse means another running process has this node's id.
@@ -21,30 +19,26 @@ var ErrNodeIDInUse = errors.New("node.id is in use by another running dispatch p
 // with one id would take chats from each other. A process stopped dead
 // (SIGSTOP) still holds its connection and so the id.
 func (m *Manager) Claim(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, m.listen.Copy())
+	release, ok, err := m.pg.ClaimNode(ctx, m.cfg.Node)
 	if err != nil {
 		return fmt.Errorf("cluster: claim node.id %q: %w", m.cfg.Node, err)
 	}
-	var got bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, claimKey(m.cfg.Node)).Scan(&got); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return fmt.Errorf("cluster: claim node.id %q: %w", m.cfg.Node, err)
-	}
-	if !got {
-		conn.Close(context.WithoutCancel(ctx))
+	if !ok {
 		return fmt.Errorf("%w: %q (give every node its own node.id, or stop the other process first)", ErrNodeIDInUse, m.cfg.Node)
 	}
-	m.claim = conn
+	m.mu.Lock()
+	m.claim = release
+	m.mu.Unlock()
 	return nil
 }
 
-// claimKey is the text the node id's advisory lock is derived from.
-func claimKey(node string) string { return "dispatch node.id " + node }
-
 // Unclaim gives the node id back (Stop does); idempotent.
 func (m *Manager) Unclaim(ctx context.Context) {
-	if m.claim != nil {
-		m.claim.Close(ctx)
-		m.claim = nil
+	m.mu.Lock()
+	release := m.claim
+	m.claim = nil
+	m.mu.Unlock()
+	if release != nil {
+		release(ctx)
 	}
 }

@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/store"
-	"github.com/dispatchd/dispatch/internal/store/pgstore"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
 	"github.com/dispatchd/dispatch/internal/testutil/pgtest"
 )
 
@@ -32,18 +34,32 @@ func (h *fakeHost) Drop(chat, _ string) {
 	h.dropped = append(h.dropped, chat)
 }
 
-func node(t *testing.T, dsn, id string) (*pgstore.Store, *Manager, *fakeHost) {
+func node(t *testing.T, dsn, id string) (*postgres.Store, *Manager, *fakeHost) {
 	t.Helper()
-	st, err := pgstore.Open(context.Background(), dsn, clock.Real{}, pgstore.Options{})
+	db, err := postgres.Open(context.Background(), dsn, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	m := New(db, Config{Node: id, TTL: 3 * time.Second})
+	st := store.New(db, clock.Real{}, store.Options[*postgres.Tx]{Fence: m, Waker: m})
 	t.Cleanup(func() { st.Close() })
-	m := New(st.Pool(), st.ConnConfig(), Config{Node: id, TTL: 3 * time.Second})
 	h := &fakeHost{}
 	m.host = h
-	st.SetFence(m)
 	return st, m, h
+}
+
+// pause ends every lease at once, as if their holders had been paused
+// past their ttl.
+func pause(t *testing.T, dsn string) {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The fencing token at work: a node holding no lease writes nothing for
@@ -61,7 +77,7 @@ func TestFencing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := sa.Claim(ctx, "c", 10); !pgstore.IsFenced(err) {
+	if _, _, err := sa.Claim(ctx, "c", 10); !store.IsFenced(err) {
 		t.Fatalf("claim without a lease: %v, want fenced", err)
 	}
 	a.take(ctx, "c")
@@ -76,14 +92,12 @@ func TestFencing(t *testing.T) {
 	if b.Owns("c") {
 		t.Fatal("b took a chat whose lease is valid")
 	}
-	if _, _, err := sb.Claim(ctx, "c", 10); !pgstore.IsFenced(err) {
+	if _, _, err := sb.Claim(ctx, "c", 10); !store.IsFenced(err) {
 		t.Fatalf("claim by a non-owner: %v, want fenced", err)
 	}
 
 	// a is paused past its lease; b takes the chat over
-	if _, err := sa.Pool().Exec(ctx, `UPDATE leases SET expires_at = clock_timestamp() - interval '1 second'`); err != nil {
-		t.Fatal(err)
-	}
+	pause(t, dsn)
 	b.take(ctx, "c")
 	if !b.Owns("c") || b.Stats().Takeovers != 1 {
 		t.Fatalf("b did not take over: %+v", b.Stats())
@@ -93,16 +107,16 @@ func TestFencing(t *testing.T) {
 	}
 	// a wakes up and finishes its turn: refused, nothing written
 	err = sa.CompleteTurn(ctx, []string{id}, "late reply", store.SessionRecord{ChatID: "c"})
-	if !pgstore.IsFenced(err) {
+	if !store.IsFenced(err) {
 		t.Fatalf("the old owner's complete: %v, want fenced", err)
 	}
-	if err := sa.SaveSession(ctx, store.SessionRecord{ChatID: "c", SessionID: "x"}); !pgstore.IsFenced(err) {
+	if err := sa.SaveSession(ctx, store.SessionRecord{ChatID: "c", SessionID: "x"}); !store.IsFenced(err) {
 		t.Fatalf("the old owner's session save: %v, want fenced", err)
 	}
-	if err := sa.Requeue(ctx, []string{id}, "x"); !pgstore.IsFenced(err) {
+	if err := sa.Requeue(ctx, []string{id}, "x"); !store.IsFenced(err) {
 		t.Fatalf("the old owner's requeue: %v, want fenced", err)
 	}
-	if err := sa.RecordReset(ctx, "c", "x"); !pgstore.IsFenced(err) {
+	if err := sa.RecordReset(ctx, "c", "x"); !store.IsFenced(err) {
 		t.Fatalf("the old owner's reset event: %v, want fenced", err)
 	}
 	batch, _, err = sb.Claim(ctx, "c", 10)
@@ -129,9 +143,9 @@ func TestFencing(t *testing.T) {
 func TestLeaseDeadline(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	ctx := context.Background()
-	sa, _, _ := node(t, dsn, "a")
+	sa, a, _ := node(t, dsn, "a")
 	fake := clock.NewFake(time.Now())
-	m := New(sa.Pool(), sa.ConnConfig(), Config{Node: "a", TTL: 3 * time.Second, Clock: fake})
+	m := New(a.pg, Config{Node: "a", TTL: 3 * time.Second, Clock: fake})
 	h := &fakeHost{}
 	m.host = h
 	if _, _, err := sa.Accept(ctx, "c", "hi", ""); err != nil {
@@ -157,11 +171,11 @@ func TestLeaseDeadline(t *testing.T) {
 func TestWatchdogDeadline(t *testing.T) {
 	dsn := pgtest.NewDatabase(t)
 	ctx := context.Background()
-	sa, _, _ := node(t, dsn, "a")
+	sa, a, _ := node(t, dsn, "a")
 	fake := clock.NewFake(time.Now())
 	var told []time.Time
 	ttl := 3 * time.Second
-	m := New(sa.Pool(), sa.ConnConfig(), Config{Node: "a", TTL: ttl, Clock: fake,
+	m := New(a.pg, Config{Node: "a", TTL: ttl, Clock: fake,
 		OnDeadline: func(until time.Time) { told = append(told, until) }})
 	m.host = &fakeHost{}
 	start := fake.Now()

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
 )
 
 // Host is what the node drives: the supervisor's sessions.
@@ -74,12 +74,12 @@ type lease struct {
 
 // Manager is this node's part of the cluster.
 type Manager struct {
-	cfg    Config
-	db     db
-	listen *pgx.ConnConfig
-	clk    clock.Clock
-	log    *slog.Logger
-	inc    string
+	cfg Config
+	pg  *postgres.DB
+	db  postgres.Leases
+	clk clock.Clock
+	log *slog.Logger
+	inc string
 
 	mu   sync.Mutex
 	held map[string]lease
@@ -96,13 +96,12 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// claim holds the node id's advisory lock (Claim) until Stop.
-	claim *pgx.Conn
+	// claim gives back the node id's advisory lock (Claim); m.mu.
+	claim func(context.Context)
 }
 
-// New makes the node's manager on the store's pool; listen is the
-// connection config for its LISTEN connection.
-func New(pool *pgxpool.Pool, listen *pgx.ConnConfig, cfg Config) *Manager {
+// New makes the node's manager on the shared database.
+func New(pg *postgres.DB, cfg Config) *Manager {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -110,15 +109,15 @@ func New(pool *pgxpool.Pool, listen *pgx.ConnConfig, cfg Config) *Manager {
 		cfg.Log = slog.Default()
 	}
 	return &Manager{
-		cfg:    cfg,
-		db:     db{pool: pool, node: cfg.Node, ttl: cfg.TTL},
-		listen: listen,
-		clk:    cfg.Clock,
-		log:    cfg.Log,
-		inc:    uuid.NewString(),
-		held:   map[string]lease{},
-		roles:  map[string]bool{},
-		wakes:  make(chan string, 1024),
+		cfg:   cfg,
+		pg:    pg,
+		db:    pg.Leases(cfg.Node, cfg.TTL),
+		clk:   cfg.Clock,
+		log:   cfg.Log,
+		inc:   uuid.NewString(),
+		held:  map[string]lease{},
+		roles: map[string]bool{},
+		wakes: make(chan string, 1024),
 	}
 }
 
@@ -176,15 +175,56 @@ func (m *Manager) tellDeadline() {
 	m.cfg.OnDeadline(until)
 }
 
-// Token implements the store's fence: this node's token for chat.
-func (m *Manager) Token(chat string) (string, int64, bool) {
+// token is this node's fencing token for chat; ok is false when the node
+// holds no lease on it.
+func (m *Manager) token(chat string) (token int64, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l, ok := m.held[chat]
-	if !ok {
-		return "", 0, false
+	return l.token, ok
+}
+
+var (
+	_ store.Fence[*postgres.Tx] = (*Manager)(nil)
+	_ store.Waker               = (*Manager)(nil)
+)
+
+// Hold is the store's fence: every write for a chat (a claim, a turn's
+// outcome, a requeue, a failure, a session record, a reset event, a saved
+// conversation) checks, inside its own transaction, that the chat's lease
+// row still names this node with its token and has not expired (by the
+// database's clock), and holds the row until commit. A takeover bumps the
+// token with an UPDATE of that row, so it waits for such a write to
+// commit, and every later write of the old owner fails with
+// store.ErrFenced: a node that was paused or cut off never writes for a
+// chat it lost.
+func (m *Manager) Hold(ctx context.Context, tx *postgres.Tx, chats []string) error {
+	for _, chat := range chats {
+		token, ok := m.token(chat)
+		if !ok {
+			return fmt.Errorf("chat %q: %w", chat, store.ErrFenced)
+		}
+		held, err := tx.HoldLease(ctx, chat, m.cfg.Node, token)
+		if err != nil {
+			return err
+		}
+		if !held {
+			return fmt.Errorf("chat %q: %w", chat, store.ErrFenced)
+		}
 	}
-	return m.cfg.Node, l.token, true
+	return nil
+}
+
+// Wake tells chat's owner, through NOTIFY, that a message was committed
+// for it (the store calls it after an accept or a retry commits), unless
+// this node owns the chat: the supervisor wakes its own sessions itself.
+// A lost wake-up (the node died between the commit and the NOTIFY, or the
+// owner's listener was reconnecting) is made up for by the owner's scan.
+func (m *Manager) Wake(ctx context.Context, chat string) {
+	if _, own := m.token(chat); own {
+		return
+	}
+	_ = m.pg.NotifyWake(ctx, chat)
 }
 
 // Owns reports whether this node holds chat's lease now.
@@ -204,11 +244,27 @@ func (m *Manager) Stats() Stats {
 	return Stats{Held: n, Takeovers: m.takeovers.Load(), LeasesLost: m.lost.Load(), Acquired: m.acquiredN.Load()}
 }
 
+// NodeInfo is one node as status shows it.
+type NodeInfo = postgres.NodeInfo
+
+// liveNodes reads the live nodes, as placement sees them.
+func (m *Manager) liveNodes(ctx context.Context) ([]Node, error) {
+	rows, err := m.db.Live(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Node, len(rows))
+	for i, r := range rows {
+		out[i] = Node{ID: r.ID, MaxLive: r.MaxLive, Owned: r.Owned}
+	}
+	return out, nil
+}
+
 // Nodes returns every node the database knows, for status.
-func (m *Manager) Nodes(ctx context.Context) ([]NodeInfo, error) { return m.db.nodes(ctx) }
+func (m *Manager) Nodes(ctx context.Context) ([]NodeInfo, error) { return m.db.Nodes(ctx) }
 
 // Owners returns each chat's owner node (valid leases), for status.
-func (m *Manager) Owners(ctx context.Context) (map[string]string, error) { return m.db.owners(ctx) }
+func (m *Manager) Owners(ctx context.Context) (map[string]string, error) { return m.db.Owners(ctx) }
 
 // Start waits until no other process runs under this node's id (a
 // restarted node waits for its killed predecessor's heartbeat to age),
@@ -218,7 +274,7 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 	var lastLeft time.Duration
 	var lastAt time.Time
 	for {
-		other, left, err := m.db.otherIncarnation(ctx, m.inc)
+		other, left, err := m.db.OtherIncarnation(ctx, m.inc)
 		if err != nil {
 			return fmt.Errorf("cluster: %w", err)
 		}
@@ -240,10 +296,10 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 		case <-time.After(min(left+100*time.Millisecond, m.cfg.TTL)):
 		}
 	}
-	if err := m.db.heartbeat(ctx, m.inc, m.cfg.MaxLive); err != nil {
+	if err := m.db.Heartbeat(ctx, m.inc, m.cfg.MaxLive); err != nil {
 		return fmt.Errorf("cluster: heartbeat: %w", err)
 	}
-	live, err := m.db.live(ctx)
+	live, err := m.liveNodes(ctx)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -278,18 +334,18 @@ func (m *Manager) Stop(ctx context.Context) {
 	roles := m.roles
 	m.roles = map[string]bool{}
 	m.mu.Unlock()
-	if err := m.db.release(ctx, held); err != nil {
+	if err := m.db.Release(ctx, held); err != nil {
 		m.log.Warn("cluster: release leases at shutdown (they expire after the ttl)", "err", err)
 	}
 	for r, on := range roles {
 		if on {
-			_ = m.db.releaseRole(ctx, r)
+			_ = m.db.ReleaseRole(ctx, r)
 			if m.cfg.OnRole != nil {
 				m.cfg.OnRole(r, false)
 			}
 		}
 	}
-	_ = m.db.stopped(ctx)
+	_ = m.db.Stopped(ctx)
 	m.Unclaim(ctx)
 	m.log.Info("cluster node stopped", "node", m.cfg.Node, "released", len(held))
 }
@@ -314,12 +370,12 @@ func (m *Manager) loop(ctx context.Context) {
 		case <-t.C():
 		case chat := <-m.wakes:
 			t.Stop()
-			m.wake(ctx, chat)
+			m.woken(ctx, chat)
 			// drain what else came meanwhile, then go round
 			for more := true; more; {
 				select {
 				case c := <-m.wakes:
-					m.wake(ctx, c)
+					m.woken(ctx, c)
 				default:
 					more = false
 				}
@@ -355,7 +411,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 	sent := m.clk.Now()
 	rctx, cancel := context.WithTimeout(ctx, m.renewEvery())
 	defer cancel()
-	if err := m.db.heartbeat(rctx, m.inc, m.cfg.MaxLive); err != nil {
+	if err := m.db.Heartbeat(rctx, m.inc, m.cfg.MaxLive); err != nil {
 		m.log.Warn("cluster: heartbeat failed", "err", err)
 		return false
 	}
@@ -365,7 +421,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 		held[c] = l.token
 	}
 	m.mu.Unlock()
-	kept, err := m.db.renew(rctx, held)
+	kept, err := m.db.Renew(rctx, held)
 	if err != nil {
 		m.log.Warn("cluster: lease renewal failed", "err", err, "leases", len(held))
 		return false
@@ -394,13 +450,13 @@ func (m *Manager) renew(ctx context.Context) bool {
 		m.log.Warn("lease taken over by another node: stopping the chat's agent", "chat", c)
 		m.host.Drop(c, "lease taken over")
 	}
-	if live, err := m.db.live(rctx); err == nil {
+	if live, err := m.liveNodes(rctx); err == nil {
 		m.mu.Lock()
 		m.live = live
 		m.mu.Unlock()
 	}
 	for _, r := range m.cfg.Roles {
-		on, err := m.db.role(rctx, r)
+		on, err := m.db.TakeRole(rctx, r)
 		if err != nil {
 			on = false
 		}
@@ -435,7 +491,7 @@ func (m *Manager) rewake(ctx context.Context, now time.Time) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	got, err := m.db.waiting(wctx, chats, now.Add(-m.renewEvery()).UnixNano())
+	got, err := m.db.Waiting(wctx, chats, now.Add(-m.renewEvery()).UnixNano())
 	if err != nil {
 		return
 	}
@@ -466,7 +522,7 @@ func (m *Manager) mine(chat string) bool {
 func (m *Manager) scan(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	chats, err := m.db.unowned(sctx)
+	chats, err := m.db.Unowned(sctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("cluster: scan for unowned chats", "err", err)
@@ -476,7 +532,7 @@ func (m *Manager) scan(ctx context.Context) {
 	if len(chats) > 0 {
 		// Fresh liveness: a dead node's leases expire with its heartbeat,
 		// and placement must not still count it among the live.
-		if live, err := m.db.live(sctx); err == nil {
+		if live, err := m.liveNodes(sctx); err == nil {
 			m.mu.Lock()
 			m.live = live
 			m.mu.Unlock()
@@ -493,9 +549,9 @@ func (m *Manager) scan(ctx context.Context) {
 	}
 }
 
-// wake handles a chat's wake-up: the owner's session is woken; an unowned
-// chat placed here is taken.
-func (m *Manager) wake(ctx context.Context, chat string) {
+// woken handles a chat's wake-up: the owner's session is woken; an
+// unowned chat placed here is taken.
+func (m *Manager) woken(ctx context.Context, chat string) {
 	if m.Owns(chat) {
 		m.host.Wake(chat)
 		return
@@ -505,7 +561,7 @@ func (m *Manager) wake(ctx context.Context, chat string) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if valid, err := m.db.leaseValid(wctx, chat); err != nil || valid {
+	if valid, err := m.db.LeaseValid(wctx, chat); err != nil || valid {
 		return
 	}
 	m.take(wctx, chat)
@@ -514,7 +570,7 @@ func (m *Manager) wake(ctx context.Context, chat string) {
 // take acquires chat's lease and hands the chat to the host.
 func (m *Manager) take(ctx context.Context, chat string) {
 	sent := m.clk.Now()
-	a, ok, err := m.db.acquire(ctx, chat, sent)
+	a, ok, err := m.db.Acquire(ctx, chat, sent)
 	if err != nil {
 		m.log.Warn("cluster: take chat", "chat", chat, "err", err)
 		return
@@ -523,21 +579,21 @@ func (m *Manager) take(ctx context.Context, chat string) {
 		return
 	}
 	m.mu.Lock()
-	m.held[chat] = lease{token: a.token, until: sent.Add(m.cfg.TTL - m.margin())}
+	m.held[chat] = lease{token: a.Token, until: sent.Add(m.cfg.TTL - m.margin())}
 	m.mu.Unlock()
 	m.tellDeadline() // before the chat's agent starts
 	m.acquiredN.Add(1)
-	if a.prev != "" {
+	if a.Prev != "" {
 		m.takeovers.Add(1)
-		m.log.Info("took over chat", "chat", chat, "from", a.prev, "token", a.token, "requeued_in_flight", a.reset)
+		m.log.Info("took over chat", "chat", chat, "from", a.Prev, "token", a.Token, "requeued_in_flight", a.Reset)
 	} else {
-		m.log.Debug("took chat", "chat", chat, "token", a.token)
+		m.log.Debug("took chat", "chat", chat, "token", a.Token)
 	}
 	if !m.host.Adopt(chat) {
 		m.mu.Lock()
 		delete(m.held, chat)
 		m.mu.Unlock()
-		_ = m.db.release(context.WithoutCancel(ctx), map[string]int64{chat: a.token})
+		_ = m.db.Release(context.WithoutCancel(ctx), map[string]int64{chat: a.Token})
 	}
 }
 
@@ -562,30 +618,14 @@ func (m *Manager) listenLoop(ctx context.Context) {
 }
 
 func (m *Manager) listenOnce(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, m.listen.Copy())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, `LISTEN `+WakeChannel); err != nil {
-		return err
-	}
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		if m.Owns(n.Payload) {
-			m.host.Wake(n.Payload) // the hot path: no round through the loop
-			continue
+	return m.pg.ListenWakes(ctx, func(chat string) {
+		if m.Owns(chat) {
+			m.host.Wake(chat) // the hot path: no round through the loop
+			return
 		}
 		select {
-		case m.wakes <- n.Payload:
+		case m.wakes <- chat:
 		default: // full: the scan picks it up
 		}
-	}
+	})
 }
-
-// WakeChannel is the NOTIFY channel accepts name their chat on (the
-// store sends it; see pgstore).
-const WakeChannel = "dispatch_wake"

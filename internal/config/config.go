@@ -148,6 +148,15 @@ type Agent struct {
 	Dir string `yaml:"dir"`
 	// StopGrace is the wait after each of the first two stop steps.
 	StopGrace time.Duration `yaml:"stop_grace"`
+	// Permissions is what happens when the agent wants to run a tool that
+	// needs permission: deny (it is refused), ask (a person is asked) or
+	// bypass (everything runs).
+	Permissions string `yaml:"permissions"`
+	// AllowedTools are permission rules the agent may use without asking.
+	AllowedTools []string `yaml:"allowed_tools"`
+	// PermissionTimeout is how long a permission request waits for an
+	// answer before the call is refused.
+	PermissionTimeout time.Duration `yaml:"permission_timeout"`
 }
 
 type API struct {
@@ -195,7 +204,8 @@ func Default() Config {
 		Sessions: Sessions{Master: "master", ExemptSuffix: "-bg", MaxLive: 20, Trusted: []string{"master"}},
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
-			EnvPassthrough: []string{}, StopGrace: 3 * time.Second},
+			EnvPassthrough: []string{}, StopGrace: 3 * time.Second,
+			Permissions: "deny", AllowedTools: []string{}, PermissionTimeout: 30 * time.Minute},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		Events:          Events{Retain: 7 * 24 * time.Hour},
 		Store:           Store{Driver: "sqlite"},

@@ -143,6 +143,17 @@ func (c Config) Validate() error {
 		bad("agent.dir", "must not contain a NUL byte")
 	}
 	positive("agent.stop_grace", a.StopGrace)
+	switch a.Permissions {
+	case "deny", "ask", "bypass":
+	default:
+		bad("agent.permissions", `must be "deny", "ask" or "bypass"`)
+	}
+	for i, t := range a.AllowedTools {
+		if strings.TrimSpace(t) == "" || strings.ContainsAny(t, "\x00\n") {
+			bad(fmt.Sprintf("agent.allowed_tools[%d]", i), "invalid rule %q (a tool name, or a tool with a pattern such as Bash(git status:*))", t)
+		}
+	}
+	positive("agent.permission_timeout", a.PermissionTimeout)
 
 	api := c.API
 	if c.StateDir != "" || api.Socket != "" {

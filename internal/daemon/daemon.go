@@ -32,7 +32,8 @@ import (
 	"github.com/dispatchd/dispatch/internal/sdnotify"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
-	"github.com/dispatchd/dispatch/internal/store/pgstore"
+	"github.com/dispatchd/dispatch/internal/store/postgres"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/watchdog"
 	"github.com/dispatchd/dispatch/internal/webhook"
@@ -146,23 +147,31 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	_ = notify.Status("starting: opening the store")
 
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	d.st = st
-	d.onClose(st.Close)
-
-	warnMissingAgent(cfg, log, opt)
-	mark, err := agentMarker(cfg.StateDir)
-	if err != nil {
-		return err
+	// Several nodes on one PostgreSQL database: chats are owned through
+	// leases whose fencing tokens the store checks on every write for a
+	// chat; webhooks are delivered by the one node holding that role.
+	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	node := cluster.Config{
+		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
+		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+		OnRole: func(r string, held bool) {
+			if r != cluster.RoleWebhooks {
+				return
+			}
+			if held {
+				log.Info("this node delivers the webhooks now")
+				wh.Start()
+			} else {
+				log.Info("this node no longer delivers the webhooks")
+				wh.Stop()
+			}
+		},
 	}
 	// A cluster node's agents are watched by a process of their own, which
 	// kills them when the node stops renewing their deadline (a daemon
 	// stopped dead cannot stop them itself) or exits.
 	var wd *watchdog.Client
-	if _, ok := st.(*pgstore.Store); ok {
+	if cfg.Store.Postgres() {
 		argv := opt.Watchdog
 		if len(argv) == 0 {
 			self, err := os.Executable()
@@ -175,33 +184,17 @@ func (d *Daemon) Open(ctx context.Context) error {
 			return err
 		}
 		d.onClose(wd.Close)
+		node.OnDeadline = wd.Renew
 	}
-	ag, err := newAgent(cfg, st, wd)
+	stg, err := openStore(ctx, cfg, node)
 	if err != nil {
 		return err
 	}
-	scfg := supervisorConfig(cfg, opt.Version, mark)
-	// Several nodes on one PostgreSQL database: chats are owned through
-	// leases whose fencing tokens the store checks on every write for a
-	// chat; webhooks are delivered by the one node holding that role.
-	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
-	if pg, ok := st.(*pgstore.Store); ok {
-		d.node = cluster.New(pg.Pool(), pg.ConnConfig(), cluster.Config{
-			Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-			Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks}, OnDeadline: wd.Renew,
-			OnRole: func(r string, held bool) {
-				if r != cluster.RoleWebhooks {
-					return
-				}
-				if held {
-					log.Info("this node delivers the webhooks now")
-					wh.Start()
-				} else {
-					log.Info("this node no longer delivers the webhooks")
-					wh.Stop()
-				}
-			},
-		})
+	st := stg.st
+	d.st = st
+	d.node = stg.node
+	d.onClose(st.Close)
+	if d.node != nil {
 		// Refused at once, before anything is served or taken, when
 		// another running process has this node.id.
 		if err := d.node.Claim(ctx); err != nil {
@@ -209,7 +202,19 @@ func (d *Daemon) Open(ctx context.Context) error {
 		}
 		node := d.node
 		d.onClose(func() error { node.Unclaim(context.Background()); return nil })
-		pg.SetFence(d.node)
+	}
+
+	warnMissingAgent(cfg, log, opt)
+	mark, err := agentMarker(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(cfg, stg.conv, wd)
+	if err != nil {
+		return err
+	}
+	scfg := supervisorConfig(cfg, opt.Version, mark)
+	if d.node != nil {
 		scfg.Owner = d.node
 	}
 	sup := supervisor.New(scfg, st, ag, clock.Real{}, logs)
@@ -244,7 +249,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	handler := api.Handler(backend{Supervisor: sup, st: st, wh: wh, node: d.node}, sup.Metrics().Registry, log)
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node}
+	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
 	local.ConnContext = gate.connContext
@@ -361,24 +367,46 @@ func (d *Daemon) Close() error {
 	return errors.Join(errs...)
 }
 
+// storage is the store the config names, built for its mode, and what
+// that mode adds: one node on SQLite; or, on PostgreSQL, a node of a
+// cluster (internal/cluster: its leases fence the store's writes and its
+// wake-ups tell a chat's owner of new messages) whose agents keep their
+// conversation files in the database. The mode is decided here, from the
+// config, once; nothing later asks a store what it is.
+type storage struct {
+	st store.Backend
+	// node is the cluster node (nil: a single node).
+	node *cluster.Manager
+	// conv keeps conversations in the database, so that they move with
+	// their chats between nodes (nil: they stay on this machine).
+	conv claude.Conversations
+}
+
 // openStore opens the configured store: the embedded SQLite database in
-// the state directory, or the shared PostgreSQL database.
-func openStore(ctx context.Context, cfg config.Config) (store.Backend, error) {
+// the state directory, or the shared PostgreSQL database with node's
+// cluster settings.
+func openStore(ctx context.Context, cfg config.Config, node cluster.Config) (storage, error) {
 	if cfg.Store.Postgres() {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		st, err := pgstore.Open(octx, cfg.Store.DSN, clock.Real{}, pgstore.Options{AppName: "dispatch"})
+		db, err := postgres.Open(octx, cfg.Store.DSN, postgres.Options{AppName: "dispatch"})
 		if err != nil {
-			return nil, fmt.Errorf("store (postgres): %w", err)
+			return storage{}, fmt.Errorf("store (postgres): %w", err)
 		}
-		return st, nil
+		n := cluster.New(db, node)
+		st := store.New(db, clock.Real{}, store.Options[*postgres.Tx]{Fence: n, Waker: n})
+		return storage{st: st, node: n, conv: st}, nil
 	}
 	for _, f := range []string{cfg.DBPath(), cfg.DBPath() + "-wal", cfg.DBPath() + "-shm"} {
 		if err := fsafe.CheckFile(f); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
+			return storage{}, fmt.Errorf("store: %w", err)
 		}
 	}
-	return store.Open(cfg.DBPath(), clock.Real{})
+	st, err := sqlite.Open(cfg.DBPath(), clock.Real{})
+	if err != nil {
+		return storage{}, err
+	}
+	return storage{st: st}, nil
 }
 
 // statusLine is the one-line status systemd shows (STATUS=).
@@ -415,7 +443,10 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func newAgent(cfg config.Config, st store.Backend, wd *watchdog.Client) (agent.Agent, error) {
+// newAgent makes the configured agent driver; conv (nil: none) keeps the
+// claude agent's conversation files in the database, and wd (nil: none)
+// watches a cluster node's agents.
+func newAgent(cfg config.Config, conv claude.Conversations, wd *watchdog.Client) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -427,10 +458,14 @@ func newAgent(cfg config.Config, st store.Backend, wd *watchdog.Client) (agent.A
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
 			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			AllowedTools: cfg.Agent.AllowedTools, PermissionTimeout: cfg.Agent.PermissionTimeout,
 		}
-		if pg, ok := st.(*pgstore.Store); ok {
-			cc.Conversations = pg // conversations move with their chats between nodes
+		mode, err := claude.ParsePermissionMode(cfg.Agent.Permissions)
+		if err != nil {
+			return nil, fmt.Errorf("agent.permissions: %w", err)
 		}
+		cc.Permissions = mode
+		cc.Conversations = conv
 		if wd != nil {
 			cc.Watch = wd.Watch
 		}

@@ -67,6 +67,11 @@ func CheckConfig(path string, load func(string) (config.Config, error)) (config.
 	}
 	r.Status = Pass
 	r.Detail = fmt.Sprintf("%s: agent %s, state_dir %s", where, cfg.Agent.Kind, cfg.StateDir)
+	if w := config.ReadableSecrets(path, cfg); w != "" {
+		r.Status = Warn
+		r.Detail += "; " + w
+		r.Hint = "chmod 600 " + path
+	}
 	return cfg, r
 }
 

@@ -39,10 +39,27 @@ const (
 	// APIDown and APIUp: the AI API became unreachable / reachable again.
 	APIDown Type = "api_down"
 	APIUp   Type = "api_up"
+	// PermissionRequest: a chat's agent asks whether it may run a tool.
+	// ChatID, RequestID, Tool, Summary (a short human description of the
+	// call: the command, the file path and size), ExpiresAt.
+	PermissionRequest Type = "permission_request"
+	// PermissionDecided: a permission request was closed. ChatID,
+	// RequestID, Tool, Decision (allow, allow_always, deny, expired), By
+	// (who decided: a person, "rule" or "dispatch"), Reason for expired.
+	PermissionDecided Type = "permission_decided"
+	// Progress: a running turn started using a tool. ChatID, TurnID, Tool,
+	// Summary. Kept only while the turn runs, and sent to webhooks only
+	// when they subscribe to it by name (OptIn).
+	Progress Type = "progress"
 )
 
 // AllTypes lists every type, in a stable order.
-var AllTypes = []Type{Reply, DeadLetter, SessionFailed, SessionRecovered, SessionReset, APIDown, APIUp}
+var AllTypes = []Type{Reply, DeadLetter, SessionFailed, SessionRecovered, SessionReset, APIDown, APIUp,
+	PermissionRequest, PermissionDecided, Progress}
+
+// OptIn reports whether t reaches a reader (a webhook endpoint) only when
+// it names t: progress is too chatty for "every type".
+func (t Type) OptIn() bool { return t == Progress }
 
 // Valid reports whether t is a known type.
 func (t Type) Valid() bool {
@@ -99,6 +116,13 @@ type Event struct {
 	MessageID  string   `json:"message_id,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+
+	RequestID string     `json:"request_id,omitempty"`
+	Tool      string     `json:"tool,omitempty"`
+	Summary   string     `json:"summary,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Decision  string     `json:"decision,omitempty"`
+	By        string     `json:"by,omitempty"`
 }
 
 // IDOf is the event id of seq: "evt-<seq>".
@@ -138,11 +162,23 @@ type payload struct {
 	MessageID  string   `json:"message_id,omitempty"`
 	Error      string   `json:"error,omitempty"`
 	Reason     string   `json:"reason,omitempty"`
+	RequestID  string   `json:"request_id,omitempty"`
+	Tool       string   `json:"tool,omitempty"`
+	Summary    string   `json:"summary,omitempty"`
+	ExpiresAt  int64    `json:"expires_at,omitempty"` // unix nanoseconds
+	Decision   string   `json:"decision,omitempty"`
+	By         string   `json:"by,omitempty"`
 }
 
 // Payload encodes the fields of e a store keeps besides Seq, Type and At.
 func (e Event) Payload() ([]byte, error) {
-	return json.Marshal(payload{e.ChatID, e.TurnID, e.MessageIDs, e.Text, e.MessageID, e.Error, e.Reason})
+	p := payload{ChatID: e.ChatID, TurnID: e.TurnID, MessageIDs: e.MessageIDs, Text: e.Text,
+		MessageID: e.MessageID, Error: e.Error, Reason: e.Reason,
+		RequestID: e.RequestID, Tool: e.Tool, Summary: e.Summary, Decision: e.Decision, By: e.By}
+	if e.ExpiresAt != nil {
+		p.ExpiresAt = e.ExpiresAt.UnixNano()
+	}
+	return json.Marshal(p)
 }
 
 // FromPayload rebuilds an event from what Payload kept.
@@ -154,7 +190,12 @@ func FromPayload(seq int64, t Type, at time.Time, data []byte) (Event, error) {
 		}
 	}
 	e := Event{Type: t, At: at, ChatID: p.ChatID, TurnID: p.TurnID, MessageIDs: p.MessageIDs,
-		Text: p.Text, MessageID: p.MessageID, Error: p.Error, Reason: p.Reason}
+		Text: p.Text, MessageID: p.MessageID, Error: p.Error, Reason: p.Reason,
+		RequestID: p.RequestID, Tool: p.Tool, Summary: p.Summary, Decision: p.Decision, By: p.By}
+	if p.ExpiresAt != 0 {
+		x := time.Unix(0, p.ExpiresAt).UTC()
+		e.ExpiresAt = &x
+	}
 	return e.WithSeq(seq), nil
 }
 

@@ -1,6 +1,7 @@
 package fakeapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 )
@@ -15,6 +16,8 @@ const ControlPrefix = "/_control/"
 //	POST /_control/mode?m=529              switch mode
 //	POST /_control/mode?m=refuse&for=3s    switch, and back to the previous mode after 3s
 //	POST /_control/slow?d=5s               set the ModeSlow delay
+//	POST /_control/tool_use?name=Bash&input={"command":"touch x"}
+//	                                       the next answer calls that tool (QueueToolUse)
 //	GET  /_control/requests                recorded POST /v1/messages as a JSON array
 //	GET  /_control/requests?all=1          every recorded request
 //
@@ -53,6 +56,19 @@ func (s *Server) ControlHandler() http.Handler {
 		}
 		s.SetSlow(d)
 		writeJSON(w, http.StatusOK, map[string]string{"slow": d.String()})
+	})
+	mux.HandleFunc("POST "+ControlPrefix+"tool_use", func(w http.ResponseWriter, r *http.Request) {
+		name, input := r.FormValue("name"), r.FormValue("input")
+		if input == "" {
+			input = "{}"
+		}
+		var obj map[string]any
+		if name == "" || json.Unmarshal([]byte(input), &obj) != nil {
+			controlError(w, "want name=TOOL and input={JSON object}")
+			return
+		}
+		s.QueueToolUse(ToolUse{Name: name, Input: json.RawMessage(input)})
+		writeJSON(w, http.StatusOK, map[string]string{"queued": name})
 	})
 	mux.HandleFunc("GET "+ControlPrefix+"requests", func(w http.ResponseWriter, r *http.Request) {
 		recs := s.Requests()

@@ -2,7 +2,9 @@
 // tests of the real Claude Code CLI (pointed at it with ANTHROPIC_BASE_URL).
 //
 // It answers POST /v1/messages with a canned text reply, streamed (SSE) or as
-// one JSON message, and can be switched at run time into failure modes (HTTP
+// one JSON message, or on command with tool_use blocks (a TOOL_USE line in
+// the prompt, QueueToolUse) whose results it then answers with text naming
+// each tool's outcome; and it can be switched at run time into failure modes (HTTP
 // errors, refused connections, hangs, slow or cut streams) so callers can test
 // how they handle a misbehaving API. Every request is recorded. The server
 // listens on loopback only and never talks to the real API.
@@ -103,21 +105,22 @@ type Server struct {
 	serveDone chan struct{}
 	started   bool
 
-	mu       sync.Mutex
-	mode     Mode
-	modeGen  uint64 // bumped on every mode change; lets SetModeFor revert safely
-	revert   *time.Timer
-	slow     time.Duration
-	reply    func(MessagesRequest) string
-	control  bool
-	ctl      http.Handler // ControlHandler, built once
-	requests []Recorded   // POST /v1/messages only
-	all      []Recorded   // every request except /_control/
-	seq      int
-	err      error // last failure to listen again after ModeRefuse
-	closed   bool
-	done     chan struct{} // closed by Close; releases hanging and slow handlers
-	active   sync.WaitGroup
+	mu        sync.Mutex
+	mode      Mode
+	modeGen   uint64 // bumped on every mode change; lets SetModeFor revert safely
+	revert    *time.Timer
+	slow      time.Duration
+	reply     func(MessagesRequest) string
+	control   bool
+	ctl       http.Handler // ControlHandler, built once
+	toolQueue [][]ToolUse  // QueueToolUse: tool calls of the next answers
+	requests  []Recorded   // POST /v1/messages only
+	all       []Recorded   // every request except /_control/
+	seq       int
+	err       error // last failure to listen again after ModeRefuse
+	closed    bool
+	done      chan struct{} // closed by Close; releases hanging and slow handlers
+	active    sync.WaitGroup
 }
 
 // New returns a server in ModeOK that is not yet listening.
@@ -455,28 +458,46 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusInternalServerError, newErrorBody("api_error", fmt.Sprintf("fakeapi: unknown mode %q", mode), requestID))
 		return
 	}
-	answer(w, *rec.Request, msgID, reply(*rec.Request), len(body), mode == ModeCutStream)
+	out, err := s.decide(*rec.Request, reply)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, newErrorBody("invalid_request_error", err.Error(), requestID))
+		return
+	}
+	answer(w, *rec.Request, msgID, out, len(body), mode == ModeCutStream)
 }
 
 // answer writes a successful reply: SSE when the request asked to stream,
 // else one JSON message. With cut set it sends only the start of the reply
-// and then drops the connection, like a network failure mid-answer.
-func answer(w http.ResponseWriter, req MessagesRequest, msgID, text string, bodyLen int, cut bool) {
+// and then drops the connection, like a network failure mid-answer. A
+// reply with tool calls has one tool_use block each (ids toolu_<msgID>_<n>)
+// and stop_reason tool_use.
+func answer(w http.ResponseWriter, req MessagesRequest, msgID string, out output, bodyLen int, cut bool) {
 	model := req.Model
 	if model == "" {
 		model = "claude-fake"
 	}
-	endTurn := "end_turn"
+	stop := "end_turn"
+	content := []any{textBlock{Type: "text", Text: out.text}}
+	words := len(strings.Fields(out.text))
+	if len(out.tools) > 0 {
+		stop = "tool_use"
+		content = content[:0]
+		for i, t := range out.tools {
+			id := fmt.Sprintf("toolu_%s_%d", strings.TrimPrefix(msgID, "msg_"), i+1)
+			content = append(content, toolUseBlock{Type: "tool_use", ID: id, Name: t.Name, Input: t.Input})
+			words += len(t.Input) / 4
+		}
+	}
 	msg := message{
 		ID:         msgID,
 		Type:       "message",
 		Role:       "assistant",
 		Model:      model,
-		Content:    []textBlock{{Type: "text", Text: text}},
-		StopReason: &endTurn,
+		Content:    content,
+		StopReason: &stop,
 		Usage: usage{
 			InputTokens:  1 + bodyLen/4, // rough: about four bytes a token
-			OutputTokens: 1 + len(strings.Fields(text)),
+			OutputTokens: 1 + words,
 			ServiceTier:  "standard",
 		},
 	}

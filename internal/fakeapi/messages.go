@@ -25,16 +25,25 @@ type Message struct {
 	Content Content `json:"content"`
 }
 
-// Tool names a tool offered by the client; the fake never calls tools.
+// Tool names a tool offered by the client. The fake calls tools only when
+// told to (ToolMarker, Server.QueueToolUse).
 type Tool struct {
 	Name string `json:"name"`
 	Type string `json:"type,omitempty"`
 }
 
-// Block is one content block. Only the fields the fake needs are kept.
+// Block is one content block. Only the fields the fake needs are kept:
+// text; tool_use (ID, Name, Input); tool_result (ToolUseID, Content,
+// IsError).
 type Block struct {
-	Type string `json:"type"`
-	Text string `json:"text,omitempty"`
+	Type      string          `json:"type"`
+	Text      string          `json:"text,omitempty"`
+	ID        string          `json:"id,omitempty"`
+	Name      string          `json:"name,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
+	ToolUseID string          `json:"tool_use_id,omitempty"`
+	Content   json.RawMessage `json:"content,omitempty"`
+	IsError   bool            `json:"is_error,omitempty"`
 }
 
 // Content is a list of content blocks. The API accepts either a plain
@@ -124,15 +133,23 @@ type textBlock struct {
 	Text string `json:"text"`
 }
 
+// toolUseBlock is a tool_use content block of an answer.
+type toolUseBlock struct {
+	Type  string          `json:"type"`
+	ID    string          `json:"id"`
+	Name  string          `json:"name"`
+	Input json.RawMessage `json:"input"`
+}
+
 type message struct {
-	ID           string      `json:"id"`
-	Type         string      `json:"type"`
-	Role         string      `json:"role"`
-	Model        string      `json:"model"`
-	Content      []textBlock `json:"content"`
-	StopReason   *string     `json:"stop_reason"`
-	StopSequence *string     `json:"stop_sequence"`
-	Usage        usage       `json:"usage"`
+	ID           string  `json:"id"`
+	Type         string  `json:"type"`
+	Role         string  `json:"role"`
+	Model        string  `json:"model"`
+	Content      []any   `json:"content"` // textBlock or toolUseBlock`
+	StopReason   *string `json:"stop_reason"`
+	StopSequence *string `json:"stop_sequence"`
+	Usage        usage   `json:"usage"`
 }
 
 type errorBody struct {
@@ -161,20 +178,25 @@ type messageStart struct {
 }
 
 type blockStart struct {
-	Type         string    `json:"type"`
-	Index        int       `json:"index"`
-	ContentBlock textBlock `json:"content_block"`
+	Type         string `json:"type"`
+	Index        int    `json:"index"`
+	ContentBlock any    `json:"content_block"`
 }
 
 type blockDelta struct {
-	Type  string    `json:"type"`
-	Index int       `json:"index"`
-	Delta textDelta `json:"delta"`
+	Type  string `json:"type"`
+	Index int    `json:"index"`
+	Delta any    `json:"delta"` // textDelta or jsonDelta
 }
 
 type textDelta struct {
 	Type string `json:"type"`
 	Text string `json:"text"`
+}
+
+type jsonDelta struct {
+	Type        string `json:"type"`
+	PartialJSON string `json:"partial_json"`
 }
 
 type blockStop struct {
@@ -203,26 +225,38 @@ type event struct {
 	data any
 }
 
-// streamEvents returns the standard event sequence for the text reply msg:
-// message_start, content_block_start, content_block_delta..., content_block_stop,
-// message_delta, message_stop.
+// streamEvents returns the standard event sequence for msg: message_start;
+// for each content block content_block_start, its deltas (text_delta for
+// text, input_json_delta for a tool_use's input, which starts empty) and
+// content_block_stop; message_delta, message_stop.
 func streamEvents(msg message) []event {
 	start := msg
-	start.Content = []textBlock{}
+	start.Content = []any{}
 	start.StopReason = nil
 	start.Usage.OutputTokens = 1
-	evs := []event{
-		{"message_start", messageStart{"message_start", start}},
-		{"content_block_start", blockStart{"content_block_start", 0, textBlock{Type: "text"}}},
-	}
-	for _, chunk := range chunks(msg.Content[0].Text) {
-		evs = append(evs, event{"content_block_delta", blockDelta{"content_block_delta", 0, textDelta{"text_delta", chunk}}})
+	evs := []event{{"message_start", messageStart{"message_start", start}}}
+	for i, c := range msg.Content {
+		switch b := c.(type) {
+		case textBlock:
+			evs = append(evs, event{"content_block_start", blockStart{"content_block_start", i, textBlock{Type: "text"}}})
+			for _, chunk := range chunks(b.Text) {
+				evs = append(evs, event{"content_block_delta", blockDelta{"content_block_delta", i, textDelta{"text_delta", chunk}}})
+			}
+		case toolUseBlock:
+			empty := b
+			empty.Input = json.RawMessage("{}")
+			evs = append(evs, event{"content_block_start", blockStart{"content_block_start", i, empty}})
+			in := string(b.Input)
+			for _, chunk := range []string{in[:len(in)/2], in[len(in)/2:]} {
+				evs = append(evs, event{"content_block_delta", blockDelta{"content_block_delta", i, jsonDelta{"input_json_delta", chunk}}})
+			}
+		}
+		evs = append(evs, event{"content_block_stop", blockStop{"content_block_stop", i}})
 	}
 	md := messageDelta{Type: "message_delta"}
 	md.Delta.StopReason = msg.StopReason
 	md.Usage.OutputTokens = msg.Usage.OutputTokens
 	return append(evs,
-		event{"content_block_stop", blockStop{"content_block_stop", 0}},
 		event{"message_delta", md},
 		event{"message_stop", messageStop{"message_stop"}},
 	)

@@ -10,10 +10,11 @@ import (
 // Backend is the durable store as the rest of dispatch uses it: the message
 // queue, the saved sessions, the event feed and the webhook outbox. Two
 // implementations keep the same contract (internal/store/storetest runs
-// one suite against both): *Store, the embedded SQLite database of a single
-// node, and pgstore.Store, a PostgreSQL database that several nodes share.
+// one suite against both): Store, the one policy, over the embedded SQLite
+// database of a single node (internal/store/sqlite) or the PostgreSQL
+// database that several nodes share (internal/store/postgres).
 //
-// The contract, beyond each method's own documentation on *Store:
+// The contract, beyond each method's own documentation on Store:
 //   - a write that returns nil is committed durably (Claim and the
 //     outbox's delivery bookkeeping excepted: their loss in a power
 //     failure is harmless), and one that fails changed nothing;
@@ -49,6 +50,7 @@ type Backend interface {
 	// Sessions.
 	SaveSession(ctx context.Context, r SessionRecord) error
 	Sessions(ctx context.Context) ([]SessionRecord, error)
+	SessionRecord(ctx context.Context, chat string) (r SessionRecord, found bool, err error)
 
 	// The event feed.
 	AppendEvent(ctx context.Context, ev events.Event) (events.Event, error)
@@ -70,6 +72,11 @@ type Backend interface {
 	OutboxGiveUp(ctx context.Context, r OutboxRow) error
 	OutboxRetry(ctx context.Context, endpoint string) ([]OutboxRow, error)
 
+	// Agents' conversation files.
+	ConversationFiles(ctx context.Context, chat string) ([]ConvFile, error)
+	SaveConversation(ctx context.Context, chat string, changes []ConvChange) error
+	LoadConversation(ctx context.Context, chat string) (map[string][]byte, error)
+
 	// Health and lifecycle.
 	Ping(ctx context.Context) error
 	Check(ctx context.Context) error
@@ -77,39 +84,3 @@ type Backend interface {
 	InjectWriteFault(f FaultFunc)
 	Close() error
 }
-
-var _ Backend = (*Store)(nil)
-
-// Classify marks err as a storage failure of class (ErrNoSpace or ErrIO),
-// for implementations outside this package whose drivers report such
-// failures in their own terms.
-func Classify(class, err error) error {
-	if err == nil || IsStorage(err) {
-		return err
-	}
-	return &storageError{class, err}
-}
-
-// Nanos stores a time as unix nanoseconds (the zero time is 0), the form
-// every implementation keeps times in; FromNanos is its inverse, in UTC.
-func Nanos(t time.Time) int64 { return nanos(t) }
-
-// FromNanos is the inverse of Nanos.
-func FromNanos(n int64) time.Time { return fromNanos(n) }
-
-// NewTurnID makes a turn's id.
-func NewTurnID() string { return newTurnID() }
-
-// Claimable cuts a chat's oldest pending messages (in Seq order) down to
-// the batch Claim hands out: the first alone if it has failed before,
-// otherwise the leading run of messages that never failed.
-func Claimable(pending []Message) []Message { return claimable(pending) }
-
-// ValidState reports whether st is one of the message states.
-func ValidState(st State) bool { return st.valid() }
-
-// DefaultListLimit is List's limit when the filter sets none.
-const DefaultListLimit = defaultListLimit
-
-// PurgeChunk bounds one purge transaction.
-const PurgeChunk = purgeChunk

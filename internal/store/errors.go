@@ -3,9 +3,6 @@ package store
 import (
 	"errors"
 	"syscall"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Storage failures, classified where they arise so that callers can tell a
@@ -18,9 +15,23 @@ var (
 	ErrIO = errors.New("database I/O error")
 )
 
+// ErrLost means the database file the store opened is no longer the one at
+// its path: removed, replaced, or its write-ahead log removed or truncated
+// from outside. Writes may still "succeed" into an unlinked file and vanish
+// at the next start, so nothing must be accepted: it is classified as ErrIO
+// too (a 503 on accept).
+var ErrLost = errors.New("the database file was removed, replaced or truncated under the daemon")
+
 // ErrConflict is returned by Accept when a chat reuses a client_id for
 // another text.
 var ErrConflict = errors.New("store: conflict")
+
+// ErrFenced: the write is for a chat this node no longer owns (its lease
+// expired or was taken over); nothing was written.
+var ErrFenced = errors.New("not the chat's lease holder (fenced)")
+
+// IsFenced reports whether err is a write refused by the fence.
+func IsFenced(err error) bool { return errors.Is(err, ErrFenced) }
 
 // storageError is a driver error together with its class.
 type storageError struct {
@@ -31,30 +42,25 @@ type storageError struct {
 func (e *storageError) Error() string   { return e.class.Error() + ": " + e.err.Error() }
 func (e *storageError) Unwrap() []error { return []error{e.class, e.err} }
 
-// classify marks err with ErrNoSpace or ErrIO when the driver or the OS
-// says the disk is full or failed; anything else comes back unchanged.
-func classify(err error) error {
-	if err == nil || errors.Is(err, ErrNoSpace) || errors.Is(err, ErrIO) {
+// Classify marks err as a storage failure of class (ErrNoSpace or ErrIO),
+// for drivers that report such failures in their own terms. A nil class
+// classifies by the operating system's error alone: ENOSPC and EDQUOT are
+// ErrNoSpace, EIO and EROFS ErrIO, anything else comes back unchanged.
+func Classify(class, err error) error {
+	if err == nil || IsStorage(err) {
 		return err
 	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return &storageError{ErrNoSpace, err}
+	if class == nil {
+		switch {
+		case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+			class = ErrNoSpace
+		case errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS):
+			class = ErrIO
+		default:
+			return err
+		}
 	}
-	if errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS) {
-		return &storageError{ErrIO, err}
-	}
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return err
-	}
-	switch se.Code() & 0xff { // the primary code of an extended one
-	case sqlite3.SQLITE_FULL:
-		return &storageError{ErrNoSpace, err}
-	case sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY,
-		sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
-		return &storageError{ErrIO, err}
-	}
-	return err
+	return &storageError{class, err}
 }
 
 // IsStorage reports whether err is a storage failure (disk full or I/O):

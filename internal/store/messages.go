@@ -3,11 +3,9 @@ package store
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,7 +25,8 @@ const (
 	Dead     State = "dead"     // failed queue.max_attempts times; kept for an operator
 )
 
-func (st State) valid() bool {
+// ValidState reports whether st is one of the message states.
+func ValidState(st State) bool {
 	switch st {
 	case Pending, Inflight, Done, Dead:
 		return true
@@ -70,50 +69,74 @@ type Counts struct {
 	Pending, Inflight, Done, Dead int
 }
 
-const defaultListLimit = 1000
-
-const msgCols = `seq, id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, kept_in, coalesce(client_id, ''), turn_id`
-
-// Accept stores a new pending message for chatID and returns its id once it
-// is committed and fsync'd. Message ids are always the store's own (a
-// UUID). clientID is the sender's optional key for the message, scoped to
-// the chat: if chatID already has a message with that clientID, in any
-// state, nothing is stored and the original's id comes back with dup true
-// (a client's resend is idempotent), unless its text differs, which is
-// ErrConflict. The same clientID in another chat is another message.
-func (s *Store) Accept(ctx context.Context, chatID, text, clientID string) (id string, dup bool, err error) {
-	return s.accept(ctx, chatID, text, clientID, uuid.NewString())
+// PendingStat is one chat's waiting line.
+type PendingStat struct {
+	Count  int
+	Oldest time.Time // when the longest-waiting message became pending
 }
 
-// accept is Accept with the new message's id given.
-func (s *Store) accept(ctx context.Context, chatID, text, clientID, newID string) (id string, dup bool, err error) {
+// MaxPage is the most messages one page of a listing holds.
+const MaxPage = 1000
+
+// Listed is a message as a listing shows it: its texts clipped (Text,
+// Reply and Error hold at most the clip length in characters) and their
+// full sizes in bytes, so that a page costs memory in proportion to its
+// rows, not to the texts behind them.
+type Listed struct {
+	Message
+	TextBytes, ReplyBytes, ErrorBytes int
+}
+
+// Clipped reports whether any of the texts was cut.
+func (l Listed) Clipped() bool {
+	return len(l.Text) < l.TextBytes || len(l.Reply) < l.ReplyBytes || len(l.Error) < l.ErrorBytes
+}
+
+// Answered is a message a turn's completion marked done.
+type Answered struct {
+	Seq        int64
+	ID, ChatID string
+}
+
+// DefaultListLimit is List's limit when the filter sets none.
+const DefaultListLimit = 1000
+
+// PurgeChunk bounds one purge transaction, so a large backlog is removed
+// in short transactions that never hold the writer for long.
+const PurgeChunk = 2000
+
+// Accept stores a new pending message for chatID and returns its id once it
+// is committed durably. Message ids are always the store's own (a UUID).
+// clientID is the sender's optional key for the message, scoped to the
+// chat: if chatID already has a message with that clientID, in any state,
+// nothing is stored and the original's id comes back with dup true (a
+// client's resend is idempotent), unless its text differs, which is
+// ErrConflict. The same clientID in another chat is another message.
+func (s *Store[T]) Accept(ctx context.Context, chatID, text, clientID string) (id string, dup bool, err error) {
+	return s.AcceptID(ctx, chatID, text, clientID, uuid.NewString())
+}
+
+// AcceptID is Accept with the new message's id given (for tests that name
+// their messages).
+func (s *Store[T]) AcceptID(ctx context.Context, chatID, text, clientID, newID string) (id string, dup bool, err error) {
 	if chatID == "" {
 		return "", false, errors.New("store: accept: empty chat id")
 	}
-	var client any // NULL: no client key
-	if clientID != "" {
-		client = clientID
-	}
-	now := nanos(s.clk.Now())
-	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	m := NewMessage{ID: newID, ChatID: chatID, Text: text, ClientID: clientID, At: Nanos(s.clk.Now())}
+	err = s.write(ctx, false, func(ctx context.Context, tx T) error {
 		id, dup = newID, false
-		res, err := tx.ExecContext(ctx, `INSERT INTO messages
-			(id, chat_id, text, state, created_at, updated_at, client_id)
-			VALUES (?, ?, ?, 'pending', ?, ?, ?)
-			ON CONFLICT DO NOTHING`,
-			newID, chatID, text, now, now, client)
-		if err != nil {
+		if err := tx.LockChat(ctx, chatID); err != nil {
 			return err
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
+		ok, err := tx.InsertMessage(ctx, m)
+		if err != nil || ok {
 			return err
 		}
 		if clientID == "" {
 			return errors.New("message id collision")
 		}
 		var oldText string
-		if err := tx.QueryRowContext(ctx, `SELECT id, text FROM messages
-			WHERE chat_id = ? AND client_id = ?`, chatID, clientID).Scan(&id, &oldText); err != nil {
+		if id, oldText, err = tx.MessageByClient(ctx, chatID, clientID); err != nil {
 			return err
 		}
 		if oldText != text {
@@ -124,6 +147,9 @@ func (s *Store) accept(ctx context.Context, chatID, text, clientID, newID string
 	})
 	if err != nil {
 		return "", false, fmt.Errorf("store: accept: %w", err)
+	}
+	if !dup {
+		s.wake(ctx, chatID)
 	}
 	return id, dup, nil
 }
@@ -142,46 +168,37 @@ func (s *Store) accept(ctx context.Context, chatID, text, clientID, newID string
 // false.
 //
 // Unlike the other writes, Claim returns once the change is committed,
-// without waiting for its fsync: a claim lost to a power failure changes
-// nothing that matters. Startup puts in-flight messages back to pending
-// anyway, and the turn's outcome (Complete, Requeue, Fail) is a durable
-// write whose fsync covers the claim too, the WAL being one file written in
-// order. Not waiting for a flush of its own takes one fsync out of every
-// turn. (A process crash loses nothing either way: the commit is in the
-// WAL, only not yet flushed from the page cache.)
-func (s *Store) Claim(ctx context.Context, chatID string, limit int) (batch []Message, more bool, err error) {
+// without waiting for it to be flushed: a claim lost to a power failure
+// changes nothing that matters. Startup (and a takeover) puts in-flight
+// messages back to pending anyway, and the turn's outcome (Complete,
+// Requeue, Fail) is a durable write whose flush covers the claim too.
+func (s *Store[T]) Claim(ctx context.Context, chatID string, limit int) (batch []Message, more bool, err error) {
 	limit = max(limit, 1)
-	now := nanos(s.clk.Now())
-	err = s.writeLazy(ctx, func(ctx context.Context, tx *wtx) error {
+	now := Nanos(s.clk.Now())
+	err = s.write(ctx, true, func(ctx context.Context, tx T) error {
 		batch, more = nil, false
+		if err := tx.LockChat(ctx, chatID); err != nil {
+			return err
+		}
+		if err := s.fenced(ctx, tx, chatID); err != nil {
+			return err
+		}
 		// One row past the limit tells whether anything waits behind.
-		rows, err := tx.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
-			WHERE chat_id = ? AND state = 'pending' ORDER BY seq LIMIT ?`,
-			chatID, limit+1)
+		pending, err := tx.PendingMessages(ctx, chatID, limit+1)
 		if err != nil {
 			return err
 		}
-		pending, err := scanMessages(rows)
-		if err != nil {
-			return err
-		}
-		claimed := claimable(pending[:min(len(pending), limit)])
+		claimed := Claimable(pending[:min(len(pending), limit)])
 		if len(claimed) == 0 {
 			return nil
 		}
-		args := []any{now}
-		for _, m := range claimed {
-			args = append(args, m.Seq)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE messages
-			SET state = 'inflight', attempts = attempts + 1, updated_at = ?
-			WHERE seq IN (`+placeholders(len(claimed))+`)`, args...); err != nil {
+		if err := tx.MarkInflight(ctx, claimed, now); err != nil {
 			return err
 		}
 		for i := range claimed {
 			claimed[i].State = Inflight
 			claimed[i].Attempts++
-			claimed[i].UpdatedAt = fromNanos(now)
+			claimed[i].UpdatedAt = FromNanos(now)
 		}
 		batch, more = claimed, len(pending) > len(claimed)
 		return nil
@@ -192,10 +209,10 @@ func (s *Store) Claim(ctx context.Context, chatID string, limit int) (batch []Me
 	return batch, more, nil
 }
 
-// claimable cuts a chat's oldest pending messages (in Seq order) down to
+// Claimable cuts a chat's oldest pending messages (in Seq order) down to
 // the batch Claim hands out: the first alone if it has failed before,
 // otherwise the leading run of messages that never failed.
-func claimable(pending []Message) []Message {
+func Claimable(pending []Message) []Message {
 	if len(pending) == 0 {
 		return nil
 	}
@@ -214,13 +231,16 @@ func claimable(pending []Message) []Message {
 // as one turn: they get a new turn id, and the turn's reply event is
 // written in the same commit. Ids that are not inflight are left alone, so
 // a late or repeated call cannot change a message that has moved on.
-func (s *Store) Complete(ctx context.Context, ids []string, reply string) error {
+func (s *Store[T]) Complete(ctx context.Context, ids []string, reply string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	now := s.clk.Now()
-	turn := newTurnID()
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
+	turn := NewTurnID()
+	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
+			return err
+		}
 		return s.completeMessages(ctx, tx, ids, reply, turn, now)
 	})
 	if err != nil {
@@ -229,57 +249,35 @@ func (s *Store) Complete(ctx context.Context, ids []string, reply string) error 
 	return nil
 }
 
-// newTurnID makes a turn's id.
-func newTurnID() string { return "turn-" + uuid.NewString() }
+// NewTurnID makes a turn's id.
+func NewTurnID() string { return "turn-" + uuid.NewString() }
 
 // completeMessages marks the inflight ones of ids done as turn turnID and
 // writes the turn's one reply event, naming the messages it answered in
 // order. A message is done exactly when its reply event exists: both are
 // in this one transaction, and nothing is written when no message was
 // inflight any more.
-func (s *Store) completeMessages(ctx context.Context, tx *wtx, ids []string, reply, turnID string, at time.Time) error {
+func (s *Store[T]) completeMessages(ctx context.Context, tx T, ids []string, reply, turnID string, at time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, `UPDATE messages
-		SET state = 'done', reply = ?, error = '', updated_at = ?, turn_id = ?
-		WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)
-		RETURNING seq, id, chat_id`,
-		withIDs([]any{reply, nanos(at), turnID}, ids)...)
+	got, err := tx.MarkDone(ctx, ids, reply, turnID, Nanos(at))
 	if err != nil {
 		return err
 	}
-	var got []Answered
-	for rows.Next() {
-		var d Answered
-		if err := rows.Scan(&d.Seq, &d.ID, &d.ChatID); err != nil {
-			rows.Close()
-			return err
-		}
-		got = append(got, d)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, ev := range ReplyEvents(got, reply, turnID, at) {
-		if _, err := s.appendEvent(ctx, tx, ev); err != nil {
+	evs := ReplyEvents(got, reply, turnID, at)
+	for i := range evs {
+		if err := s.appendEvent(ctx, tx, &evs[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Answered is a message a turn's completion marked done.
-type Answered struct {
-	Seq        int64
-	ID, ChatID string
-}
-
 // ReplyEvents are the reply events of a completed turn: one per chat (a
 // turn answers one chat; a call mixing chats, never made, gets a reply per
 // chat rather than one chat's reply shown in another), each listing its
-// messages in Seq order. Both stores write them in the completion's commit.
+// messages in Seq order.
 func ReplyEvents(done []Answered, reply, turnID string, at time.Time) []events.Event {
 	done = slices.Clone(done)
 	slices.SortFunc(done, func(a, b Answered) int { return cmp.Compare(a.Seq, b.Seq) })
@@ -301,7 +299,7 @@ func ReplyEvents(done []Answered, reply, turnID string, at time.Time) []events.E
 // in line) and Failures, and records errText. It is for failures that are
 // not the messages' fault: outages and shutdown. Ids that are not inflight
 // are left alone.
-func (s *Store) Requeue(ctx context.Context, ids []string, errText string) error {
+func (s *Store[T]) Requeue(ctx context.Context, ids []string, errText string) error {
 	return s.RequeueKept(ctx, ids, errText, "")
 }
 
@@ -310,18 +308,16 @@ func (s *Store) Requeue(ctx context.Context, ids []string, errText string) error
 // merges them into its next request): Message.KeptIn records it, durably,
 // so a retry in that conversation — even after a daemon restart — does not
 // send their texts again. An empty keptIn leaves KeptIn as it was.
-func (s *Store) RequeueKept(ctx context.Context, ids []string, errText, keptIn string) error {
+func (s *Store[T]) RequeueKept(ctx context.Context, ids []string, errText, keptIn string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	now := nanos(s.clk.Now())
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE messages
-			SET state = 'pending', error = ?, updated_at = ?,
-				kept_in = CASE WHEN ? = '' THEN kept_in ELSE ? END
-			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)`,
-			withIDs([]any{errText, now, keptIn, keptIn}, ids)...)
-		return err
+	now := Nanos(s.clk.Now())
+	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
+			return err
+		}
+		return tx.MarkPending(ctx, ids, errText, keptIn, now)
 	})
 	if err != nil {
 		return fmt.Errorf("store: requeue %d messages: %w", len(ids), err)
@@ -331,54 +327,33 @@ func (s *Store) RequeueKept(ctx context.Context, ids []string, errText, keptIn s
 
 // Fail records a failed attempt that is the messages' own fault: Failures
 // goes up by one and Error becomes errText. A message whose Failures reaches
-// maxAttempts becomes dead and its id is returned (in Seq order); the others
-// go back to pending in their old place. Ids that are not inflight are left
-// alone.
-func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error) {
+// maxAttempts becomes dead and its id is returned (in Seq order), with its
+// dead_letter event in the same commit; the others go back to pending in
+// their old place. Ids that are not inflight are left alone.
+func (s *Store[T]) Fail(ctx context.Context, ids []string, errText string, maxAttempts int) (dead []string, err error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	now := nanos(s.clk.Now())
-	err = s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		rows, err := tx.QueryContext(ctx, `UPDATE messages
-			SET failures = failures + 1, error = ?, updated_at = ?,
-				state = CASE WHEN failures + 1 >= ? THEN 'dead' ELSE 'pending' END
-			WHERE state = 'inflight' AND id IN (`+placeholders(len(ids))+`)
-			RETURNING seq, id, state, chat_id`,
-			withIDs([]any{errText, now, maxAttempts}, ids)...)
+	now := Nanos(s.clk.Now())
+	err = s.write(ctx, false, func(ctx context.Context, tx T) error {
+		if err := s.fencedIDs(ctx, tx, ids, ""); err != nil {
+			return err
+		}
+		failed, err := tx.MarkFailed(ctx, ids, errText, maxAttempts, now)
 		if err != nil {
 			return err
 		}
-		type seqID struct {
-			seq      int64
-			id, chat string
-		}
-		var died []seqID
-		for rows.Next() {
-			var (
-				r  seqID
-				st State
-			)
-			if err := rows.Scan(&r.seq, &r.id, &st, &r.chat); err != nil {
-				rows.Close()
-				return err
-			}
-			if st == Dead {
-				died = append(died, r)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		slices.SortFunc(died, func(a, b seqID) int { return cmp.Compare(a.seq, b.seq) })
+		slices.SortFunc(failed, func(a, b Failed) int { return cmp.Compare(a.Seq, b.Seq) })
 		dead = nil
-		for _, r := range died {
-			dead = append(dead, r.id)
+		for _, f := range failed {
+			if f.State != Dead {
+				continue
+			}
+			dead = append(dead, f.ID)
 			// In the commit that makes the message dead: a front-end
 			// learns that no reply is coming.
-			if _, err := s.appendEvent(ctx, tx, events.Event{
-				Type: events.DeadLetter, At: fromNanos(now), ChatID: r.chat, MessageID: r.id, Error: errText,
+			if err := s.appendEvent(ctx, tx, &events.Event{
+				Type: events.DeadLetter, At: FromNanos(now), ChatID: f.ChatID, MessageID: f.ID, Error: errText,
 			}); err != nil {
 				return err
 			}
@@ -392,18 +367,15 @@ func (s *Store) Fail(ctx context.Context, ids []string, errText string, maxAttem
 }
 
 // ResetInflight returns every inflight message to pending and reports how
-// many there were. It is for startup: whatever was inflight when the
-// previous daemon died was never answered.
-func (s *Store) ResetInflight(ctx context.Context) (int, error) {
-	now := nanos(s.clk.Now())
+// many there were. It is for a single node's startup: whatever was
+// inflight when the previous daemon died was never answered. (With
+// several nodes a chat's in-flight messages go back in line when its lease
+// is taken.)
+func (s *Store[T]) ResetInflight(ctx context.Context) (int, error) {
+	now := Nanos(s.clk.Now())
 	var n int64
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE messages
-			SET state = 'pending', updated_at = ? WHERE state = 'inflight'`, now)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
+	err := s.write(ctx, false, func(ctx context.Context, tx T) (err error) {
+		n, err = tx.ResetInflight(ctx, now)
 		return err
 	})
 	if err != nil {
@@ -416,52 +388,44 @@ func (s *Store) ResetInflight(ctx context.Context) (int, error) {
 // Failures 0 and a new Seq, so it goes to the back of its chat's line
 // rather than jumping ahead of messages that arrived after it.
 // ErrNotFound if there is no dead message with that id.
-func (s *Store) Retry(ctx context.Context, id string) error {
-	now := nanos(s.clk.Now())
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		m, err := getMessage(ctx, tx, id)
+func (s *Store[T]) Retry(ctx context.Context, id string) error {
+	now := Nanos(s.clk.Now())
+	var chat string
+	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
+		c, err := tx.DeadChat(ctx, id)
 		if err != nil {
 			return err
 		}
-		if m.State != Dead {
-			return ErrNotFound
-		}
-		// A new rowid is the new Seq. AUTOINCREMENT only advances on
-		// INSERT, hence delete and re-insert rather than UPDATE seq.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE seq = ?`, m.Seq); err != nil {
+		if err := tx.LockChat(ctx, c); err != nil {
 			return err
 		}
-		var client any
-		if m.ClientID != "" {
-			client = m.ClientID
+		ok, err := tx.RequeueDead(ctx, id, now)
+		if err != nil {
+			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO messages
-			(id, chat_id, text, state, attempts, failures, error, reply, created_at, updated_at, client_id)
-			VALUES (?, ?, ?, 'pending', ?, 0, ?, ?, ?, ?, ?)`,
-			m.ID, m.ChatID, m.Text, m.Attempts, m.Error, m.Reply, nanos(m.CreatedAt), now, client)
-		return err
+		if !ok {
+			return ErrNotFound
+		}
+		chat = c
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("store: retry %q: %w", id, err)
 	}
+	s.wake(ctx, chat)
 	return nil
 }
 
 // Drop deletes a dead message. ErrNotFound if there is no dead message
 // with that id: only an operator's explicit drop of a dead message ever
 // removes one.
-func (s *Store) Drop(ctx context.Context, id string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND state = 'dead'`, id)
-		if err != nil {
-			return err
+func (s *Store[T]) Drop(ctx context.Context, id string) error {
+	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
+		ok, err := tx.DeleteDead(ctx, id)
+		if err == nil && !ok {
+			err = ErrNotFound
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrNotFound
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("store: drop %q: %w", id, err)
@@ -469,9 +433,34 @@ func (s *Store) Drop(ctx context.Context, id string) error {
 	return nil
 }
 
+// PurgeDone deletes done messages last updated before cutoff, at most limit
+// of them (a chunk at a time), and reports how many went. Done messages are
+// kept for a while so GET /v1/messages/{id} can report replies and a resent
+// client id is recognised as a duplicate; past the retention they only grow
+// the database. Pending, in-flight and dead messages are never purged.
+func (s *Store[T]) PurgeDone(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	total := 0
+	for total < limit {
+		n := min(PurgeChunk, limit-total)
+		var got int64
+		err := s.write(ctx, false, func(ctx context.Context, tx T) (err error) {
+			got, err = tx.DeleteDone(ctx, Nanos(cutoff), n)
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("store: purge done messages: %w", err)
+		}
+		total += int(got)
+		if int(got) < n {
+			break
+		}
+	}
+	return total, nil
+}
+
 // Get returns the message with id, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, id string) (Message, error) {
-	m, err := getMessage(ctx, &s.r, id)
+func (s *Store[T]) Get(ctx context.Context, id string) (Message, error) {
+	m, err := s.d.Message(ctx, id)
 	if err != nil {
 		return Message{}, fmt.Errorf("store: get %q: %w", id, err)
 	}
@@ -479,69 +468,44 @@ func (s *Store) Get(ctx context.Context, id string) (Message, error) {
 }
 
 // List returns the messages matching f in Seq order.
-func (s *Store) List(ctx context.Context, f Filter) ([]Message, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.ChatID != "" {
-		where = append(where, "chat_id = ?")
-		args = append(args, f.ChatID)
-	}
-	switch {
-	case f.State == "":
-		where = append(where, "state IN ('pending', 'inflight', 'dead')")
-	case f.State.valid():
-		where = append(where, "state = ?")
-		args = append(args, string(f.State))
-	default:
+func (s *Store[T]) List(ctx context.Context, f Filter) ([]Message, error) {
+	if f.State != "" && !ValidState(f.State) {
 		return nil, fmt.Errorf("store: list: unknown state %q", f.State)
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = defaultListLimit
+		limit = DefaultListLimit
 	}
-	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, `SELECT `+msgCols+` FROM messages
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY seq LIMIT ?`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list: %w", err)
-	}
-	msgs, err := scanMessages(rows)
+	msgs, err := s.d.Messages(ctx, f, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: list: %w", err)
 	}
 	return msgs, nil
 }
 
-// Counts returns how many messages are in each state.
-func (s *Store) Counts(ctx context.Context) (Counts, error) {
-	var c Counts
-	rows, err := s.r.QueryContext(ctx, `SELECT state, count(*) FROM messages GROUP BY state`)
+// ListPage returns up to limit (at most MaxPage) messages matching f with
+// Seq greater than after, in Seq order, their texts clipped to clip
+// characters in the query itself. more reports whether later messages
+// match: the next page starts after the last one returned.
+func (s *Store[T]) ListPage(ctx context.Context, f Filter, after int64, limit, clip int) (page []Listed, more bool, err error) {
+	if f.State != "" && !ValidState(f.State) {
+		return nil, false, fmt.Errorf("store: list page: unknown state %q", f.State)
+	}
+	limit = min(max(limit, 1), MaxPage)
+	page, err = s.d.MessagePage(ctx, f, after, limit+1, clip)
 	if err != nil {
-		return c, fmt.Errorf("store: counts: %w", err)
+		return nil, false, fmt.Errorf("store: list page: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			st State
-			n  int
-		)
-		if err := rows.Scan(&st, &n); err != nil {
-			return c, fmt.Errorf("store: counts: %w", err)
-		}
-		switch st {
-		case Pending:
-			c.Pending = n
-		case Inflight:
-			c.Inflight = n
-		case Done:
-			c.Done = n
-		case Dead:
-			c.Dead = n
-		}
+	if len(page) > limit {
+		return page[:limit], true, nil
 	}
-	if err := rows.Err(); err != nil {
+	return page, false, nil
+}
+
+// Counts returns how many messages are in each state.
+func (s *Store[T]) Counts(ctx context.Context) (Counts, error) {
+	c, err := s.d.Counts(ctx)
+	if err != nil {
 		return c, fmt.Errorf("store: counts: %w", err)
 	}
 	return c, nil
@@ -549,92 +513,68 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 
 // ChatsWithPending returns the chats that have pending messages, the one
 // waiting longest first, so a caller working down the list is fair.
-func (s *Store) ChatsWithPending(ctx context.Context) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT chat_id FROM messages
-		WHERE state = 'pending' GROUP BY chat_id ORDER BY min(seq)`)
+func (s *Store[T]) ChatsWithPending(ctx context.Context) ([]string, error) {
+	out, err := s.d.ChatsWithPending(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("store: chats with pending: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var chat string
-		if err := rows.Scan(&chat); err != nil {
-			return nil, fmt.Errorf("store: chats with pending: %w", err)
-		}
-		out = append(out, chat)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: chats with pending: %w", err)
 	}
 	return out, nil
 }
 
-// queryRower is what getMessage needs: the read pool or the writer's
-// connection (inside a write op).
-type queryRower interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-func getMessage(ctx context.Context, q queryRower, id string) (Message, error) {
-	m, err := scanMessage(q.QueryRowContext(ctx, `SELECT `+msgCols+` FROM messages WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, ErrNotFound
+// OldestPending is when chat's oldest waiting message was accepted (zero
+// when none waits): a session's place in line for a live slot.
+func (s *Store[T]) OldestPending(ctx context.Context, chatID string) (time.Time, error) {
+	n, err := s.d.OldestPending(ctx, chatID)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: oldest pending: %w", err)
 	}
-	return m, err
+	return FromNanos(n), nil
 }
 
-func scanMessage(row interface{ Scan(...any) error }) (Message, error) {
-	var (
-		m                Message
-		created, updated int64
-	)
-	err := row.Scan(&m.Seq, &m.ID, &m.ChatID, &m.Text, &m.State, &m.Attempts,
-		&m.Failures, &m.Error, &m.Reply, &created, &updated, &m.KeptIn, &m.ClientID, &m.TurnID)
-	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
-	return m, err
+// PendingStats returns, for every chat with pending messages, how many wait
+// and since when; one query, for health checks and status.
+func (s *Store[T]) PendingStats(ctx context.Context) (map[string]PendingStat, error) {
+	out, err := s.d.PendingStats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending stats: %w", err)
+	}
+	return out, nil
 }
 
-// scanMessages reads and closes rows.
-func scanMessages(rows *sql.Rows) ([]Message, error) {
-	defer rows.Close()
-	var out []Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, err
+// HasPending reports whether chat has a message waiting.
+func (s *Store[T]) HasPending(ctx context.Context, chatID string) (bool, error) {
+	has, err := s.d.HasPending(ctx, chatID)
+	if err != nil {
+		return false, fmt.Errorf("store: has pending: %w", err)
+	}
+	return has, nil
+}
+
+// Exchange is one earlier turn of a chat: the messages it answered and its
+// reply.
+type Exchange struct {
+	TurnID string
+	Texts  []string
+	Reply  string
+}
+
+// RecentExchanges returns chat's last n answered turns, oldest first, from
+// the messages still kept.
+func (s *Store[T]) RecentExchanges(ctx context.Context, chat string, n int) ([]Exchange, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	msgs, err := s.d.RecentTurns(ctx, chat, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent exchanges: %w", err)
+	}
+	var out []Exchange
+	for _, m := range msgs {
+		if len(out) == 0 || out[len(out)-1].TurnID != m.TurnID {
+			out = append(out, Exchange{TurnID: m.TurnID, Reply: m.Reply})
 		}
-		out = append(out, m)
+		last := &out[len(out)-1]
+		last.Texts = append(last.Texts, m.Text)
 	}
-	return out, rows.Err()
-}
-
-// placeholders returns "?, ?, …" with n marks, for an IN list.
-func placeholders(n int) string {
-	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
-}
-
-// withIDs appends ids to args as bind values.
-func withIDs(args []any, ids []string) []any {
-	for _, id := range ids {
-		args = append(args, id)
-	}
-	return args
-}
-
-// nanos stores a time as unix nanoseconds; the zero time is 0.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-// fromNanos is the inverse of nanos. Times come back in UTC, so values
-// read back compare equal with ==, whatever the process's time zone.
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
+	return out, nil
 }

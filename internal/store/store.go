@@ -1,36 +1,21 @@
-// Package store is dispatch's durable state: the message queue and the saved
-// sessions, in one SQLite database (modernc.org/sqlite, pure Go).
-//
-// Every write goes through a single writer goroutine that group-commits: it
-// takes all queued write operations (up to maxBatch), runs each inside its
-// own SAVEPOINT of one transaction, commits once — one fsync for the whole
-// group — and only then answers the callers. That keeps "accepted means
-// fsync'd" while letting throughput scale with the number of
-// concurrent writers instead of being capped at one fsync per message. The
-// one exception is Claim, whose loss in a power failure is harmless: a group
-// made only of claims commits without its own fsync (the next durable
-// commit's covers it).
-// Reads use a separate pool of connections, which WAL lets run beside the
-// writer.
+// Package store is dispatch's durable state — the message queue, the
+// saved sessions, the event feed, the webhook outbox and the agents'
+// conversation files — as one policy (Store) over a driver of one SQL
+// dialect: internal/store/sqlite, the embedded database of a single node,
+// and internal/store/postgres, the database several nodes share. The
+// package also holds the contract both keep (Backend; storetest runs it
+// against both) and the types they share. See driver.go for the split.
 package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
+	"slices"
 	"sync/atomic"
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // ErrNotFound is returned when the message (in the state an operation
@@ -40,200 +25,135 @@ var ErrNotFound = errors.New("store: not found")
 // ErrClosed is returned by writes made after Close.
 var ErrClosed = errors.New("store: closed")
 
-// busyTimeoutMS bounds how long a connection waits for a lock. Only the
-// writer writes, so waits are short (checkpoints, WAL recovery).
-const busyTimeoutMS = 5000
-
-// Store is the durable queue and session table. It is safe for concurrent
-// use.
-type Store struct {
-	clk clock.Clock
-
-	wdb *sql.DB   // the writer pool: exactly one connection
-	wc  *sql.Conn // that connection, owned by the writer goroutine
-	rdb *sql.DB   // read-only pool for queries
-	r   readers   // rdb with prepared statements
-
-	ident identity // the files opened, for CheckIdentity
-
-	ops chan *writeOp // unbuffered: a sent op is always answered
-	// sending counts the ops waiting to be handed to the writer: what a
-	// test waits on to know that writes queued up behind a held one.
-	sending   atomic.Int64
-	closing   chan struct{}
-	stopped   chan struct{}
-	closeOnce sync.Once
-	closeErr  error
-
-	commits atomic.Int64 // transactions committed by the writer, for tests and benchmarks
-
-	fault atomic.Pointer[FaultFunc] // see InjectWriteFault
-
-	feed    events.Mark                                // the event feed's visible mark (events.go)
-	horizon atomic.Int64                               // events up to this seq were purged
-	fanout  atomic.Pointer[func(events.Type) []string] // see SetWebhookFanout
+// Options are what a mode adds to the store's policy; the zero value is a
+// single node.
+type Options[T Tx] struct {
+	// Fence, with several nodes, refuses a write for a chat this node no
+	// longer holds the lease of.
+	Fence Fence[T]
+	// Waker, with several nodes, wakes a chat's owner after an accept or
+	// a retry commits.
+	Waker Waker
 }
 
-// Open opens (creating if needed, parent directory included) the database
-// at path, brings its schema up to date and starts the writer.
-func Open(path string, clk clock.Clock) (*Store, error) {
+// Store is the store's policy over a driver. It is safe for concurrent
+// use.
+type Store[T Tx] struct {
+	clk   clock.Clock
+	d     Driver[T]
+	fence Fence[T]
+	waker Waker
+
+	fault  atomic.Pointer[FaultFunc]                  // see InjectWriteFault
+	fanout atomic.Pointer[func(events.Type) []string] // see SetWebhookFanout
+}
+
+var _ Backend = (*Store[Tx])(nil)
+
+// New puts the store's policy over d, which the store owns from now on
+// (Close closes it).
+func New[T Tx](d Driver[T], clk clock.Clock, opt Options[T]) *Store[T] {
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-
-	s := &Store{
-		clk:     clk,
-		ops:     make(chan *writeOp),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
-	}
-	if err := s.open(abs); err != nil {
-		s.closeDBs()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	if err := s.ident.init(abs); err != nil {
-		s.closeDBs()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	go s.run()
-	return s, nil
+	return &Store[T]{clk: clk, d: d, fence: opt.Fence, waker: opt.Waker}
 }
 
-func (s *Store) open(abs string) error {
-	ctx := context.Background()
-	var err error
-	s.wdb, err = sql.Open("sqlite", dsn(abs,
-		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-		"journal_mode(WAL)",
-		"synchronous(FULL)",
-	))
-	if err != nil {
+// write runs fn in one transaction of the driver, after the injected
+// fault, if any.
+func (s *Store[T]) write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx T) error) error {
+	if err := s.injected(); err != nil {
 		return err
 	}
-	s.wdb.SetMaxOpenConns(1)
-	s.wdb.SetMaxIdleConns(1)
-	s.wdb.SetConnMaxLifetime(0)
-	s.wdb.SetConnMaxIdleTime(0)
-	if s.wc, err = s.wdb.Conn(ctx); err != nil {
-		return err
-	}
-	// journal_mode is the one setting that can fail silently (it reports
-	// the mode actually in force), so check it.
-	var mode string
-	if err := s.wc.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
-		return err
-	}
-	if !strings.EqualFold(mode, "wal") {
-		return fmt.Errorf("journal_mode is %q, want wal", mode)
-	}
-	if err := migrate(ctx, s.wc); err != nil {
-		return err
-	}
-	if err := s.loadFeed(ctx); err != nil {
-		return err
-	}
-
-	s.rdb, err = sql.Open("sqlite", dsn(abs,
-		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
-		"query_only(1)",
-	))
-	if err != nil {
-		return err
-	}
-	s.r.db = s.rdb
-	s.rdb.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	s.rdb.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
-	return s.rdb.PingContext(ctx)
+	return s.d.Write(ctx, lazy, fn)
 }
 
-// dsn builds a "file:" URI for path with the given pragmas. The URI form
-// (with the path escaped) matters: the driver cuts a plain file name at its
-// first '?', so a state dir containing one would otherwise misparse.
-func dsn(abs string, pragmas ...string) string {
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	q := make([]string, len(pragmas))
-	for i, p := range pragmas {
-		q[i] = "_pragma=" + url.QueryEscape(p)
-	}
-	return u.String() + "?" + strings.Join(q, "&")
-}
-
-// Close stops the writer (writes still queued get ErrClosed) and closes the
-// database. It is safe to call more than once.
-func (s *Store) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.closing)
-		<-s.stopped
-		s.closeErr = s.closeDBs()
-	})
-	return s.closeErr
-}
-
-func (s *Store) closeDBs() error {
-	// Readers first, so that the last connection to close (the one that
-	// checkpoints the WAL into the database and removes it) is the writer.
-	var errs []error
-	if s.rdb != nil {
-		s.r.close()
-		errs = append(errs, s.rdb.Close())
-	}
-	if s.wc != nil {
-		errs = append(errs, s.wc.Close())
-	}
-	if s.wdb != nil {
-		errs = append(errs, s.wdb.Close())
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+// injected is the injected write fault's error, classified (nil: none).
+func (s *Store[T]) injected() error {
+	if f := s.fault.Load(); f != nil {
+		return Classify(nil, (*f)())
 	}
 	return nil
 }
 
-// Check runs PRAGMA quick_check through the read pool: it proves the
-// database readable and structurally sound.
-// Ping proves the store takes writes: one durable write through the writer
-// (a full disk, a read-only file system or a wedged writer fail it).
-func (s *Store) Ping(ctx context.Context) error {
-	now := nanos(s.clk.Now())
-	err := s.write(ctx, func(ctx context.Context, tx *wtx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO meta (k, v) VALUES ('ping', ?)
-			ON CONFLICT (k) DO UPDATE SET v = excluded.v`, now)
-		return err
-	})
+// fenced checks and holds chat's lease for tx (several nodes).
+func (s *Store[T]) fenced(ctx context.Context, tx T, chat string) error {
+	if s.fence == nil {
+		return nil
+	}
+	return s.hold(ctx, tx, []string{chat})
+}
+
+// fencedIDs fences the chats of the messages ids, and chat unless it is
+// empty.
+func (s *Store[T]) fencedIDs(ctx context.Context, tx T, ids []string, chat string) error {
+	if s.fence == nil {
+		return nil
+	}
+	chats, err := tx.ChatsOf(ctx, ids)
 	if err != nil {
+		return err
+	}
+	return s.hold(ctx, tx, append(chats, chat))
+}
+
+// hold asks the fence to hold chats (sorted, once each, "" left out).
+func (s *Store[T]) hold(ctx context.Context, tx T, chats []string) error {
+	slices.Sort(chats)
+	chats = slices.Compact(chats)
+	if len(chats) > 0 && chats[0] == "" {
+		chats = chats[1:]
+	}
+	return s.fence.Hold(ctx, tx, chats)
+}
+
+// wake tells chat's owner node that messages were committed for it.
+func (s *Store[T]) wake(ctx context.Context, chat string) {
+	if s.waker != nil && chat != "" {
+		s.waker.Wake(context.WithoutCancel(ctx), chat)
+	}
+}
+
+// FaultFunc decides whether a write fails before it reaches the database;
+// a nil result lets it through.
+type FaultFunc func() error
+
+// InjectWriteFault makes every write (accepts, claims, turn outcomes,
+// session saves) call f first and fail with its error, classified like a
+// driver's (wrap syscall.ENOSPC for a full disk, syscall.EIO for an I/O
+// error), without touching the database. nil removes the fault. It is for
+// tests that need a storage failure where a real one cannot be arranged;
+// a full file system is tested for real as well.
+func (s *Store[T]) InjectWriteFault(f FaultFunc) {
+	if f == nil {
+		s.fault.Store(nil)
+		return
+	}
+	s.fault.Store(&f)
+}
+
+// Ping proves the store takes writes: one durable write (a full disk, a
+// read-only file system or a wedged writer fail it).
+func (s *Store[T]) Ping(ctx context.Context) error {
+	now := Nanos(s.clk.Now())
+	if err := s.write(ctx, false, func(ctx context.Context, tx T) error { return tx.SetMeta(ctx, "ping", now) }); err != nil {
 		return fmt.Errorf("store: ping: %w", err)
 	}
 	return nil
 }
 
-func (s *Store) Check(ctx context.Context) error {
-	rows, err := s.rdb.QueryContext(ctx, "PRAGMA quick_check")
-	if err != nil {
+// Check proves the database readable and sound.
+func (s *Store[T]) Check(ctx context.Context) error {
+	if err := s.d.Check(ctx); err != nil {
 		return fmt.Errorf("store: check: %w", err)
-	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			return fmt.Errorf("store: check: %w", err)
-		}
-		if line != "ok" {
-			problems = append(problems, line)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: check: %w", err)
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("store: check: %s", strings.Join(problems, "; "))
 	}
 	return nil
 }
+
+// CheckIdentity is a cheap probe that the database is still the one the
+// store opened (see the dialect's).
+func (s *Store[T]) CheckIdentity() error { return s.d.CheckIdentity() }
+
+// Close closes the driver: later writes get ErrClosed. It is safe to call
+// more than once.
+func (s *Store[T]) Close() error { return s.d.Close() }

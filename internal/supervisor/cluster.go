@@ -18,11 +18,6 @@ type Owner interface {
 	Owns(chat string) bool
 }
 
-// sessionLoader reads one chat's saved session (the PostgreSQL store).
-type sessionLoader interface {
-	SessionRecord(ctx context.Context, chat string) (store.SessionRecord, bool, error)
-}
-
 // startClustered starts a node of several: nothing is recovered here. A
 // chat's in-flight messages go back in line when its lease is taken (in
 // the same commit), and its session is made then (Adopt), so that nothing
@@ -51,22 +46,20 @@ func (s *Supervisor) Adopt(chat string) bool {
 		ss.Notify()
 		return true
 	}
-	rec := store.SessionRecord{ChatID: chat}
-	if l, ok := s.store.(sessionLoader); ok {
-		for try := 0; ; try++ {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			r, _, err := l.SessionRecord(ctx, chat)
-			cancel()
-			if err == nil {
-				rec = r
-				break
-			}
-			if try == 2 {
-				s.log.Error("adopt chat: read its session; giving the lease back", "chat", chat, "err", err)
-				return false
-			}
-			time.Sleep(200 * time.Millisecond)
+	var rec store.SessionRecord
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, _, err := s.store.SessionRecord(ctx, chat)
+		cancel()
+		if err == nil {
+			rec = r
+			break
 		}
+		if try == 2 {
+			s.log.Error("adopt chat: read its session; giving the lease back", "chat", chat, "err", err)
+			return false
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,11 +116,10 @@ var ErrOtherNode = errors.New("this chat's session runs on another node: send th
 // ErrOtherNode when, with several nodes, the chat exists (another node
 // owns it, or will), else ErrUnknownChat.
 func (s *Supervisor) missing(ctx context.Context, chat string) error {
-	l, ok := s.store.(sessionLoader)
-	if s.cfg.Owner == nil || !ok {
+	if s.cfg.Owner == nil {
 		return ErrUnknownChat
 	}
-	if _, found, err := l.SessionRecord(ctx, chat); err == nil && found {
+	if _, found, err := s.store.SessionRecord(ctx, chat); err == nil && found {
 		return ErrOtherNode
 	}
 	return ErrUnknownChat

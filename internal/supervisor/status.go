@@ -150,6 +150,13 @@ func stopReason(snap session.Snapshot) string {
 	return string(snap.StopReason)
 }
 
+// ChatPaused says whether an operator paused chat (its messages wait for
+// Resume).
+func (s *Supervisor) ChatPaused(chat string) bool {
+	ss, ok := s.lookup(chat)
+	return ok && ss.Snapshot().State == session.Paused
+}
+
 // ChatHold says whether chat's waiting messages are held with no automatic
 // way forward: its session failed (an operator restart is needed). It is
 // how a sender waiting for a reply learns that none is coming.

@@ -20,6 +20,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/logging"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,7 +31,7 @@ type harness struct {
 	t    *testing.T
 	dir  string
 	clk  *clock.Fake
-	st   *store.Store
+	st   *sqlite.Store
 	ag   *fake.Agent
 	logs *logging.Logs
 	sup  *Supervisor
@@ -60,7 +61,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	}
 	dir := t.TempDir()
 	clk := clock.NewFake(t0)
-	st, err := store.Open(filepath.Join(dir, "dispatch.db"), clk)
+	st, err := sqlite.Open(filepath.Join(dir, "dispatch.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,18 +3,26 @@
 // and forwards a fixed set of requests to the daemon's control socket.
 //
 // Access works like a notebook server's: the server is started with a
-// random one-time secret, printed in the URL to open. The first request
-// that carries it gets a random session cookie (HttpOnly, SameSite=Strict)
-// and the secret is spent; every later request must carry the cookie, or it
-// is refused. A request that changes something (retry or drop a dead
-// letter) must also carry the session's CSRF token in a header.
+// random one-time secret, printed in the URL to open. The page's script
+// trades it (POST /api/session) for a random session token, keeps that
+// token in the tab's sessionStorage and sends it in the Authorization
+// header of every request; the secret is spent. Nothing is kept in a
+// cookie: a browser sends cookies to every port of a host, and treats two
+// ports of 127.0.0.1 as one site, so a cookie would reach any other local
+// server the browser visits. A header set by the page's own script is
+// usable only by the page's own origin (scheme, host and port), and is
+// also what stops a cross-site request forgery. The page's files hold no
+// data and are served to anyone; every /api request without the token is
+// refused.
 //
 // Only what the page needs is forwarded — the daemon's status (without the
-// webhook section), the dead letters, one chat's recent exchanges, the
-// event feed as Server-Sent Events, and the two dead-letter actions — never
-// an arbitrary path. Every answer carries a strict Content-Security-Policy
-// (scripts, styles and connections from this origin only, no inline
-// script), X-Content-Type-Options: nosniff and Referrer-Policy: no-referrer.
+// webhook section), the dead letters, one message, one chat's recent
+// exchanges, the event feed as Server-Sent Events (read by the page with
+// fetch, so that it carries the header), and the two dead-letter actions —
+// never an arbitrary path. Every answer carries a strict
+// Content-Security-Policy (scripts, styles and connections from this
+// origin only, no inline script), X-Content-Type-Options: nosniff and
+// Referrer-Policy: no-referrer.
 package web
 
 import (
@@ -44,8 +52,8 @@ var assets embed.FS
 
 // Header names and limits.
 const (
-	// CSRFHeader carries the session's CSRF token on a POST.
-	CSRFHeader = "X-CSRF-Token"
+	// TokenHeader carries the session token ("Bearer <token>").
+	TokenHeader = "Authorization"
 	// TailEvents is how many past events a fresh timeline starts with.
 	TailEvents = 100
 	// ChatExchanges is how many recent replies the chat view shows.
@@ -62,26 +70,20 @@ const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 
 // Server is the status page's handler. Create it with New.
 type Server struct {
-	socket     string
-	cookieName string
-	upstream   *http.Client // forwarded requests, with a deadline each
-	stream     *http.Client // the event stream, without one
-	files      fs.FS
+	socket   string
+	upstream *http.Client // forwarded requests, with a deadline each
+	stream   *http.Client // the event stream, without one
+	files    fs.FS
 
 	mu     sync.Mutex
 	secret string // "" once spent
-	cookie string // "" until the secret is spent
-	csrf   string
+	token  string // "" until the secret is spent
 }
 
 // New returns a server that forwards to the control socket at socket, with
 // a fresh one-time secret (see Secret).
 func New(socket string) (*Server, error) {
 	secret, err := token()
-	if err != nil {
-		return nil, err
-	}
-	id, err := token()
 	if err != nil {
 		return nil, err
 	}
@@ -97,19 +99,16 @@ func New(socket string) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		socket: socket,
-		// Cookies are not kept apart by port: a name of its own keeps two
-		// servers on one host from overwriting each other's cookie.
-		cookieName: "dispatch_web_" + id[:8],
-		upstream:   &http.Client{Transport: tr, Timeout: upstreamTimeout},
-		stream:     &http.Client{Transport: tr},
-		files:      files,
-		secret:     secret,
+		socket:   socket,
+		upstream: &http.Client{Transport: tr, Timeout: upstreamTimeout},
+		stream:   &http.Client{Transport: tr},
+		files:    files,
+		secret:   secret,
 	}, nil
 }
 
 // Secret is the one-time secret to put in the URL (?secret=…); "" once it
-// has been exchanged for a cookie.
+// has been exchanged for a session token.
 func (s *Server) Secret() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -133,45 +132,32 @@ func equal(a, b string) bool {
 	return a != "" && b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
-// authorized reports whether r carries the session cookie.
+// authorized reports whether r carries the session token in its
+// Authorization header.
 func (s *Server) authorized(r *http.Request) bool {
-	c, err := r.Cookie(s.cookieName)
-	if err != nil {
+	given, ok := strings.CutPrefix(r.Header.Get(TokenHeader), "Bearer ")
+	if !ok {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return equal(c.Value, s.cookie)
+	return equal(given, s.token)
 }
 
-// exchange spends the one-time secret if r carries it, and returns the
-// new session cookie's value.
-func (s *Server) exchange(r *http.Request) (string, bool) {
-	if r.Method != http.MethodGet || r.URL.Path != "/" {
-		return "", false
-	}
-	given := r.URL.Query().Get("secret")
+// exchange spends the one-time secret and returns the new session token;
+// false when given is not the (unspent) secret.
+func (s *Server) exchange(given string) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !equal(given, s.secret) {
 		return "", false
 	}
-	cookie, err := token()
+	tok, err := token()
 	if err != nil {
 		return "", false
 	}
-	csrf, err := token()
-	if err != nil {
-		return "", false
-	}
-	s.secret, s.cookie, s.csrf = "", cookie, csrf
-	return cookie, true
-}
-
-func (s *Server) csrfOK(r *http.Request) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return equal(r.Header.Get(CSRFHeader), s.csrf)
+	s.secret, s.token = "", tok
+	return tok, true
 }
 
 func secure(h http.Header) {
@@ -194,39 +180,65 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-// ServeHTTP authenticates every request, then serves it.
+// ServeHTTP serves the page's files to anyone, the secret exchange to
+// whoever has the secret, and the rest only with the session token.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	secure(w.Header())
-	if !s.authorized(r) {
-		cookie, ok := s.exchange(r)
-		if !ok {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, "refused: open the URL that `dispatch web` printed; its secret works once (run it again for a new one)\n")
-			return
-		}
-		http.SetCookie(w, &http.Cookie{
-			Name: s.cookieName, Value: cookie, Path: "/",
-			HttpOnly: true, SameSite: http.SameSiteStrictMode,
-		})
+	if r.Method == http.MethodPost && !s.postAllowed(w, r) {
+		return
 	}
-	if r.Method == http.MethodPost {
-		if !s.postAllowed(w, r) {
-			return
-		}
+	switch r.Method + " " + r.URL.Path {
+	case "GET /":
+		s.asset(w, "index.html", "text/html; charset=utf-8")
+		return
+	case "GET /app.js":
+		s.asset(w, "app.js", "text/javascript; charset=utf-8")
+		return
+	case "GET /app.css":
+		s.asset(w, "app.css", "text/css; charset=utf-8")
+		return
+	case "GET /favicon.ico":
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case "POST /api/session":
+		s.session(w, r)
+		return
+	}
+	if !s.authorized(r) {
+		writeError(w, http.StatusUnauthorized, refused)
+		return
 	}
 	s.route(w, r)
 }
 
-// postAllowed checks a POST: the CSRF token, a same-origin Origin when
-// the browser sends one, and a JSON body.
+// refused is the answer to a request without the session token.
+const refused = "refused: open the URL that `dispatch web` printed; its secret works once (run it again for a new one)"
+
+// session trades the one-time secret for the session token:
+// {"secret": "…"} → {"token": "…"}.
+func (s *Server) session(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Secret string `json:"secret"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeError(w, http.StatusBadRequest, `the body must be {"secret": "…"}`)
+		return
+	}
+	tok, ok := s.exchange(in.Secret)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, refused)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
+}
+
+// postAllowed checks a POST: a same-origin Origin when the browser sends
+// one, and a JSON body (a cross-site form cannot send one).
 func (s *Server) postAllowed(w http.ResponseWriter, r *http.Request) bool {
 	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
 		writeError(w, http.StatusForbidden, "refused: cross-origin request")
-		return false
-	}
-	if !s.csrfOK(r) {
-		writeError(w, http.StatusForbidden, "refused: missing or wrong CSRF token (reload the page)")
 		return false
 	}
 	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != "application/json" {
@@ -238,23 +250,12 @@ func (s *Server) postAllowed(w http.ResponseWriter, r *http.Request) bool {
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	switch r.Method + " " + r.URL.Path {
-	case "GET /":
-		s.asset(w, "index.html", "text/html; charset=utf-8")
-	case "GET /app.js":
-		s.asset(w, "app.js", "text/javascript; charset=utf-8")
-	case "GET /app.css":
-		s.asset(w, "app.css", "text/css; charset=utf-8")
-	case "GET /favicon.ico":
-		w.WriteHeader(http.StatusNoContent)
-	case "GET /api/session":
-		s.mu.Lock()
-		csrf := s.csrf
-		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]string{"csrf": csrf})
 	case "GET /api/status":
 		s.status(w, r)
 	case "GET /api/dead":
 		s.forward(w, r, "/v1/queue?state=dead&limit=200")
+	case "GET /api/message":
+		s.message(w, r)
 	case "GET /api/chat":
 		s.chat(w, r)
 	case "GET /api/events":
@@ -345,6 +346,17 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// message forwards one message in full (the dead-letter list clips its
+// texts): GET /api/message?id=ID.
+func (s *Server) message(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if !validKey(id) {
+		writeError(w, http.StatusBadRequest, "id must be a message id")
+		return
+	}
+	s.forward(w, r, "/v1/queue/"+url.PathEscape(id))
+}
+
 // validKey checks an id or chat id from the page before it goes into a
 // path or query: printable UTF-8, at most 256 bytes.
 func validKey(s string) bool {
@@ -391,7 +403,8 @@ type Exchange struct {
 	Messages []ChatMessage `json:"messages"`
 	Reply    string        `json:"reply,omitempty"`
 	Error    string        `json:"error,omitempty"`
-	Clipped  bool          `json:"clipped,omitempty"`
+	// Clipped: the reply or the error was cut at its first 2,000 bytes.
+	Clipped bool `json:"clipped,omitempty"`
 }
 
 // ChatMessage is one message of the chat view; Text is "" when the
@@ -464,7 +477,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		ev := feed.Events[i]
 		x := Exchange{Seq: ev.Seq, At: ev.At, Type: ev.Type, TurnID: ev.TurnID, Messages: []ChatMessage{}}
 		x.Reply, x.Clipped = clipText(ev.Text)
-		x.Error, _ = clipText(ev.Error)
+		var errClipped bool
+		x.Error, errClipped = clipText(ev.Error)
+		x.Clipped = x.Clipped || errClipped
 		ids := ev.MessageIDs
 		if ev.MessageID != "" {
 			ids = []string{ev.MessageID}
@@ -503,8 +518,8 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 
 // events passes the daemon's event stream through. A fresh timeline
 // starts with the last TailEvents events; a reconnecting one resumes after
-// Last-Event-ID (the browser's own reconnect) or after= (the page's, when
-// the daemon was down and the browser gave up). A position that is no
+// after= (the page's reconnect) or Last-Event-ID (a plain EventSource
+// client's). A position that is no
 // longer kept starts over from the tail, after a "gap" event.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	v := url.Values{}
@@ -568,7 +583,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if err != nil {
-			return // the daemon went away (or the page did): the browser reconnects
+			return // the daemon went away (or the page did): the page reconnects
 		}
 	}
 }

@@ -95,6 +95,19 @@ func newRig(t *testing.T) *rig {
 	return &rig{srv: s, url: hs.URL, daemon: fd}
 }
 
+// bearer adds the session token to every request, as the page does.
+type bearer struct{ token string }
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	if b.token != "" && r.Header.Get(TokenHeader) == "" {
+		r.Header.Set(TokenHeader, "Bearer "+b.token)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// client is a browser without the session token (and with a cookie jar,
+// to show that nothing in it counts).
 func client(t *testing.T) *http.Client {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -125,81 +138,98 @@ func do(t *testing.T, c *http.Client, method, u string, hdr map[string]string, b
 	return resp, string(b)
 }
 
-// login spends the secret with c and returns the CSRF token.
-func (r *rig) login(t *testing.T, c *http.Client) string {
+// exchange trades secret for a session token as the page's script does;
+// "" when refused.
+func exchange(t *testing.T, base, secret string) (string, *http.Response) {
 	t.Helper()
-	resp, body := do(t, c, "GET", URL(strings.TrimPrefix(r.url, "http://"), r.srv.Secret()), nil, "")
-	if resp.StatusCode != 200 || !strings.Contains(body, "<title>dispatch</title>") {
-		t.Fatalf("first visit: %d %q", resp.StatusCode, body)
-	}
-	_, body = do(t, c, "GET", r.url+"/api/session", nil, "")
-	var s struct{ CSRF string }
-	if err := json.Unmarshal([]byte(body), &s); err != nil || s.CSRF == "" {
-		t.Fatalf("session: %q %v", body, err)
-	}
-	return s.CSRF
+	body, _ := json.Marshal(map[string]string{"secret": secret})
+	resp, out := do(t, client(t), "POST", base+"/api/session", map[string]string{"Content-Type": "application/json"}, string(body))
+	var s struct{ Token string }
+	_ = json.Unmarshal([]byte(out), &s)
+	return s.Token, resp
 }
 
-func TestSecretIsSpentOnceForACookie(t *testing.T) {
+// login spends the secret and returns a client that sends the token.
+func (r *rig) login(t *testing.T) *http.Client {
+	t.Helper()
+	tok, resp := exchange(t, r.url, r.srv.Secret())
+	if resp.StatusCode != 200 || tok == "" {
+		t.Fatalf("secret exchange: %d", resp.StatusCode)
+	}
+	return &http.Client{Transport: bearer{tok}, Timeout: 10 * time.Second}
+}
+
+func TestSecretIsSpentOnceForAToken(t *testing.T) {
 	r := newRig(t)
 	secret := r.srv.Secret()
 	if len(secret) < 40 {
 		t.Fatalf("secret %q is short", secret)
 	}
 	// A wrong secret spends nothing.
-	if resp, _ := do(t, client(t), "GET", r.url+"/?secret=wrong", nil, ""); resp.StatusCode != 401 {
+	if tok, resp := exchange(t, r.url, "wrong"); resp.StatusCode != 401 || tok != "" {
 		t.Fatalf("wrong secret: %d", resp.StatusCode)
 	}
-	c := client(t)
-	resp, _ := do(t, c, "GET", r.url+"/?secret="+url.QueryEscape(secret), nil, "")
-	if resp.StatusCode != 200 {
-		t.Fatalf("first visit: %d", resp.StatusCode)
+	// Opening the printed URL serves the page, and spends nothing and
+	// sets nothing: the page's script makes the exchange.
+	resp, body := do(t, client(t), "GET", URL(strings.TrimPrefix(r.url, "http://"), secret), nil, "")
+	if resp.StatusCode != 200 || !strings.Contains(body, "<title>dispatch</title>") || resp.Header.Get("Set-Cookie") != "" {
+		t.Fatalf("the printed URL: %d, Set-Cookie %q", resp.StatusCode, resp.Header.Get("Set-Cookie"))
 	}
-	sc := resp.Header.Get("Set-Cookie")
-	for _, want := range []string{"HttpOnly", "SameSite=Strict", "Path=/"} {
-		if !strings.Contains(sc, want) {
-			t.Errorf("Set-Cookie %q lacks %s", sc, want)
-		}
+	tok, resp := exchange(t, r.url, secret)
+	if resp.StatusCode != 200 || len(tok) < 40 {
+		t.Fatalf("first exchange: %d, token %q", resp.StatusCode, tok)
+	}
+	if sc := resp.Header.Get("Set-Cookie"); sc != "" {
+		t.Errorf("the exchange sets a cookie: %q", sc)
 	}
 	if r.srv.Secret() != "" {
 		t.Error("the secret is still valid after the exchange")
 	}
-	// The same link again, from another browser: refused.
-	if resp, _ := do(t, client(t), "GET", r.url+"/?secret="+url.QueryEscape(secret), nil, ""); resp.StatusCode != 401 {
+	// The same secret again, from another browser: refused.
+	if tok2, resp := exchange(t, r.url, secret); resp.StatusCode != 401 || tok2 != "" {
 		t.Fatalf("second use of the secret: %d", resp.StatusCode)
 	}
-	// The cookie holder goes on.
-	if resp, _ := do(t, c, "GET", r.url+"/app.js", nil, ""); resp.StatusCode != 200 {
-		t.Fatalf("with the cookie: %d", resp.StatusCode)
+	// The token holder goes on; the token is good only in the header.
+	if resp, _ := do(t, client(t), "GET", r.url+"/api/status", map[string]string{"Authorization": "Bearer " + tok}, ""); resp.StatusCode != 200 {
+		t.Fatalf("with the token: %d", resp.StatusCode)
+	}
+	for _, hdr := range []map[string]string{
+		{"Authorization": tok}, {"Authorization": "Bearer x" + tok}, {"Cookie": "token=" + tok}, {"X-Token": tok},
+	} {
+		if resp, _ := do(t, client(t), "GET", r.url+"/api/status?token="+tok, hdr, ""); resp.StatusCode != 401 {
+			t.Errorf("token in %v: %d", hdr, resp.StatusCode)
+		}
 	}
 }
 
-// Every path is refused without the cookie, whatever it is.
-func TestRefusedWithoutCookie(t *testing.T) {
+// The page's files are anyone's (they hold no data); every /api path and
+// anything else is refused without the token.
+func TestRefusedWithoutToken(t *testing.T) {
 	r := newRig(t)
+	for _, p := range []string{"/", "/app.js", "/app.css"} {
+		if resp, _ := do(t, client(t), "GET", r.url+p, nil, ""); resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d", p, resp.StatusCode)
+		}
+	}
 	cases := []struct{ method, path string }{
-		{"GET", "/"}, {"GET", "/app.js"}, {"GET", "/app.css"}, {"GET", "/api/session"},
+		{"GET", "/api/session"}, {"GET", "/api/message?id=m1"},
 		{"GET", "/api/status"}, {"GET", "/api/dead"}, {"GET", "/api/chat?chat=a"}, {"GET", "/api/events"},
 		{"POST", "/api/retry"}, {"POST", "/api/drop"}, {"GET", "/v1/status"}, {"GET", "/nope"},
-		{"POST", "/?secret=" + url.QueryEscape(r.srv.Secret())}, // only a GET of / spends it
+		{"POST", "/?secret=" + url.QueryEscape(r.srv.Secret())},
 		{"GET", "/api/status?secret=" + url.QueryEscape(r.srv.Secret())},
 	}
 	for _, tc := range cases {
 		resp, body := do(t, client(t), tc.method, r.url+tc.path, map[string]string{"Content-Type": "application/json"}, `{"id":"m1"}`)
 		if resp.StatusCode != 401 || strings.Contains(body, "dispatch</title>") {
-			t.Errorf("%s %s without cookie: %d %q", tc.method, tc.path, resp.StatusCode, body)
+			t.Errorf("%s %s without the token: %d %q", tc.method, tc.path, resp.StatusCode, body)
 		}
 		checkHeaders(t, tc.path, resp.Header)
 	}
 	if n := len(r.daemon.forwarded()); n != 0 {
 		t.Errorf("%d requests reached the daemon: %q", n, r.daemon.forwarded())
 	}
-	// A forged cookie is no better.
-	c := client(t)
-	u, _ := url.Parse(r.url)
-	c.Jar.SetCookies(u, []*http.Cookie{{Name: r.srv.cookieName, Value: "forged"}})
-	if resp, _ := do(t, c, "GET", r.url+"/api/status", nil, ""); resp.StatusCode != 401 {
-		t.Errorf("forged cookie: %d", resp.StatusCode)
+	if r.srv.Secret() == "" {
+		t.Error("a request spent the secret")
 	}
 }
 
@@ -224,8 +254,7 @@ func checkHeaders(t *testing.T, what string, h http.Header) {
 
 func TestHeadersAndAssets(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	r.login(t, c)
+	c := r.login(t)
 	total := 0
 	for _, tc := range []struct{ path, ctype string }{
 		{"/", "text/html"}, {"/app.js", "text/javascript"}, {"/app.css", "text/css"},
@@ -253,18 +282,18 @@ func TestHeadersAndAssets(t *testing.T) {
 // reaches the page.
 func TestStatusDropsWebhooks(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	r.login(t, c)
+	c := r.login(t)
 	_, body := do(t, c, "GET", r.url+"/api/status", nil, "")
 	if strings.Contains(body, "s3cret") || strings.Contains(body, "webhooks") || !strings.Contains(body, `"sessions"`) {
 		t.Fatalf("status = %s", body)
 	}
 }
 
-func TestPostNeedsCSRF(t *testing.T) {
+// A POST needs the token (a cross-site form cannot set the header), a
+// same-origin Origin and a JSON body.
+func TestPostNeedsToken(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	csrf := r.login(t, c)
+	c := r.login(t)
 	json := "application/json"
 	cases := []struct {
 		name   string
@@ -273,15 +302,15 @@ func TestPostNeedsCSRF(t *testing.T) {
 		body   string
 		status int
 	}{
-		{"no token", "/api/retry", map[string]string{"Content-Type": json}, `{"id":"m1"}`, 403},
-		{"wrong token", "/api/retry", map[string]string{"Content-Type": json, CSRFHeader: "x" + csrf}, `{"id":"m1"}`, 403},
-		{"cross origin", "/api/drop", map[string]string{"Content-Type": json, CSRFHeader: csrf, "Origin": "http://evil.example"}, `{"id":"m1"}`, 403},
-		{"form post", "/api/retry", map[string]string{"Content-Type": "application/x-www-form-urlencoded", CSRFHeader: csrf}, `id=m1`, 415},
-		{"bad body", "/api/retry", map[string]string{"Content-Type": json, CSRFHeader: csrf}, `{"id":"m1","x":1}`, 400},
-		{"control char", "/api/retry", map[string]string{"Content-Type": json, CSRFHeader: csrf}, `{"id":"m\u0001"}`, 400},
-		{"other route", "/api/kill", map[string]string{"Content-Type": json, CSRFHeader: csrf}, `{"id":"m1"}`, 404},
-		{"retry", "/api/retry", map[string]string{"Content-Type": json, CSRFHeader: csrf}, `{"id":"m1"}`, 200},
-		{"drop", "/api/drop", map[string]string{"Content-Type": json, CSRFHeader: csrf, "Origin": r.url}, `{"id":"m1"}`, 200},
+		{"wrong token", "/api/retry", map[string]string{"Content-Type": json, TokenHeader: "Bearer wrong"}, `{"id":"m1"}`, 401},
+		{"token not bearer", "/api/retry", map[string]string{"Content-Type": json, TokenHeader: "Basic eDp5"}, `{"id":"m1"}`, 401},
+		{"cross origin", "/api/drop", map[string]string{"Content-Type": json, "Origin": "http://evil.example"}, `{"id":"m1"}`, 403},
+		{"form post", "/api/retry", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, `id=m1`, 415},
+		{"bad body", "/api/retry", map[string]string{"Content-Type": json}, `{"id":"m1","x":1}`, 400},
+		{"control char", "/api/retry", map[string]string{"Content-Type": json}, `{"id":"m\u0001"}`, 400},
+		{"other route", "/api/kill", map[string]string{"Content-Type": json}, `{"id":"m1"}`, 404},
+		{"retry", "/api/retry", map[string]string{"Content-Type": json}, `{"id":"m1"}`, 200},
+		{"drop", "/api/drop", map[string]string{"Content-Type": json, "Origin": r.url}, `{"id":"m1"}`, 200},
 	}
 	for _, tc := range cases {
 		resp, body := do(t, c, "POST", r.url+tc.path, tc.hdr, tc.body)
@@ -305,8 +334,7 @@ func TestPostNeedsCSRF(t *testing.T) {
 // is reachable through the server.
 func TestNoOpenProxy(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	r.login(t, c)
+	c := r.login(t)
 	for _, p := range []string{"/v1/status", "/api/../v1/status", "/api/queue/m1", "/api/events/../../v1/sessions", "/metrics", "/api/chat?chat=a%00"} {
 		resp, _ := do(t, c, "GET", r.url+p, nil, "")
 		if resp.StatusCode == 200 {
@@ -322,8 +350,7 @@ func TestNoOpenProxy(t *testing.T) {
 
 func TestChatView(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	r.login(t, c)
+	c := r.login(t)
 	resp, body := do(t, c, "GET", r.url+"/api/chat?chat=a", nil, "")
 	var v ChatView
 	if err := json.Unmarshal([]byte(body), &v); err != nil || resp.StatusCode != 200 {
@@ -336,12 +363,20 @@ func TestChatView(t *testing.T) {
 	if resp, _ := do(t, c, "GET", r.url+"/api/chat", nil, ""); resp.StatusCode != 400 {
 		t.Errorf("no chat: %d", resp.StatusCode)
 	}
+	// One message in full (the dead-letter list clips): only by its id.
+	if resp, body := do(t, c, "GET", r.url+"/api/message?id=m1", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, `"text":"hello"`) {
+		t.Errorf("message m1: %d %s", resp.StatusCode, body)
+	}
+	for _, q := range []string{"", "?id=", "?id=a%00b", "?id=../status"} {
+		if resp, _ := do(t, c, "GET", r.url+"/api/message"+q, nil, ""); resp.StatusCode == 200 {
+			t.Errorf("message%s: 200", q)
+		}
+	}
 }
 
 func TestEventStream(t *testing.T) {
 	r := newRig(t)
-	c := client(t)
-	r.login(t, c)
+	c := r.login(t)
 	read := func(hdr map[string]string, q string) string {
 		req, _ := http.NewRequest("GET", r.url+"/api/events"+q, nil)
 		for k, v := range hdr {
@@ -394,8 +429,8 @@ func TestDaemonDown(t *testing.T) {
 	}
 	hs := httptest.NewServer(s)
 	defer hs.Close()
-	c := client(t)
-	do(t, c, "GET", URL(strings.TrimPrefix(hs.URL, "http://"), s.Secret()), nil, "")
+	tok, _ := exchange(t, hs.URL, s.Secret())
+	c := &http.Client{Transport: bearer{tok}, Timeout: 10 * time.Second}
 	for _, p := range []string{"/api/status", "/api/events", "/api/dead"} {
 		if resp, body := do(t, c, "GET", hs.URL+p, nil, ""); resp.StatusCode != 502 || !strings.Contains(body, "not reachable") {
 			t.Errorf("%s: %d %q", p, resp.StatusCode, body)

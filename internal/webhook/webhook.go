@@ -769,6 +769,8 @@ func (d *dispatcher) count(outcome, why string) {
 	switch outcome {
 	case outcomeDelivered:
 		d.delivered++
+		d.lastErr = "" // the endpoint answers again: its trouble is over
+
 	case outcomeRetry:
 		d.retries++
 		d.lastErr = why

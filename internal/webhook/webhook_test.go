@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,7 +21,7 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -210,14 +211,14 @@ func (rc *receiver) waitFor(t *testing.T, n int) []received {
 // rig is a test's store and the fake clock it shares with its managers,
 // driven (drive).
 type rig struct {
-	st  *store.Store
+	st  *sqlite.Store
 	clk *clock.Fake
 }
 
 func newRig(t *testing.T) rig {
 	t.Helper()
 	clk := clock.NewFake(time.Now())
-	st, err := store.Open(filepath.Join(t.TempDir(), "d.db"), clk)
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func (r rig) startManager(t *testing.T, opt Options, eps ...Endpoint) *Manager {
 	return m
 }
 
-func emit(t *testing.T, st *store.Store, chat string, i int) events.Event {
+func emit(t *testing.T, st *sqlite.Store, chat string, i int) events.Event {
 	t.Helper()
 	ev, err := st.AppendEvent(context.Background(), events.Event{Type: events.SessionReset, ChatID: chat, Reason: fmt.Sprint(i)})
 	if err != nil {
@@ -394,9 +395,15 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	}
 	sts, _ := m.Status(context.Background(), true, 10)
 	if sts[0].Failed != 1 || len(sts[0].FailedDeliveries) != 1 || sts[0].FailedDeliveries[0].EventID != first.ID ||
-		sts[0].GaveUp != 1 {
+		sts[0].GaveUp != 1 || !strings.Contains(sts[0].FailedDeliveries[0].Error, "400") {
 		t.Fatalf("status = %+v", sts[0])
 	}
+	// The endpoint answered the next delivery: its last error is over
+	// (the failed delivery keeps its own).
+	waitUntil(t, "the last error cleared by the next delivery", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Delivered == 1 && sts[0].LastError == ""
+	})
 	// The delivered mark of the second event follows its answer by a
 	// moment: a stop before it would rightly send it again (at least once).
 	waitUntil(t, "the second event marked delivered", func() bool {

@@ -147,6 +147,9 @@ type MessageIn struct {
 type Accepted struct {
 	ID        string `json:"id"`
 	Duplicate bool   `json:"duplicate"`
+	// Paused is true when an operator paused the chat: the message waits
+	// until "dispatch sessions resume".
+	Paused bool `json:"paused,omitempty"`
 }
 
 // MessageOut is one message as the API shows it (GET /v1/messages/{id}
@@ -170,6 +173,9 @@ type MessageOut struct {
 	// without an operator (it failed), with the reason: a sender waiting
 	// for its reply can stop waiting.
 	Held string `json:"held,omitempty"`
+	// Paused is set on a waiting message of a chat an operator paused: it
+	// goes on after "dispatch sessions resume".
+	Paused bool `json:"paused,omitempty"`
 }
 
 // ListedOut is one message of a queue listing.
@@ -246,7 +252,9 @@ type EndpointStatus struct {
 	Retries    int64    `json:"retries"`   // failed attempts that will be retried, since start
 	GaveUp     int64    `json:"gave_up"`   // deliveries given up, since start
 	LagSeconds float64  `json:"lag_seconds"`
-	LastError  string   `json:"last_error,omitempty"`
+	// LastError is the latest failed attempt's error, until a delivery
+	// succeeds again (failed deliveries keep their own errors).
+	LastError string `json:"last_error,omitempty"`
 	// FailedDeliveries lists failed deliveries (the oldest, up to a limit).
 	FailedDeliveries []Delivery `json:"failed_deliveries,omitempty"`
 }

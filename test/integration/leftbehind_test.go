@@ -65,14 +65,20 @@ func TestSendWaitGivesUpWhenTheSessionFails(t *testing.T) {
 	})))
 	start := time.Now()
 	_, errOut, code := d.Run("send", "alice", "hello", "--wait", "--timeout", "5m")
-	if code != 4 || !strings.Contains(errOut, "session failed") {
-		t.Errorf("exit %d, %q; want 4 and the session's failure", code, errOut)
+	if code != 4 || !strings.Contains(errOut, "session failed") || !strings.Contains(errOut, "dispatch sessions restart alice") {
+		t.Errorf("exit %d, %q; want 4, the session's failure and the remedy", code, errOut)
 	}
 	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("send --wait took %s for a failed session", took)
 	}
-	if s := d.MustSession("alice"); s.State != "failed" || s.QueueDepth != 1 {
+	s := d.MustSession("alice")
+	if s.State != "failed" || s.QueueDepth != 1 {
 		t.Errorf("session: %+v; want failed with the message kept", s)
+	}
+	// status shows the whole reason (the table clips it) and the remedy.
+	out, _, _ := d.Run("status")
+	if !strings.Contains(out, "alice: "+s.HealthReason+" (`dispatch sessions restart alice` starts it again)") {
+		t.Errorf("status does not give the failed session's reason %q in full with its remedy:\n%s", s.HealthReason, out)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
-	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
 )
 
@@ -32,7 +32,7 @@ func seedDone(t *testing.T, stateDir string, n, size int) (first string) {
 	if err := os.MkdirAll(stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(filepath.Join(stateDir, "dispatch.db"), clock.Real{})
+	st, err := sqlite.Open(filepath.Join(stateDir, "dispatch.db"), clock.Real{})
 	if err != nil {
 		t.Fatal(err)
 	}

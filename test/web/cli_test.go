@@ -2,8 +2,11 @@ package web
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -60,13 +63,26 @@ func TestWebCommand(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	if code, _ := get(origin + "/api/status"); code != http.StatusUnauthorized {
-		t.Errorf("without the cookie: %d", code)
+		t.Errorf("without the token: %d", code)
 	}
 	if code, body := get(local); code != http.StatusOK || !strings.Contains(body, "<title>dispatch</title>") {
 		t.Errorf("first visit: %d", code)
 	}
-	if code, _ := get(local); code != http.StatusUnauthorized {
-		t.Errorf("second visit with the spent secret: %d", code)
+	secret, _ := url.QueryUnescape(strings.SplitN(local, "secret=", 2)[1])
+	exchange := func() int {
+		body, _ := json.Marshal(map[string]string{"secret": secret})
+		resp, err := c.Post(origin+"/api/session", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := exchange(); code != http.StatusOK {
+		t.Errorf("the secret's exchange: %d", code)
+	}
+	if code := exchange(); code != http.StatusUnauthorized {
+		t.Errorf("second exchange of the spent secret: %d", code)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan error, 1)

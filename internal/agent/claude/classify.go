@@ -21,6 +21,9 @@ type ResultLine struct {
 	// ResumeFailed is set by the driver, never parsed: the line is a
 	// --resume start's report that its conversation does not exist.
 	ResumeFailed bool
+	// Denials are the tool calls refused during the turn (set by the
+	// driver from permission_denials).
+	Denials []agent.Denial
 }
 
 // authHint is appended to Auth errors: the operator has to act.

@@ -51,6 +51,17 @@ type Config struct {
 	// Clock times Stop's grace periods, turn durations and LastOutput
 	// (default: the wall clock).
 	Clock clock.Clock
+	// Permissions is how the CLI treats tool calls that need permission
+	// (agent.permissions; default deny). With PermissionsAsk the requests
+	// go to each process's spec.Permissions.
+	Permissions PermissionMode
+	// AllowedTools are permission rules the CLI allows without asking
+	// (agent.allowed_tools: "Read", "Bash(git status:*)").
+	AllowedTools []string
+	// PermissionTimeout bounds the wait for an answer to one permission
+	// request; unanswered, the call is refused (agent.permission_timeout,
+	// default 30m).
+	PermissionTimeout time.Duration
 	// Conversations, when set (several nodes on one database), saves each
 	// chat's conversation files after every turn and restores them before
 	// a --resume (conv.go).
@@ -169,6 +180,7 @@ func (a *Agent) argv(spec agent.Spec) []string {
 	} else {
 		args = append(args, "--session-id", spec.SessionID)
 	}
+	args = append(args, permissionArgs(a.cfg.Permissions, a.cfg.AllowedTools)...)
 	return append(args, a.cfg.Args...)
 }
 

@@ -58,6 +58,15 @@ type Process struct {
 	outDone   chan struct{}
 	errDone   chan struct{}
 	done      chan struct{}
+	// life ends when the process has exited: open permission requests
+	// are then dropped unanswered.
+	life        context.Context
+	endLife     context.CancelFunc
+	permTimeout time.Duration
+	wmu         sync.Mutex // one stdin line at a time (turns, control responses)
+	// retryAt: unix nanoseconds of the first system/api_retry line since
+	// the current turn was written (0: none)
+	retryAt atomic.Int64
 
 	mu        sync.Mutex
 	sessionID string
@@ -79,6 +88,8 @@ type Process struct {
 	// entries are the uuids of the turn's assistant and user lines: the
 	// transcript entries it must hold before the turn is saved.
 	entries []string
+	turnCtx context.Context        // the running turn's, nil between turns
+	asks    map[string]*pendingAsk // open permission requests by request_id
 
 	// save, when set, saves the conversation kept in the project folder
 	// pdir: once a turn got its result and its transcript entries (before
@@ -140,7 +151,13 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config, pdir string, save func(ti
 		sessionID: spec.SessionID,
 		pdir:      pdir,
 		save:      save,
+
+		permTimeout: cfg.PermissionTimeout,
 	}
+	if p.permTimeout <= 0 {
+		p.permTimeout = DefaultPermissionTimeout
+	}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
 	p.watchStarted(cfg.Watch)
 	p.touch()
@@ -187,6 +204,34 @@ func (p *Process) LastProgress() time.Time {
 	return time.Time{}
 }
 
+// FirstRetry is when the CLI first reported retrying a failed API request
+// (a system/api_retry line) since the current turn was written, if at or
+// after since; zero if it did not. It implements agent.RetryReporter.
+func (p *Process) FirstRetry(since time.Time) time.Time {
+	n := p.retryAt.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	if t := time.Unix(0, n); !t.Before(since) {
+		return t
+	}
+	return time.Time{}
+}
+
+// UnreadInput is how many bytes written to the CLI's stdin it has not read:
+// while it runs, what is in the pipe now; once it has ended, what was left
+// when it ended. It implements agent.InputReporter.
+func (p *Process) UnreadInput() int {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.unread
+	default:
+	}
+	return unreadBytes(p.stdin)
+}
+
 // Pid is the CLI's pid, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }
 
@@ -217,10 +262,17 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	p.waiting = ch
 	p.armed = false
 	p.entries = nil
+	p.turnCtx = ctx
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.turnCtx = nil
+		p.mu.Unlock()
+	}()
 
 	start := p.clk.Now()
 	seen := p.outLines.Load()
+	p.retryAt.Store(0)
 	if n, err := p.write(ctx, line); err != nil {
 		p.mu.Lock()
 		if p.waiting == ch {
@@ -233,19 +285,30 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		if ctx.Err() != nil {
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned while writing: %w", ctx.Err())
 		}
-		// Stdin is closed (Stop), broken (the CLI is gone or closed its
-		// input): the turn provably never reached the agent. A process
-		// that is ending says how (a failed resume, say).
+		// Stdin is closed (Stop, or the drain after the CLI exited),
+		// broken (the CLI is gone or closed its input): the turn provably
+		// never reached the agent. A process that is ending says how (a
+		// failed resume, a clean exit): once the CLI has exited the turn
+		// waits for the drain (bounded by drainTimeout), so that the
+		// caller learns the process ended rather than taking a clean exit
+		// for an agent that will not read.
 		t := p.clk.NewTimer(p.grace)
 		defer t.Stop()
-		select {
-		case <-p.done:
-			return agent.Result{}, p.exitDuring(seen, false)
-		case <-ctx.Done():
-			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
-		case <-t.C():
-			return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
-				Msg: "the agent does not read its input (it closed it): " + err.Error()}
+		timeout := t.C()
+		for {
+			select {
+			case <-p.done:
+				return agent.Result{}, p.exitDuring(seen, false)
+			case <-ctx.Done():
+				return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+			case <-timeout:
+				if p.exited() {
+					timeout = nil // ended: its drain finishes soon
+					continue
+				}
+				return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
+					Msg: "the agent does not read its input (it closed it): " + err.Error()}
+			}
 		}
 	}
 
@@ -287,12 +350,18 @@ func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
 	}
-	return agent.Result{Text: r.Result, SessionID: p.SessionID(), Duration: p.clk.Now().Sub(start)}, nil
+	return agent.Result{Text: r.Result, SessionID: p.SessionID(), Duration: p.clk.Now().Sub(start), Denials: r.Denials}, nil
 }
 
-// write writes line to stdin; ctx interrupts a write blocked on a full pipe
-// (a CLI that stopped reading) through the write deadline.
+// write writes line to stdin, one line at a time; ctx interrupts a write
+// blocked on a full pipe (a CLI that stopped reading) through the write
+// deadline.
 func (p *Process) write(ctx context.Context, line []byte) (int, error) {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		_ = p.stdin.SetWriteDeadline(time.Unix(1, 0))
@@ -418,6 +487,14 @@ func (p *Process) await(ctx context.Context, d time.Duration) bool {
 
 func (p *Process) closeStdin() { p.stdinOnce.Do(func() { p.stdin.Close() }) }
 
+// exited reports whether the CLI itself has exited (its output may still
+// be draining).
+func (p *Process) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reaped
+}
+
 // signal sends sig to the process group unless the leader has been reaped.
 func (p *Process) signal(sig syscall.Signal) {
 	p.mu.Lock()
@@ -431,6 +508,7 @@ func (p *Process) signal(sig syscall.Signal) {
 // it, waits for the readers and closes done.
 func (p *Process) wait() {
 	waitExited(p.pid)
+	p.endLife()
 	unread := unreadBytes(p.stdin) // before stdin is closed below
 	p.mu.Lock()
 	_ = syscall.Kill(-p.pid, syscall.SIGKILL) // leftover grandchildren
@@ -532,18 +610,29 @@ func (p *Process) handle(line []byte) {
 	}
 	switch head.Type {
 	case "system":
-		if head.Subtype == "init" {
+		switch head.Subtype {
+		case "init":
 			p.onInit(rawString(head.SessionID))
+		case "api_retry":
+			p.retryAt.CompareAndSwap(0, p.clk.Now().UnixNano())
 		}
 	case "result":
 		r, err := parseResult(line)
 		if err != nil {
 			r = ResultLine{IsError: true, Subtype: "unparseable", Result: "unparseable result line: " + err.Error()}
 		}
+		r.Denials = parseDenials(line)
 		p.deliver(r)
-	case "assistant", "user":
+	case "assistant":
 		p.noteEntry(head.UUID)
-	case "stream_event":
+		p.onAssistant(line)
+	case "user":
+		p.noteEntry(head.UUID)
+	case "control_request":
+		p.onControlRequest(line)
+	case "control_cancel_request":
+		p.onControlCancel(line)
+	case "stream_event", "control_response":
 	default:
 		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
 	}

@@ -2,6 +2,7 @@ package fake
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -327,5 +328,76 @@ func TestBlameFaults(t *testing.T) {
 	last := a.Calls(0)[len(a.Calls(0))-1]
 	if !last.Abandoned || last.OK {
 		t.Errorf("last call %+v, want abandoned", last)
+	}
+}
+
+// TestToolsAskAndProgress: TOOL_USE lines and ToolsNext report progress,
+// ask the spec's Permissions, and the reply and Denials say what became of
+// each call; without an asker the calls are refused.
+func TestToolsAskAndProgress(t *testing.T) {
+	a := New()
+	var progress []agent.Progress
+	ask := agent.AskerFunc(func(_ context.Context, r agent.PermissionRequest) (agent.PermissionAnswer, error) {
+		if r.Tool == "Bash" {
+			return agent.PermissionAnswer{Allow: true}, nil
+		}
+		return agent.PermissionAnswer{Message: "no"}, nil
+	})
+	p, err := a.Start(context.Background(), agent.Spec{ChatID: "c", SessionID: "s", Permissions: ask,
+		Progress: func(p agent.Progress) { progress = append(progress, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ToolsNext(Tool{Name: "Write", Input: json.RawMessage(`{"file_path":"a"}`)})
+	res, err := p.Turn(context.Background(), []string{"go\nTOOL_USE Bash {\"command\":\"touch x\"}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ` [Bash allowed: {"command":"touch x"}; Write denied: no]`; !strings.HasSuffix(res.Text, want) {
+		t.Errorf("reply %q, want it to end with %q", res.Text, want)
+	}
+	if len(res.Denials) != 1 || res.Denials[0].Tool != "Write" {
+		t.Errorf("denials %+v", res.Denials)
+	}
+	if len(progress) != 2 || progress[0].Tool != "Bash" || progress[1].Tool != "Write" {
+		t.Errorf("progress %+v", progress)
+	}
+	if asked := a.Asked(); len(asked) != 2 || asked[0].Chat != "c" || !asked[0].Answer.Allow || asked[1].Answer.Allow {
+		t.Errorf("asked %+v", asked)
+	}
+
+	// No asker: refused, like the CLI in deny mode.
+	q, _ := a.Start(context.Background(), agent.Spec{ChatID: "d", SessionID: "s2"})
+	res, err = q.Turn(context.Background(), []string{"TOOL_USE Bash {}"})
+	if err != nil || !strings.HasSuffix(res.Text, "[Bash denied: nobody can be asked]") || len(res.Denials) != 1 {
+		t.Errorf("no asker: %q, %+v, %v", res.Text, res.Denials, err)
+	}
+}
+
+// TestToolsAskEndsWithTheTurn: an asker that never answers is released
+// when the turn is abandoned, and when the process is stopped.
+func TestToolsAskEndsWithTheTurn(t *testing.T) {
+	a := New()
+	asking := make(chan struct{}, 2)
+	never := agent.AskerFunc(func(ctx context.Context, _ agent.PermissionRequest) (agent.PermissionAnswer, error) {
+		asking <- struct{}{}
+		<-ctx.Done()
+		return agent.PermissionAnswer{}, ctx.Err()
+	})
+	p, _ := a.Start(context.Background(), agent.Spec{ChatID: "c", Permissions: never})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-asking
+		if n := p.(*Process).Asking(); n != 1 {
+			t.Errorf("Asking() = %d while asking", n)
+		}
+		cancel()
+	}()
+	if _, err := p.Turn(ctx, []string{"TOOL_USE Bash {}"}); !errors.Is(err, context.Canceled) {
+		t.Errorf("abandoned turn: %v", err)
+	}
+	go func() { <-asking; p.Stop(context.Background()) }()
+	if _, err := p.Turn(context.Background(), []string{"TOOL_USE Bash {}"}); agent.KindOf(err) != agent.Exited {
+		t.Errorf("stopped while asking: %v", err)
 	}
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, s Suite) {
 		{"FeedNotifies", testFeedNotifies},
 		{"Sessions", testSessions},
 		{"Outbox", testOutbox},
+		{"Conversations", testConversations},
 		{"Stats", testStats},
 		{"ListPage", testListPage},
 		{"RecentExchanges", testRecentExchanges},
@@ -737,6 +738,12 @@ func testSessions(t *testing.T, s Suite) {
 		b.Turns != 3 || b.Restarts != 1 || !b.CreatedAt.Equal(T0) || !b.LastActivity.Equal(T0) {
 		t.Fatalf("session b = %+v", b)
 	}
+	if one, found, err := st.SessionRecord(bg, "b"); err != nil || !found || one != b {
+		t.Fatalf("SessionRecord(b) = %+v, %v, %v; want %+v", one, found, err, b)
+	}
+	if none, found, err := st.SessionRecord(bg, "nobody"); err != nil || found || none != (store.SessionRecord{ChatID: "nobody"}) {
+		t.Fatalf("SessionRecord(nobody) = %+v, %v, %v", none, found, err)
+	}
 	rec.Failed = false
 	if err := st.SaveSession(bg, rec); err != nil {
 		t.Fatal(err)
@@ -1033,5 +1040,34 @@ func testEventsTail(t *testing.T, s Suite) {
 	evs, _, err = st.Events(bg, events.Query{Tail: true, After: all[0].Seq, HasAfter: true, Limit: 1})
 	if err != nil || len(evs) != 1 || evs[0].Seq != all[1].Seq {
 		t.Fatalf("tail with after = %+v, %v; want the event after the cursor", evs, err)
+	}
+}
+
+func testConversations(t *testing.T, s Suite) {
+	st, _ := open(t, s)
+	if files, err := st.ConversationFiles(bg, "c"); err != nil || len(files) != 0 {
+		t.Fatalf("ConversationFiles of a new chat = %v, %v", files, err)
+	}
+	save := func(changes ...store.ConvChange) {
+		t.Helper()
+		if err := st.SaveConversation(bg, "c", changes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(store.ConvChange{Path: "s.jsonl", Data: []byte("one\n"), Size: 4, Hash: []byte{1}},
+		store.ConvChange{Path: "s/tool.txt", Data: []byte("x"), Size: 1, Hash: []byte{2}})
+	save(store.ConvChange{Path: "s.jsonl", Offset: 4, Data: []byte("two\n"), Size: 8, Hash: []byte{3}})
+	save(store.ConvChange{Path: "s/tool.txt", Replace: true, Data: []byte("yz"), Size: 2, Hash: []byte{4}})
+	files, err := st.ConversationFiles(bg, "c")
+	if err != nil || len(files) != 2 || files[0].Path != "s.jsonl" || files[0].Size != 8 || string(files[0].Hash) != "\x03" ||
+		files[1].Path != "s/tool.txt" || files[1].Size != 2 {
+		t.Fatalf("ConversationFiles = %+v, %v", files, err)
+	}
+	got, err := st.LoadConversation(bg, "c")
+	if err != nil || len(got) != 2 || string(got["s.jsonl"]) != "one\ntwo\n" || string(got["s/tool.txt"]) != "yz" {
+		t.Fatalf("LoadConversation = %q, %v", got, err)
+	}
+	if other, err := st.LoadConversation(bg, "d"); err != nil || len(other) != 0 {
+		t.Fatalf("another chat's conversation = %q, %v", other, err)
 	}
 }

@@ -24,6 +24,10 @@
 //	ERROR        error result: subtype error_during_execution, result "stub error"
 //	OUTAGE       error result, api_error_status null, "API Error: Unable to connect to API (ConnectionRefused)"
 //	OVERLOADED   error result, api_error_status 529, an overloaded_error body
+//	RETRYING     before an OUTAGE or OVERLOADED error result, two
+//	             system/api_retry lines 100ms apart, as the CLI prints while
+//	             it retries (without it the stub fails at once, like the CLI
+//	             with CLAUDE_CODE_MAX_RETRIES=0)
 //	TOOLONG      error result, api_error_status 400, terminal_reason prompt_too_long
 //	GROW=<size>  allocate <size> more memory (e.g. 200MB; KB, MB, GB are powers of
 //	             1024, a bare number is bytes), touch every page so that it is
@@ -37,7 +41,12 @@
 //	STDERRLOOP   the init line, then a stderr line every 50ms, never a result
 //	EXTRA        answer, then 300ms later print a second, stray result
 //	EXIT0        answer, then exit 0
+//	DAEMONIZE    answer, then leave a child in a session of its own (setsid)
+//	             that holds stdout and stderr open for 3s (its pid appended to
+//	             $STUB_STATE_DIR/children.pids), and exit 0
 //	CLOSEIN      answer, then close stdin and keep running (never reads again)
+//	DEAF         answer, then never read stdin again, keeping it open (like
+//	             an agent that is "exec sleep 100000")
 //	STICKY       this and every later turn of the conversation fail with a
 //	             timeout error result (api_error_status null): a conversation
 //	             whose every request times out
@@ -281,10 +290,12 @@ func (s *stub) turn(line []byte) {
 		return
 	case strings.Contains(text, "OVERLOADED"):
 		s.keep(text)
+		s.retrying(text, intp(529), "overloaded")
 		s.fail(overloadedText, intp(529), "", ms())
 		return
 	case strings.Contains(text, "OUTAGE"):
 		s.keep(text)
+		s.retrying(text, nil, "unknown")
 		s.fail(outageText, nil, "", ms())
 		return
 	case strings.Contains(text, "TOOLONG"):
@@ -335,8 +346,16 @@ func (s *stub) turn(line []byte) {
 	case strings.Contains(text, "EXTRA"):
 		time.Sleep(300 * time.Millisecond)
 		s.emit(result(s.reportID, "success", false, "stray result", ms(), nil))
+	case strings.Contains(text, "DAEMONIZE"):
+		s.out.Flush()
+		daemonize()
+		os.Exit(0)
 	case strings.Contains(text, "EXIT0"):
 		os.Exit(0)
+	case strings.Contains(text, "DEAF"):
+		for {
+			time.Sleep(time.Hour)
+		}
 	case strings.Contains(text, "CLOSEIN"):
 		os.Stdin.Close()
 		for {
@@ -365,6 +384,20 @@ func (s *stub) fail(text string, status *int, terminal string, ms int64) {
 		r["terminal_reason"] = terminal
 	}
 	s.emit(r)
+}
+
+// retrying prints the CLI's system/api_retry lines for a RETRYING turn.
+func (s *stub) retrying(text string, status *int, why string) {
+	if !strings.Contains(text, "RETRYING") {
+		return
+	}
+	for attempt := 1; attempt <= 2; attempt++ {
+		s.emit(map[string]any{
+			"type": "system", "subtype": "api_retry", "attempt": attempt, "max_retries": 10,
+			"retry_delay_ms": 100, "error_status": status, "error": why, "session_id": s.reportID,
+		})
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // emit writes v as one JSON line and flushes it.
@@ -583,6 +616,23 @@ func spawnChild() {
 		return
 	}
 	go c.Wait() //nolint:errcheck // reaped if it ever ends before us
+	_ = os.MkdirAll(stateDir(), 0o755)
+	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)
+	}
+}
+
+// daemonize leaves behind a child in a session (and process group) of its
+// own that holds stdout and stderr open for a few seconds, as a tool that
+// daemonizes a server does.
+func daemonize() {
+	c := exec.Command("sleep", "3")
+	c.Stdout, c.Stderr = os.Stdout, os.Stderr
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: daemonize:", err)
+		return
+	}
 	_ = os.MkdirAll(stateDir(), 0o755)
 	if err := appendLine(filepath.Join(stateDir(), "children.pids"), []byte(strconv.Itoa(c.Process.Pid))); err != nil {
 		fmt.Fprintln(os.Stderr, "stubclaude: children.pids:", err)

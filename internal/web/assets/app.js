@@ -4,14 +4,16 @@
 
 const $ = (sel) => document.querySelector(sel);
 const MAX_EVENTS = 200;
+const TOKEN_KEY = 'dispatch-token';
 const state = {
-  csrf: '',
+  token: '',           // the session token (sessionStorage: this tab, this origin)
+  loaded: false,       // the first status has arrived
   status: null,
   sortKey: '', sortDir: 1,
   filter: '',
   chat: null,          // the chat shown in the chat view
   lastSeq: null,       // the last event seq on the timeline
-  es: null,            // the EventSource
+  stream: null,        // the AbortController of the live stream
   down: null,          // when the daemon stopped answering
 };
 
@@ -48,38 +50,56 @@ function clock(at) {
   return isNaN(d) ? '' : d.toLocaleTimeString();
 }
 
+function utf8Len(s) { return new TextEncoder().encode(String(s || '')).length; }
+
 function clip(s, n) {
   s = String(s || '');
   return s.length > n ? s.slice(0, n) + '…' : s;
 }
 
-function notice(msg, isError) {
+function notice(msg, isError, sticky) {
   const n = $('#notice');
   n.textContent = msg;
   n.className = 'notice' + (isError ? ' error' : '');
   n.hidden = !msg;
   clearTimeout(notice.t);
-  if (msg) notice.t = setTimeout(() => { n.hidden = true; }, 6000);
+  if (msg && !sticky) notice.t = setTimeout(() => { n.hidden = true; }, 6000);
 }
 
-async function getJSON(path) {
-  const r = await fetch(path, { credentials: 'same-origin', cache: 'no-store' });
+// The session token goes in a header, never in a cookie: cookies reach
+// every port of the host, a header only this page's requests.
+function auth(extra) {
+  return Object.assign({ Authorization: 'Bearer ' + state.token }, extra || {});
+}
+
+// ended says the session is over (the server was restarted, or the token
+// is gone) and stops asking.
+function ended() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = '';
+  notice('no session: run dispatch web and open the URL it prints (its secret works once)', true, true);
+}
+
+async function answer(r) {
   let body = null;
   try { body = await r.json(); } catch (e) { body = null; }
+  if (r.status === 401) ended();
   if (!r.ok) throw new Error((body && body.error) || ('HTTP ' + r.status));
   return body;
 }
 
+async function getJSON(path) {
+  if (!state.token) throw new Error('no session');
+  return answer(await fetch(path, { credentials: 'omit', cache: 'no-store', headers: auth() }));
+}
+
 async function post(path, body) {
-  const r = await fetch(path, {
-    method: 'POST', credentials: 'same-origin',
-    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf },
+  if (!state.token) throw new Error('no session');
+  return answer(await fetch(path, {
+    method: 'POST', credentials: 'omit',
+    headers: auth({ 'Content-Type': 'application/json' }),
     body: JSON.stringify(body),
-  });
-  let out = null;
-  try { out = await r.json(); } catch (e) { out = null; }
-  if (!r.ok) throw new Error((out && out.error) || ('HTTP ' + r.status));
-  return out;
+  }));
 }
 
 // --- the daemon line and the sessions table ---
@@ -87,6 +107,7 @@ async function post(path, body) {
 async function refreshStatus() {
   try {
     state.status = await getJSON('/api/status');
+    state.loaded = true;
     state.down = null;
   } catch (e) {
     if (!state.down) state.down = Date.now();
@@ -151,6 +172,7 @@ function renderSessions() {
   $('#sessions th.mem').hidden = !hasMem;
   $('#session-count').textContent = all.length ? '(' + (rows.length === all.length ? all.length : rows.length + ' of ' + all.length) + ')' : '';
   $('#no-sessions').hidden = all.length > 0;
+  if (state.loaded) $('#no-sessions').textContent = 'no sessions yet';
   for (const th of document.querySelectorAll('#sessions th')) {
     th.classList.toggle('asc', th.dataset.key === state.sortKey && state.sortDir > 0);
     th.classList.toggle('desc', th.dataset.key === state.sortKey && state.sortDir < 0);
@@ -162,7 +184,7 @@ function renderSessions() {
       el('td', { 'data-label': 'chat' },
         el('button', { class: 'link chat-id', type: 'button', title: 'recent messages', onclick: () => openChat(s.chat_id) }, s.chat_id)),
       el('td', { 'data-label': 'state' }, s.state + (s.busy ? ' (busy)' : '')),
-      el('td', { 'data-label': 'health', class: s.healthy ? 'ok' : 'bad' }, (s.healthy ? '✓ ' : '✗ ') + reason),
+      healthCell(s, reason),
       el('td', { 'data-label': 'idle', class: 'num' }, dur(s.idle_seconds || 0)),
       el('td', { 'data-label': 'queue', class: 'num' }, s.queue_depth || 0),
       el('td', { 'data-label': 'turns', class: 'num' }, s.turns || 0),
@@ -173,6 +195,29 @@ function renderSessions() {
   }));
 }
 
+// healthCell is the health verdict: green when all is well, red when not,
+// and amber for a chat an operator paused (healthy, but its messages wait).
+function healthCell(s, reason) {
+  if (s.state === 'paused') {
+    const n = s.queue_depth || 0;
+    return el('td', { 'data-label': 'health', class: 'warn', title: 'dispatch sessions resume ' + s.chat_id },
+      'paused' + (n ? ', ' + n + ' waiting' : '') + ' (resume to let them go)');
+  }
+  return el('td', { 'data-label': 'health', class: s.healthy ? 'ok' : 'bad' }, (s.healthy ? '✓ ' : '✗ ') + reason);
+}
+
+// expandable marks a text element cut to a few lines: when it overflows,
+// a "more" button shows the rest (and "less" cuts it again).
+function expandable(e) {
+  requestAnimationFrame(() => {
+    if (e.scrollHeight <= e.clientHeight + 1 || e.nextElementSibling && e.nextElementSibling.classList.contains('more')) return;
+    const b = el('button', { type: 'button', class: 'link more' }, 'more');
+    b.onclick = () => { const open = e.classList.toggle('open'); b.textContent = open ? 'less' : 'more'; };
+    e.after(b);
+  });
+  return e;
+}
+
 // --- dead letters ---
 
 async function refreshDead() {
@@ -180,6 +225,7 @@ async function refreshDead() {
   try { page = await getJSON('/api/dead'); } catch (e) { return; }
   const msgs = page.messages || [];
   $('#dead-count').textContent = msgs.length ? '(' + msgs.length + ')' : '';
+  $('#no-dead').textContent = 'none';
   $('#no-dead').hidden = msgs.length > 0;
   $('#dead tbody').replaceChildren(...msgs.map((m) => {
     const drop = el('button', { type: 'button', class: 'small danger', textContent: 'drop' });
@@ -192,10 +238,24 @@ async function refreshDead() {
       }
       act('drop', m.id);
     };
+    // The list clips texts and errors (truncated says so): "show all"
+    // fetches the message in full.
+    const text = el('div', { class: 'text' }, m.text + (m.truncated && m.text_bytes > utf8Len(m.text) ? '…' : ''));
+    const error = el('div', { class: 'text' }, m.error + (m.truncated && m.error_bytes > utf8Len(m.error) ? '…' : ''));
+    const full = m.truncated ? el('button', { type: 'button', class: 'link more' }, 'show all') : null;
+    if (full) {
+      full.onclick = async () => {
+        try {
+          const f = await getJSON('/api/message?id=' + encodeURIComponent(m.id));
+          text.textContent = f.text; error.textContent = f.error;
+          full.remove();
+        } catch (e) { notice('could not load message ' + m.id + ': ' + e.message, true); }
+      };
+    }
     const tr = el('tr', {},
       el('td', { 'data-label': 'chat', class: 'chat-id' }, m.chat_id),
-      el('td', { 'data-label': 'message' }, el('div', { class: 'text clip' }, clip(m.text, 300))),
-      el('td', { 'data-label': 'error', class: 'err' }, clip(m.error, 300)),
+      el('td', { 'data-label': 'message' }, text),
+      el('td', { 'data-label': 'error', class: 'err' }, error, full),
       el('td', { 'data-label': 'tries', class: 'num' }, m.attempts),
       el('td', { class: 'actions' },
         el('button', { type: 'button', class: 'small retry', onclick: () => act('retry', m.id) }, 'retry'),
@@ -250,13 +310,15 @@ async function refreshChat() {
       li.append(el('div', { class: 'text msg' }, m.gone ? '(message ' + m.id + ' no longer kept)' : m.text + (m.clipped ? '…' : '')));
     }
     if (x.type === 'reply') li.append(el('div', { class: 'text rep' }, x.reply + (x.clipped ? '…' : '')));
-    else li.append(el('div', { class: 'text err' }, x.error));
+    else li.append(el('div', { class: 'text err' }, x.error + (x.clipped ? '…' : '')));
     return li;
   }));
 }
 
 // --- the timeline (Server-Sent Events) ---
 
+// BAD are the event types that are bad news (shown in red).
+const BAD = ['dead_letter', 'session_failed', 'api_down'];
 const TYPES = ['reply', 'dead_letter', 'session_failed', 'session_recovered', 'session_reset', 'api_down', 'api_up'];
 
 function streamState(live, text) {
@@ -265,28 +327,67 @@ function streamState(live, text) {
   p.textContent = text;
 }
 
-function connect() {
-  if (state.es) state.es.close();
+// connect reads the event stream with fetch (an EventSource cannot send
+// the token header) and parses its Server-Sent Events; when the stream
+// ends or fails it connects again, after the last event seen.
+async function connect() {
+  if (state.stream) state.stream.abort();
+  clearTimeout(connect.t);
+  if (!state.token) return;
+  const ctl = new AbortController();
+  state.stream = ctl;
   const url = '/api/events' + (state.lastSeq !== null ? '?after=' + state.lastSeq : '');
-  const es = new EventSource(url);
-  state.es = es;
-  es.onopen = () => { streamState(true, 'timeline: live'); refreshStatus(); refreshDead(); };
-  es.onerror = () => {
-    if (es !== state.es) return;
-    streamState(false, 'timeline: reconnecting…');
-    if (es.readyState === EventSource.CLOSED) {
-      // The browser gave up (the daemon answered with an error while it
-      // was down): connect again from the last event seen.
-      clearTimeout(connect.t);
-      connect.t = setTimeout(connect, 2000);
+  try {
+    const r = await fetch(url, { credentials: 'omit', cache: 'no-store', headers: auth({ Accept: 'text/event-stream' }), signal: ctl.signal });
+    if (r.status === 401) { ended(); streamState(false, 'timeline: no session'); return; }
+    if (!r.ok || !r.body) throw new Error('HTTP ' + r.status);
+    streamState(true, 'timeline: live');
+    $('#no-events').textContent = 'no events yet';
+    refreshStatus(); refreshDead();
+    const reader = r.body.getReader();
+    const dec = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true }).replace(/\r\n?/g, '\n');
+      let end;
+      while ((end = buf.indexOf('\n\n')) >= 0) {
+        sseBlock(buf.slice(0, end));
+        buf = buf.slice(end + 2);
+      }
     }
-  };
-  for (const t of TYPES) es.addEventListener(t, onEvent);
-  es.addEventListener('gap', () => {
+  } catch (e) {
+    if (ctl.signal.aborted) return;
+  }
+  if (ctl !== state.stream) return;
+  // The daemon (or this server) went away: connect again from the last
+  // event seen.
+  streamState(false, 'timeline: reconnecting…');
+  connect.t = setTimeout(connect, 2000);
+}
+
+// sseBlock handles one Server-Sent Event (comment lines keep the stream
+// alive and are skipped).
+function sseBlock(block) {
+  let type = 'message';
+  const data = [];
+  for (const line of block.split('\n')) {
+    if (line === '' || line.startsWith(':')) continue;
+    const i = line.indexOf(':');
+    const field = i < 0 ? line : line.slice(0, i);
+    let value = i < 0 ? '' : line.slice(i + 1);
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') type = value;
+    else if (field === 'data') data.push(value);
+  }
+  if (type === 'gap') {
     state.lastSeq = null;
     $('#timeline').replaceChildren();
     notice('some events were missed: they are no longer kept', true);
-  });
+    return;
+  }
+  if (TYPES.includes(type) && data.length) onEvent({ data: data.join('\n') });
 }
 
 let refreshSoon = null;
@@ -295,17 +396,19 @@ function onEvent(msg) {
   try { ev = JSON.parse(msg.data); } catch (e) { return; }
   if (state.lastSeq !== null && ev.seq <= state.lastSeq) return;
   state.lastSeq = ev.seq;
-  const detail = ev.type === 'reply' ? clip(ev.text, 400)
+  const detail = ev.type === 'reply' ? clip(ev.text, 4000)
     : ev.type === 'dead_letter' ? ev.error
       : ev.reason || '';
+  const tone = BAD.includes(ev.type) ? ' err' : ev.type === 'session_reset' ? ' warn' : '';
   const li = el('li', { 'data-seq': String(ev.seq), 'data-type': ev.type },
     el('div', { class: 'meta' },
       el('span', {}, clock(ev.at)),
       el('span', { class: 'type ' + ev.type }, ev.type.replace('_', ' ')),
       ev.chat_id ? el('button', { type: 'button', class: 'link chat-id', onclick: () => openChat(ev.chat_id) }, ev.chat_id) : null),
-    detail ? el('div', { class: 'text clip' + (ev.type === 'reply' ? '' : ' err') }, detail) : null);
+    detail ? el('div', { class: 'text clip' + tone }, detail) : null);
   const ol = $('#timeline');
   ol.prepend(li);
+  if (detail) expandable(li.lastElementChild);
   while (ol.children.length > MAX_EVENTS) ol.lastElementChild.remove();
   $('#no-events').hidden = true;
   if (ev.chat_id && ev.chat_id === state.chat) refreshChat();
@@ -316,9 +419,28 @@ function onEvent(msg) {
 
 // --- start ---
 
-function start() {
-  // The one-time secret has been spent; keep it out of the history.
+// session trades the URL's one-time secret for the session token, kept in
+// this tab's sessionStorage (so a reload keeps it, another origin never
+// sees it).
+async function session() {
+  const secret = new URLSearchParams(location.search).get('secret');
+  // Keep the secret out of the history, spent or not.
   if (location.search) history.replaceState(null, '', '/');
+  if (secret) {
+    try {
+      const r = await fetch('/api/session', {
+        method: 'POST', credentials: 'omit', cache: 'no-store',
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ secret }),
+      });
+      const body = await r.json();
+      if (r.ok && body.token) sessionStorage.setItem(TOKEN_KEY, body.token);
+    } catch (e) { /* below: no token */ }
+  }
+  state.token = sessionStorage.getItem(TOKEN_KEY) || '';
+  return !!state.token;
+}
+
+async function start() {
   for (const th of document.querySelectorAll('#sessions th')) {
     th.onclick = () => {
       const k = th.dataset.key;
@@ -329,7 +451,13 @@ function start() {
   }
   $('#filter').oninput = (e) => { state.filter = e.target.value; renderSessions(); };
   $('#chat-close').onclick = () => { state.chat = null; $('#chat-section').hidden = true; renderSessions(); };
-  getJSON('/api/session').then((s) => { state.csrf = s.csrf; }, () => notice('no session: open the URL that dispatch web printed', true));
+  if (!(await session())) {
+    ended();
+    $('#daemon').textContent = 'no session';
+    streamState(false, 'timeline: no session');
+    for (const id of ['#no-sessions', '#no-dead', '#no-events']) $(id).textContent = '–';
+    return;
+  }
   refreshStatus();
   refreshDead();
   connect();

@@ -1,0 +1,359 @@
+// Package postgres is the store's PostgreSQL dialect
+// (github.com/jackc/pgx/v5), for several dispatch nodes sharing one
+// database. It holds the SQL and how this database is driven; the queue's
+// policy is internal/store's, over it, and the cluster's (leases, fence,
+// wake-ups) internal/cluster's, whose queries are in leases.go.
+//
+// Writes are ordinary transactions on a connection pool; PostgreSQL's own
+// group commit batches the WAL flushes of concurrent commits. Every
+// connection runs with synchronous_commit on, so a write that returns nil
+// (an accepted message above all) is flushed to the server's WAL. The few
+// writes whose loss in a crash of the database server is harmless (Claim,
+// the outbox's delivery bookkeeping) commit with synchronous_commit off,
+// as the SQLite store's lazy writes do.
+//
+// The event feed: a reader that has been given the events up to seq N
+// must never later find a new event with seq ≤ N. PostgreSQL sequences
+// hand out numbers at insert time and transactions commit in any order, so
+// a sequence alone would break that. Here an event's seq is taken at the
+// very end of its transaction, from a one-row counter (feed.last) updated
+// as the transaction's last statement: the row lock that UPDATE takes is
+// held until commit, so the transactions that write events commit one at a
+// time in seq order, and any snapshot of the events table is a prefix of
+// the feed. A reader needs no visible mark to be safe; the mark kept in
+// memory (EventsVisible) only tells waiting readers when to look again,
+// moved by this node's own commits and, for other nodes' commits, by a
+// NOTIFY sent in the same transaction. The cost is that event-writing
+// commits are serialized (one WAL flush each); accepts write no event and
+// are not.
+//
+// A commit whose outcome is unknown (the connection broke during COMMIT)
+// is reported as a storage error although it may have succeeded; clients
+// resend with their client_id, which is idempotent.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+// writeTimeout bounds a write once it has started: past the caller's
+// cancellation (a caller must not mistake a committed change for a failed
+// one), but not forever when the database stops answering.
+const writeTimeout = 30 * time.Second
+
+// eventsChannel is the NOTIFY channel on which a commit that wrote events
+// announces its largest seq.
+const eventsChannel = "dispatch_events"
+
+// Options tune a DB; zero values take the defaults.
+type Options struct {
+	// MaxConns is the pool's size (default 16).
+	MaxConns int32
+	// AppName is the connections' application_name (default "dispatch").
+	AppName string
+}
+
+// Store is the store on PostgreSQL: the store's policy over this dialect.
+type Store = store.Store[*Tx]
+
+// DB is the PostgreSQL dialect: the connection pool and the feed's
+// listener. It is safe for concurrent use.
+type DB struct {
+	pool *pgxpool.Pool
+	cfg  *pgxpool.Config
+	feed events.Mark
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	stop      context.CancelFunc
+	bg        sync.WaitGroup
+}
+
+var _ store.Driver[*Tx] = (*DB)(nil)
+
+// OpenStore opens the database at dsn (see Open) under the store's policy
+// for a single node; a cluster node builds its store with store.New and
+// the cluster's fence instead.
+func OpenStore(ctx context.Context, dsn string, clk clock.Clock, opt Options) (*Store, error) {
+	d, err := Open(ctx, dsn, opt)
+	if err != nil {
+		return nil, err
+	}
+	return store.New(d, clk, store.Options[*Tx]{}), nil
+}
+
+// Open connects to the database at dsn, brings its schema up to date
+// (several nodes starting at once apply each migration once) and starts
+// listening for other nodes' events.
+func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	cfg.MaxConns = opt.MaxConns
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 16
+	}
+	app := opt.AppName
+	if app == "" {
+		app = "dispatch"
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	rp["application_name"] = app
+	// Accepted means flushed to the server's WAL, whatever the server's
+	// default.
+	rp["synchronous_commit"] = "on"
+	rp["timezone"] = "UTC"
+	if _, ok := rp["statement_timeout"]; !ok {
+		rp["statement_timeout"] = strconv.Itoa(int(writeTimeout / time.Millisecond))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &DB{pool: pool, cfg: cfg}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", classify(err))
+	}
+	var last int64
+	if err := pool.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: read event feed: %w", classify(err))
+	}
+	s.feed.Init(last)
+	lctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	s.bg.Add(1)
+	go s.listen(lctx)
+	return s, nil
+}
+
+// Close stops the listener and closes the pool. Writes after Close fail
+// with store.ErrClosed. It is safe to call more than once.
+func (s *DB) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.stop()
+		s.bg.Wait()
+		s.pool.Close()
+	})
+	return nil
+}
+
+// CheckIdentity is the SQLite store's probe that its file is still the one
+// it opened; a server database has no such file, so it always passes.
+func (s *DB) CheckIdentity() error { return nil }
+
+// Check proves the database readable and its schema the one this build
+// knows.
+func (s *DB) Check(ctx context.Context) error {
+	var v int
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM dispatch_schema`).Scan(&v); err != nil {
+		return classify(err)
+	}
+	if v != len(migrations) {
+		return fmt.Errorf("schema version %d, this build's is %d", v, len(migrations))
+	}
+	return nil
+}
+
+// Tx is a write transaction as the store's policy sees it (its one-query
+// operations are its methods, in ops.go): the events it appends are
+// numbered and inserted at its end (see the package comment).
+type Tx struct {
+	pgx.Tx
+	events []queuedEvent
+}
+
+// queuedEvent is an event waiting for its number, with the endpoints it is
+// queued for.
+type queuedEvent struct {
+	ev        *events.Event
+	endpoints []string
+}
+
+// InsertEvent queues *ev, numbered and inserted with its webhook
+// deliveries as the transaction's last statements.
+func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string) error {
+	t.events = append(t.events, queuedEvent{ev, endpoints})
+	return nil
+}
+
+// flushEvents numbers the transaction's events, inserts them with their
+// webhook deliveries and announces them: the last statements before
+// COMMIT, so that the feed's row lock is held as briefly as possible.
+func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
+	n := len(tx.events)
+	if n == 0 {
+		return 0, nil
+	}
+	var last int64
+	if err := tx.QueryRow(ctx, `UPDATE feed SET last = last + $1 RETURNING last`, n).Scan(&last); err != nil {
+		return 0, fmt.Errorf("number events: %w", err)
+	}
+	var (
+		seqs     = make([]int64, n)
+		types    = make([]string, n)
+		chats    = make([]string, n)
+		ats      = make([]int64, n)
+		payloads = make([]string, n)
+		oEPs     []string
+		oSeqs    []int64
+		oChats   []string
+		oAts     []int64
+	)
+	for i, q := range tx.events {
+		e := q.ev
+		seq := last - int64(n) + int64(i) + 1
+		p, err := e.Payload()
+		if err != nil {
+			return 0, err
+		}
+		*e = e.WithSeq(seq)
+		seqs[i], types[i], chats[i], ats[i], payloads[i] = seq, string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
+		for _, ep := range q.endpoints {
+			oEPs, oSeqs, oChats, oAts = append(oEPs, ep), append(oSeqs, seq), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO events (seq, type, chat_id, at, payload)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])`,
+		seqs, types, chats, ats, payloads); err != nil {
+		return 0, fmt.Errorf("append events: %w", err)
+	}
+	if len(oEPs) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
+			SELECT e, q, c, a, a FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) AS t(e, q, c, a)`,
+			oEPs, oSeqs, oChats, oAts); err != nil {
+			return 0, fmt.Errorf("queue events for webhooks: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(last, 10)); err != nil {
+		return 0, err
+	}
+	return last, nil
+}
+
+// Write runs fn in a transaction and commits it. lazy: the commit need not
+// be flushed before the caller is answered (synchronous_commit off for
+// this transaction). The caller's ctx bounds the wait for a connection;
+// once the transaction has begun it runs to its end (bounded by
+// writeTimeout), so that a cancelled caller is never told "failed" about a
+// change that committed.
+func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.closed.Load() {
+			return store.ErrClosed
+		}
+		return classify(err)
+	}
+	defer conn.Release()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	ptx, err := conn.Begin(wctx)
+	if err != nil {
+		return classify(err)
+	}
+	tx := &Tx{Tx: ptx}
+	defer func() { _ = ptx.Rollback(context.WithoutCancel(wctx)) }()
+	if lazy {
+		if _, err := tx.Exec(wctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return classify(err)
+		}
+	}
+	if err := fn(wctx, tx); err != nil {
+		return classify(err)
+	}
+	last, err := s.flushEvents(wctx, tx)
+	if err != nil {
+		return classify(err)
+	}
+	if err := ptx.Commit(wctx); err != nil {
+		return classify(err)
+	}
+	s.feed.Advance(last)
+	return nil
+}
+
+// listen keeps a connection LISTENing for other nodes' events and moves
+// the visible mark with them. After a lost connection it reads the feed's
+// counter again, so notifications missed meanwhile are made up for.
+func (s *DB) listen(ctx context.Context) {
+	defer s.bg.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, eventsChannel, func(conn *pgx.Conn) error {
+			var last int64
+			if err := conn.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err != nil {
+				return err
+			}
+			s.feed.Advance(last)
+			return nil
+		}, func(payload string) {
+			if seq, err := strconv.ParseInt(payload, 10, 64); err == nil {
+				s.feed.Advance(seq)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		_ = err
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// listenOnce opens a connection of its own, LISTENs on channel, runs
+// ready (if any) and hands every notification's payload to fn until the
+// connection fails or ctx ends.
+func (s *DB) listenOnce(ctx context.Context, channel string, ready func(*pgx.Conn) error, fn func(payload string)) error {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN `+channel); err != nil {
+		return err
+	}
+	if ready != nil {
+		if err := ready(conn); err != nil {
+			return err
+		}
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		fn(n.Payload)
+	}
+}
