@@ -35,6 +35,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store/postgres"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/watchdog"
 	"github.com/dispatchd/dispatch/internal/webhook"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
@@ -52,6 +53,9 @@ type Options struct {
 	// ConfigFile is the config file's path, hidden from sandboxed agents
 	// ("" = none).
 	ConfigFile string
+	// Watchdog is the command line of the agent watchdog of a cluster
+	// node (default: this executable's hidden agent-watchdog command).
+	Watchdog []string
 }
 
 // ErrLocked means another daemon owns the state directory.
@@ -169,6 +173,25 @@ func (d *Daemon) Open(ctx context.Context) error {
 			}
 		},
 	}
+	// A cluster node's agents are watched by a process of their own, which
+	// kills them when the node stops renewing their deadline (a daemon
+	// stopped dead cannot stop them itself) or exits.
+	var wd *watchdog.Client
+	if cfg.Store.Postgres() {
+		argv := opt.Watchdog
+		if len(argv) == 0 {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("agent watchdog: %w", err)
+			}
+			argv = []string{self, watchdog.Command}
+		}
+		if wd, err = watchdog.Start(argv, clock.Real{}, log); err != nil {
+			return err
+		}
+		d.onClose(wd.Close)
+		node.OnDeadline = wd.Renew
+	}
 	stg, err := openStore(ctx, cfg, node)
 	if err != nil {
 		return err
@@ -177,6 +200,15 @@ func (d *Daemon) Open(ctx context.Context) error {
 	d.st = st
 	d.node = stg.node
 	d.onClose(st.Close)
+	if d.node != nil {
+		// Refused at once, before anything is served or taken, when
+		// another running process has this node.id.
+		if err := d.node.Claim(ctx); err != nil {
+			return err
+		}
+		node := d.node
+		d.onClose(func() error { node.Unclaim(context.Background()); return nil })
+	}
 
 	warnMissingAgent(cfg, log, opt)
 	mark, err := agentMarker(cfg.StateDir)
@@ -187,7 +219,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, stg.conv, sb)
+	ag, err := newAgent(cfg, stg.conv, sb, wd)
 	if err != nil {
 		return err
 	}
@@ -423,8 +455,8 @@ func newServer(h http.Handler) *http.Server {
 
 // newAgent makes the configured agent driver; conv (nil: none) keeps the
 // claude agent's conversation files in the database; sb (nil: none)
-// sandboxes its agents.
-func newAgent(cfg config.Config, conv claude.Conversations, sb *claude.Sandbox) (agent.Agent, error) {
+// sandboxes its agents, and wd (nil: none) watches a cluster node's agents.
+func newAgent(cfg config.Config, conv claude.Conversations, sb *claude.Sandbox, wd *watchdog.Client) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
@@ -447,6 +479,9 @@ func newAgent(cfg config.Config, conv claude.Conversations, sb *claude.Sandbox) 
 		}
 		cc.Permissions = mode
 		cc.Conversations = conv
+		if wd != nil {
+			cc.Watch = wd.Watch
+		}
 		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)

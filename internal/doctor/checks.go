@@ -612,6 +612,11 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 					"(dispatch.db, dispatch.db-wal, dispatch.db-shm) from a backup or move it aside, and start it again"
 				return r
 			}
+			if st.Daemon.StoreFull != "" {
+				r.Status = Warn
+				r.Hint = "the store refuses writes for lack of space (" + st.Daemon.StoreFull +
+					"): free space on its disk; accepts are answered 507 meanwhile and nothing accepted is lost"
+			}
 			if st.Daemon.ResourceError != "" {
 				r.Status = Warn
 				r.Hint = "the daemon ran out of a resource of its own (" + st.Daemon.ResourceError +

@@ -452,3 +452,36 @@ func TestProbeAnswered(t *testing.T) {
 		}
 	}
 }
+
+// A session another node runs shows by the same exemption rule as a local
+// one (the master session and the exempt suffix included), with its state
+// from its saved record.
+func TestRemote(t *testing.T) {
+	r := testRules()
+	for _, tc := range []struct {
+		name string
+		in   Remote
+		want RemoteView
+	}{
+		{"live on its owner", Remote{ChatID: "alice", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b"}},
+		{"master, live elsewhere", Remote{ChatID: "master", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"exempt suffix, stopped", Remote{ChatID: "job-bg", Owner: "b"},
+			RemoteView{State: Stopped, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"flagged at run time", Remote{ChatID: "alice", Owner: "b", Live: true, Flagged: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"live record, no owner", Remote{ChatID: "alice", Live: true},
+			RemoteView{State: Stopped, Healthy: true, Reason: "no owner"}},
+		{"failed", Remote{ChatID: "alice", Owner: "b", Live: true, Failed: true, FailReason: "too many restarts"},
+			RemoteView{State: Failed, Reason: "failed: too many restarts"}},
+		{"failed master stays exempt", Remote{ChatID: "master", Failed: true},
+			RemoteView{State: Failed, Reason: "no owner", Exempt: true}},
+		{"paused", Remote{ChatID: "x-bg", Owner: "b", Live: true, Paused: true},
+			RemoteView{State: Paused, Healthy: true, Reason: "on node b", Exempt: true}},
+	} {
+		if got := r.Remote(tc.in); got != tc.want {
+			t.Errorf("%s: Remote = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -67,6 +68,8 @@ type Config struct {
 	// chat's conversation files after every turn and restores them before
 	// a --resume (conv.go).
 	Conversations Conversations
+	// Watch, when set, watches every agent's process group (watch.go).
+	Watch Watch
 }
 
 // Agent starts Claude Code processes. It implements agent.Agent.
@@ -154,22 +157,26 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		}
 		cmd = w
 	}
-	cmd.SysProcAttr = sysProcAttr()
-	p, err := start(cmd, spec, a.cfg)
-	if err != nil {
-		return nil, err
-	}
+	var save func(time.Duration)
 	if pdir != "" {
 		cs, chat, log := a.cfg.Conversations, spec.ChatID, spec.Log
-		p.afterTurn = func() {
-			ctx, cancel := context.WithTimeout(context.Background(), convTimeout)
+		var mu sync.Mutex // a turn's save and the exit's never overlap
+		save = func(timeout time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			if n, err := saveConversation(ctx, cs, chat, pdir); err != nil {
-				log.Warn("could not save the conversation after the turn; another node taking the chat over would resume an older one", "err", err)
+				log.Warn("could not save the conversation; another node taking the chat over would resume an older one", "err", err)
 			} else if n > 0 {
 				log.Debug("conversation saved", "bytes", n)
 			}
 		}
+	}
+	cmd.SysProcAttr = sysProcAttr()
+	p, err := start(cmd, spec, a.cfg, pdir, save)
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -85,6 +85,13 @@
 //	STUB_IGNORE_TERM=1    ignore SIGTERM (so only SIGKILL ends the stub)
 //	STUB_RESUME_NEW_ID=1  on --resume, report a different session_id in the
 //	                      init and result lines (the CLI may fork on resume)
+//	STUB_LATE_TRANSCRIPT=D  like the CLI, write a turn's entries D after its
+//	                      result line: the assistant line carries a uuid, and
+//	                      only D after the result is the conversation saved and
+//	                      {"uuid":...} appended to <conversation>.entries.jsonl
+//	STUB_TURN_LOG=FILE    append "start|tick|finish <pid> <unix ns> <text>" lines:
+//	                      when a turn is read, every 50ms of its SLEEP, and
+//	                      when it was answered
 //	STUB_PROJECTS=1       keep conversations where the CLI does instead:
 //	                      $CLAUDE_CONFIG_DIR (or $HOME/.claude)/projects/<working
 //	                      directory with non-alphanumerics as ->/ID.jsonl, so
@@ -215,6 +222,8 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 	start := time.Now()
+	logTurn("start", text)
+	defer logTurn("finish", text)
 	if strings.Contains(text, "HANG") {
 		if f := os.Getenv("STUB_HANG_FILE"); f != "" {
 			_ = os.WriteFile(f, nil, 0o644)
@@ -231,7 +240,10 @@ func (s *stub) turn(line []byte) {
 	}
 	if m := sleepRe.FindStringSubmatch(text); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
-			time.Sleep(d)
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				time.Sleep(min(50*time.Millisecond, time.Until(end)))
+				logTurn("tick", text)
+			}
 		}
 	}
 	s.emit(map[string]any{
@@ -310,7 +322,12 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 
-	s.keep(text)
+	late := lateTranscript()
+	if late > 0 {
+		s.history = append(s.history, text) // saved after the result, below
+	} else {
+		s.keep(text)
+	}
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
 	if m := fetchPGRe.FindStringSubmatch(text); m != nil {
 		reply += " fetched: " + runSelf("--fetch-pg", m[1], m[2], m[3])
@@ -325,7 +342,12 @@ func (s *stub) turn(line []byte) {
 		n, _ := strconv.Atoi(m[1])
 		body = strings.Repeat("x", n)
 	}
-	s.emit(assistant(s.reportID, body))
+	a := assistant(s.reportID, body)
+	entry := uuid.NewString()
+	if late > 0 {
+		a["uuid"] = entry
+	}
+	s.emit(a)
 	if strings.Contains(text, "UNKNOWN") {
 		s.emit(map[string]any{"type": "stub_mystery", "session_id": s.reportID, "data": []int{1, 2, 3}})
 		s.raw("this line is not JSON")
@@ -333,6 +355,14 @@ func (s *stub) turn(line []byte) {
 	r := result(s.reportID, "success", false, reply, ms(), nil)
 	r["num_turns"] = len(s.history)
 	s.emit(r)
+	if late > 0 {
+		// like the CLI, whose last entries of a turn land after its result
+		time.Sleep(late)
+		if err := saveHistory(s.id, s.history); err != nil {
+			fmt.Fprintln(os.Stderr, "stubclaude: save:", err)
+		}
+		appendEntry(s.id, entry)
+	}
 	switch {
 	case strings.Contains(text, "EXTRA"):
 		time.Sleep(300 * time.Millisecond)
@@ -522,6 +552,39 @@ func saveHistory(id string, h []string) error {
 		return err
 	}
 	return os.Rename(tmp, statePath(id))
+}
+
+// logTurn appends "<what> <pid> <unix ns> <text>" to $STUB_TURN_LOG.
+func logTurn(what, text string) {
+	p := os.Getenv("STUB_TURN_LOG")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%s %d %d %s\n", what, os.Getpid(), time.Now().UnixNano(), strings.ReplaceAll(text, "\n", " "))
+	f.Close()
+}
+
+// lateTranscript is $STUB_LATE_TRANSCRIPT as a duration (0 when unset).
+func lateTranscript() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("STUB_LATE_TRANSCRIPT"))
+	return d
+}
+
+// appendEntry records a transcript entry with uuid u beside the
+// conversation: <state path without .jsonl/.json>.entries.jsonl.
+func appendEntry(id, u string) {
+	p := strings.TrimSuffix(strings.TrimSuffix(statePath(id), ".jsonl"), ".json") + ".entries.jsonl"
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: entry:", err)
+		return
+	}
+	fmt.Fprintf(f, "{\"type\":\"assistant\",\"uuid\":%q}\n", u)
+	f.Close()
 }
 
 func cwd() string {
