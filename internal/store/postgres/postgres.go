@@ -302,8 +302,6 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
-// listen keeps a connection LISTENing for other nodes' events and moves
-// the visible mark with them. After a lost connection it reads the feed's
 // counter again, so notifications missed meanwhile are made up for.
 func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
