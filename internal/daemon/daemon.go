@@ -523,6 +523,8 @@ func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config
 
 		RetainEvents: cfg.Events.Retain,
 		CarryOver:    cfg.Sessions.CarryOver,
+
+		PermissionTimeout: cfg.Agent.PermissionTimeout,
 	}
 }
 

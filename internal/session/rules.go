@@ -56,6 +56,9 @@ const (
 	ReasonStarting   = "starting"
 	ReasonPaused     = "paused"
 	ReasonStoreError = "store_error"
+	// ReasonAsking: the turn waits for a person to answer a permission
+	// request.
+	ReasonAsking = "asking"
 	// ReasonLiveCap: the session waits for a live slot (the cap on agent
 	// processes is reached and no live session could be hibernated).
 	ReasonLiveCap = "live_cap"
@@ -114,6 +117,11 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		return restart(lifecycle.Errors, fmt.Sprintf("errors=%d", s.ErrorCount))
 	}
 	if s.Busy {
+		if s.Asking {
+			// Waiting for a person is not being stuck: both clocks stop
+			// (the request has its own timeout).
+			return healthy(ReasonAsking)
+		}
 		limit := r.StuckTimeout
 		if s.FirstTurn {
 			limit = r.FirstTurnStuckTimeout
@@ -122,7 +130,11 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		if s.LastOutput.After(quiet) {
 			quiet = s.LastOutput
 		}
-		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && now.Sub(s.TurnStarted) > r.MaxTurn) {
+		if s.LastAnswer.After(quiet) {
+			quiet = s.LastAnswer // the stuck clock starts again at the answer
+		}
+		ran := now.Sub(s.TurnStarted) - s.Waited // the turn's own time, without its waits
+		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && ran > r.MaxTurn) {
 			return restart(lifecycle.Stuck, ReasonStuck)
 		}
 		return healthy(ReasonOK)

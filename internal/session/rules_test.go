@@ -350,6 +350,49 @@ func TestVerdictMaxTurn(t *testing.T) {
 	}
 }
 
+// TestVerdictAsking: while the agent waits for a person both clocks
+// stop; after the answer the stuck clock starts again from it and the
+// max-turn clock counts the turn's time without its waits.
+func TestVerdictAsking(t *testing.T) {
+	r := testRules() // stuck after 10m
+	r.MaxTurn = time.Hour
+	busy := func(f func(*Snapshot)) Snapshot {
+		s := live("a")
+		s.State, s.Busy, s.TurnStarted = Busy, true, t0
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name    string
+		s       Snapshot
+		now     time.Time
+		healthy bool
+		reason  string
+	}{
+		{"asking long past both limits", busy(func(s *Snapshot) { s.Asking = true }), t0.Add(5 * time.Hour), true, ReasonAsking},
+		{"answered: stuck clock from the answer, at its limit", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer = 2*time.Hour, t0.Add(2*time.Hour+time.Minute)
+		}), t0.Add(2*time.Hour + 11*time.Minute), true, ReasonOK},
+		{"answered: silence past the stuck limit after it", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer = 2*time.Hour, t0.Add(2*time.Hour+time.Minute)
+		}), t0.Add(2*time.Hour + 11*time.Minute + time.Second), false, ReasonStuck},
+		{"max turn less the waits, at the limit", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer, s.LastOutput = 2*time.Hour, t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+		}), t0.Add(3 * time.Hour), true, ReasonOK},
+		{"max turn less the waits, past it", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer, s.LastOutput = 2*time.Hour, t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+		}), t0.Add(3*time.Hour + time.Second), false, ReasonStuck},
+		{"not asking: the old rule", busy(func(s *Snapshot) {}), t0.Add(10*time.Minute + time.Second), false, ReasonStuck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := r.Verdict(tc.s, Queue{}, tc.now, false)
+			if v.Healthy != tc.healthy || v.Reason != tc.reason {
+				t.Fatalf("Verdict = %+v, want healthy=%v reason=%s", v, tc.healthy, tc.reason)
+			}
+		})
+	}
+}
+
 func TestAlive(t *testing.T) {
 	r := testRules()
 	for _, tc := range []struct {

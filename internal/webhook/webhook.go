@@ -81,8 +81,13 @@ func CheckURL(rawURL string) error {
 	return nil
 }
 
+// wants reports whether the endpoint gets events of type t: the types it
+// names, or every type but the opt-in ones (progress) when it names none.
 func (e Endpoint) wants(t events.Type) bool {
-	return len(e.Events) == 0 || slices.Contains(e.Events, t)
+	if len(e.Events) == 0 {
+		return !t.OptIn()
+	}
+	return slices.Contains(e.Events, t)
 }
 
 // Store is what delivery needs from the durable store.

@@ -344,3 +344,50 @@ func SocketPathProblem(path string) string {
 	}
 	return ""
 }
+
+// PermissionOut is one permission request (GET /v1/permissions, the
+// answer to POST /v1/permissions/{id}). Decision is empty while it is
+// open; times are RFC 3339.
+type PermissionOut struct {
+	ID        string `json:"id"`
+	ChatID    string `json:"chat_id"`
+	Tool      string `json:"tool"`
+	Summary   string `json:"summary"`
+	CreatedAt string `json:"created_at"`
+	ExpiresAt string `json:"expires_at"`
+	Decision  string `json:"decision,omitempty"`
+	DecidedBy string `json:"decided_by,omitempty"`
+	DecidedAt string `json:"decided_at,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// PermissionsOut is GET /v1/permissions: the open requests, oldest first.
+type PermissionsOut struct {
+	Requests []PermissionOut `json:"requests"`
+}
+
+// DecisionIn is POST /v1/permissions/{id}: allow, allow_always or deny,
+// and optionally who answers (default: the API's caller).
+type DecisionIn struct {
+	Decision string `json:"decision"`
+	By       string `json:"by,omitempty"`
+}
+
+// RuleOut is one allow_always rule: chat's agent may use tool unasked.
+type RuleOut struct {
+	ChatID    string `json:"chat_id"`
+	Tool      string `json:"tool"`
+	CreatedAt string `json:"created_at"`
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// RulesOut is GET /v1/permissions/rules.
+type RulesOut struct {
+	Rules []RuleOut `json:"rules"`
+}
+
+// RuleRequest names a rule to remove (POST /v1/permissions/rules/remove).
+type RuleRequest struct {
+	ChatID string `json:"chat_id"`
+	Tool   string `json:"tool"`
+}
