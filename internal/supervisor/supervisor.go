@@ -101,6 +101,8 @@ type Supervisor struct {
 	probePid  atomic.Int64 // the API probe's agent process, owned by no session
 	// storeLost is set once the database is found removed or replaced.
 	storeLost atomic.Pointer[error]
+	// intact shares the identity probe among accepts that arrive together.
+	intact sharedProbe
 
 	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
@@ -264,7 +266,7 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 	if closing {
 		return "", false, ErrClosing
 	}
-	if err := s.storeIntact(); err != nil {
+	if err := s.intact.Do(s.storeIntact); err != nil {
 		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
