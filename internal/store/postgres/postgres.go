@@ -256,36 +256,25 @@ func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
 // writeTimeout), so that a cancelled caller is never told "failed" about a
 // change that committed.
 func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error {
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.acquire(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if s.closed.Load() {
-			return store.ErrClosed
-		}
-		return classify(err)
+		return err
 	}
 	defer conn.Release()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	ptx, err := conn.Begin(wctx)
+	// A lazy write switches its commit to asynchronous in the BEGIN's own
+	// round trip (simple protocol: both statements in one message).
+	var opts pgx.TxOptions
+	if lazy {
+		opts.BeginQuery = "BEGIN; SET LOCAL synchronous_commit = off"
+	}
+	ptx, err := conn.BeginTx(wctx, opts)
 	if err != nil {
 		return classify(err)
 	}
 	tx := &Tx{Tx: ptx}
 	defer func() { _ = ptx.Rollback(context.WithoutCancel(wctx)) }()
-	if lazy {
-		if _, err := tx.Exec(wctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return classify(err)
-		}
-	}
 	if err := fn(wctx, tx); err != nil {
 		return classify(err)
 	}
@@ -304,6 +293,56 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 // the visible mark with them. After a lost connection it reads the feed's
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
+
+// acquire takes a pool connection for a write; ctx bounds the wait.
+func (s *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if s.closed.Load() {
+			return nil, store.ErrClosed
+		}
+		return nil, classify(err)
+	}
+	return conn, nil
+}
+
+// Accept stores m in one statement, its own transaction (one round trip
+// and one commit): the CTE takes the chat's advisory lock (as LockChat)
+// before the row, and with it the row's seq, is made, and holds it until
+// the statement's commit, so the chat's seq order stays its commit order.
+func (s *DB) Accept(ctx context.Context, m store.NewMessage) (bool, error) {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Release()
+	// As in Write: once sent, the statement runs to its end regardless of
+	// the caller, so a committed message is never reported as failed.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	var client any // NULL: no client key
+	if m.ClientID != "" {
+		client = m.ClientID
+	}
+	tag, err := conn.Exec(wctx, `WITH line AS (SELECT pg_advisory_xact_lock(hashtextextended($2, 7)))
+		INSERT INTO messages (id, chat_id, text, state, created_at, updated_at, client_id)
+		SELECT $1, $2, $3, 'pending', $4, $4, $5 FROM line
+		ON CONFLICT DO NOTHING`, m.ID, m.ChatID, m.Text, m.At, client)
+	if err != nil {
+		return false, classify(err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // counter again, so notifications missed meanwhile are made up for.
 func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
