@@ -41,6 +41,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dispatchd/dispatch/internal/clock"
@@ -179,6 +180,12 @@ func (s *DB) Check(ctx context.Context) error {
 type Tx struct {
 	pgx.Tx
 	events []queuedEvent
+	// locks are the chats whose locks go with the next statement (see
+	// LockChat).
+	locks []string
+	// done: committed by commit's pipelined COMMIT, which pgx.Tx does not
+	// know of (nothing is left to roll back).
+	done bool
 }
 
 // queuedEvent is an event waiting for its number, with the endpoints it is
@@ -195,56 +202,71 @@ func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string
 	return nil
 }
 
-// flushEvents numbers the transaction's events, inserts them with their
-// webhook deliveries and announces them: the last statements before
-// COMMIT, so that the feed's row lock is held as briefly as possible.
-func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
+// commit numbers the transaction's queued events, stores them with their
+// webhook deliveries, tells the other nodes' feeds and commits, all in
+// one round trip: one statement and COMMIT, pipelined. The feed counter's
+// row lock, which orders every event-writing commit of every node behind
+// the one before, is so held only for the server's own work and the
+// commit's flush, never across a round trip. It returns the last seq
+// numbered (0: none).
+func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
 	if n == 0 {
-		return 0, nil
+		return 0, tx.Commit(ctx)
 	}
-	var last int64
-	if err := tx.QueryRow(ctx, `UPDATE feed SET last = last + $1 RETURNING last`, n).Scan(&last); err != nil {
-		return 0, fmt.Errorf("number events: %w", err)
-	}
+	b := tx.lockBatch()
 	var (
-		seqs     = make([]int64, n)
 		types    = make([]string, n)
 		chats    = make([]string, n)
 		ats      = make([]int64, n)
 		payloads = make([]string, n)
 		oEPs     []string
-		oSeqs    []int64
+		oIdx     []int64 // the event's place in this commit, from 1
 		oChats   []string
 		oAts     []int64
 	)
 	for i, q := range tx.events {
 		e := q.ev
-		seq := last - int64(n) + int64(i) + 1
 		p, err := e.Payload()
 		if err != nil {
 			return 0, err
 		}
-		*e = e.WithSeq(seq)
-		seqs[i], types[i], chats[i], ats[i], payloads[i] = seq, string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
+		types[i], chats[i], ats[i], payloads[i] = string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
 		for _, ep := range q.endpoints {
-			oEPs, oSeqs, oChats, oAts = append(oEPs, ep), append(oSeqs, seq), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
+			oEPs, oIdx, oChats, oAts = append(oEPs, ep), append(oIdx, int64(i+1)), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO events (seq, type, chat_id, at, payload)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])`,
-		seqs, types, chats, ats, payloads); err != nil {
-		return 0, fmt.Errorf("append events: %w", err)
-	}
-	if len(oEPs) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
-			SELECT e, q, c, a, a FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) AS t(e, q, c, a)`,
-			oEPs, oSeqs, oChats, oAts); err != nil {
-			return 0, fmt.Errorf("queue events for webhooks: %w", err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(last, 10)); err != nil {
+	var last int64
+	b.Queue(`WITH c AS (UPDATE feed SET last = last + $1 RETURNING last),
+		e AS (INSERT INTO events (seq, type, chat_id, at, payload)
+			SELECT c.last - $1 + t.i, t.ty, t.ch, t.at, t.p FROM c,
+				unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS t(ty, ch, at, p, i)),
+		o AS (INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
+			SELECT u.ep, c.last - $1 + u.i, u.ch, u.a, u.a FROM c,
+				unnest($6::text[], $7::bigint[], $8::text[], $9::bigint[]) AS u(ep, i, ch, a))
+		SELECT c.last, pg_notify($10, c.last::text) IS NULL FROM c`,
+		n, types, chats, ats, payloads, oEPs, oIdx, oChats, oAts, eventsChannel).
+		QueryRow(func(row pgx.Row) error {
+			var x bool
+			if err := row.Scan(&last, &x); err != nil {
+				return fmt.Errorf("append events: %w", err)
+			}
+			return nil
+		})
+	var committed bool
+	b.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT"
+		return nil
+	})
+	if err := tx.Tx.SendBatch(ctx, b).Close(); err != nil {
 		return 0, err
+	}
+	if !committed {
+		return 0, pgx.ErrTxCommitRollback
+	}
+	tx.done = true
+	for i, q := range tx.events {
+		*q.ev = q.ev.WithSeq(last - int64(n) + int64(i) + 1)
 	}
 	return last, nil
 }
@@ -274,15 +296,16 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 		return classify(err)
 	}
 	tx := &Tx{Tx: ptx}
-	defer func() { _ = ptx.Rollback(context.WithoutCancel(wctx)) }()
+	defer func() {
+		if !tx.done {
+			_ = ptx.Rollback(context.WithoutCancel(wctx))
+		}
+	}()
 	if err := fn(wctx, tx); err != nil {
 		return classify(err)
 	}
-	last, err := s.flushEvents(wctx, tx)
+	last, err := s.commit(wctx, tx)
 	if err != nil {
-		return classify(err)
-	}
-	if err := ptx.Commit(wctx); err != nil {
 		return classify(err)
 	}
 	s.feed.Advance(last)
