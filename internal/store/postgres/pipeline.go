@@ -9,31 +9,68 @@ import (
 )
 
 // A write transaction's statements each cost a round trip to the server.
-// The chat locks a write takes (LockChat) need no answer of their own, so
-// Tx sends them pipelined with the statement that follows: Exec, Query
-// and QueryRow here shadow pgx.Tx's for every statement the store's
-// operations and the cluster's fence run in a write.
+// Its BEGIN and the chat locks it takes (LockChat) need no answer of their
+// own, so Tx sends them pipelined with the statement that follows, and
+// its last statement with the COMMIT (Write): Exec, Query and QueryRow
+// here are what the store's operations and the cluster's fence run in a
+// write. A transaction that ran no statement has nothing to commit.
 
 const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`
 
-// lockBatch returns a batch holding the pending locks, which are then no
-// longer pending.
-func (t *Tx) lockBatch() *pgx.Batch {
+var (
+	beginSQL     = []string{"BEGIN"}
+	beginLazySQL = []string{"BEGIN", "SET LOCAL synchronous_commit = off"}
+)
+
+// pending returns a batch holding the statements waiting to go with the
+// next one, which are then no longer waiting.
+func (t *Tx) pending() *pgx.Batch {
 	b := &pgx.Batch{}
+	for _, q := range t.begin {
+		b.Queue(q)
+	}
 	for _, chat := range t.locks {
 		b.Queue(lockSQL, chat)
 	}
-	t.locks = t.locks[:0]
+	t.begin, t.locks = nil, t.locks[:0]
 	return b
 }
 
-// send sends the pending locks with sql and reads the locks' results; the
+func (t *Tx) hasPending() bool { return len(t.begin) > 0 || len(t.locks) > 0 }
+
+// commitAlone commits a transaction whose statements have all been sent.
+func (t *Tx) commitAlone(ctx context.Context) error {
+	if len(t.begin) > 0 { // nothing ran
+		t.done = true
+		return nil
+	}
+	tag, err := t.conn.Exec(ctx, "COMMIT")
+	if err != nil {
+		return err
+	}
+	t.done = true
+	if tag.String() != "COMMIT" {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// rollback ends the transaction unless it has ended or never began.
+func (t *Tx) rollback(ctx context.Context) {
+	if t.done || len(t.begin) > 0 {
+		return
+	}
+	t.done = true
+	_, _ = t.conn.Exec(ctx, "ROLLBACK")
+}
+
+// send sends the pending statements with sql and reads their results; the
 // caller reads sql's and closes the results.
 func (t *Tx) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := t.lockBatch()
+	b := t.pending()
 	n := b.Len()
 	b.Queue(sql, args...)
-	br := t.Tx.SendBatch(ctx, b)
+	br := t.conn.SendBatch(ctx, b)
 	for range n {
 		if _, err := br.Exec(); err != nil {
 			return nil, errors.Join(err, br.Close())
@@ -42,10 +79,10 @@ func (t *Tx) send(ctx context.Context, sql string, args []any) (pgx.BatchResults
 	return br, nil
 }
 
-// Exec runs sql after the pending locks, in one round trip.
+// Exec runs sql after the pending statements, in one round trip.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if len(t.locks) == 0 {
-		return t.Tx.Exec(ctx, sql, args...)
+	if !t.hasPending() {
+		return t.conn.Exec(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)
 	if err != nil {
@@ -58,10 +95,10 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 	return tag, err
 }
 
-// Query runs sql after the pending locks, in one round trip.
+// Query runs sql after the pending statements, in one round trip.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if len(t.locks) == 0 {
-		return t.Tx.Query(ctx, sql, args...)
+	if !t.hasPending() {
+		return t.conn.Query(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)
 	if err != nil {
@@ -74,10 +111,10 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 	return &batchRows{Rows: rows, br: br}, nil
 }
 
-// QueryRow runs sql after the pending locks, in one round trip.
+// QueryRow runs sql after the pending statements, in one round trip.
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if len(t.locks) == 0 {
-		return t.Tx.QueryRow(ctx, sql, args...)
+	if !t.hasPending() {
+		return t.conn.QueryRow(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)
 	if err != nil {

@@ -178,13 +178,14 @@ func (s *DB) Check(ctx context.Context) error {
 // operations are its methods, in ops.go): the events it appends are
 // numbered and inserted at its end (see the package comment).
 type Tx struct {
-	pgx.Tx
+	conn   *pgx.Conn
 	events []queuedEvent
-	// locks are the chats whose locks go with the next statement (see
-	// LockChat).
+	// begin and locks are the statements that go with the next one, in
+	// the same round trip (pipeline.go): the transaction's BEGIN until it
+	// is sent, and the chats whose locks were taken since (see LockChat).
+	begin []string
 	locks []string
-	// done: committed by commit's pipelined COMMIT, which pgx.Tx does not
-	// know of (nothing is left to roll back).
+	// done: committed or rolled back; nothing is left to end.
 	done bool
 }
 
@@ -212,9 +213,9 @@ func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string
 func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
 	if n == 0 {
-		return 0, tx.Commit(ctx)
+		return 0, tx.commitAlone(ctx)
 	}
-	b := tx.lockBatch()
+	b := tx.pending()
 	var (
 		types    = make([]string, n)
 		chats    = make([]string, n)
@@ -258,13 +259,14 @@ func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 		committed = tag.String() == "COMMIT"
 		return nil
 	})
-	if err := tx.Tx.SendBatch(ctx, b).Close(); err != nil {
+	err := tx.conn.SendBatch(ctx, b).Close()
+	tx.done = committed
+	if err != nil {
 		return 0, err
 	}
 	if !committed {
 		return 0, pgx.ErrTxCommitRollback
 	}
-	tx.done = true
 	for i, q := range tx.events {
 		*q.ev = q.ev.WithSeq(last - int64(n) + int64(i) + 1)
 	}
@@ -285,22 +287,13 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 	defer conn.Release()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	// A lazy write switches its commit to asynchronous in the BEGIN's own
-	// round trip (simple protocol: both statements in one message).
-	var opts pgx.TxOptions
+	// The BEGIN goes with the transaction's first statement; a lazy write
+	// also switches its commit to asynchronous there.
+	tx := &Tx{conn: conn.Conn(), begin: beginSQL}
 	if lazy {
-		opts.BeginQuery = "BEGIN; SET LOCAL synchronous_commit = off"
+		tx.begin = beginLazySQL
 	}
-	ptx, err := conn.BeginTx(wctx, opts)
-	if err != nil {
-		return classify(err)
-	}
-	tx := &Tx{Tx: ptx}
-	defer func() {
-		if !tx.done {
-			_ = ptx.Rollback(context.WithoutCancel(wctx))
-		}
-	}()
+	defer tx.rollback(context.WithoutCancel(wctx))
 	if err := fn(wctx, tx); err != nil {
 		return classify(err)
 	}
@@ -311,11 +304,6 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 	s.feed.Advance(last)
 	return nil
 }
-
-// listen keeps a connection LISTENing for other nodes' events and moves
-// the visible mark with them. After a lost connection it reads the feed's
-// listen keeps a connection LISTENing for other nodes' events and moves
-// the visible mark with them. After a lost connection it reads the feed's
 
 // acquire takes a pool connection for a write; ctx bounds the wait.
 func (s *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
@@ -366,6 +354,8 @@ func (s *DB) Accept(ctx context.Context, m store.NewMessage) (bool, error) {
 	return tag.RowsAffected() == 1, nil
 }
 
+// listen keeps a connection LISTENing for other nodes' events and moves
+// the visible mark with them. After a lost connection it reads the feed's
 // counter again, so notifications missed meanwhile are made up for.
 func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
