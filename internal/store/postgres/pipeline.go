@@ -9,66 +9,52 @@ import (
 )
 
 // A write transaction's statements each cost a round trip to the server.
-// Its BEGIN and the chat locks it takes (LockChat) need no answer of their
-// own, so Tx sends them pipelined with the statement that follows, and
-// its last statement with the COMMIT (Write): Exec, Query and QueryRow
+// Its BEGIN, the chat locks it takes (LockChat) and the statements whose
+// answer the store does not wait for (execLater: updates whose only
+// result is success) go pipelined with the statement that follows, and
+// the last ones with the COMMIT (Write). An error of a statement sent
+// later fails the write at that point instead: the same outcome, as a
+// failed statement fails its whole write anyway. Exec, Query and QueryRow
 // here are what the store's operations and the cluster's fence run in a
 // write. A transaction that ran no statement has nothing to commit.
 
 const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`
 
-var (
-	beginSQL     = []string{"BEGIN"}
-	beginLazySQL = []string{"BEGIN", "SET LOCAL synchronous_commit = off"}
-)
+// stmt is a statement waiting to be sent.
+type stmt struct {
+	sql  string
+	args []any
+}
 
-// pending returns a batch holding the statements waiting to go with the
-// next one, which are then no longer waiting.
-func (t *Tx) pending() *pgx.Batch {
+// queue makes sql wait for the next statement sent; work: it changes
+// something, so the transaction must be committed.
+func (t *Tx) queue(work bool, sql string, args ...any) {
+	t.pend = append(t.pend, stmt{sql, args})
+	t.work = t.work || work
+}
+
+// execLater runs sql with the transaction's next statement (or its
+// COMMIT); its error fails the write there.
+func (t *Tx) execLater(sql string, args ...any) { t.queue(true, sql, args...) }
+
+// batch returns a batch holding the waiting statements, which are then
+// no longer waiting.
+func (t *Tx) batch() *pgx.Batch {
 	b := &pgx.Batch{}
-	for _, q := range t.begin {
-		b.Queue(q)
+	for _, q := range t.pend {
+		b.Queue(q.sql, q.args...)
 	}
-	for _, chat := range t.locks {
-		b.Queue(lockSQL, chat)
-	}
-	t.begin, t.locks = nil, t.locks[:0]
+	t.pend = t.pend[:0]
+	t.begun = true
 	return b
 }
 
-func (t *Tx) hasPending() bool { return len(t.begin) > 0 || len(t.locks) > 0 }
-
-// commitAlone commits a transaction whose statements have all been sent.
-func (t *Tx) commitAlone(ctx context.Context) error {
-	if len(t.begin) > 0 { // nothing ran
-		t.done = true
-		return nil
-	}
-	tag, err := t.conn.Exec(ctx, "COMMIT")
-	if err != nil {
-		return err
-	}
-	t.done = true
-	if tag.String() != "COMMIT" {
-		return pgx.ErrTxCommitRollback
-	}
-	return nil
-}
-
-// rollback ends the transaction unless it has ended or never began.
-func (t *Tx) rollback(ctx context.Context) {
-	if t.done || len(t.begin) > 0 {
-		return
-	}
-	t.done = true
-	_, _ = t.conn.Exec(ctx, "ROLLBACK")
-}
-
-// send sends the pending statements with sql and reads their results; the
+// send sends the waiting statements with sql and reads their results; the
 // caller reads sql's and closes the results.
 func (t *Tx) send(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
-	b := t.pending()
+	b := t.batch()
 	n := b.Len()
+	t.work = true
 	b.Queue(sql, args...)
 	br := t.conn.SendBatch(ctx, b)
 	for range n {
@@ -79,9 +65,37 @@ func (t *Tx) send(ctx context.Context, sql string, args []any) (pgx.BatchResults
 	return br, nil
 }
 
+// commitBatch sends b, the transaction's last statements, with COMMIT.
+func (t *Tx) commitBatch(ctx context.Context, b *pgx.Batch) error {
+	var committed bool
+	b.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
+		committed = tag.String() == "COMMIT"
+		return nil
+	})
+	err := t.conn.SendBatch(ctx, b).Close()
+	t.done = committed
+	if err != nil {
+		return err
+	}
+	if !committed {
+		return pgx.ErrTxCommitRollback
+	}
+	return nil
+}
+
+// rollback ends the transaction unless it has ended or never began.
+func (t *Tx) rollback(ctx context.Context) {
+	if t.done || !t.begun {
+		return
+	}
+	t.done = true
+	_, _ = t.conn.Exec(ctx, "ROLLBACK")
+}
+
 // Exec runs sql after the pending statements, in one round trip.
 func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if !t.hasPending() {
+	if len(t.pend) == 0 {
+		t.work = true
 		return t.conn.Exec(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)
@@ -97,7 +111,8 @@ func (t *Tx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandT
 
 // Query runs sql after the pending statements, in one round trip.
 func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if !t.hasPending() {
+	if len(t.pend) == 0 {
+		t.work = true
 		return t.conn.Query(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)
@@ -113,7 +128,8 @@ func (t *Tx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, erro
 
 // QueryRow runs sql after the pending statements, in one round trip.
 func (t *Tx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if !t.hasPending() {
+	if len(t.pend) == 0 {
+		t.work = true
 		return t.conn.QueryRow(ctx, sql, args...)
 	}
 	br, err := t.send(ctx, sql, args)

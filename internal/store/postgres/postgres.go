@@ -41,7 +41,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dispatchd/dispatch/internal/clock"
@@ -180,13 +179,14 @@ func (s *DB) Check(ctx context.Context) error {
 type Tx struct {
 	conn   *pgx.Conn
 	events []queuedEvent
-	// begin and locks are the statements that go with the next one, in
-	// the same round trip (pipeline.go): the transaction's BEGIN until it
-	// is sent, and the chats whose locks were taken since (see LockChat).
-	begin []string
-	locks []string
-	// done: committed or rolled back; nothing is left to end.
-	done bool
+	// pend are the statements waiting to go with the next one, in the
+	// same round trip (pipeline.go): the BEGIN until it is sent, the
+	// chats' locks, and the statements whose answer nobody waits for.
+	pend []stmt
+	// begun: the BEGIN was sent; work: a statement other than BEGIN and
+	// the locks was queued or sent (without one, there is nothing to
+	// commit); done: committed or rolled back.
+	begun, work, done bool
 }
 
 // queuedEvent is an event waiting for its number, with the endpoints it is
@@ -212,10 +212,14 @@ func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string
 // numbered (0: none).
 func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
-	if n == 0 {
-		return 0, tx.commitAlone(ctx)
+	if n == 0 && !tx.work {
+		tx.done = true // nothing ran: nothing to commit
+		return 0, nil
 	}
-	b := tx.pending()
+	b := tx.batch()
+	if n == 0 {
+		return 0, tx.commitBatch(ctx, b)
+	}
 	var (
 		types    = make([]string, n)
 		chats    = make([]string, n)
@@ -254,18 +258,8 @@ func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 			}
 			return nil
 		})
-	var committed bool
-	b.Queue(`COMMIT`).Exec(func(tag pgconn.CommandTag) error {
-		committed = tag.String() == "COMMIT"
-		return nil
-	})
-	err := tx.conn.SendBatch(ctx, b).Close()
-	tx.done = committed
-	if err != nil {
+	if err := tx.commitBatch(ctx, b); err != nil {
 		return 0, err
-	}
-	if !committed {
-		return 0, pgx.ErrTxCommitRollback
 	}
 	for i, q := range tx.events {
 		*q.ev = q.ev.WithSeq(last - int64(n) + int64(i) + 1)
@@ -289,9 +283,10 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 	defer cancel()
 	// The BEGIN goes with the transaction's first statement; a lazy write
 	// also switches its commit to asynchronous there.
-	tx := &Tx{conn: conn.Conn(), begin: beginSQL}
+	tx := &Tx{conn: conn.Conn()}
+	tx.queue(false, "BEGIN")
 	if lazy {
-		tx.begin = beginLazySQL
+		tx.queue(false, "SET LOCAL synchronous_commit = off")
 	}
 	defer tx.rollback(context.WithoutCancel(wctx))
 	if err := fn(wctx, tx); err != nil {
