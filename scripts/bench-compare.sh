@@ -65,7 +65,8 @@ for c in "$@"; do
   git worktree remove --force "$work/src-$short" >/dev/null
   builds+=("$short")
 done
-echo "building the working tree ($(git describe --always --dirty))" >&2
+tree_id=$(git describe --always --dirty)
+echo "building the working tree ($tree_id)" >&2
 go build -o "$work/bin/tree" ./cmd/dispatch
 builds+=(tree)
 client=$work/bin/tree
@@ -202,9 +203,9 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$work/res" "$ROUNDS" "$SHAPES" "$MESSAGES" "$CLIENTS" "${builds[@]}" <<'PY'
+python3 - "$work/res" "$ROUNDS" "$SHAPES" "$MESSAGES" "$CLIENTS" "$tree_id" "${builds[@]}" <<'PY'
 import json, os, statistics, sys
-res, rounds, shapes, msgs, clients, builds = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6:]
+res, rounds, shapes, msgs, clients, tree_id, builds = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7:]
 names = {
     "sqlite": f"SQLite, {clients} clients, {msgs} messages",
     "python": "SQLite, Python original's shape: 100 chats x 10 messages, 8 clients",
@@ -220,6 +221,7 @@ def med(xs):
 def f(v, fmt):
     return "n/a" if v is None else fmt.format(v)
 base = builds[0]
+print(f"builds: {', '.join(builds[:-1])} and tree = the working tree at {tree_id}")
 print(f"median of {rounds} interleaved rounds; load = 1-min load average during the runs (min-max)")
 for shape in shapes:
     print(f"\n{names[shape]}")

@@ -169,6 +169,7 @@ control socket (<state_dir>/dispatch.sock), or over TCP with --url.`,
 		configCmd(g),
 		versionCmd(),
 		webCmd(g),
+		watchdogCmd(),
 	)
 	return root
 }

@@ -78,6 +78,24 @@ type ProgressReporter interface {
 	LastProgress() time.Time
 }
 
+// RetryReporter is implemented by processes whose agent reports retrying a
+// failed API request (the Claude Code CLI prints a system/api_retry line
+// for each retry): evidence of when a failing turn began to fail, which
+// tells an outage that started mid-turn from a conversation whose requests
+// fail while the API answers others.
+type RetryReporter interface {
+	// FirstRetry is when the agent first reported a retry since the
+	// current turn was sent, if at or after since; zero if it did not.
+	FirstRetry(since time.Time) time.Time
+}
+
+// InputReporter is implemented by processes that can tell how much of what
+// was written to the agent's input it has not read yet (a pipe's unread
+// bytes): a turn whose bytes are still unread never reached the agent.
+type InputReporter interface {
+	UnreadInput() int
+}
+
 // FailedTurnKeeper is implemented by agents whose conversation keeps the
 // user message of a turn that failed at the API (the Claude Code CLI does,
 // and merges it into the next request). For them a retry after an outage

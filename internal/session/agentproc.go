@@ -94,7 +94,7 @@ func (a *actor) onExit() {
 	a.proc = nil
 	a.held = false
 	_ = proc.Stop(context.Background()) // already reaped: kills leftovers, returns at once
-	if !hadTurn || answered {
+	if !hadTurn || answered || f == JudgeExit {
 		e := TurnEnd{Ending: EndIdleExit, ResumeStart: a.procResume && a.procFirst,
 			Answered: !a.procFirst, CleanExit: exitErr == nil}
 		if exitErr != nil && agent.KindOf(exitErr) == agent.ResumeFailed {
@@ -146,8 +146,11 @@ func (a *actor) finishTurn() FollowUp {
 // steps and records the turn's outcome, returning its follow-up.
 func (a *actor) stopProc(cause error) FollowUp {
 	if a.turn != nil {
-		if errors.Is(cause, errStuck) && a.proc != nil {
-			a.turn.progress = progressSince(a.proc, a.turn.started)
+		if a.proc != nil {
+			if errors.Is(cause, errStuck) {
+				a.turn.progress = progressSince(a.proc, a.turn.started)
+			}
+			a.turn.unread = a.turn.unread || unreadInput(a.proc)
 		}
 		a.turn.cancel(cause)
 	}

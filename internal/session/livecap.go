@@ -122,6 +122,7 @@ func (a *actor) memoryKill(reason string) {
 	}
 	a.memGen, a.memReason = 0, ""
 	if a.turn != nil {
+		a.turn.unread = unreadInput(a.proc)
 		a.turn.cancel(errMemory)
 	}
 	proc := a.proc

@@ -17,9 +17,11 @@ import (
 // Every rule about a session lives in this file as a pure function, table
 // tested in rules_test.go: when a session is healthy, alive, stranded,
 // reapable, hibernatable or allowed to restart (Verdict, Alive, Stranded,
-// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), what a
-// turn's end means (Decide, docs/faults.md) and whether a probe reached
-// the API (ProbeAnswered). The one rule kept beside its only user is the
+// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), how a
+// session another node runs shows in status (Remote), what a turn's end
+// means (Decide, docs/faults.md), which answers elsewhere count against a
+// failed turn (BlameSince) and whether a probe reached the API
+// (ProbeAnswered). The one rule kept beside its only user is the
 // store's claim isolation (store.claimable: a message that failed before
 // goes alone), because the store cannot import this package.
 type Rules struct {
@@ -190,6 +192,49 @@ func StoreRetryDelay(try int) time.Duration {
 // chats ending in the exempt suffix, and chats flagged at run time.
 func (r Rules) Exempt(chat string, flagged bool) bool {
 	return flagged || chat == r.Master || (r.ExemptSuffix != "" && strings.HasSuffix(chat, r.ExemptSuffix))
+}
+
+// Remote is what a node knows of a session it does not run (another node
+// owns its chat, or none does): the session's saved record and the chat's
+// owner.
+type Remote struct {
+	ChatID                        string
+	Owner                         string // "" when no node holds the chat's lease
+	Live, Failed, Paused, Flagged bool
+	FailReason                    string
+}
+
+// RemoteView is how status shows a Remote session.
+type RemoteView struct {
+	State          State
+	Alive, Healthy bool
+	Reason         string
+	Exempt         bool
+}
+
+// Remote is the status of a session from its saved record, by the same
+// exemption rule as a local one (Exempt): failed and paused as recorded, idle
+// when it is live on its owner (whose own status has the detail), stopped
+// otherwise.
+func (r Rules) Remote(s Remote) RemoteView {
+	v := RemoteView{State: Stopped, Healthy: true, Exempt: r.Exempt(s.ChatID, s.Flagged)}
+	switch {
+	case s.Failed:
+		v.State, v.Healthy = Failed, false
+	case s.Paused:
+		v.State = Paused
+	case s.Live && s.Owner != "":
+		v.State, v.Alive = Idle, true
+	}
+	switch {
+	case s.Failed && s.FailReason != "":
+		v.Reason = "failed: " + s.FailReason
+	case s.Owner == "":
+		v.Reason = "no owner"
+	default:
+		v.Reason = "on node " + s.Owner
+	}
+	return v
 }
 
 // Reapable reports whether a live session has been idle for more than the
@@ -402,8 +447,10 @@ const (
 	// how far the turn got), or it reported an exit of kind
 	// TurnEnd.Error (agent.ResumeFailed).
 	EndExited
-	// EndUndelivered: the turn provably never reached the agent (its input
-	// was closed), while the process still runs.
+	// EndUndelivered: the turn provably never reached the agent: its
+	// input was closed, or its bytes were still unread when the process
+	// ended or when the turn was cancelled as stuck (an agent that does not
+	// read). TurnEnd.ProcessEnded says whether the process had ended.
 	EndUndelivered
 	// EndSilent: cancelled as stuck with no output of the agent's own at
 	// all since the turn was sent (it acknowledged it at most).
@@ -482,6 +529,11 @@ type TurnEnd struct {
 	// DaemonError: for EndStartFailed, the daemon ran out of a resource of
 	// its own (descriptors, memory, processes).
 	DaemonError bool
+	// ProcessEnded: for EndUndelivered, the process had already ended (or
+	// was ending: its input closed for the drain after its exit) when the
+	// turn was handed over. The turn is nobody's fault; the exit is judged
+	// on its own, as one with no turn in flight.
+	ProcessEnded bool
 }
 
 // Fate is what happens to a turn's messages.
@@ -526,10 +578,13 @@ const (
 	// RetryStart: start again after a backoff, not counted against the
 	// session (the daemon's own resources failed).
 	RetryStart
+	// JudgeExit: the process has ended; its exit is judged on its own
+	// (EndIdleExit), as one with no turn in flight.
+	JudgeExit
 )
 
 func (f FollowUp) String() string {
-	return [...]string{"carry_on", "restart", "restart_plain", "restart_clean", "start_fresh", "retry_start"}[f]
+	return [...]string{"carry_on", "restart", "restart_plain", "restart_clean", "start_fresh", "retry_start", "judge_exit"}[f]
 }
 
 // ErrorEffect is what happens to a session's error_count.
@@ -598,6 +653,12 @@ func Decide(e TurnEnd) Decision {
 		}
 		return d
 	case EndUndelivered:
+		if e.ProcessEnded {
+			// Handed to a process that had ended (cleanly, say, while a
+			// child it left behind held its output open): the exit says
+			// whose fault that was, not this turn.
+			return Decision{Party: NoFault, Messages: FateRequeue, Breaker: Released, Follow: JudgeExit}
+		}
 		return Decision{Party: BlameAgent, Messages: FateRequeue, Breaker: Released, Follow: Restart}
 	case EndSilent:
 		if !e.OthersAnswered {
@@ -628,6 +689,54 @@ func Decide(e TurnEnd) Decision {
 		return Decision{Party: BlameAgent, Messages: FateNone, Breaker: Released, Follow: Restart}
 	}
 	panic(fmt.Sprintf("session: Decide: unknown ending %v", e.Ending))
+}
+
+// Evidence is what a turn that failed in a way an outage explains (an
+// outage-type error result, or a silent turn) shows about when it began to
+// fail, for BlameSince.
+type Evidence struct {
+	// Started is when the turn was handed to the agent; Ended when its
+	// failure was noticed (the error result, or the stuck cancellation).
+	Started, Ended time.Time
+	// FirstRetry is when the agent first reported retrying a failed API
+	// request during the turn (the Claude Code CLI's system/api_retry
+	// line); zero when it reported none.
+	FirstRetry time.Time
+	// Silent: the turn ended with no output of the agent's own at all.
+	Silent bool
+	// OutageAt is when this chat's last failure was put down to an outage,
+	// zero if it got an answer since (or never failed so).
+	OutageAt time.Time
+}
+
+// BlameSince is the moment from which an answer the API gave another chat
+// (or a probe) proves that a failed turn's failure was its own
+// (TurnEnd.OthersAnswered). Only answers after the turn's own evidence of
+// failure count: answers before it came before the trouble began, so an
+// outage that starts mid-turn is the API's, however many chats were
+// answered earlier in the turn.
+//
+// The evidence is the agent's first reported retry, if it reported one:
+// then the turn has a window of its own (the CLI retries for seconds to
+// minutes), in which the API answering anybody else proves the failure
+// the conversation's. Without one, the evidence is the error result itself
+// (for a silent turn, its start: it never got anything), and the window
+// reaches back to the chat's last failure put down to an outage if it has
+// not been answered since: a conversation whose requests fail at once,
+// over and over, while a probe or other chats get answers, is charged
+// rather than taken for an outage again and again.
+func BlameSince(e Evidence) time.Time {
+	if !e.FirstRetry.IsZero() && !e.FirstRetry.Before(e.Started) {
+		return e.FirstRetry
+	}
+	since := e.Ended
+	if e.Silent {
+		since = e.Started
+	}
+	if !e.OutageAt.IsZero() && e.OutageAt.Before(since) {
+		since = e.OutageAt
+	}
+	return since
 }
 
 // RetryDelay is how long a chat waits before its next hand-over after a

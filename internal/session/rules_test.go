@@ -203,8 +203,12 @@ func TestDecide(t *testing.T) {
 			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
 		{"crash after output", TurnEnd{Ending: EndExited, Delivery: Output},
 			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
-		{"input closed: never delivered", TurnEnd{Ending: EndUndelivered},
+		{"input closed, or unread when given up on: never delivered", TurnEnd{Ending: EndUndelivered},
 			D{BlameAgent, FateRequeue, Released, Restart, ErrorsKeep, false}},
+		{"never delivered, even while others are answered", TurnEnd{Ending: EndUndelivered, OthersAnswered: true},
+			D{BlameAgent, FateRequeue, Released, Restart, ErrorsKeep, false}},
+		{"never delivered: handed to a process that had ended (its exit is judged on its own)", TurnEnd{Ending: EndUndelivered, ProcessEnded: true},
+			D{NoFault, FateRequeue, Released, JudgeExit, ErrorsKeep, false}},
 		{"silent while nobody gets answers: outage signal", TurnEnd{Ending: EndSilent},
 			D{BlameAPI, FateRequeue, Unreachable, RestartPlain, ErrorsKeep, false}},
 		{"silent while others are answered", TurnEnd{Ending: EndSilent, OthersAnswered: true},
@@ -239,6 +243,46 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// Which answers elsewhere count against a failed turn: only those after
+// its own evidence of failure (its first retry), or, without retries of its
+// own, after its end (a silent turn: its start) or the chat's last failure
+// put down to an outage.
+func TestBlameSince(t *testing.T) {
+	start, end := t0, t0.Add(90*time.Second)
+	retry := t0.Add(30 * time.Second)
+	tests := []struct {
+		name string
+		ev   Evidence
+		want time.Time
+	}{
+		{"error result, no retry reported: from the result (an outage that began mid-turn is not the turn's)",
+			Evidence{Started: start, Ended: end}, end},
+		{"error result after retries: from the first retry",
+			Evidence{Started: start, Ended: end, FirstRetry: retry}, retry},
+		{"a retry reported before this turn began does not count",
+			Evidence{Started: start, Ended: end, FirstRetry: start.Add(-time.Second)}, end},
+		{"silent: from its start (it never got anything)",
+			Evidence{Started: start, Ended: end, Silent: true}, start},
+		{"silent after retries: from the first retry",
+			Evidence{Started: start, Ended: end, FirstRetry: retry, Silent: true}, retry},
+		{"last failure put down to an outage, earlier: from that failure",
+			Evidence{Started: start, Ended: end, OutageAt: start.Add(-time.Minute)}, start.Add(-time.Minute)},
+		{"a turn with retries of its own is judged by its own window, not the last outage failure",
+			Evidence{Started: start, Ended: end, FirstRetry: retry, OutageAt: start.Add(-time.Minute)}, retry},
+		{"silent, last failure put down to an outage earlier: from that failure",
+			Evidence{Started: start, Ended: end, Silent: true, OutageAt: start.Add(-time.Minute)}, start.Add(-time.Minute)},
+		{"exactly at the boundary",
+			Evidence{Started: start, Ended: end, FirstRetry: start}, start},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := BlameSince(tt.ev); !got.Equal(tt.want) {
+				t.Fatalf("BlameSince(%+v) = %v, want %v", tt.ev, got, tt.want)
+			}
+		})
+	}
+}
+
 // No ending blames a message and holds it, or holds messages without
 // telling the breaker: held messages are only ever the API's (or the
 // daemon's credentials').
@@ -246,9 +290,9 @@ func TestDecideInvariants(t *testing.T) {
 	for e := EndAnswered; e <= EndIdleExit; e++ {
 		for _, k := range []agent.Kind{agent.Fault, agent.Outage, agent.ContextTooLong, agent.ResumeFailed, agent.Auth} {
 			for _, dl := range []Delivery{NotDelivered, NoOutput, Output} {
-				for bits := range 32 {
+				for bits := range 64 {
 					end := TurnEnd{Ending: e, Error: k, Delivery: dl, Repeat: bits&1 != 0, ResumeStart: bits&2 != 0,
-						CleanExit: bits&4 != 0, OthersAnswered: bits&8 != 0, DaemonError: bits&16 != 0}
+						CleanExit: bits&4 != 0, OthersAnswered: bits&8 != 0, DaemonError: bits&16 != 0, ProcessEnded: bits&32 != 0}
 					d := Decide(end)
 					if d.Messages == FateCharge && (d.Party == BlameAPI || d.Party == BlameAgent || d.Party == BlameDaemon || d.Party == NoFault) {
 						t.Errorf("%+v: charged for a failure of %v", end, d.Party)
@@ -405,6 +449,39 @@ func TestProbeAnswered(t *testing.T) {
 	} {
 		if got := ProbeAnswered(tc.err, tc.cancelled); got != tc.want {
 			t.Errorf("%s: ProbeAnswered = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A session another node runs shows by the same exemption rule as a local
+// one (the master session and the exempt suffix included), with its state
+// from its saved record.
+func TestRemote(t *testing.T) {
+	r := testRules()
+	for _, tc := range []struct {
+		name string
+		in   Remote
+		want RemoteView
+	}{
+		{"live on its owner", Remote{ChatID: "alice", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b"}},
+		{"master, live elsewhere", Remote{ChatID: "master", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"exempt suffix, stopped", Remote{ChatID: "job-bg", Owner: "b"},
+			RemoteView{State: Stopped, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"flagged at run time", Remote{ChatID: "alice", Owner: "b", Live: true, Flagged: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"live record, no owner", Remote{ChatID: "alice", Live: true},
+			RemoteView{State: Stopped, Healthy: true, Reason: "no owner"}},
+		{"failed", Remote{ChatID: "alice", Owner: "b", Live: true, Failed: true, FailReason: "too many restarts"},
+			RemoteView{State: Failed, Reason: "failed: too many restarts"}},
+		{"failed master stays exempt", Remote{ChatID: "master", Failed: true},
+			RemoteView{State: Failed, Reason: "no owner", Exempt: true}},
+		{"paused", Remote{ChatID: "x-bg", Owner: "b", Live: true, Paused: true},
+			RemoteView{State: Paused, Healthy: true, Reason: "on node b", Exempt: true}},
+	} {
+		if got := r.Remote(tc.in); got != tc.want {
+			t.Errorf("%s: Remote = %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }

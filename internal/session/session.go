@@ -68,7 +68,9 @@ type Snapshot struct {
 	StopReason StopReason // why a stopped session has no agent
 	// StoreError is the last failed store write while the session retries
 	// it ("" when the store is fine): the session is waiting on its disk.
-	StoreError   string
+	StoreError string
+	// StoreFull: that write failed for lack of space (store.ErrNoSpace).
+	StoreFull    bool
 	Pid          int
 	FirstTurn    bool   // the turn in flight is the process's first
 	Gen          uint64 // counts agent starts; a verdict is about one generation
@@ -322,6 +324,7 @@ func (s *Session) publish(a *actor) {
 		FailReason:     a.failReason,
 		StopReason:     a.stopReason,
 		StoreError:     a.storeErr,
+		StoreFull:      a.storeFull,
 		CreatedAt:      a.createdAt,
 		LastActivity:   a.lastActivity,
 		LastHandover:   a.lastHandover,

@@ -28,6 +28,11 @@ type turnState struct {
 	// progress: the agent wrote something of its own for this turn
 	// before it was cancelled as stuck (read at the cancellation).
 	progress bool
+	// unread: the turn's bytes were still unread in the agent's input
+	// when it was cancelled (read at the cancellation): it never reached
+	// the agent.
+	unread bool
+	proc   agent.Process
 }
 
 type turnResult struct {
@@ -112,7 +117,7 @@ func (a *actor) pump() {
 	texts = a.withCarryOver(texts)
 	now := a.now()
 	ctx, cancel := context.WithCancelCause(context.Background())
-	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst}
+	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst, proc: a.proc}
 	a.state = Busy
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
@@ -256,6 +261,11 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 	}
 	if cause := context.Cause(t.ctx); cause != nil {
 		switch {
+		case t.unread && (errors.Is(cause, errStuck) || errors.Is(cause, errMemory)):
+			// Its bytes were still unread when it was given up on: the
+			// agent does not read its input (or had not yet), whatever
+			// anyone else got from the API.
+			e.Ending = EndUndelivered
 		case errors.Is(cause, errMemory):
 			// Killed for holding more than twice its memory limit: the
 			// turn fails like a crash after the agent took it.
@@ -264,7 +274,7 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 			e.Ending = EndStuck
 		case errors.Is(cause, errStuck):
 			e.Ending = EndSilent
-			e.OthersAnswered = a.othersAnswered(t)
+			e.OthersAnswered = a.othersAnswered(t, true)
 		default:
 			e.Ending = EndStopped
 		}
@@ -278,6 +288,7 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 		e.Ending, e.Delivery = EndExited, NoOutput
 	case agent.Undelivered:
 		e.Ending = EndUndelivered
+		e.ProcessEnded = ended(t.proc)
 	case agent.ResumeFailed:
 		e.Ending, e.Error = EndExited, agent.ResumeFailed
 		if !e.ResumeStart {
@@ -288,25 +299,45 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 	default:
 		e.Ending, e.Error = EndErrorResult, kind
 		if kind == agent.Outage {
-			e.OthersAnswered = a.othersAnswered(t)
+			e.OthersAnswered = a.othersAnswered(t, false)
 		}
 	}
 	return e
 }
 
 // othersAnswered reports whether the API answered another chat (or a
-// probe) since the turn started or since this chat's last failure that was
-// put down to an outage, whichever is earlier.
-func (a *actor) othersAnswered(t *turnState) bool {
+// probe) since the turn's own evidence of failure, or since this chat's
+// last failure that was put down to an outage (BlameSince).
+func (a *actor) othersAnswered(t *turnState, silent bool) bool {
 	g := a.s.d.Gate
 	if g == nil {
 		return false
 	}
-	since := t.started
-	if !a.outageAt.IsZero() && a.outageAt.Before(since) {
-		since = a.outageAt
+	ev := Evidence{Started: t.started, Ended: a.now(), Silent: silent, OutageAt: a.outageAt}
+	if rr, ok := t.proc.(agent.RetryReporter); ok {
+		ev.FirstRetry = rr.FirstRetry(t.started)
 	}
-	return g.AnsweredElsewhere(a.s.chat, since)
+	return g.AnsweredElsewhere(a.s.chat, BlameSince(ev))
+}
+
+// ended reports whether p has ended.
+func ended(p agent.Process) bool {
+	if p == nil {
+		return true
+	}
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// unreadInput reports whether p's input holds bytes it has not read, where
+// the agent can tell (agent.InputReporter).
+func unreadInput(p agent.Process) bool {
+	ir, ok := p.(agent.InputReporter)
+	return ok && ir.UnreadInput() > 0
 }
 
 func (a *actor) logDecision(e TurnEnd, d Decision, why string) {

@@ -1,8 +1,11 @@
 package supervisor
 
 import (
+	"context"
 	"fmt"
+	"github.com/dispatchd/dispatch/internal/agent/fake"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -119,5 +122,108 @@ func TestProbeThatExitsSilentlyIsNoAnswer(t *testing.T) {
 	})
 	if m := h.msg(id); m.Failures != 0 {
 		t.Fatalf("held message charged: %+v", m)
+	}
+}
+
+// callsOf counts chat's turns so far, and whether the last is in flight.
+func callsOf(ag interface{ Calls(int) []fake.Call }, chat string) (n int, inFlight bool) {
+	for _, c := range ag.Calls(0) {
+		if c.Chat == chat {
+			n, inFlight = n+1, !c.Ended
+		}
+	}
+	return n, inFlight
+}
+
+// An outage that begins while a turn is in flight is the API's, however
+// many chats were answered earlier in that turn: the turn is held, not
+// charged — twice in a row — and each retry sends only the note (found by
+// the fault hunt: both failures charged, the message dead after two
+// attempts, and the whole message sent again).
+func TestOutageThatStartsMidTurnIsNotTheChats(t *testing.T) {
+	h := newHarness(t, nil)
+	h.stop()
+	h.sup = New(h.cfg, h.st, keeper{h.ag}, h.clk, h.logs)
+	if err := h.sup.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.ag.SetDirectives(false)
+	h.waitMsg(h.send("busy", "warm"), store.Done)
+	h.waitMsg(h.send("slow", "warm"), store.Done)
+	h.ag.SetChatDelay("slow", 10*time.Second)
+	id := h.send("slow", "slow question")
+	for round := range 2 {
+		h.eventually("slow's turn in flight", func() bool { _, busy := callsOf(h.ag, "slow"); return busy })
+		h.clk.Advance(time.Second)
+		h.waitMsg(h.send("busy", fmt.Sprint("answered before the outage, round ", round)), store.Done)
+		h.clk.Advance(time.Second)
+		h.ag.OutageMidTurn(1000) // the API goes down for everyone, mid-turn
+		h.clk.Advance(8 * time.Second)
+		h.eventually("the API taken for down", func() bool { return !h.sup.breaker.Up() })
+		h.eventually("the turn judged", func() bool { return h.msg(id).State == store.Pending })
+		if m := h.msg(id); m.Failures != 0 || m.KeptIn == "" {
+			t.Fatalf("round %d: a turn cut by an outage that began mid-turn was charged (or not kept): %+v", round, m)
+		}
+		n, _ := callsOf(h.ag, "slow")
+		h.ag.Fail(agent.Outage, 0) // the outage ends: the next probe gets through
+		h.fire(2 * time.Second)
+		h.eventually("the held turn retried", func() bool { m, busy := callsOf(h.ag, "slow"); return m > n && busy })
+	}
+	h.clk.Advance(10 * time.Second)
+	if m := h.waitMsg(id, store.Done); m.Failures != 0 {
+		t.Fatalf("answered after two outages, charged: %+v", m)
+	}
+	var sent []string
+	for _, turn := range h.ag.TurnsFor("slow") {
+		sent = append(sent, turn.Texts...)
+	}
+	if n := strings.Count(strings.Join(sent, "|"), "slow question"); n != 1 {
+		t.Fatalf("the held text reached the conversation %d times, want once: %q", n, sent)
+	}
+	if sent[len(sent)-1] != session.RetryNote || sent[len(sent)-2] != session.RetryNote {
+		t.Fatalf("retries sent %q, want the retry note each time", sent)
+	}
+}
+
+// An agent that never reads its input (exec sleep 100000): its turn never
+// reached it, so the messages go back in line uncharged and the agent is
+// restarted as broken — while other chats are answered, and with nobody
+// else running, where the silence must not be taken for an API outage
+// that holds the message (found by the fault hunt: charged and dead, or
+// held indefinitely).
+func TestAgentThatNeverReadsIsTheAgents(t *testing.T) {
+	for _, others := range []bool{false, true} {
+		t.Run(fmt.Sprint("others answered=", others), func(t *testing.T) {
+			h := newHarness(t, nil)
+			if others {
+				h.waitMsg(h.send("busy", "warm"), store.Done)
+			}
+			h.ag.SetDeaf("deaf", true)
+			id := h.send("deaf", "hello")
+			h.eventually("the turn handed over", func() bool { _, busy := callsOf(h.ag, "deaf"); return busy })
+			if others {
+				h.clk.Advance(time.Minute)
+				h.waitMsg(h.send("busy", "answered meanwhile"), store.Done)
+			}
+			h.clk.Advance(31 * time.Minute) // past the first turn's stuck timeout
+			h.sup.Check(context.Background())
+			h.eventually("the agent restarted", func() bool { return h.snap("deaf").Restarts >= 1 })
+			if m := h.msg(id); m.Failures != 0 || m.State == store.Dead {
+				t.Fatalf("a turn its agent never read was charged: %+v", m)
+			}
+			if st := h.sup.breaker.Stats(); !st.Up || st.Outages != 0 {
+				t.Fatalf("an agent that never reads was taken for an API outage: %+v", st)
+			}
+			h.ag.SetDeaf("deaf", false)
+			// the restarted agent may have been handed the turn before it
+			// began to read: it is given up on again like the first
+			h.eventually("a turn handed over", func() bool { _, busy := callsOf(h.ag, "deaf"); return busy || h.msg(id).State == store.Done })
+			h.clk.Advance(31 * time.Minute)
+			h.sup.Check(context.Background())
+			h.runUntil("answered by an agent that reads", time.Minute, func() bool { return h.msg(id).State == store.Done })
+			if m := h.msg(id); m.Failures != 0 {
+				t.Fatalf("charged: %+v", m)
+			}
+		})
 	}
 }

@@ -49,7 +49,7 @@ func newBlameState() blameState {
 // globalHit reports whether a knob that hits whichever turn comes next (a
 // probe's too) decided a call: its effect on the breaker is not one chat's.
 func globalHit(hit string) bool {
-	return hit != "" && hit != "sticky" && hit != "exit0" && hit != "extra"
+	return hit != "" && hit != "sticky" && hit != "exit0" && hit != "extra" && hit != "deaf"
 }
 
 // probeBound is how long the breaker can stay down, while every probe gets
@@ -194,14 +194,20 @@ func outageLike(c fake.Call) bool {
 }
 
 // othersAnswered is the model's view of session.TurnEnd.OthersAnswered for
-// call i judged by upper, made wider, never narrower: from the call's start,
-// or from the end of the chat's first outage-like failure since its last
-// answer if earlier (the session: its last one put down to an outage), any
-// other chat's answer or a probe's, of any daemon, up to upper.
+// call i judged by upper, made wider, never narrower: from the call's start
+// (the session: from its first evidence of failure, at or after the start)
+// or, for a call an outage cut mid-turn, from when that outage began (no
+// answer before it may count against the call); or from the end of the
+// chat's first outage-like failure since its last answer if earlier (the
+// session: its last one put down to an outage), any other chat's answer or
+// a probe's, of any daemon, up to upper.
 func (m *model) othersAnswered(i int, upper time.Time) bool {
 	calls := m.blame.calls
 	c := calls[i]
 	since := c.Start
+	if c.Hit == "cut" && c.CutAt.After(since) {
+		since = c.CutAt
+	}
 	for j := i - 1; j >= 0; j-- {
 		p := calls[j]
 		if p.Chat != c.Chat || !p.Ended || p.End.After(c.Start) {
@@ -231,13 +237,15 @@ func (m *model) othersAnswered(i int, upper time.Time) bool {
 // cancelled as stuck only when another chat or a probe was answered
 // (othersAnswered, judged at the latest by upper); an exit before any
 // output only for messages that were in such a turn before; a turn stopped
-// on purpose never. commit records the exits before any output.
+// on purpose never; a turn its agent never read (deaf) never. commit
+// records the exits before any output.
 func (m *model) chargeable(i int, upper time.Time, commit bool) map[string]int {
 	c := m.blame.calls[i]
 	var n int
 	silent := false
 	switch {
 	case !c.Ended || c.OK:
+	case c.Hit == "deaf": // never read: never the messages' fault
 	case c.Abandoned:
 		if stuckCall(c) && m.othersAnswered(i, upper) {
 			n = 1

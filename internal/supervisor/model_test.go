@@ -10,9 +10,10 @@ package supervisor
 // answered and then followed by a stray result, EXTRA, or a clean exit,
 // EXIT0), injected transient faults (an error result, one that merely
 // mentions "No conversation found", a crash, a hang, an exit before any
-// output, an API outage that ends later, an API that hangs for everyone, a
-// sticky outage-type error of one chat only, agents that cannot start, for
-// a reason of their own or for want of the daemon's descriptors), processes
+// output, an API outage that ends later, one that begins while turns are in
+// flight, an API that hangs for everyone, a sticky outage-type error of one
+// chat only, an agent that never reads its input, agents that cannot start,
+// for a reason of their own or for want of the daemon's descriptors), processes
 // dying on their own, operator actions, clean and crash restarts of the
 // daemon, fake-clock advances and health checks — and runs it against the
 // real supervisor, sessions, breaker and SQLite store with the in-process
@@ -45,11 +46,13 @@ package supervisor
 //     — always; an exit before any output — only for a message that was in
 //     such a turn before; an outage-type error (sticky, outage) or a silent
 //     turn cancelled as stuck (HANG, hang-next, hang-api) — only if another
-//     chat or a probe got an answer between the turn's start (or the end of
+//     chat or a probe got an answer between the turn's start (for a turn an
+//     outage cut mid-turn, outage-mid: the outage's start; or the end of
 //     the chat's first outage-like failure since its last answer, if
 //     earlier) and the moment its session judged it (the first quiescent
 //     moment after its end at which the session is not retrying a store
-//     write); never a result or a turn stopped on purpose. Every window is
+//     write); never a result, a turn stopped on purpose or a turn its agent
+//     never read (deaf). Every window is
 //     taken wider than the session's, never narrower. A message's Failures
 //     must never exceed that count (checked for the messages not done at
 //     every step, for all at the end; an operator retry starts it at 0), so
@@ -272,6 +275,9 @@ var opSpecs = []opSpec{
 	}},
 	{"sticky", 3, (*opGen).chatOp, func(m *model, o op) string { m.ag.SetSticky(o.Chat, true); m.sticky[o.Chat] = true; return "" }},
 	{"sticky-end", 2, plain, (*model).applyStickyEnd},
+	{"outage-mid", 3, (*opGen).outageMid, (*model).applyOutageMid},
+	{"deaf", 2, (*opGen).chatOp, func(m *model, o op) string { m.ag.SetDeaf(o.Chat, true); m.deaf[o.Chat] = true; return "" }},
+	{"deaf-end", 2, plain, (*model).applyDeafEnd},
 	{"hang-api", 1, plain, func(m *model, o op) string { m.ag.SetSilent(true); return "" }},
 	{"hang-api-end", 1, plain, func(m *model, o op) string { m.ag.SetSilent(false); return "" }},
 	{"exit0-next", 2, plain, func(m *model, o op) string { m.ag.Exit0Next(); return "" }},
@@ -287,6 +293,31 @@ func (m *model) applyStickyEnd(op) string {
 		m.ag.SetSticky(chat, false)
 	}
 	clear(m.sticky)
+	return ""
+}
+
+// applyOutageMid is an API outage that begins while a turn is in flight
+// after another chat was answered in it: the op's chat gets slow (a minute
+// a turn) and a message, another chat a message (answered at once if it
+// can be), two seconds pass, and then the API goes down for turns in
+// flight and the next N.
+func (m *model) applyOutageMid(o op) string {
+	m.ag.SetChatDelay(o.Chat, time.Minute)
+	did := m.applySend(op{Chat: o.Chat, Text: o.Text[:1]})
+	synctest.Wait()
+	did += "; " + m.applySend(op{Chat: o.Text[1][:strings.IndexByte(o.Text[1], '/')], Text: o.Text[1:]})
+	synctest.Wait()
+	m.advance(2 * time.Second) // past the model's one second of slack for a racing tick
+	m.ag.OutageMidTurn(o.N)
+	return did
+}
+
+// applyDeafEnd makes every chat's agent read its input again.
+func (m *model) applyDeafEnd(op) string {
+	for chat := range m.deaf {
+		m.ag.SetDeaf(chat, false)
+	}
+	clear(m.deaf)
 	return ""
 }
 
@@ -433,6 +464,15 @@ func (g *opGen) race() op {
 	return o
 }
 
+// outageMid: a chat that gets slow and a message, another chat's message,
+// and how many turns after the cut fail too.
+func (g *opGen) outageMid() op {
+	c := g.chat()
+	other := g.chats[(slices.Index(g.chats, c)+1+g.r.IntN(len(g.chats)-1))%len(g.chats)]
+	ns := []int{1, 3, 1000}
+	return op{Chat: c, Text: []string{g.text(c), g.text(other)}, N: ns[g.r.IntN(len(ns))]}
+}
+
 func (g *opGen) advance() op {
 	steps := []time.Duration{
 		time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute,
@@ -493,6 +533,7 @@ type model struct {
 	// storeFull: store writes fail (disk full) until store-ok.
 	storeFull bool
 	sticky    map[string]bool // chats whose turns fail as a sticky outage-type error
+	deaf      map[string]bool // chats whose agents never read their input
 	blame     blameState
 	failed    string // the first violation
 	inv       string // its invariant
@@ -513,7 +554,7 @@ func runModel(t *testing.T, seed uint64, nops int, verbose bool) modelResult {
 		t: t, seed: seed, dir: t.TempDir(), cfg: modelConfig(),
 		clk: clock.NewFake(t0), ag: fake.New(),
 		chats: chats, byID: map[string]*modelMsg{}, byText: map[string]*modelMsg{},
-		sticky: map[string]bool{}, blame: newBlameState(),
+		sticky: map[string]bool{}, deaf: map[string]bool{}, blame: newBlameState(),
 	}
 	m.logs = newMemLogs(600, m.clk)
 	m.logs.judge = judgeLifecycle
@@ -1022,6 +1063,7 @@ func (m *model) settle() bool {
 	m.ag.SetStartErr(nil)
 	m.ag.SetSilent(false)
 	m.applyStickyEnd(op{})
+	m.applyDeafEnd(op{})
 	m.applyStoreOK(op{})
 	for _, chat := range m.chats {
 		if _, ok := m.sup.lookup(chat); ok {

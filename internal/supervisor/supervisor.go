@@ -103,6 +103,9 @@ type Supervisor struct {
 	storeLost atomic.Pointer[error]
 	// intact shares the identity probe among accepts that arrive together.
 	intact sharedProbe
+	// storeFull is the last accept refused for lack of space (cleared by
+	// one that succeeds).
+	storeFull atomic.Pointer[daemonError]
 
 	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
@@ -270,6 +273,7 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
+	s.noteAccept(err)
 	if err != nil {
 		return "", false, err
 	}

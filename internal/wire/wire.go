@@ -78,6 +78,9 @@ type DaemonStatus struct {
 	// StoreLost says the database file was removed, replaced or truncated
 	// under the daemon: nothing is accepted until it is restarted.
 	StoreLost string `json:"store_lost,omitempty"`
+	// StoreFull says the store refuses writes for lack of space: accepts
+	// are answered 507 and sessions wait to write their turns.
+	StoreFull string `json:"store_full,omitempty"`
 	// Node is this daemon's node.id (PostgreSQL only).
 	Node string `json:"node,omitempty"`
 }

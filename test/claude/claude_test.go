@@ -561,3 +561,37 @@ func (r *rig) noStaleStuck(chat string, stuck time.Duration) {
 		}
 	}
 }
+
+// TestOutageThatStartsMidTurn: a turn in flight when an outage begins is
+// the API's, although another chat was answered earlier in that very turn.
+// The CLI reports each retry of a failed request (system/api_retry): that
+// is when the turn began to fail, and nobody was answered after it, so the
+// message is held, not charged, and answered once the API is back (found
+// by the fault hunt: charged, and dead at the second outage).
+func TestOutageThatStartsMidTurn(t *testing.T) {
+	t.Parallel()
+	r := start(t, fakeapi.ModeOK, map[string]any{
+		"agent.env.CLAUDE_CODE_MAX_RETRIES": "2",
+		"agent.env.API_TIMEOUT_MS":          "5000",
+	})
+	wantReply(t, r.ask("busy", "warm"), "warm", 1)
+	wantReply(t, r.ask("ada", "warm"), "warm", 1)
+
+	r.api.SetMode(fakeapi.ModeHang) // ada's request waits for an answer
+	id := r.send("ada", "cut mid-turn")
+	r.d.WaitFor(func() bool { _, ok := r.requestFor("cut mid-turn"); return ok }, turnTimeout, "ada's request at the API")
+	r.api.SetMode(fakeapi.ModeOK)
+	wantReply(t, r.ask("busy", "answered during ada's turn"), "answered during ada's turn", 2)
+	r.api.SetMode(fakeapi.ModeRefuse) // the outage begins; ada's request times out and is retried into it
+
+	r.d.WaitFor(func() bool { return r.d.Status().Daemon.API == "down" }, turnTimeout, "api: down")
+	r.wantHeld("ada", []string{id})
+	r.api.SetMode(fakeapi.ModeOK)
+	if m := r.done(id); m.Failures != 0 {
+		t.Errorf("a turn cut by an outage that began mid-turn was charged: failures %d (%s)", m.Failures, m.Error)
+	}
+	if log := r.sessionLog("ada"); !strings.Contains(log, "blame=api") || strings.Contains(log, "blame=conversation") {
+		t.Errorf("ada's failure not put down to the API:\n%s", tail(log, 3000))
+	}
+	r.wantNoRestarts("ada")
+}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,5 +298,69 @@ func TestDeletedDatabaseRefusesAccepts(t *testing.T) {
 				t.Error("no alert in the manager log")
 			}
 		})
+	}
+}
+
+// An agent that exits cleanly after answering while a child it daemonized
+// keeps its output open is not at fault: the message handed over while the
+// daemon drains that output is answered by the next agent, uncharged, and
+// no restart is counted (found by the fault hunt: 5 counted restarts in 6
+// messages, each next turn "undelivered … blame=agent").
+func TestCleanExitWithADaemonizedChildIsNotCounted(t *testing.T) {
+	d := daemontest.Start(t, opts(noChecks))
+	t.Cleanup(func() {
+		for _, pid := range d.ChildPids() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	for i := range 3 {
+		d.WaitMessage(d.Send("dora", fmt.Sprint("DAEMONIZE ", i)), "done", 15*time.Second)
+		// sent at once: the agent has exited, its output still held open
+		if m := d.WaitMessage(d.Send("dora", fmt.Sprint("next ", i)), "done", 15*time.Second); m.Failures != 0 {
+			t.Errorf("a message handed over during the drain was charged: %+v", m)
+		}
+	}
+	if s := d.MustSession("dora"); s.Restarts != 0 || s.State == "failed" {
+		t.Fatalf("clean exits counted as faults: restarts %d, state %s (%s)", s.Restarts, s.State, s.HealthReason)
+	}
+}
+
+// An agent that never reads its input while another chat is answered: its
+// turn provably never reached it, so it is restarted and the message
+// answered uncharged, neither charged as stuck nor taken for an outage
+// (found by the fault hunt: charged and dead).
+func TestAgentThatNeverReadsIsRestartedNotCharged(t *testing.T) {
+	d := daemontest.Start(t, opts(map[string]any{
+		"health.stuck_timeout":            "1s",
+		"health.first_turn_stuck_timeout": "1s",
+		"health.check_interval":           "300ms",
+		"health.idle_timeout":             "1m",
+	}))
+	d.WaitMessage(d.Send("busy", "warm"), "done", 15*time.Second)
+	d.WaitMessage(d.Send("ned", "DEAF from now on"), "done", 15*time.Second)
+	id := d.Send("ned", "never read")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			d.WaitMessage(d.Send("busy", "SLEEP=100ms work"), "done", 15*time.Second)
+		}
+	})
+	m := d.WaitMessage(id, "done", 30*time.Second)
+	close(stop)
+	wg.Wait()
+	if m.Failures != 0 {
+		t.Errorf("a message its agent never read was charged: %+v", m)
+	}
+	if st := d.Status(); st.Daemon.Outages != 0 {
+		t.Errorf("an agent that never reads was taken for an API outage (%d outages)", st.Daemon.Outages)
+	}
+	if s := d.MustSession("ned"); s.Restarts < 1 {
+		t.Errorf("the agent that never reads was not restarted as broken: restarts %d", s.Restarts)
 	}
 }

@@ -670,3 +670,135 @@ func TestDaemonKilled(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Every agent's process group is handed to Watch when it starts and
+// released when it ended, before it is reaped; the API probe's is not.
+func TestWatchedGroups(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	watched := map[int]bool{}
+	h.cfg.Watch = func(pgid int) func() {
+		mu.Lock()
+		defer mu.Unlock()
+		watched[pgid] = true
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pgid)); err != nil {
+				t.Errorf("group %d released after its leader was reaped", pgid)
+			}
+			delete(watched, pgid)
+		}
+	}
+	p := h.start("", false)
+	mu.Lock()
+	if !watched[p.Pid()] || len(watched) != 1 {
+		t.Errorf("watched %v, want the agent's group %d", watched, p.Pid())
+	}
+	mu.Unlock()
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(watched) != 0 {
+		t.Errorf("still watched after the agent ended: %v", watched)
+	}
+	mu.Unlock()
+	probe, err := New(h.cfg).Start(context.Background(), agent.Spec{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(watched) != 0 {
+		t.Errorf("the probe's group was watched: %v", watched)
+	}
+}
+
+// A CLI that exits cleanly after answering while a child it daemonized
+// (a session of its own: the group kill misses it) holds its stdout open:
+// the process is draining its output, its input already closed. A turn
+// handed over then returns only once the process is known to have ended
+// (Done closed), so that the caller judges the exit and does not take a
+// clean exit for an agent that will not read (found by the fault hunt: a
+// restart counted for each clean exit).
+func TestTurnDuringTheDrainAfterACleanExit(t *testing.T) {
+	h := newHarness(t)
+	p := h.start("s", false)
+	t.Cleanup(func() {
+		b, _ := os.ReadFile(h.children)
+		for _, l := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(l); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	mustTurn(t, p, "echo: DAEMONIZE (turn 1)", "DAEMONIZE")
+	for deadline := time.Now().Add(10 * time.Second); !p.exited(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the CLI did not exit")
+		}
+	}
+	select {
+	case <-p.Done():
+		t.Fatal("Done closed at once: the daemonized child did not hold stdout")
+	default:
+	}
+	_, err := turn(t, p, "next")
+	wantKind(t, err, agent.Undelivered)
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("the turn returned while the process was still draining: its end was not told")
+	}
+	if err := p.ExitErr(); err != nil {
+		t.Errorf("ExitErr = %v, want a clean exit", err)
+	}
+}
+
+// An agent that stops reading its input: the bytes of the turn handed to
+// it stay in the pipe, which UnreadInput reports (the turn never reached
+// it); an agent that reads leaves none.
+func TestUnreadInput(t *testing.T) {
+	h := newHarness(t)
+	p := h.start("s", false)
+	mustTurn(t, p, "echo: hi (turn 1)", "hi")
+	if n := p.UnreadInput(); n != 0 {
+		t.Fatalf("UnreadInput = %d after a turn it read", n)
+	}
+	mustTurn(t, p, "echo: DEAF (turn 2)", "DEAF")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := p.Turn(ctx, []string{"never read"}); ctx.Err() == nil {
+		t.Fatalf("Turn = %v, want it abandoned", err)
+	}
+	if n := p.UnreadInput(); n == 0 {
+		t.Fatal("UnreadInput = 0 for a turn the agent never read")
+	}
+}
+
+// The CLI's system/api_retry lines are the evidence of when a failing turn
+// began to fail (FirstRetry): the first one since the turn was written;
+// none for a turn that failed without retrying, or before the turn.
+func TestFirstRetry(t *testing.T) {
+	h := newHarness(t)
+	p := h.start("s", false)
+	before := time.Now()
+	_, err := turn(t, p, "OUTAGE RETRYING")
+	after := time.Now()
+	wantKind(t, err, agent.Outage)
+	first := p.FirstRetry(before)
+	if first.IsZero() || first.Before(before) || !first.Before(after.Add(-50*time.Millisecond)) {
+		t.Fatalf("FirstRetry = %v, want the first retry line's time, between %v and %v", first, before, after)
+	}
+	if got := p.FirstRetry(after); !got.IsZero() {
+		t.Errorf("FirstRetry(after the turn) = %v, want none", got)
+	}
+	since := time.Now()
+	_, err = turn(t, p, "OUTAGE at once")
+	wantKind(t, err, agent.Outage)
+	if got := p.FirstRetry(since); !got.IsZero() {
+		t.Errorf("a turn that did not retry: FirstRetry = %v, want none", got)
+	}
+}

@@ -35,6 +35,8 @@ const (
 	// group is gone; a grandchild that left the group could otherwise hold
 	// the pipes open forever.
 	drainTimeout = 2 * time.Second
+	// exitSaveTimeout bounds the conversation's save at the process's end.
+	exitSaveTimeout = 3 * time.Second
 )
 
 // Process is one running Claude Code CLI. It implements agent.Process.
@@ -62,6 +64,9 @@ type Process struct {
 	endLife     context.CancelFunc
 	permTimeout time.Duration
 	wmu         sync.Mutex // one stdin line at a time (turns, control responses)
+	// retryAt: unix nanoseconds of the first system/api_retry line since
+	// the current turn was written (0: none)
+	retryAt atomic.Int64
 
 	mu        sync.Mutex
 	sessionID string
@@ -80,12 +85,19 @@ type Process struct {
 	tail     []string // last stderr lines
 	noConv   string   // a --resume start reported its conversation missing
 	exitErr  error
-	turnCtx  context.Context        // the running turn's, nil between turns
-	asks     map[string]*pendingAsk // open permission requests by request_id
+	// entries are the uuids of the turn's assistant and user lines: the
+	// transcript entries it must hold before the turn is saved.
+	entries []string
+	turnCtx context.Context        // the running turn's, nil between turns
+	asks    map[string]*pendingAsk // open permission requests by request_id
 
-	// afterTurn, when set, runs once a turn got its result, before the
-	// turn returns (the conversation's save).
-	afterTurn func()
+	// save, when set, saves the conversation kept in the project folder
+	// pdir: once a turn got its result and its transcript entries (before
+	// the turn returns), and once the process ended.
+	save func(timeout time.Duration)
+	pdir string
+	// unwatch releases the group from the watchdog (watch.go).
+	unwatch func()
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -93,7 +105,7 @@ var _ agent.Process = (*Process)(nil)
 // start runs cmd with pipes of our own (not cmd.StdoutPipe: with *os.File
 // ends, cmd.Wait does not wait for a grandchild that still holds a pipe) and
 // starts the reader and waiter goroutines.
-func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
+func start(cmd *exec.Cmd, spec agent.Spec, cfg Config, pdir string, save func(time.Duration)) (*Process, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -137,6 +149,8 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 		errDone:   make(chan struct{}),
 		done:      make(chan struct{}),
 		sessionID: spec.SessionID,
+		pdir:      pdir,
+		save:      save,
 
 		permTimeout: cfg.PermissionTimeout,
 	}
@@ -145,6 +159,7 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
+	p.watchStarted(cfg.Watch)
 	p.touch()
 	go p.readStdout()
 	go p.readStderr()
@@ -189,6 +204,34 @@ func (p *Process) LastProgress() time.Time {
 	return time.Time{}
 }
 
+// FirstRetry is when the CLI first reported retrying a failed API request
+// (a system/api_retry line) since the current turn was written, if at or
+// after since; zero if it did not. It implements agent.RetryReporter.
+func (p *Process) FirstRetry(since time.Time) time.Time {
+	n := p.retryAt.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	if t := time.Unix(0, n); !t.Before(since) {
+		return t
+	}
+	return time.Time{}
+}
+
+// UnreadInput is how many bytes written to the CLI's stdin it has not read:
+// while it runs, what is in the pipe now; once it has ended, what was left
+// when it ended. It implements agent.InputReporter.
+func (p *Process) UnreadInput() int {
+	select {
+	case <-p.done:
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.unread
+	default:
+	}
+	return unreadBytes(p.stdin)
+}
+
 // Pid is the CLI's pid, which is also its process group id.
 func (p *Process) Pid() int { return p.pid }
 
@@ -218,6 +261,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	p.waiting = ch
 	p.armed = false
+	p.entries = nil
 	p.turnCtx = ctx
 	p.mu.Unlock()
 	defer func() {
@@ -228,6 +272,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 	start := p.clk.Now()
 	seen := p.outLines.Load()
+	p.retryAt.Store(0)
 	if n, err := p.write(ctx, line); err != nil {
 		p.mu.Lock()
 		if p.waiting == ch {
@@ -240,19 +285,30 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 		if ctx.Err() != nil {
 			return agent.Result{}, fmt.Errorf("claude: turn abandoned while writing: %w", ctx.Err())
 		}
-		// Stdin is closed (Stop), broken (the CLI is gone or closed its
-		// input): the turn provably never reached the agent. A process
-		// that is ending says how (a failed resume, say).
+		// Stdin is closed (Stop, or the drain after the CLI exited),
+		// broken (the CLI is gone or closed its input): the turn provably
+		// never reached the agent. A process that is ending says how (a
+		// failed resume, a clean exit): once the CLI has exited the turn
+		// waits for the drain (bounded by drainTimeout), so that the
+		// caller learns the process ended rather than taking a clean exit
+		// for an agent that will not read.
 		t := p.clk.NewTimer(p.grace)
 		defer t.Stop()
-		select {
-		case <-p.done:
-			return agent.Result{}, p.exitDuring(seen, false)
-		case <-ctx.Done():
-			return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
-		case <-t.C():
-			return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
-				Msg: "the agent does not read its input (it closed it): " + err.Error()}
+		timeout := t.C()
+		for {
+			select {
+			case <-p.done:
+				return agent.Result{}, p.exitDuring(seen, false)
+			case <-ctx.Done():
+				return agent.Result{}, fmt.Errorf("claude: turn abandoned: %w", ctx.Err())
+			case <-timeout:
+				if p.exited() {
+					timeout = nil // ended: its drain finishes soon
+					continue
+				}
+				return agent.Result{}, &agent.TurnError{Kind: agent.Undelivered,
+					Msg: "the agent does not read its input (it closed it): " + err.Error()}
+			}
 		}
 	}
 
@@ -281,8 +337,15 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 // finish turns a result line into the turn's outcome.
 func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
-	if p.afterTurn != nil {
-		p.afterTurn()
+	if p.save != nil {
+		p.mu.Lock()
+		entries := p.entries
+		p.mu.Unlock()
+		if !p.awaitTranscript(p.pdir, entries) {
+			p.log.Warn("the turn's entries did not reach the transcript in time; saving the conversation as it is",
+				"wait", transcriptWait, "entries", len(entries))
+		}
+		p.save(convTimeout)
 	}
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
@@ -424,6 +487,14 @@ func (p *Process) await(ctx context.Context, d time.Duration) bool {
 
 func (p *Process) closeStdin() { p.stdinOnce.Do(func() { p.stdin.Close() }) }
 
+// exited reports whether the CLI itself has exited (its output may still
+// be draining).
+func (p *Process) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reaped
+}
+
 // signal sends sig to the process group unless the leader has been reaped.
 func (p *Process) signal(sig syscall.Signal) {
 	p.mu.Lock()
@@ -444,6 +515,7 @@ func (p *Process) wait() {
 	p.reaped = true
 	p.unread = unread
 	p.mu.Unlock()
+	p.unwatchExited()
 	werr := p.cmd.Wait()
 	p.closeStdin()
 
@@ -465,6 +537,11 @@ func (p *Process) wait() {
 	p.waiting = nil
 	p.mu.Unlock()
 	p.log.Debug("agent exited", "err", werr)
+	if p.save != nil {
+		// What the CLI wrote after the last turn's save, briefly: the
+		// process's end waits for it.
+		p.save(exitSaveTimeout)
+	}
 	close(p.done)
 }
 
@@ -521,6 +598,7 @@ func (p *Process) handle(line []byte) {
 		Type      string          `json:"type"`
 		Subtype   string          `json:"subtype"`
 		SessionID json.RawMessage `json:"session_id"`
+		UUID      string          `json:"uuid"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
 		p.log.Debug("agent non-JSON line ignored", "line", clip(line, 200))
@@ -532,8 +610,11 @@ func (p *Process) handle(line []byte) {
 	}
 	switch head.Type {
 	case "system":
-		if head.Subtype == "init" {
+		switch head.Subtype {
+		case "init":
 			p.onInit(rawString(head.SessionID))
+		case "api_retry":
+			p.retryAt.CompareAndSwap(0, p.clk.Now().UnixNano())
 		}
 	case "result":
 		r, err := parseResult(line)
@@ -543,12 +624,15 @@ func (p *Process) handle(line []byte) {
 		r.Denials = parseDenials(line)
 		p.deliver(r)
 	case "assistant":
+		p.noteEntry(head.UUID)
 		p.onAssistant(line)
+	case "user":
+		p.noteEntry(head.UUID)
 	case "control_request":
 		p.onControlRequest(line)
 	case "control_cancel_request":
 		p.onControlCancel(line)
-	case "user", "stream_event", "control_response":
+	case "stream_event", "control_response":
 	default:
 		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
 	}

@@ -15,6 +15,8 @@
 // process exits with status 0), STICKY (this and every later turn of the
 // conversation fail with a timeout: Outage) and NOCONV (an error result whose
 // text merely mentions "No conversation found": Fault).
+// OutageMidTurn cuts the turns in flight with an outage, and SetDeaf makes a
+// chat's agent never read its input.
 // SetDirectives(false) turns that off.
 //
 // Tools: a line "TOOL_USE <name> <JSON input>" in a text (the fake API's
@@ -62,8 +64,11 @@ type Call struct {
 	Ended      bool
 	// Hit names the knob that decided the turn, "" for none: "fail:<kind>",
 	// "crash", "hang", "die", "silent" (SetSilent), "sticky" (SetSticky),
-	// "exit0", "extra". Directives in the texts are not knobs.
+	// "exit0", "extra", "cut" (OutageMidTurn), "deaf" (SetDeaf). Directives
+	// in the texts are not knobs.
 	Hit string
+	// CutAt: for Hit "cut", when the outage that ended the turn began.
+	CutAt time.Time
 	// How it ended: OK; otherwise Abandoned (its context ended first; Cause
 	// is the context's cause) or an error of Kind.
 	OK        bool
@@ -91,8 +96,10 @@ type Agent struct {
 	extraNext  bool
 	failMsg    string
 	silent     bool
-	sticky     map[string]int  // chat → its sticky turns so far
-	stickyConv map[string]bool // session ids made sticky by STICKY
+	sticky     map[string]int    // chat → its sticky turns so far
+	deaf       map[string]bool   // chats whose agents never read their input
+	cut        map[int]time.Time // calls in flight cut by an outage → when
+	stickyConv map[string]bool   // session ids made sticky by STICKY
 	strays     int
 	calls      []Call
 	startErr   error
@@ -117,6 +124,8 @@ func New() *Agent {
 		directives: true,
 		convs:      map[string]int{},
 		sticky:     map[string]int{},
+		deaf:       map[string]bool{},
+		cut:        map[int]time.Time{},
 		stickyConv: map[string]bool{},
 		live:       map[*Process]struct{}{},
 	}
@@ -186,12 +195,70 @@ func (a *Agent) SetSticky(chat string, on bool) {
 }
 
 // Armed reports whether a fault that can hit any chat's turn (or a probe)
-// is set: a pending Fail, CrashNext, HangNext or DieNext, SetSilent, or a
-// start error.
+// is set: a pending Fail, CrashNext, HangNext or DieNext, SetSilent, a
+// start error, or a turn cut by OutageMidTurn that has not ended yet.
 func (a *Agent) Armed() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.failN > 0 || a.crashNext || a.hangNext || a.dieNext > 0 || a.silent || a.startErr != nil
+	return a.failN > 0 || a.crashNext || a.hangNext || a.dieNext > 0 || a.silent || a.startErr != nil || len(a.cut) > 0
+}
+
+// OutageMidTurn is an API outage that begins now: every turn in flight
+// that is still waiting for its answer (its delay, SetDelay or
+// SetChatDelay) fails with an Outage error when it would have been
+// answered (Hit "cut", Call.CutAt now; Process.FirstRetry reports now, as
+// a real agent reports its first retry), and the next n turns fail with
+// one too, like Fail(agent.Outage, n).
+func (a *Agent) OutageMidTurn(n int) {
+	a.with(func() {
+		now := a.clk.Now()
+		for i := range a.calls {
+			if !a.calls[i].Ended {
+				if _, ok := a.cut[i]; !ok {
+					a.cut[i] = now
+				}
+			}
+		}
+		a.failKind, a.failN, a.failMsg = agent.Outage, n, ""
+	})
+}
+
+// takeCut reports whether call i was cut by an outage, and when; it logs
+// the call as decided by the cut.
+func (a *Agent) takeCut(i int) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, ok := a.cut[i]
+	if ok {
+		delete(a.cut, i)
+		a.calls[i].Hit, a.calls[i].CutAt = "cut", at
+	}
+	return at, ok
+}
+
+// SetDeaf makes every turn of chat, while on, never read by its agent: the
+// turn waits (its bytes unread: Process.UnreadInput) until it is abandoned
+// or the process ends, which then reports it Undelivered — an agent like
+// "exec sleep 100000". Other chats and probes are not affected.
+func (a *Agent) SetDeaf(chat string, on bool) {
+	a.with(func() {
+		if on {
+			a.deaf[chat] = true
+		} else {
+			delete(a.deaf, chat)
+		}
+	})
+}
+
+// deafCall reports whether call i is of a deaf chat; it logs it so.
+func (a *Agent) deafCall(p *Process, i int) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.deaf[p.spec.ChatID] {
+		return false
+	}
+	a.calls[i].Hit = "deaf"
+	return true
 }
 
 // Strays counts the stray results dropped (EXTRA).
@@ -473,6 +540,7 @@ func (a *Agent) ended(i int, ctx context.Context, err error) {
 	defer a.mu.Unlock()
 	c := &a.calls[i]
 	c.End, c.Ended = a.clk.Now(), true
+	delete(a.cut, i)
 	switch {
 	case err == nil:
 		c.OK = true
@@ -583,6 +651,10 @@ type Process struct {
 	exitErr error
 	stray   bool // a stray result is waiting to be read (EXTRA)
 	asking  int  // permission requests open now
+	unread  int  // bytes of a turn its (deaf) agent has not read
+	// retryAt: the current turn was cut by an outage that began then (a
+	// real agent would have reported retrying from then on)
+	retryAt time.Time
 }
 
 var (
@@ -607,9 +679,13 @@ func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err
 	if ctx.Err() != nil {
 		return agent.Result{}, abandoned(ctx)
 	}
+	if p.a.deafCall(p, call) {
+		return p.deafTurn(ctx, texts)
+	}
 	p.mu.Lock()
 	stray := p.stray
 	p.stray = false
+	p.retryAt = time.Time{}
 	p.mu.Unlock()
 	if stray {
 		// The stray result of the last turn comes before anything of this
@@ -629,6 +705,12 @@ func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err
 		case <-p.done:
 			t.Stop()
 			return agent.Result{}, p.turnExitErr()
+		}
+		if at, ok := p.a.takeCut(call); ok {
+			p.mu.Lock()
+			p.retryAt = at
+			p.mu.Unlock()
+			return agent.Result{}, agent.Errorf(agent.Outage, "API Error: Unable to connect to API (ConnectionRefused)")
 		}
 	}
 	text := strings.Join(texts, "\n")
@@ -702,6 +784,46 @@ func (p *Process) Turn(ctx context.Context, texts []string) (_ agent.Result, err
 		p.exit(nil)
 	}
 	return res, nil
+}
+
+// deafTurn is a turn its agent never reads: it waits, its bytes unread,
+// until it is abandoned or the process ends (then it was Undelivered).
+func (p *Process) deafTurn(ctx context.Context, texts []string) (agent.Result, error) {
+	n := len(strings.Join(texts, "\n")) + 1
+	p.mu.Lock()
+	p.unread = n
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.unread = 0
+		p.mu.Unlock()
+	}()
+	select {
+	case <-ctx.Done():
+		return agent.Result{}, abandoned(ctx)
+	case <-p.done:
+		return agent.Result{}, agent.Errorf(agent.Undelivered, "fake: never read by the agent: %v", p.turnExitErr())
+	}
+}
+
+// FirstRetry is, for a turn an outage cut (OutageMidTurn), when that
+// outage began, if at or after since: a real agent reports retrying from
+// then on. It implements agent.RetryReporter.
+func (p *Process) FirstRetry(since time.Time) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.retryAt.IsZero() || p.retryAt.Before(since) {
+		return time.Time{}
+	}
+	return p.retryAt
+}
+
+// UnreadInput is how many bytes of the turn in flight its agent has not
+// read: only a deaf chat's (SetDeaf). It implements agent.InputReporter.
+func (p *Process) UnreadInput() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.unread
 }
 
 func abandoned(ctx context.Context) error {

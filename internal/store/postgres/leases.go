@@ -57,6 +57,24 @@ func (s *DB) ListenWakes(ctx context.Context, fn func(chat string)) error {
 	return s.listenOnce(ctx, wakeChannel, nil, fn)
 }
 
+// ClaimNode takes a session-level advisory lock on node's id, on a
+// connection of its own that holds it until release is called or the
+// process ends (PostgreSQL drops the lock with the connection, at once
+// when a killed process's socket closes). ok is false when another
+// connection holds it: another running process has this id.
+func (s *DB) ClaimNode(ctx context.Context, node string) (release func(context.Context), ok bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return nil, false, err
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`,
+		"dispatch node.id "+node).Scan(&ok); err != nil || !ok {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, false, err
+	}
+	return func(ctx context.Context) { conn.Close(ctx) }, true, nil
+}
+
 // Leases is the cluster's queries for one node: its heartbeat, the leases
 // on its chats (each with a fencing token that only grows), the roles
 // only one node holds, and the look-ups of placement (internal/cluster
