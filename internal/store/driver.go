@@ -34,6 +34,13 @@ type Driver[T Tx] interface {
 	// change is never reported as failed. Errors are classified (IsStorage)
 	// and a write after Close is ErrClosed.
 	Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx T) error) error
+	// Accept stores m as a new pending message in a commit of its own,
+	// durably, taking its place in the chat's line as LockChat and
+	// InsertMessage would in a Write (false: its id or its (chat, client
+	// id) is taken, nothing stored). It is Write's contract for the
+	// store's most frequent write, so that a dialect can make it as cheap
+	// as one statement (PostgreSQL: one round trip instead of four).
+	Accept(ctx context.Context, m NewMessage) (bool, error)
 	// Visible is the event feed's visible mark and a channel closed when
 	// it next moves up (see Backend.EventsVisible).
 	Visible() (int64, <-chan struct{})

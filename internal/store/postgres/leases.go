@@ -34,15 +34,19 @@ func (t *Tx) HoldLease(ctx context.Context, chat, node string, token int64) (boo
 }
 
 // NotifyWake sends chat on wakeChannel, in a transaction of its own that
-// is not waited for (synchronous_commit off). A NOTIFY inside the accept's
-// own transaction would serialize every accept's commit (PostgreSQL holds
-// one lock on its notification queue from a notifying transaction's
-// pre-commit to its end, WAL flush included), losing group commit.
+// is not waited for (synchronous_commit off): one statement, one round
+// trip. A NOTIFY inside the accept's own transaction would serialize
+// every accept's commit (PostgreSQL holds one lock on its notification
+// queue from a notifying transaction's pre-commit to its end, WAL flush
+// included), losing group commit.
 func (s *DB) NotifyWake(ctx context.Context, chat string) error {
-	return s.Write(ctx, true, func(ctx context.Context, tx *Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, chat)
+	conn, err := s.acquire(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`, wakeChannel, chat)
+	return classify(err)
 }
 
 // ListenWakes LISTENs for wake-ups on a connection of its own and hands
