@@ -67,20 +67,32 @@ func TestCampaignClusterFrozenOwner(t *testing.T) {
 	time.Sleep(leaseTTL/3 + 500*time.Millisecond)
 
 	sent := map[string][]string{}
-	chats := []string{"c01", "c02", "c03", "c04"}
-	for i, chat := range chats {
-		d := ds[i%3]
+	chats := []string{"c01", "c02", "c03", "c04", "c05", "c06"}
+	for _, chat := range chats { // one node takes them all
+		d := ds[0]
 		sent[chat] = append(sent[chat], d.WaitMessage(d.Send(chat, chat+" warm"), "done", 30*time.Second).ID)
 	}
-	// owner of c01, and which chats it owns
-	owner := -1
+	// the node that owns the most chats is the one to freeze
+	owner, most := -1, 0
+	owned := map[string]bool{}
 	for i, d := range ds {
-		if len(d.Events("c01", "adopt", "")) > 0 {
-			owner = i
+		n := 0
+		for _, chat := range chats {
+			if len(d.Events(chat, "adopt", "")) > 0 {
+				n++
+			}
+		}
+		if n > most {
+			owner, most = i, n
 		}
 	}
 	if owner < 0 {
-		t.Fatal("no node adopted c01")
+		t.Fatal("no node adopted a chat")
+	}
+	for _, chat := range chats {
+		if len(ds[owner].Events(chat, "adopt", "")) > 0 {
+			owned[chat] = true
+		}
 	}
 	other := ds[(owner+1)%3]
 	for _, chat := range chats {
@@ -91,13 +103,14 @@ func TestCampaignClusterFrozenOwner(t *testing.T) {
 	// wait until the owner's agents have started their slow turns
 	frozenPids := map[int]bool{}
 	daemontest.WaitFor(t, func() bool {
+		n := 0
 		for _, l := range readTurnLog(t, turns) {
-			if l.what == "start" && strings.HasPrefix(l.text, "c01 #0") {
-				return true
+			if l.what == "start" && len(l.text) > 6 && l.text[3:6] == " #0" && owned[l.text[:3]] {
+				n++
 			}
 		}
-		return false
-	}, 20*time.Second, "c01's slow turn starting")
+		return n == len(owned)
+	}, 20*time.Second, "the owner's slow turns starting")
 	time.Sleep(500 * time.Millisecond)
 	for _, l := range readTurnLog(t, turns) {
 		if l.what == "start" && strings.Contains(l.text, "SLEEP=7s") && descends(l.pid, ds[owner].Pid()) {
