@@ -77,6 +77,9 @@ type Backend interface {
 	SaveConversation(ctx context.Context, chat string, changes []ConvChange) error
 	LoadConversation(ctx context.Context, chat string) (map[string][]byte, error)
 
+	// Channels (channels.go).
+	ChannelBackend
+
 	// Health and lifecycle.
 	Ping(ctx context.Context) error
 	Check(ctx context.Context) error

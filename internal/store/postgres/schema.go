@@ -133,6 +133,8 @@ CREATE TABLE conversation_chunks (
 	PRIMARY KEY (chat_id, path, off)
 );
 `,
+	// 4: channels' cursors and deliveries (channels.go).
+	channelsSchema,
 }
 
 // migrateLock is the session-level advisory lock key under which a node

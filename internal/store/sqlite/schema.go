@@ -116,6 +116,8 @@ CREATE TABLE conversation_chunks (
 	PRIMARY KEY (chat_id, path, off)
 ) WITHOUT ROWID;
 `,
+	// 7: channels' cursors and deliveries (channels.go).
+	channelsSchema,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its
