@@ -86,6 +86,7 @@ type Daemon struct {
 	// SQLite).
 	node      *cluster.Manager
 	sup       *supervisor.Supervisor
+	chans     channels
 	servers   []*http.Server
 	listeners []net.Listener
 	// started: the supervisor runs (Close shuts it down); served: Serve
@@ -202,6 +203,12 @@ func (d *Daemon) Open(ctx context.Context) error {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
 	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
+	chans, err := openChannels(cfg, st, sup.Accepted, log)
+	if err != nil {
+		return err
+	}
+	d.chans = chans
+	d.onClose(func() error { chans.stop(); return nil }) // before the store closes
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -243,6 +250,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.started = true
+	d.chans.start()
 	if d.node != nil {
 		if err := d.node.Start(ctx, sup); err != nil {
 			return err
@@ -300,6 +308,7 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	cfg := d.cfg
 	if d.started {
+		d.chans.stop() // stop taking messages in first
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)

@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/dispatchd/dispatch/internal/api"
+	"github.com/dispatchd/dispatch/internal/channel/telegram"
+	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/store"
+)
+
+// channels are the configured chat-app channels of this daemon.
+type channels []*telegram.Channel
+
+// openChannels makes the configured channels (not started). Their token
+// files are checked like the API's: a file group or others may read is
+// refused. With several nodes, a channel would need one node to hold it
+// (a role with a lease), which is not there yet: channels are refused.
+func openChannels(cfg config.Config, st store.Backend, accepted func(chat string), log *slog.Logger) (channels, error) {
+	if len(cfg.Channels) == 0 {
+		return nil, nil
+	}
+	if cfg.Store.Postgres() {
+		return nil, errors.New("channels: not available yet with store.driver postgres (one node must hold each channel); use them with the embedded store")
+	}
+	var out channels
+	for i, c := range cfg.Channels {
+		key := fmt.Sprintf("channels[%d].token_file", i)
+		tok, err := api.LoadToken(key, c.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		allow := make([]int64, 0, len(c.Allow))
+		for _, a := range c.Allow {
+			n, err := strconv.ParseInt(a, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("channels[%d].allow: %w", i, err)
+			}
+			allow = append(allow, n)
+		}
+		ch, err := telegram.New(telegram.Config{
+			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: accepted,
+			Log: log.With("component", "channel"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
+	}
+	return out, nil
+}
+
+func (cs channels) start() {
+	for _, c := range cs {
+		c.Start()
+	}
+}
+
+func (cs channels) stop() {
+	for _, c := range cs {
+		c.Stop()
+	}
+}
