@@ -1,15 +1,18 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // channels are the configured chat-app channels of this daemon.
@@ -63,4 +66,30 @@ func (cs channels) stop() {
 	for _, c := range cs {
 		c.Stop()
 	}
+}
+
+// status lists the channels with their deliveries.
+func (cs channels) status(ctx context.Context, st store.Backend) ([]wire.ChannelStatus, error) {
+	if len(cs) == 0 {
+		return nil, nil
+	}
+	counts, err := st.DeliveryCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.ChannelStatus, 0, len(cs))
+	for _, c := range cs {
+		s := c.Status()
+		n := counts[s.Name]
+		w := wire.ChannelStatus{Name: s.Name, Kind: s.Kind, Bot: s.Bot, Connected: s.Connected, Error: s.Error,
+			Backlog: n.Pending, Failed: n.Failed, Delivered: n.Done}
+		if !s.LastUpdate.IsZero() {
+			w.LastUpdate = s.LastUpdate.UTC().Format(time.RFC3339)
+		}
+		if n.HeldUntil.After(time.Now()) {
+			w.RateLimitedUntil = n.HeldUntil.UTC().Format(time.RFC3339)
+		}
+		out = append(out, w)
+	}
+	return out, nil
 }

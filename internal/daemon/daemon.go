@@ -224,7 +224,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node}
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans}
 	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}

@@ -72,6 +72,15 @@ func TestTelegramRoundTrip(t *testing.T) {
 	waitSent(t, fake, 7, func(s []faketelegram.SentMessage) bool {
 		return len(s) == 1 && strings.Contains(s[0].Text, "user id is 7")
 	}, "the refusal")
+	out, err := d.Cmd("channels", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "telegram") || !strings.Contains(string(out), "fake_dispatch_bot") {
+		t.Fatalf("channels list: %v\n%s", err, out)
+	}
+	daemontest.WaitFor(t, func() bool {
+		code, body := d.Get("/v1/channels")
+		return code == 200 && strings.Contains(string(body), `"connected":true`) && strings.Contains(string(body), `"delivered":1`) &&
+			strings.Contains(string(body), `"backlog":0`)
+	}, 10*time.Second, "GET /v1/channels: connected, one delivered, nothing waiting")
 	if st := d.Status(); st.Queue.Pending+st.Queue.Inflight+st.Queue.Done != 1 {
 		t.Fatalf("messages %+v: want only Ann's", st.Queue)
 	}

@@ -76,6 +76,7 @@ type Channel struct {
 	me       Bot
 	typing   map[int64]time.Time // chats whose turn runs: since when
 	lastPoll time.Time           // the last getUpdates answered
+	lastUpd  time.Time           // the last update taken in
 	lastErr  string
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -160,6 +161,7 @@ type Status struct {
 	Name, Kind string
 	Connected  bool      // the last getUpdates was answered
 	LastPoll   time.Time // when
+	LastUpdate time.Time // the last update taken in
 	Error      string    // the last error, while not connected
 	Bot        string    // the bot's @username
 }
@@ -169,7 +171,7 @@ func (c *Channel) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Status{Name: c.cfg.Name, Kind: "telegram", Connected: c.lastErr == "" && !c.lastPoll.IsZero(),
-		LastPoll: c.lastPoll, Error: c.lastErr, Bot: c.me.Username}
+		LastPoll: c.lastPoll, LastUpdate: c.lastUpd, Error: c.lastErr, Bot: c.me.Username}
 }
 
 func (c *Channel) setErr(err error) {
@@ -260,6 +262,9 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 	me := c.me
 	c.mu.Unlock()
 	next := u.ID + 1
+	c.mu.Lock()
+	c.lastUpd = c.cfg.Clock.Now()
+	c.mu.Unlock()
 	d := Intake(u, me, c.allow)
 	switch d.Action {
 	case Accept:
