@@ -349,3 +349,37 @@ func TestRestartExactlyOnce(t *testing.T) {
 		t.Fatalf("%d messages stored for 8 updates", len(all))
 	}
 }
+
+// Telegram down (connections refused, then 502 pages, then hanging) and
+// back: what was written meanwhile is taken in once and answered once, in
+// order, and the channel shows it was not connected.
+func TestFakeDownAndBack(t *testing.T) {
+	r := newRig(t, echo)
+	r.send(faketelegram.Incoming{From: ann, Text: "before"})
+	r.waitSent(42, 1)
+	for _, m := range []faketelegram.Mode{faketelegram.ModeRefuse, faketelegram.Mode502, faketelegram.ModeHang} {
+		r.fake.SetMode(m)
+		r.send(faketelegram.Incoming{From: ann, Text: "during " + string(m)})
+		time.Sleep(1500 * time.Millisecond)
+		if m != faketelegram.ModeHang {
+			if st := r.ch.Status(); st.Connected || st.Error == "" {
+				t.Fatalf("mode %s: status %+v", m, st)
+			}
+		}
+	}
+	r.fake.SetMode(faketelegram.ModeUp)
+	sent := r.waitSent(42, 4)
+	time.Sleep(300 * time.Millisecond)
+	sent = r.fake.Sent(42)
+	var got []string
+	for _, m := range sent {
+		got = append(got, m.Text)
+	}
+	want := []string{"echo: before", "echo: during refuse", "echo: during 502", "echo: during hang"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("sent %q, want %q", got, want)
+	}
+	if ms := r.messages("tg:42"); len(ms) != 4 {
+		t.Fatalf("%d messages stored for 4 updates", len(ms))
+	}
+}
