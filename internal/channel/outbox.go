@@ -66,6 +66,8 @@ type OutboxConfig struct {
 	Sender Sender
 	Clock  clock.Clock
 	Log    *slog.Logger
+	// Metrics, if set, counts the deliveries.
+	Metrics *Metrics
 	// Enqueued, if set, is told of each delivery copied from the feed
 	// (a turn ended in that chat: its typing indicator stops).
 	Enqueued func(d store.ChannelDelivery)
@@ -289,17 +291,20 @@ func (o *Outbox) deliver(ctx context.Context, d store.ChannelDelivery) {
 	var rl *RateLimitedError
 	switch {
 	case err == nil:
+		o.cfg.Metrics.delivery(o.cfg.Channel, DeliveryDelivered)
 		d.State = store.DeliveryDone
 		if serr := o.cfg.Store.DeliverySent(ctx, d); serr != nil {
 			log.Warn("channel outbox: recording a delivery failed; it may be sent again", "err", serr)
 		}
 	case errors.As(err, &rl):
+		o.cfg.Metrics.delivery(o.cfg.Channel, DeliveryRateLimited)
 		d.NextAt, d.Error = o.cfg.Clock.Now().Add(rl.After), err.Error()
 		log.Info("channel outbox: rate limited", "for", rl.After)
 		if serr := o.cfg.Store.DeliveryAttempt(ctx, d); serr != nil {
 			log.Warn("channel outbox: recording an attempt failed", "err", serr)
 		}
 	case IsPermanent(err) || d.Attempts+1 >= MaxAttempts:
+		o.cfg.Metrics.delivery(o.cfg.Channel, DeliveryGaveUp)
 		d.Attempts++
 		d.Error = err.Error()
 		log.Warn("channel outbox: delivery given up", "err", err, "attempts", d.Attempts)
@@ -307,6 +312,7 @@ func (o *Outbox) deliver(ctx context.Context, d store.ChannelDelivery) {
 			log.Warn("channel outbox: recording a give-up failed", "err", serr)
 		}
 	default:
+		o.cfg.Metrics.delivery(o.cfg.Channel, DeliveryRetried)
 		d.Attempts++
 		delay := webhook.Backoff(d.Attempts, RetryInitial, RetryMax, rand.Float64)
 		d.NextAt, d.Error = o.cfg.Clock.Now().Add(delay), err.Error()

@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dispatchd/dispatch/internal/api"
+	"github.com/dispatchd/dispatch/internal/channel"
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/store"
@@ -22,10 +25,11 @@ type channels []*telegram.Channel
 // files are checked like the API's: a file group or others may read is
 // refused. With several nodes, a channel would need one node to hold it
 // (a role with a lease), which is not there yet: channels are refused.
-func openChannels(cfg config.Config, st store.Backend, accepted func(chat string), log *slog.Logger) (channels, error) {
+func openChannels(cfg config.Config, st store.Backend, accepted func(chat string), reg prometheus.Registerer, log *slog.Logger) (channels, error) {
 	if len(cfg.Channels) == 0 {
 		return nil, nil
 	}
+	m := channel.NewMetrics(reg)
 	if cfg.Store.Postgres() {
 		return nil, errors.New("channels: not available yet with store.driver postgres (one node must hold each channel); use them with the embedded store")
 	}
@@ -46,7 +50,7 @@ func openChannels(cfg config.Config, st store.Backend, accepted func(chat string
 		}
 		ch, err := telegram.New(telegram.Config{
 			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: accepted,
-			Log: log.With("component", "channel"),
+			Metrics: m, Log: log.With("component", "channel"),
 		})
 		if err != nil {
 			return nil, err

@@ -53,6 +53,8 @@ type Config struct {
 	Accepted func(chat string)
 	Clock    clock.Clock
 	Log      *slog.Logger
+	// Metrics, if set, counts updates and deliveries.
+	Metrics *channel.Metrics
 	// PollTimeout is getUpdates' long-poll timeout (default 25 s).
 	PollTimeout time.Duration
 }
@@ -109,8 +111,10 @@ func New(cfg Config) (*Channel, error) {
 		return nil, fmt.Errorf("telegram %s: %w", cfg.Name, err)
 	}
 	c.bot = b
+	cfg.Metrics.Init(cfg.Name)
 	c.out = channel.NewOutbox(channel.OutboxConfig{
 		Channel: cfg.Name, Prefix: ChatPrefix, Store: cfg.Store, Sender: sender{c}, Clock: cfg.Clock, Log: cfg.Log,
+		Metrics: cfg.Metrics,
 		Enqueued: func(d store.ChannelDelivery) {
 			if id, ok := ParseChatID(d.ChatID); ok {
 				c.mu.Lock()
@@ -175,6 +179,7 @@ func (c *Channel) Status() Status {
 }
 
 func (c *Channel) setErr(err error) {
+	c.cfg.Metrics.SetConnected(c.cfg.Name, err == nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil {
@@ -273,7 +278,10 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 		if err != nil {
 			return err
 		}
-		if !dup {
+		if dup {
+			c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateDuplicate)
+		} else {
+			c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateAccepted)
 			c.mu.Lock()
 			c.typing[d.Chat] = c.cfg.Clock.Now()
 			c.mu.Unlock()
@@ -286,16 +294,26 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 	case Refuse, Unsupported:
 		// Answered before the cursor moves: a crash between the two
 		// answers again, never not at all.
-		text := UnsupportedText
+		text, outcome := UnsupportedText, channel.UpdateUnsupported
 		if d.Action == Refuse {
+			outcome = channel.UpdateRefused
 			text = RefusalText(d.User)
 			c.cfg.Log.Info("telegram: refused a stranger", "channel", c.cfg.Name, "user", d.User, "chat", d.Chat)
 		}
 		if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
 			c.cfg.Log.Warn("telegram: could not answer", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
 		}
+		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+			return err
+		}
+		c.cfg.Metrics.Update(c.cfg.Name, outcome)
+		return nil
 	}
-	return c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next)
+	if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+		return err
+	}
+	c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateIgnored)
+	return nil
 }
 
 // getUpdates asks for the updates from offset on, long-polling.
