@@ -20,6 +20,7 @@ const (
 	UpdateRefused     = "refused"
 	UpdateIgnored     = "ignored"
 	UpdateUnsupported = "unsupported"
+	UpdateCommand     = "command"
 
 	DeliveryDelivered   = "delivered"
 	DeliveryRetried     = "retried"
@@ -33,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatch_channel_updates_total",
-			Help: "Platform updates a channel took in, by outcome (accepted, duplicate, refused, ignored, unsupported).",
+			Help: "Platform updates a channel took in, by outcome (accepted, duplicate, refused, ignored, unsupported, command).",
 		}, []string{"channel", "outcome"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatch_channel_deliveries_total",
@@ -55,7 +56,7 @@ func (m *Metrics) Init(channel string) {
 	if m == nil {
 		return
 	}
-	for _, o := range []string{UpdateAccepted, UpdateDuplicate, UpdateRefused, UpdateIgnored, UpdateUnsupported} {
+	for _, o := range []string{UpdateAccepted, UpdateDuplicate, UpdateRefused, UpdateIgnored, UpdateUnsupported, UpdateCommand} {
 		m.Updates.WithLabelValues(channel, o)
 	}
 	for _, r := range []string{DeliveryDelivered, DeliveryRetried, DeliveryRateLimited, DeliveryGaveUp} {

@@ -15,6 +15,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
 
@@ -25,7 +26,7 @@ type channels []*telegram.Channel
 // files are checked like the API's: a file group or others may read is
 // refused. With several nodes, a channel would need one node to hold it
 // (a role with a lease), which is not there yet: channels are refused.
-func openChannels(cfg config.Config, st store.Backend, accepted func(chat string), reg prometheus.Registerer, log *slog.Logger) (channels, error) {
+func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Supervisor, reg prometheus.Registerer, log *slog.Logger) (channels, error) {
 	if len(cfg.Channels) == 0 {
 		return nil, nil
 	}
@@ -49,7 +50,7 @@ func openChannels(cfg config.Config, st store.Backend, accepted func(chat string
 			allow = append(allow, n)
 		}
 		ch, err := telegram.New(telegram.Config{
-			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: accepted,
+			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: sup.Accepted, Control: chatControl{sup},
 			Metrics: m, Log: log.With("component", "channel"),
 		})
 		if err != nil {
@@ -96,4 +97,39 @@ func (cs channels) status(ctx context.Context, st store.Backend) ([]wire.Channel
 		out = append(out, w)
 	}
 	return out, nil
+}
+
+// chatControl carries out the channels' in-chat commands on the
+// supervisor.
+type chatControl struct{ sup *supervisor.Supervisor }
+
+func (c chatControl) Restart(ctx context.Context, chat string, clean bool) error {
+	return c.sup.Restart(ctx, chat, clean)
+}
+
+// ChatStatus describes chat for its person: state and health, the
+// messages waiting, the turns so far.
+func (c chatControl) ChatStatus(ctx context.Context, chat string) (string, error) {
+	st, err := c.sup.Status(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, s := range st.Sessions {
+		if s.ChatID != chat {
+			continue
+		}
+		health := "healthy"
+		if !s.Healthy {
+			health = "unhealthy"
+			if s.HealthReason != "" {
+				health += " (" + s.HealthReason + ")"
+			}
+		}
+		busy := ""
+		if s.Busy {
+			busy = ", answering now"
+		}
+		return fmt.Sprintf("%s, %s%s; %d waiting; %d turns, %d restarts.", s.State, health, busy, s.QueueDepth, s.Turns, s.Restarts), nil
+	}
+	return "", errors.New("no such chat")
 }

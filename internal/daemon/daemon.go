@@ -203,7 +203,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
 	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
-	chans, err := openChannels(cfg, st, sup.Accepted, sup.Metrics().Registry, log)
+	chans, err := openChannels(cfg, st, sup, sup.Metrics().Registry, log)
 	if err != nil {
 		return err
 	}

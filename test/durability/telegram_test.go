@@ -67,6 +67,22 @@ func TestTelegramRoundTrip(t *testing.T) {
 	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool {
 		return len(s) == 1 && s[0].Text == "hello from the pocket"
 	}, "the echo reply")
+	// The in-chat commands: registered, /status answers, /new starts over.
+	if cmds := fake.Commands("", ""); len(cmds) != 2 || cmds[0].Command != "new" || cmds[1].Command != "status" {
+		t.Fatalf("commands registered: %+v", cmds)
+	}
+	if _, err := fake.SendText(faketelegram.User{ID: 42, FirstName: "Ann"}, "/status"); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool {
+		return len(s) == 2 && strings.Contains(s[1].Text, "healthy") && strings.Contains(s[1].Text, "1 turns")
+	}, "the /status answer")
+	if _, err := fake.SendText(faketelegram.User{ID: 42, FirstName: "Ann"}, "/new"); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool {
+		return len(s) == 3 && strings.Contains(s[2].Text, "clean conversation")
+	}, "the /new answer")
 	if _, err := fake.SendText(faketelegram.User{ID: 7, FirstName: "Eve"}, "me too"); err != nil {
 		t.Fatal(err)
 	}

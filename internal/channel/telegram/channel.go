@@ -53,10 +53,21 @@ type Config struct {
 	Accepted func(chat string)
 	Clock    clock.Clock
 	Log      *slog.Logger
+	// Control carries out the in-chat commands (nil: they answer that
+	// they are not available).
+	Control Control
 	// Metrics, if set, counts updates and deliveries.
 	Metrics *channel.Metrics
 	// PollTimeout is getUpdates' long-poll timeout (default 25 s).
 	PollTimeout time.Duration
+}
+
+// Control is what the in-chat commands do to a chat.
+type Control interface {
+	// Restart starts chat's conversation over, clean.
+	Restart(ctx context.Context, chat string, clean bool) error
+	// ChatStatus is a short description of chat's health and queue.
+	ChatStatus(ctx context.Context, chat string) (string, error)
 }
 
 // Typing is renewed this often while a chat's turn runs (Telegram shows
@@ -223,6 +234,7 @@ func (c *Channel) intake(ctx context.Context) {
 			c.mu.Lock()
 			c.me = Bot{ID: me.ID, Username: me.Username}
 			c.mu.Unlock()
+			c.registerCommands(ctx)
 			break
 		}
 		if ctx.Err() != nil || !backoff(redact(err, c.cfg.Token)) {
@@ -291,6 +303,16 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 			}
 		}
 		return nil
+	case Command:
+		text := c.command(ctx, ChatID(d.Chat), d.Command)
+		if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
+			c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+		}
+		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+			return err
+		}
+		c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateCommand)
+		return nil
 	case Refuse, Unsupported:
 		// Answered before the cursor moves: a crash between the two
 		// answers again, never not at all.
@@ -314,6 +336,41 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 	}
 	c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateIgnored)
 	return nil
+}
+
+// command carries out an in-chat command and returns its answer. It runs
+// before the offset moves: a crash between the two carries it out again
+// (both are harmless twice).
+func (c *Channel) command(ctx context.Context, chat, cmd string) string {
+	if c.cfg.Control == nil {
+		return "This command is not available here."
+	}
+	switch cmd {
+	case CmdNew:
+		if err := c.cfg.Control.Restart(ctx, chat, true); err != nil {
+			c.cfg.Log.Info("telegram: /new", "channel", c.cfg.Name, "chat", chat, "err", err)
+			return "There is no conversation to start over yet."
+		}
+		return "Starting a clean conversation: earlier context is gone."
+	case CmdStatus:
+		st, err := c.cfg.Control.ChatStatus(ctx, chat)
+		if err != nil {
+			return "No conversation yet."
+		}
+		return st
+	}
+	return "Unknown command."
+}
+
+// registerCommands tells Telegram the in-chat commands (best effort).
+func (c *Channel) registerCommands(ctx context.Context) {
+	cmds := make([]models.BotCommand, len(Commands))
+	for i, cmd := range Commands {
+		cmds[i] = models.BotCommand{Command: cmd.Name, Description: cmd.Description}
+	}
+	if _, err := c.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
+		c.cfg.Log.Warn("telegram: setMyCommands failed", "channel", c.cfg.Name, "err", redact(err, c.cfg.Token))
+	}
 }
 
 // getUpdates asks for the updates from offset on, long-polling.

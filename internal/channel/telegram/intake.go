@@ -32,7 +32,20 @@ const (
 	Accept                    // queue its text for the chat's agent
 	Refuse                    // a stranger: tell them their user id, queue nothing
 	Unsupported               // from an allowed person, but nothing dispatch reads yet (a sticker, a photo)
+	Command                   // an in-chat command of dispatch's own (Decision.Command)
 )
+
+// In-chat commands.
+const (
+	CmdNew    = "new"    // start a clean conversation
+	CmdStatus = "status" // this chat's health and queue
+)
+
+// Commands are the in-chat commands, as registered with setMyCommands.
+var Commands = []struct{ Name, Description string }{
+	{CmdNew, "Start a clean conversation"},
+	{CmdStatus, "This chat's health and queue"},
+}
 
 // Decision is what Intake decides for one update.
 type Decision struct {
@@ -40,6 +53,8 @@ type Decision struct {
 	Chat   int64  // the Telegram chat to answer in
 	User   int64  // the sender
 	Text   string // Accept: the text to queue
+	// Command is the command's name without its slash (Action Command).
+	Command string
 }
 
 // Bot is the bot as Intake needs it (from getMe).
@@ -79,8 +94,34 @@ func Intake(u *models.Update, bot Bot, allow map[int64]bool) Decision {
 		d.Action = Unsupported
 		return d
 	}
+	if cmd, ok := ownCommand(text, entities, bot); ok {
+		d.Action, d.Command = Command, cmd
+		return d
+	}
 	d.Action, d.Text = Accept, text
 	return d
+}
+
+// ownCommand is the in-chat command a message is, if it begins with one of
+// dispatch's (/new, /status, or /new@its_username). Anything after the
+// command is ignored; other commands are text for the agent.
+func ownCommand(text string, entities []models.MessageEntity, bot Bot) (string, bool) {
+	for _, e := range entities {
+		if e.Type != models.MessageEntityTypeBotCommand || e.Offset != 0 {
+			continue
+		}
+		name, to, named := strings.Cut(strings.TrimPrefix(entityText(text, e), "/"), "@")
+		if named && !strings.EqualFold(to, bot.Username) {
+			return "", false
+		}
+		name = strings.ToLower(name)
+		for _, c := range Commands {
+			if c.Name == name {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // addressed reports whether a group message speaks to bot.
