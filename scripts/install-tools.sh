@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the end-to-end tests need: Chromium (Debian's package,
-# when running as root) for the status page's browser tests, and, into
+# when running as root) for the status page's browser tests, bubblewrap
+# (likewise) for the agent sandbox, and, into
 # ./tools (nothing global), the Claude Code CLI at the version pinned by
 # scripts/claude-code/ (package.json and its committed package-lock.json, which holds the
 # integrity hash of every package). Safe to run again: it does nothing when
@@ -37,6 +38,25 @@ install_chromium() {
   chromium --version
 }
 install_chromium
+
+# bubblewrap, for the agent sandbox (agent.sandbox.mode) and its tests
+# (test/security): Debian's package, installed the same way as Chromium.
+# Without it the sandbox tests skip (and fail when CI=true).
+install_bubblewrap() {
+  if command -v bwrap >/dev/null 2>&1; then
+    echo "bubblewrap already installed: $(bwrap --version)"
+    return 0
+  fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: bubblewrap is missing (agents cannot be sandboxed; the sandbox tests will skip); install it with: apt-get install bubblewrap" >&2
+    return 0
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq bubblewrap >/dev/null
+  bwrap --version
+}
+install_bubblewrap
 
 pin_dir="scripts/claude-code"
 version=$(sed -n 's/.*"@anthropic-ai\/claude-code": *"\([^"]*\)".*/\1/p' "$pin_dir/package.json" | head -n1)

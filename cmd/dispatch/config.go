@@ -19,8 +19,11 @@ func configCmd(g *globals) *cobra.Command {
 		Short: "Print the effective configuration as YAML, secrets masked",
 		Long: `Print the effective configuration — the config file (--config, else
 $DISPATCH_CONFIG) over the built-in defaults, paths resolved — as YAML with
-every key. Webhook secrets and agent.env values whose names look secret
-(…KEY, …TOKEN, …SECRET, …PASSWORD) show as "(masked)"; token files are
+every key. Every secret shows as "(masked)": the password in store.dsn,
+webhook secrets, the credentials (user:password@), secret-looking query
+parameters (token=, key=, sig= …) and token-like path segments of webhook
+URLs, and agent.env values whose names (…KEY, …TOKEN, …SECRET, …PASSWORD)
+or values (sk-…, ghp_…, a URL's password) look secret; token files are
 named, never read. contrib/dispatch.example.yaml explains every key.`,
 		Example: `  dispatch config show
   dispatch config show --config /etc/dispatch.yaml > effective.yaml`,

@@ -50,7 +50,7 @@ command that is not installed — always go to standard error as well.`,
 				fmt.Fprintf(os.Stderr, "dispatch: %s again: exiting now\n", s)
 				os.Exit(1)
 			}()
-			return daemon.Run(ctx, cfg, daemon.Options{Version: version, Stderr: os.Stderr, EchoLogs: logStderr})
+			return daemon.Run(ctx, cfg, daemon.Options{Version: version, Stderr: os.Stderr, EchoLogs: logStderr, ConfigFile: g.configFile()})
 		},
 	}
 	cmd.Flags().BoolVar(&logStderr, "log-stderr", false, "echo the manager log to standard error too")

@@ -166,10 +166,12 @@ control socket (<state_dir>/dispatch.sock), or over TCP with --url.`,
 		benchCmd(g),
 		eventsCmd(g),
 		webhooksCmd(g),
+		permissionsCmd(g),
 		channelsCmd(g),
 		configCmd(g),
 		versionCmd(),
 		webCmd(g),
+		watchdogCmd(),
 	)
 	return root
 }

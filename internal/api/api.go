@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/wire"
@@ -50,6 +51,9 @@ type Backend interface {
 	DropMessage(ctx context.Context, id string) error
 	Healthy() bool
 	Ready(ctx context.Context) error
+	// Permissions is the broker that asks people for the agents (nil:
+	// the permission routes answer 404).
+	Permissions() *permission.Broker
 }
 
 // Handler returns the API's routes. feed serves the event feed and the
@@ -71,6 +75,7 @@ func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.
 	mux.HandleFunc("GET /v1/queue/{id}", h.queueMessage)
 	mux.HandleFunc("POST /v1/queue/retry", h.retry)
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
+	registerPermissions(mux, h)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	if feed != nil {

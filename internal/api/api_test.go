@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 )
@@ -21,6 +22,7 @@ import (
 type backend struct {
 	mu       sync.Mutex
 	accepted []MessageIn
+	perms    *permission.Broker
 }
 
 func (b *backend) Submit(_ context.Context, chat, text, clientID string) (string, bool, error) {
@@ -60,6 +62,7 @@ func (b *backend) Pause(ctx context.Context, chat string) error           { retu
 func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
 func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
 func (b *backend) ChatPaused(string) bool                                 { return false }
+func (b *backend) Permissions() *permission.Broker                        { return b.perms }
 func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
 func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
 func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }

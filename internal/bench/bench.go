@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -53,6 +54,13 @@ type Options struct {
 	// CPUProfile, when set, writes a CPU profile of the measured phases
 	// (client and, in process, daemon) to this file.
 	CPUProfile string
+	// MutexProfile and BlockProfile, when set, write the mutex contention
+	// and blocking profiles of the measured phases (in process).
+	MutexProfile string
+	BlockProfile string
+	// StoreDSN, when set, puts the started daemon's store on this
+	// PostgreSQL database instead of SQLite in its state dir.
+	StoreDSN string
 	// Version is reported for an in-process daemon.
 	Version string
 	// LogLevel overrides the started daemon's log level ("" keeps the
@@ -64,6 +72,10 @@ type Options struct {
 	Clients  int           // concurrent clients in the throughput phase (8)
 	Duration time.Duration // length of the throughput phase (10s)
 	Messages int           // if > 0, the throughput phase sends this many instead
+	// Chats, if > 0, spreads the throughput phase's messages over this many
+	// fresh chats, message k to chat k mod Chats (the Python original's
+	// shape is 100 chats × 10 messages); 0 gives each client its own chat.
+	Chats    int
 	Samples  int           // send→done round trips in the latency phase (1000)
 	Poll     time.Duration // poll interval of the latency phase (200µs)
 	Sessions int           // sessions created in the sessions phase (5000)
@@ -109,7 +121,13 @@ func (o *Options) defaults() error {
 	if o.Socket != "" && o.CPUProfile != "" {
 		return errors.New("--cpuprofile profiles an in-process daemon; it cannot profile one behind --socket")
 	}
-	if o.CPUProfile != "" {
+	if o.Socket != "" && (o.MutexProfile != "" || o.BlockProfile != "") {
+		return errors.New("--mutexprofile and --blockprofile profile an in-process daemon; they cannot profile one behind --socket")
+	}
+	if o.Socket != "" && o.StoreDSN != "" {
+		return errors.New("--store-dsn configures a daemon the bench starts; with --socket the running daemon's config decides")
+	}
+	if o.CPUProfile != "" || o.MutexProfile != "" || o.BlockProfile != "" {
 		o.InProcess = true
 	}
 	if o.Socket == "" && !o.InProcess && o.Executable == "" {
@@ -176,8 +194,19 @@ type ThroughputResult struct {
 	// message was done (the sessions keep up, or not).
 	AllDone    time.Duration `json:"all_done_ns"`
 	DonePerSec float64       `json:"done_per_sec"`
-	// CPU is measured over the accepting part of the phase.
-	CPU CPUUse `json:"cpu"`
+	// Chats is how many chats the messages went to.
+	Chats int `json:"chats"`
+	// Turns is how many agent turns answered them (the daemon's
+	// dispatch_turn_duration_seconds_count, over the phase; -1 when its
+	// /metrics does not say), and TurnsPerSec those turns over AllDone.
+	Turns       int     `json:"turns"`
+	TurnsPerSec float64 `json:"turns_per_sec"`
+	// CPU is measured over the accepting part of the phase, CPUAll from
+	// its start until every message was done: the daemon's CPU time per
+	// message answered, which a loaded machine changes far less than it
+	// changes the rates.
+	CPU    CPUUse `json:"cpu"`
+	CPUAll CPUUse `json:"cpu_all"`
 }
 
 // LatencyResult is the one-chat send→done phase.
@@ -220,12 +249,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	// loopback receiver that holds every request until the phase.
 	var hook *hookReceiver
 	extra := ""
+	if o.StoreDSN != "" {
+		extra = fmt.Sprintf("store:\n  driver: postgres\n  dsn: %q\n", o.StoreDSN)
+	}
 	if slices.Contains(o.Phases, PhaseWebhooks) && o.Socket == "" {
 		if hook, err = startReceiver(); err != nil {
 			return nil, err
 		}
 		defer hook.close()
-		extra = hook.webhookConfig()
+		extra += hook.webhookConfig()
 	}
 	r.progress("starting the daemon")
 	switch {
@@ -283,6 +315,16 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if o.MutexProfile != "" {
+		prev := runtime.SetMutexProfileFraction(10)
+		defer runtime.SetMutexProfileFraction(prev)
+		defer writeProfile("mutex", o.MutexProfile, &err)
+	}
+	if o.BlockProfile != "" {
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+		defer runtime.SetBlockProfileRate(0)
+		defer writeProfile("block", o.BlockProfile, &err)
 	}
 
 	has := func(p string) bool { return slices.Contains(o.Phases, p) }
@@ -350,6 +392,15 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	for i := range chats {
 		chats[i] = fmt.Sprintf("tp-%s-%d", r.run, i)
 	}
+	// The measured chats: the warm-up's, one per client, or o.Chats fresh
+	// ones that message k goes to in turn.
+	measured := chats
+	if o.Chats > 0 {
+		measured = make([]string, o.Chats)
+		for i := range measured {
+			measured[i] = fmt.Sprintf("tpc-%s-%d", r.run, i)
+		}
+	}
 	// Warm up: create the sessions and the connections.
 	r.progress("throughput: warming up %d clients", n)
 	if err := r.parallel(ctx, n, func(c *conn, i int) error {
@@ -371,8 +422,10 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 	} else {
 		r.progress("throughput: %d clients for %s", n, o.Duration)
 	}
+	turns0, turnsOK := r.c.metricSum(ctx, "dispatch_turn_duration_seconds_count")
 	var (
 		sent    atomic.Int64
+		next    atomic.Int64
 		errs    atomic.Int64
 		firstMu sync.Mutex
 		first   error
@@ -396,8 +449,12 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 				} else if time.Now().After(deadline) {
 					break
 				}
+				chat := chats[i]
+				if o.Chats > 0 {
+					chat = measured[(next.Add(1)-1)%int64(len(measured))]
+				}
 				t0 := time.Now()
-				_, err := c.send(ctx, chats[i], text)
+				_, err := c.send(ctx, chat, text)
 				d := time.Since(t0)
 				if err != nil {
 					firstMu.Lock()
@@ -428,7 +485,7 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		}
 		all = append(all, lats[i]...)
 	}
-	res := &ThroughputResult{Clients: n, Accepted: len(all), Errors: int(errs.Load()), Elapsed: end.Sub(start)}
+	res := &ThroughputResult{Clients: n, Chats: len(measured), Accepted: len(all), Errors: int(errs.Load()), Elapsed: end.Sub(start), Turns: -1}
 	if res.Accepted == 0 {
 		return nil, fmt.Errorf("no message accepted: %v", first)
 	}
@@ -443,7 +500,12 @@ func (r *runner) throughput(ctx context.Context) (*ThroughputResult, error) {
 		return nil, err
 	}
 	res.AllDone = time.Since(start)
+	res.CPUAll = cpuUse(cpu0, sampleCPU(r.t.pid), r.t.mode == "in-process", res.Accepted)
 	res.DonePerSec = float64(res.Accepted) / res.AllDone.Seconds()
+	if turns1, ok := r.c.metricSum(ctx, "dispatch_turn_duration_seconds_count"); ok && turnsOK {
+		res.Turns = int(turns1 - turns0)
+		res.TurnsPerSec = float64(res.Turns) / res.AllDone.Seconds()
+	}
 	return res, nil
 }
 
@@ -661,5 +723,20 @@ func figures(rep *Report) []Figure {
 			ms(fd.Visible.P99), ms(TargetFeedP99), rep.Feed != nil),
 		atLeast("webhook deliveries to a loopback receiver", "/s",
 			wh.PerSec, TargetWebhookRPS, rep.Webhooks != nil),
+	}
+}
+
+// writeProfile writes the named runtime profile to path, keeping the first
+// error in *err.
+func writeProfile(name, path string, err *error) {
+	f, ferr := os.Create(path)
+	if ferr == nil {
+		ferr = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); ferr == nil {
+			ferr = cerr
+		}
+	}
+	if ferr != nil && *err == nil {
+		*err = fmt.Errorf("%s profile: %w", name, ferr)
 	}
 }

@@ -206,17 +206,70 @@ func (c *ctl) webhookPending(ctx context.Context) (int, error) {
 
 // queueEmpty reports whether no message is pending or in flight, asking for
 // at most one of each so the answer stays cheap whatever the queue holds.
+// It reads both shapes of GET /v1/queue — the page object of today and the
+// bare array of earlier releases — so the bench can drive an older daemon
+// (scripts/bench-compare.sh).
 func (c *ctl) queueEmpty(ctx context.Context) (bool, error) {
 	for _, st := range []string{"pending", "inflight"} {
-		page, err := c.c.QueuePage(ctx, client.QueueFilter{State: st}, "", 1)
-		if err != nil {
+		var raw json.RawMessage
+		if err := c.c.Do(ctx, "GET", "/v1/queue?limit=1&state="+st, nil, &raw); err != nil {
 			return false, err
 		}
-		if len(page.Messages) > 0 {
+		n, err := queueLen(raw)
+		if err != nil {
+			return false, fmt.Errorf("GET /v1/queue: %w", err)
+		}
+		if n > 0 {
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// queueLen counts the messages of a GET /v1/queue answer in either shape.
+func queueLen(raw []byte) (int, error) {
+	if t := bytes.TrimSpace(raw); len(t) > 0 && t[0] == '[' {
+		var msgs []json.RawMessage
+		err := json.Unmarshal(t, &msgs)
+		return len(msgs), err
+	}
+	var page wire.QueuePage
+	err := json.Unmarshal(raw, &page)
+	return len(page.Messages), err
+}
+
+// metricSum adds up every sample of one metric family from GET /metrics,
+// whatever its labels (a histogram's NAME_count over its outcomes, say);
+// ok is false when there is none.
+func (c *ctl) metricSum(ctx context.Context, name string) (float64, bool) {
+	code, data, err := c.c.Raw(ctx, "GET", "/metrics", nil)
+	if err != nil || code != 200 {
+		return 0, false
+	}
+	return sumSamples(string(data), name)
+}
+
+// sumSamples adds up the samples named name in a Prometheus text
+// exposition, whatever their labels.
+func sumSamples(text, name string) (sum float64, ok bool) {
+	for line := range strings.SplitSeq(text, "\n") {
+		rest, found := strings.CutPrefix(line, name)
+		if !found || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if rest[0] == '{' {
+			i := strings.IndexByte(rest, '}')
+			if i < 0 {
+				continue
+			}
+			rest = rest[i+1:]
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err == nil {
+			sum, ok = sum+f, true
+		}
+	}
+	return sum, ok
 }
 
 // metric reads one unlabelled sample from GET /metrics; ok is false when it

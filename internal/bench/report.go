@@ -65,8 +65,12 @@ func Print(w io.Writer, rep *Report) error {
 		fmt.Fprintf(&b, "throughput: %s accepted in %.2fs by %d clients (%d errors); accept latency p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
 			thousands(float64(t.Accepted)), t.Elapsed.Seconds(), t.Clients, t.Errors,
 			fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.P999), fmtMS(l.Max))
-		fmt.Fprintf(&b, "            every one done %.2fs after the start: %s msg/s end to end\n",
+		fmt.Fprintf(&b, "            every one done %.2fs after the start: %s msg/s end to end",
 			t.AllDone.Seconds(), thousands(t.DonePerSec))
+		if t.Turns >= 0 {
+			fmt.Fprintf(&b, ", in %s turns over %d chats (%s turns/s)", thousands(float64(t.Turns)), t.Chats, thousands(t.TurnsPerSec))
+		}
+		b.WriteString("\n")
 		writeCPU(&b, t.CPU)
 	}
 	if l := rep.Latency; l != nil {

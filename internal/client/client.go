@@ -380,3 +380,39 @@ func (c *Client) RetryWebhook(ctx context.Context, endpoint string) (int, error)
 	err := c.Do(ctx, "POST", "/v1/webhooks/retry", wire.WebhookRetry{Endpoint: endpoint}, &out)
 	return out.Retried, err
 }
+
+// Permissions is GET /v1/permissions: the open requests (of chat, when
+// given), oldest first.
+func (c *Client) Permissions(ctx context.Context, chat string) ([]wire.PermissionOut, error) {
+	path := "/v1/permissions"
+	if chat != "" {
+		path += "?chat=" + url.QueryEscape(chat)
+	}
+	var out wire.PermissionsOut
+	err := c.Do(ctx, "GET", path, nil, &out)
+	return out.Requests, err
+}
+
+// Decide is POST /v1/permissions/{id}: the request as closed. A 409 (the
+// request was already closed) and a 404 (no such request) are *Error.
+func (c *Client) Decide(ctx context.Context, id string, in wire.DecisionIn) (wire.PermissionOut, error) {
+	var out wire.PermissionOut
+	err := c.Do(ctx, "POST", "/v1/permissions/"+url.PathEscape(id), in, &out)
+	return out, err
+}
+
+// PermissionRules is GET /v1/permissions/rules.
+func (c *Client) PermissionRules(ctx context.Context, chat string) ([]wire.RuleOut, error) {
+	path := "/v1/permissions/rules"
+	if chat != "" {
+		path += "?chat=" + url.QueryEscape(chat)
+	}
+	var out wire.RulesOut
+	err := c.Do(ctx, "GET", path, nil, &out)
+	return out.Rules, err
+}
+
+// RemovePermissionRule is POST /v1/permissions/rules/remove.
+func (c *Client) RemovePermissionRule(ctx context.Context, chat, tool string) error {
+	return c.Do(ctx, "POST", "/v1/permissions/rules/remove", wire.RuleRequest{ChatID: chat, Tool: tool}, nil)
+}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -162,4 +163,64 @@ func TestLeaseDeadline(t *testing.T) {
 	if len(h.dropped) != 1 {
 		t.Fatalf("dropped %v", h.dropped)
 	}
+}
+
+// The watchdog's deadline: after every renewal and every lease taken, half
+// a margin after the earliest lease's own deadline (the node stops the
+// agent first) and so half a margin before that lease can expire.
+func TestWatchdogDeadline(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	sa, a, _ := node(t, dsn, "a")
+	fake := clock.NewFake(time.Now())
+	var told []time.Time
+	ttl := 3 * time.Second
+	m := New(a.pg, Config{Node: "a", TTL: ttl, Clock: fake,
+		OnDeadline: func(until time.Time) { told = append(told, until) }})
+	m.host = &fakeHost{}
+	start := fake.Now()
+	if !m.renew(ctx) {
+		t.Fatal("renew failed")
+	}
+	want := start.Add(ttl - ttl/5 + ttl/10)
+	if len(told) != 1 || !told[0].Equal(want) {
+		t.Fatalf("after a renewal told %v, want %v", told, want)
+	}
+	fake.Advance(time.Second)
+	if _, _, err := sa.Accept(ctx, "c", "hi", ""); err != nil {
+		t.Fatal(err)
+	}
+	m.take(ctx, "c")
+	if len(told) != 2 || !told[1].Equal(fake.Now().Add(ttl-ttl/5+ttl/10)) {
+		t.Fatalf("after a take told %v", told)
+	}
+	fake.Advance(time.Second)
+	if !m.renew(ctx) || len(told) != 3 || !told[2].Equal(fake.Now().Add(ttl-ttl/5+ttl/10)) {
+		t.Fatalf("after a second renewal told %v", told)
+	}
+}
+
+// One process per node.id: a second claim of a claimed id is refused at
+// once; once the first gives it back, it succeeds.
+func TestClaim(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	_, a, _ := node(t, dsn, "same")
+	_, b, _ := node(t, dsn, "same")
+	_, c, _ := node(t, dsn, "other")
+	if err := a.Claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Claim(ctx); !errors.Is(err, ErrNodeIDInUse) {
+		t.Fatalf("second claim of one id: %v, want ErrNodeIDInUse", err)
+	}
+	if err := c.Claim(ctx); err != nil {
+		t.Fatalf("claim of another id: %v", err)
+	}
+	a.Unclaim(ctx)
+	if err := b.Claim(ctx); err != nil {
+		t.Fatalf("claim after the first gave it back: %v", err)
+	}
+	b.Unclaim(ctx)
+	c.Unclaim(ctx)
 }

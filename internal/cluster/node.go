@@ -43,6 +43,12 @@ type Config struct {
 	// OnRole is told when this node gains or loses one.
 	Roles  []string
 	OnRole func(name string, held bool)
+	// OnDeadline, when set, is told after every renewal and every lease
+	// taken until when (by the node's clock) the node's agents may run
+	// should it do nothing more: the agent watchdog's deadline. It comes
+	// after the moment the node itself stops a lease's agent (so that a
+	// node that runs stops them first) and before any lease can expire.
+	OnDeadline func(until time.Time)
 }
 
 // RoleWebhooks is the role of the node that delivers webhooks.
@@ -75,10 +81,12 @@ type Manager struct {
 	log *slog.Logger
 	inc string
 
-	mu    sync.Mutex
-	held  map[string]lease
-	live  []Node // the live nodes at the last look
-	roles map[string]bool
+	mu   sync.Mutex
+	held map[string]lease
+	// renewed is the until of the last successful renewal.
+	renewed time.Time
+	live    []Node // the live nodes at the last look
+	roles   map[string]bool
 
 	wakes chan string
 	host  Host
@@ -87,6 +95,9 @@ type Manager struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// claim gives back the node id's advisory lock (Claim); m.mu.
+	claim func(context.Context)
 }
 
 // New makes the node's manager on the shared database.
@@ -124,6 +135,45 @@ func (m *Manager) margin() time.Duration { return m.cfg.TTL / 5 }
 // tick is the loop's period: the scan for unowned chats (a dead node's,
 // or ones whose wake-up was missed) and the check of lease deadlines.
 func (m *Manager) tick() time.Duration { return min(time.Second, m.cfg.TTL/5) }
+
+// nextTick is how long the loop waits: a tick, or less when a lease's
+// deadline comes first, so that its agent is stopped on time.
+func (m *Manager) nextTick(now time.Time) time.Duration {
+	d := m.tick()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range m.held {
+		d = min(d, max(l.until.Sub(now), time.Millisecond))
+	}
+	return d
+}
+
+// watchdogDeadline is when the node's agents must be stopped should the
+// node do nothing more: half a margin after the earliest of its leases'
+// deadlines (the node's own stop comes first), still half a margin before
+// that lease can expire. With no lease held, the last renewal's. m.mu is
+// held.
+func (m *Manager) watchdogDeadlineLocked() time.Time {
+	until := m.renewed
+	first := true
+	for _, l := range m.held {
+		if first || l.until.Before(until) {
+			until, first = l.until, false
+		}
+	}
+	return until.Add(m.margin() / 2)
+}
+
+// tellDeadline hands the watchdog deadline to OnDeadline.
+func (m *Manager) tellDeadline() {
+	if m.cfg.OnDeadline == nil {
+		return
+	}
+	m.mu.Lock()
+	until := m.watchdogDeadlineLocked()
+	m.mu.Unlock()
+	m.cfg.OnDeadline(until)
+}
 
 // token is this node's fencing token for chat; ok is false when the node
 // holds no lease on it.
@@ -221,6 +271,8 @@ func (m *Manager) Owners(ctx context.Context) (map[string]string, error) { retur
 // records the first heartbeat and starts the loop and the listener.
 func (m *Manager) Start(ctx context.Context, host Host) error {
 	m.host = host
+	var lastLeft time.Duration
+	var lastAt time.Time
 	for {
 		other, left, err := m.db.OtherIncarnation(ctx, m.inc)
 		if err != nil {
@@ -229,6 +281,13 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 		if !other {
 			break
 		}
+		// A heartbeat that moved on since the last look is a live
+		// process's (one that holds no claim: started before the
+		// claim existed, or whose claim's connection broke).
+		if now := m.clk.Now(); !lastAt.IsZero() && left > lastLeft-now.Sub(lastAt)+m.renewEvery()/2 {
+			return fmt.Errorf("cluster: %w: %q (its heartbeat goes on)", ErrNodeIDInUse, m.cfg.Node)
+		}
+		lastLeft, lastAt = left, m.clk.Now()
 		m.log.Warn("another process with this node.id has a live heartbeat: waiting for it to end (node ids must be unique)",
 			"node", m.cfg.Node, "wait", left)
 		select {
@@ -261,6 +320,7 @@ func (m *Manager) Start(ctx context.Context, host Host) error {
 // it after the host's sessions are shut down.
 func (m *Manager) Stop(ctx context.Context) {
 	if m.cancel == nil {
+		m.Unclaim(ctx)
 		return
 	}
 	m.cancel()
@@ -286,6 +346,7 @@ func (m *Manager) Stop(ctx context.Context) {
 		}
 	}
 	_ = m.db.Stopped(ctx)
+	m.Unclaim(ctx)
 	m.log.Info("cluster node stopped", "node", m.cfg.Node, "released", len(held))
 }
 
@@ -301,7 +362,7 @@ func (m *Manager) loop(ctx context.Context) {
 			}
 		}
 		m.scan(ctx)
-		t := m.clk.NewTimer(m.tick())
+		t := m.clk.NewTimer(m.nextTick(m.clk.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -368,6 +429,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 	until := sent.Add(m.cfg.TTL - m.margin())
 	var lost []string
 	m.mu.Lock()
+	m.renewed = until
 	for c, tok := range held {
 		l, ok := m.held[c]
 		if !ok || l.token != tok {
@@ -382,6 +444,7 @@ func (m *Manager) renew(ctx context.Context) bool {
 		}
 	}
 	m.mu.Unlock()
+	m.tellDeadline()
 	for _, c := range lost {
 		m.lost.Add(1)
 		m.log.Warn("lease taken over by another node: stopping the chat's agent", "chat", c)
@@ -518,6 +581,7 @@ func (m *Manager) take(ctx context.Context, chat string) {
 	m.mu.Lock()
 	m.held[chat] = lease{token: a.Token, until: sent.Add(m.cfg.TTL - m.margin())}
 	m.mu.Unlock()
+	m.tellDeadline() // before the chat's agent starts
 	m.acquiredN.Add(1)
 	if a.Prev != "" {
 		m.takeovers.Add(1)

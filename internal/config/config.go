@@ -159,6 +159,17 @@ type Agent struct {
 	// PermissionTimeout is how long a permission request waits for an
 	// answer before the call is refused.
 	PermissionTimeout time.Duration `yaml:"permission_timeout"`
+	// Sandbox isolates each agent (bubblewrap).
+	Sandbox Sandbox `yaml:"sandbox"`
+}
+
+// Sandbox is agent.sandbox: each agent in a bubblewrap sandbox of its own.
+type Sandbox struct {
+	// Mode is auto (sandboxed where the host can, a warning where not),
+	// on (the daemon refuses to start without it) or off.
+	Mode string `yaml:"mode"`
+	// Writable are more paths every agent may write.
+	Writable []string `yaml:"writable"`
 }
 
 type API struct {
@@ -207,7 +218,8 @@ func Default() Config {
 		Outage:   Outage{ProbeInitial: time.Second, ProbeMax: time.Minute, RecoveryConcurrency: 4},
 		Agent: Agent{Kind: "claude", Command: "claude", Args: []string{}, Env: map[string]string{},
 			EnvPassthrough: []string{}, StopGrace: 3 * time.Second,
-			Permissions: "deny", AllowedTools: []string{}, PermissionTimeout: 30 * time.Minute},
+			Permissions: "deny", AllowedTools: []string{}, PermissionTimeout: 30 * time.Minute,
+			Sandbox: Sandbox{Mode: "auto", Writable: []string{}}},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		Events:          Events{Retain: 7 * 24 * time.Hour},
 		Store:           Store{Driver: "sqlite"},

@@ -151,6 +151,17 @@ func (c *Config) resolvePaths(stateDirSet bool) error {
 		}
 		*p.val = v
 	}
+	for i, w := range c.Agent.Sandbox.Writable {
+		key := fmt.Sprintf("agent.sandbox.writable[%d]", i)
+		v, err := expandHome(w)
+		if err != nil {
+			return &Error{Key: key, Msg: err.Error()}
+		}
+		if !filepath.IsAbs(v) {
+			return &Error{Key: key, Msg: fmt.Sprintf("must be an absolute path (or start with ~/), got %q", w)}
+		}
+		c.Agent.Sandbox.Writable[i] = filepath.Clean(v)
+	}
 	// The executable may be given as ~/bin/claude; a bare name is looked up
 	// in $PATH by the agent and is left alone.
 	if strings.HasPrefix(c.Agent.Command, "~/") {

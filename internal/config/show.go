@@ -65,24 +65,27 @@ func yamlName(f reflect.StructField) string {
 }
 
 // ShowYAML is the configuration as YAML, every key in the loader's order,
-// durations in Go syntax, with secrets masked: webhook secrets and
-// agent.env values whose names look secret (…KEY, …TOKEN, …SECRET,
-// …PASSWORD). Token files are named, never read.
+// durations in Go syntax, with every secret masked (mask.go): the
+// password in store.dsn, webhook secrets, the credentials, secret query
+// parameters and token-like path segments of webhook URLs, and agent.env
+// values that look secret by name or by value. Token files are named,
+// never read.
 func (c Config) ShowYAML() ([]byte, error) {
 	m := c
+	m.Store.DSN = MaskDSN(c.Store.DSN)
 	m.Webhooks = slices.Clone(c.Webhooks)
 	for i := range m.Webhooks {
 		if m.Webhooks[i].Secret != "" {
 			m.Webhooks[i].Secret = Masked
 		}
+		if m.Webhooks[i].URL != "" {
+			m.Webhooks[i].URL = MaskURL(m.Webhooks[i].URL)
+		}
 	}
 	if len(c.Agent.Env) > 0 {
 		m.Agent.Env = make(map[string]string, len(c.Agent.Env))
 		for k, v := range c.Agent.Env {
-			if secretEnv.MatchString(k) && v != "" {
-				v = Masked
-			}
-			m.Agent.Env[k] = v
+			m.Agent.Env[k] = maskEnv(k, v)
 		}
 	}
 	n, err := toNode(reflect.ValueOf(m))

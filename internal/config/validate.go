@@ -119,6 +119,11 @@ func (c Config) Validate() error {
 	if strings.ContainsRune(a.Command, 0) {
 		bad("agent.command", "must not contain a NUL byte")
 	}
+	switch a.Sandbox.Mode {
+	case "auto", "on", "off":
+	default:
+		bad("agent.sandbox.mode", `must be "auto", "on" or "off", got %q`, a.Sandbox.Mode)
+	}
 	for i, arg := range a.Args {
 		if strings.ContainsRune(arg, 0) {
 			bad(fmt.Sprintf("agent.args[%d]", i), "must not contain a NUL byte")

@@ -34,7 +34,7 @@ func (b backend) Status(ctx context.Context) (supervisor.Status, error) {
 		return st, err
 	}
 	if b.node != nil {
-		if st, err = clusterStatus(ctx, b.node, b.st, st); err != nil {
+		if st, err = clusterStatus(ctx, b.node, b.st, b.Supervisor, st); err != nil {
 			return st, err
 		}
 	}

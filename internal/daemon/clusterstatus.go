@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,7 @@ import (
 // clusterStatus turns a node's own status into the cluster's: each
 // session with its owner (the sessions other nodes own from their saved
 // records), and the nodes with their last heartbeat.
-func clusterStatus(ctx context.Context, node *cluster.Manager, st store.Backend, s supervisor.Status) (supervisor.Status, error) {
+func clusterStatus(ctx context.Context, node *cluster.Manager, st store.Backend, sup *supervisor.Supervisor, s supervisor.Status) (supervisor.Status, error) {
 	owners, err := node.Owners(ctx)
 	if err != nil {
 		return s, err
@@ -39,30 +40,13 @@ func clusterStatus(ctx context.Context, node *cluster.Manager, st store.Backend,
 		have[s.Sessions[i].ChatID] = true
 		s.Sessions[i].Owner = owners[s.Sessions[i].ChatID]
 	}
-	now := time.Now()
 	for _, r := range recs {
-		if have[r.ChatID] {
-			continue
-		}
-		state := "stopped"
-		switch {
-		case r.Failed:
-			state = "failed"
-		case r.Paused:
-			state = "paused"
-		case r.Live && owners[r.ChatID] != "":
-			state = "idle" // live on its owner; the owner's status has the detail
-		}
-		s.Sessions = append(s.Sessions, wire.SessionStatus{
-			ChatID: r.ChatID, State: state, Alive: state == "idle", Healthy: !r.Failed, HealthReason: "on node " + owners[r.ChatID],
-			IdleSeconds: now.Sub(r.LastActivity).Seconds(), QueueDepth: pending[r.ChatID].Count,
-			Turns: r.Turns, SessionID: r.SessionID, ExemptFlag: r.Exempt, Exempt: r.Exempt,
-			LastActivity: r.LastActivity.UTC().Format(time.RFC3339), Owner: owners[r.ChatID],
-		})
-		if owners[r.ChatID] == "" {
-			s.Sessions[len(s.Sessions)-1].HealthReason = "no owner"
+		if !have[r.ChatID] {
+			s.Sessions = append(s.Sessions, sup.RemoteSession(r, owners[r.ChatID], pending[r.ChatID].Count))
 		}
 	}
+	sort.Slice(s.Sessions, func(i, j int) bool { return s.Sessions[i].ChatID < s.Sessions[j].ChatID })
+	now := time.Now()
 	for _, n := range nodes {
 		s.Nodes = append(s.Nodes, wire.NodeStatus{
 			ID: n.ID, Self: n.ID == self, Live: n.Live, Stopped: n.Stopped,

@@ -46,7 +46,7 @@ func (g *agentGate) verdict(c net.Conn) string {
 	if cred.UID != os.Geteuid() && cred.UID != 0 {
 		return fmt.Sprintf("uid %d is not the daemon's user", cred.UID)
 	}
-	chat, isAgent := resources.AgentOf("", cred.PID, g.agents(), supervisor.MarkerVar, g.mark)
+	chat, isAgent := resources.AgentOf("", cred.PID, os.Getpid(), g.agents(), supervisor.MarkerVar, g.mark)
 	if !isAgent {
 		return ""
 	}

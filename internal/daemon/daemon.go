@@ -35,6 +35,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store/postgres"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/supervisor"
+	"github.com/dispatchd/dispatch/internal/watchdog"
 	"github.com/dispatchd/dispatch/internal/webhook"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
@@ -49,6 +50,12 @@ type Options struct {
 	EchoLogs bool
 	// Ready is called once the control socket is serving.
 	Ready func()
+	// ConfigFile is the config file's path, hidden from sandboxed agents
+	// ("" = none).
+	ConfigFile string
+	// Watchdog is the command line of the agent watchdog of a cluster
+	// node (default: this executable's hidden agent-watchdog command).
+	Watchdog []string
 }
 
 // ErrLocked means another daemon owns the state directory.
@@ -109,6 +116,9 @@ func (d *Daemon) onClose(f func() error) { d.closers = append(d.closers, f) }
 // error, Close releases whatever was acquired.
 func (d *Daemon) Open(ctx context.Context) error {
 	cfg, opt := d.cfg, d.opt
+	if err := harden(); err != nil {
+		return err
+	}
 	d.notify = sdnotify.New() // before any agent starts: agents must not inherit NOTIFY_SOCKET
 	notify := d.notify
 	// Every file the daemon (and the store inside it) creates is private:
@@ -164,6 +174,25 @@ func (d *Daemon) Open(ctx context.Context) error {
 			}
 		},
 	}
+	// A cluster node's agents are watched by a process of their own, which
+	// kills them when the node stops renewing their deadline (a daemon
+	// stopped dead cannot stop them itself) or exits.
+	var wd *watchdog.Client
+	if cfg.Store.Postgres() {
+		argv := opt.Watchdog
+		if len(argv) == 0 {
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("agent watchdog: %w", err)
+			}
+			argv = []string{self, watchdog.Command}
+		}
+		if wd, err = watchdog.Start(argv, clock.Real{}, log); err != nil {
+			return err
+		}
+		d.onClose(wd.Close)
+		node.OnDeadline = wd.Renew
+	}
 	stg, err := openStore(ctx, cfg, node)
 	if err != nil {
 		return err
@@ -172,13 +201,26 @@ func (d *Daemon) Open(ctx context.Context) error {
 	d.st = st
 	d.node = stg.node
 	d.onClose(st.Close)
+	if d.node != nil {
+		// Refused at once, before anything is served or taken, when
+		// another running process has this node.id.
+		if err := d.node.Claim(ctx); err != nil {
+			return err
+		}
+		node := d.node
+		d.onClose(func() error { node.Unclaim(context.Background()); return nil })
+	}
 
 	warnMissingAgent(cfg, log, opt)
 	mark, err := agentMarker(cfg.StateDir)
 	if err != nil {
 		return err
 	}
-	ag, err := newAgent(cfg, stg.conv)
+	sb, err := agentSandbox(ctx, cfg, opt, log)
+	if err != nil {
+		return err
+	}
+	ag, err := newAgent(cfg, stg.conv, sb, wd)
 	if err != nil {
 		return err
 	}
@@ -421,19 +463,23 @@ func newServer(h http.Handler) *http.Server {
 }
 
 // newAgent makes the configured agent driver; conv (nil: none) keeps the
-// claude agent's conversation files in the database.
-func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error) {
+// claude agent's conversation files in the database; sb (nil: none)
+// sandboxes its agents, and wd (nil: none) watches a cluster node's agents.
+func newAgent(cfg config.Config, conv claude.Conversations, sb *claude.Sandbox, wd *watchdog.Client) (agent.Agent, error) {
 	switch cfg.Agent.Kind {
 	case "echo":
 		return echo.New(clock.Real{}), nil
 	case "claude":
+		// The chats' folders are checked like the state directory: an
+		// agent.dir another user can write in lets them plant a chat's
+		// folder (and the CLAUDE.md or hooks in it).
 		dir := cfg.WorkDir()
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("agent.dir: %w", err)
+		if err := fsafe.EnsureDir("agent.dir", dir); err != nil {
+			return nil, err
 		}
 		cc := claude.Config{
 			Command: cfg.Agent.Command, Args: cfg.Agent.Args, Env: cfg.Agent.Env, EnvPassthrough: cfg.Agent.EnvPassthrough,
-			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{},
+			Dir: dir, StopGrace: cfg.Agent.StopGrace, Clock: clock.Real{}, Sandbox: sb,
 			AllowedTools: cfg.Agent.AllowedTools, PermissionTimeout: cfg.Agent.PermissionTimeout,
 		}
 		mode, err := claude.ParsePermissionMode(cfg.Agent.Permissions)
@@ -442,6 +488,9 @@ func newAgent(cfg config.Config, conv claude.Conversations) (agent.Agent, error)
 		}
 		cc.Permissions = mode
 		cc.Conversations = conv
+		if wd != nil {
+			cc.Watch = wd.Watch
+		}
 		return claude.New(cc), nil
 	}
 	return nil, fmt.Errorf("agent.kind: unknown kind %q", cfg.Agent.Kind)
@@ -483,6 +532,8 @@ func supervisorConfig(cfg config.Config, version, mark string) supervisor.Config
 
 		RetainEvents: cfg.Events.Retain,
 		CarryOver:    cfg.Sessions.CarryOver,
+
+		PermissionTimeout: cfg.Agent.PermissionTimeout,
 	}
 }
 

@@ -612,6 +612,11 @@ func CheckDaemon(ctx context.Context, cfg config.Config, env Env) Result {
 					"(dispatch.db, dispatch.db-wal, dispatch.db-shm) from a backup or move it aside, and start it again"
 				return r
 			}
+			if st.Daemon.StoreFull != "" {
+				r.Status = Warn
+				r.Hint = "the store refuses writes for lack of space (" + st.Daemon.StoreFull +
+					"): free space on its disk; accepts are answered 507 meanwhile and nothing accepted is lost"
+			}
 			if st.Daemon.ResourceError != "" {
 				r.Status = Warn
 				r.Hint = "the daemon ran out of a resource of its own (" + st.Daemon.ResourceError +
@@ -677,4 +682,33 @@ func summary(s wire.Status) string {
 	}
 	txt += fmt.Sprintf(", queue %d pending / %d in flight / %d dead", s.Queue.Pending, s.Queue.Inflight, s.Queue.Dead)
 	return txt
+}
+
+// CheckSandbox says whether the agents will run sandboxed
+// (agent.sandbox.mode): with "on" a host where bwrap cannot run fails
+// (the daemon would refuse to start), with "auto" it warns.
+func CheckSandbox(ctx context.Context, cfg config.Config, env Env) Result {
+	r := Result{Name: "sandbox"}
+	mode := cfg.Agent.Sandbox.Mode
+	if cfg.Agent.Kind != "claude" {
+		r.Status, r.Detail = Pass, "not needed: the "+cfg.Agent.Kind+" agent runs inside the daemon"
+		return r
+	}
+	if mode == "off" {
+		r.Status, r.Detail = Info, "agents run unsandboxed (agent.sandbox.mode off)"
+		r.Hint = "agent.sandbox.mode: auto or on isolates each agent (bubblewrap)"
+		return r
+	}
+	err := env.SandboxProbe(ctx)
+	switch {
+	case err == nil:
+		r.Status, r.Detail = Pass, "agents run sandboxed (bubblewrap, mode "+mode+")"
+	case mode == "on":
+		r.Status, r.Detail = Fail, err.Error()
+		r.Hint = "install bubblewrap (apt-get install bubblewrap) or allow unprivileged user namespaces; the daemon refuses to start until then"
+	default:
+		r.Status, r.Detail = Warn, "agents would run unsandboxed: "+err.Error()
+		r.Hint = "install bubblewrap (apt-get install bubblewrap) so that agents cannot reach each other's chats"
+	}
+	return r
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/config"
+	"github.com/dispatchd/dispatch/internal/sandbox"
 )
 
 // Status is a check's outcome.
@@ -112,6 +113,10 @@ type Env struct {
 	SocketTimeout  time.Duration // control socket requests (default 5s)
 	StoreTimeout   time.Duration // quick_check (default 1m)
 
+	// SandboxProbe reports why agents cannot be sandboxed here, or nil
+	// (sandbox.Probe with bwrap).
+	SandboxProbe func(ctx context.Context) error
+
 	// RequireDaemon makes "daemon not running" a failure instead of a
 	// neutral line.
 	RequireDaemon bool
@@ -158,6 +163,9 @@ func (e Env) withDefaults() Env {
 	if e.ProcessAlive == nil {
 		e.ProcessAlive = processAlive
 	}
+	if e.SandboxProbe == nil {
+		e.SandboxProbe = func(ctx context.Context) error { return sandbox.Probe(ctx, sandbox.DefaultBwrap) }
+	}
 	return e
 }
 
@@ -185,6 +193,7 @@ func Checks(cfg config.Config, env Env) []Check {
 		{"memory", func(ctx context.Context) Result { return CheckMemory(ctx, cfg, env) }},
 		{"log dir", func(ctx context.Context) Result { return CheckLogDir(cfg) }},
 		{"API tokens", func(ctx context.Context) Result { return CheckTokens(cfg) }},
+		{"sandbox", func(ctx context.Context) Result { return CheckSandbox(ctx, cfg, env) }},
 	}
 }
 

@@ -690,7 +690,7 @@ func TestRunAllPassWithEcho(t *testing.T) {
 			marks = append(marks, strings.Fields(l)[0]+" "+strings.Fields(l)[1])
 		}
 	}
-	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ memory", "✔ log", "✔ API"}
+	wantMarks := []string{"✔ config", "✔ agent", "✔ AI", "✔ state", "✔ disk", "✔ store", "- daemon", "✔ memory", "✔ log", "✔ API", "✔ sandbox"}
 	if strings.Join(marks, "|") != strings.Join(wantMarks, "|") {
 		t.Fatalf("lines:\n%s", out.String())
 	}
@@ -713,5 +713,29 @@ func TestFormat(t *testing.T) {
 	}
 	if got := Format(Result{Name: "store", Status: Pass, Detail: "fine", Hint: "unused"}); got != "✔ store       fine" {
 		t.Fatalf("%q", got)
+	}
+}
+
+func TestCheckSandbox(t *testing.T) {
+	noBwrap := errors.New("bubblewrap (bwrap) is not installed")
+	for _, tt := range []struct {
+		kind, mode string
+		probe      error
+		want       Status
+	}{
+		{"claude", "auto", nil, Pass},
+		{"claude", "on", nil, Pass},
+		{"claude", "auto", noBwrap, Warn},
+		{"claude", "on", noBwrap, Fail},
+		{"claude", "off", nil, Info},
+		{"echo", "on", noBwrap, Pass},
+	} {
+		cfg, _ := config.Parse(nil)
+		cfg.Agent.Kind, cfg.Agent.Sandbox.Mode = tt.kind, tt.mode
+		probe := tt.probe
+		r := CheckSandbox(context.Background(), cfg, Env{SandboxProbe: func(context.Context) error { return probe }})
+		if r.Status != tt.want {
+			t.Errorf("%s/%s/%v: %v (%s), want %v", tt.kind, tt.mode, tt.probe, r.Status, r.Detail, tt.want)
+		}
 	}
 }

@@ -51,11 +51,18 @@ const (
 	// Summary. Kept only while the turn runs, and sent to webhooks only
 	// when they subscribe to it by name (OptIn).
 	Progress Type = "progress"
+	// ScheduleFired: a schedule's firing was accepted as a message.
+	// ScheduleID, ChatID, ScheduledAt, MessageID.
+	ScheduleFired Type = "schedule_fired"
+	// ScheduleMissed: firings of a schedule were not made (nobody could
+	// fire them in time, and the catch-up policy said so). ScheduleID,
+	// ChatID, Count, First and Last (scheduled times), Reason.
+	ScheduleMissed Type = "schedule_missed"
 )
 
 // AllTypes lists every type, in a stable order.
 var AllTypes = []Type{Reply, DeadLetter, SessionFailed, SessionRecovered, SessionReset, APIDown, APIUp,
-	PermissionRequest, PermissionDecided, Progress}
+	PermissionRequest, PermissionDecided, Progress, ScheduleFired, ScheduleMissed}
 
 // OptIn reports whether t reaches a reader (a webhook endpoint) only when
 // it names t: progress is too chatty for "every type".
@@ -123,6 +130,12 @@ type Event struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Decision  string     `json:"decision,omitempty"`
 	By        string     `json:"by,omitempty"`
+
+	ScheduleID  string     `json:"schedule_id,omitempty"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	Count       int        `json:"count,omitempty"`
+	First       *time.Time `json:"first,omitempty"`
+	Last        *time.Time `json:"last,omitempty"`
 }
 
 // IDOf is the event id of seq: "evt-<seq>".
@@ -168,13 +181,21 @@ type payload struct {
 	ExpiresAt  int64    `json:"expires_at,omitempty"` // unix nanoseconds
 	Decision   string   `json:"decision,omitempty"`
 	By         string   `json:"by,omitempty"`
+	ScheduleID string   `json:"schedule_id,omitempty"`
+	// Unix nanoseconds.
+	ScheduledAt int64 `json:"scheduled_at,omitempty"`
+	Count       int   `json:"count,omitempty"`
+	First       int64 `json:"first,omitempty"`
+	Last        int64 `json:"last,omitempty"`
 }
 
 // Payload encodes the fields of e a store keeps besides Seq, Type and At.
 func (e Event) Payload() ([]byte, error) {
 	p := payload{ChatID: e.ChatID, TurnID: e.TurnID, MessageIDs: e.MessageIDs, Text: e.Text,
 		MessageID: e.MessageID, Error: e.Error, Reason: e.Reason,
-		RequestID: e.RequestID, Tool: e.Tool, Summary: e.Summary, Decision: e.Decision, By: e.By}
+		RequestID: e.RequestID, Tool: e.Tool, Summary: e.Summary, Decision: e.Decision, By: e.By,
+		ScheduleID: e.ScheduleID, Count: e.Count,
+		ScheduledAt: nanosOf(e.ScheduledAt), First: nanosOf(e.First), Last: nanosOf(e.Last)}
 	if e.ExpiresAt != nil {
 		p.ExpiresAt = e.ExpiresAt.UnixNano()
 	}
@@ -191,12 +212,31 @@ func FromPayload(seq int64, t Type, at time.Time, data []byte) (Event, error) {
 	}
 	e := Event{Type: t, At: at, ChatID: p.ChatID, TurnID: p.TurnID, MessageIDs: p.MessageIDs,
 		Text: p.Text, MessageID: p.MessageID, Error: p.Error, Reason: p.Reason,
-		RequestID: p.RequestID, Tool: p.Tool, Summary: p.Summary, Decision: p.Decision, By: p.By}
+		RequestID: p.RequestID, Tool: p.Tool, Summary: p.Summary, Decision: p.Decision, By: p.By,
+		ScheduleID: p.ScheduleID, Count: p.Count,
+		ScheduledAt: timeOf(p.ScheduledAt), First: timeOf(p.First), Last: timeOf(p.Last)}
 	if p.ExpiresAt != 0 {
 		x := time.Unix(0, p.ExpiresAt).UTC()
 		e.ExpiresAt = &x
 	}
 	return e.WithSeq(seq), nil
+}
+
+// nanosOf is t in Unix nanoseconds, 0 for none.
+func nanosOf(t *time.Time) int64 {
+	if t == nil {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// timeOf is the UTC time of Unix nanoseconds n, nil for 0.
+func timeOf(n int64) *time.Time {
+	if n == 0 {
+		return nil
+	}
+	t := time.Unix(0, n).UTC()
+	return &t
 }
 
 // Query selects events from the feed.

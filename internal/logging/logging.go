@@ -24,8 +24,12 @@ import (
 
 const (
 	// maxOpenSessions bounds the session log files open at once; there can
-	// be thousands of chats but only about 1024 file descriptors.
-	maxOpenSessions = 64
+	// be thousands of chats but only about 1024 file descriptors. Past it
+	// every write to a closed file reopens it, and each open scans the log
+	// directory for old backups: at 64, a hundred busy chats (the Python
+	// original's benchmark shape) spent an eighth of the daemon's CPU
+	// there. 256 leaves three quarters of 1024 to everything else.
+	maxOpenSessions = 256
 	// defaultMaxSizeMB is used when the configured size is not positive.
 	defaultMaxSizeMB = 20
 	fileMode         = 0o600 // logs hold message text

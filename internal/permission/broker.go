@@ -82,6 +82,9 @@ func (b *Broker) Ask(ctx context.Context, chat string, q Question) (Request, err
 	case <-t.C():
 	case <-ctx.Done():
 		reason = ReasonAgentGone
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			reason = ReasonTimeout // the agent's own bound on the wait (the same timeout)
+		}
 	}
 	closed, err := b.st.CloseRequest(context.WithoutCancel(ctx), r.ID, Expired, ByDispatch, reason, b.clk.Now())
 	if errors.Is(err, ErrClosed) { // a decision got there first
@@ -116,7 +119,14 @@ func (b *Broker) Decide(ctx context.Context, id string, d Decision, by string) (
 // ExpireOpen closes every open request as Expired with reason (at start:
 // ReasonRestart, for requests whose agents are gone) and returns how many.
 func (b *Broker) ExpireOpen(ctx context.Context, reason string) (int, error) {
-	open, err := b.st.OpenRequests(ctx, "")
+	return b.ExpireChat(ctx, "", reason)
+}
+
+// ExpireChat is ExpireOpen for chat's requests only ("": every chat's):
+// a node that takes over a chat closes the requests its earlier owner's
+// agent asked.
+func (b *Broker) ExpireChat(ctx context.Context, chat, reason string) (int, error) {
+	open, err := b.st.OpenRequests(ctx, chat)
 	if err != nil {
 		return 0, err
 	}
@@ -171,3 +181,27 @@ func Answer(r Request, timeout time.Duration) agent.PermissionAnswer {
 	}
 	return agent.PermissionAnswer{Message: "The permission request was closed without an answer; the call was not run."}
 }
+
+// Open returns chat's open requests ("" every chat's), oldest first.
+func (b *Broker) Open(ctx context.Context, chat string) ([]Request, error) {
+	return b.st.OpenRequests(ctx, chat)
+}
+
+// Get returns request id, open or closed (ErrNotFound).
+func (b *Broker) Get(ctx context.Context, id string) (Request, error) {
+	return b.st.GetRequest(ctx, id)
+}
+
+// Rules returns chat's allow_always rules ("" every chat's).
+func (b *Broker) Rules(ctx context.Context, chat string) ([]Rule, error) {
+	return b.st.Rules(ctx, chat)
+}
+
+// RemoveRule removes chat's rule for tool: the tool is asked about again.
+// false: there was none.
+func (b *Broker) RemoveRule(ctx context.Context, chat, tool string) (bool, error) {
+	return b.st.RemoveRule(ctx, chat, tool)
+}
+
+// Timeout is how long a request waits for a person.
+func (b *Broker) Timeout() time.Duration { return b.timeout }

@@ -17,6 +17,8 @@ import (
 // Proc is one process as read from /proc.
 type Proc struct {
 	PID, PPID, PGID int
+	// SID is the session id (the pid of the session's leader).
+	SID int
 	// UID is the real uid, EUID the effective one.
 	UID, EUID int
 	Cmd       string
@@ -121,7 +123,7 @@ func parseStat(path string) (p Proc, ok bool) {
 	}
 	p.Cmd = s[open+1 : close]
 	f := strings.Fields(s[close+1:])
-	// fields after the name: state(3) ppid(4) pgrp(5) ... starttime(22)
+	// fields after the name: state(3) ppid(4) pgrp(5) session(6) ... starttime(22)
 	if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
 		return Proc{}, false
 	}
@@ -130,6 +132,9 @@ func parseStat(path string) (p Proc, ok bool) {
 	p.PGID, err2 = strconv.Atoi(f[2])
 	if err1 != nil || err2 != nil {
 		return Proc{}, false
+	}
+	if len(f) > 3 {
+		p.SID, _ = strconv.Atoi(f[3])
 	}
 	if len(f) > 19 {
 		p.Start, _ = strconv.ParseUint(f[19], 10, 64)
@@ -245,41 +250,52 @@ func Kill(procRoot string, p Proc) error {
 	return nil
 }
 
-// AgentOf tells whether process pid belongs to one of the live agents:
-// agents maps each live agent's pid (which leads its process group) to its
-// chat. pid belongs to an agent when it, or one of its ancestors, is that
-// agent or sits in its process group. A process that carries the marker
-// key=value but that no live agent can be found for (its agent is gone, or
-// it left the family) is an agent's all the same, of no known chat. A
+// AgentOf tells whether process pid belongs to one of the live agents,
+// and to which chat. agents maps each live agent's pid to its chat; parent
+// is the pid of the process that started them (the daemon), so that a pid
+// of the map that has since been reused by a stranger is not mistaken for
+// the agent.
+//
+// The chat comes from ancestry alone: pid belongs to an agent's chat when
+// the agent is pid itself or one of its ancestors, each ancestor having
+// started no later than its child (a parent that exited and whose pid was
+// reused is younger than its former child, which ends the walk). Process
+// group and session ids are never used to grant a chat: a process can
+// choose its group. They can only make a process an agent's: one with no
+// agent among its ancestors that is still in an agent's group or session,
+// or that carries the marker key=value, is an agent's of no known chat. A
 // process that is gone cannot be told apart from an agent's and is
 // reported as one, of no known chat.
-func AgentOf(procRoot string, pid int, agents map[int]string, key, value string) (chat string, isAgent bool) {
+func AgentOf(procRoot string, pid, parent int, agents map[int]string, key, value string) (chat string, isAgent bool) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
 	if pid <= 0 {
 		return "", true
 	}
-	self := os.Getpid()
-	cur := pid
-	for range 4096 {
-		if c, ok := agents[cur]; ok {
+	first, ok := readProc(procRoot, pid, 0)
+	if !ok {
+		return "", true // gone before it could be read
+	}
+	cur := first
+	for range 4096 { // a cycle cannot happen, but a bound costs nothing
+		if c, ok := agents[cur.PID]; ok && cur.PPID == parent {
 			return c, true
 		}
-		p, ok := readProc(procRoot, cur, 0)
-		if !ok {
-			if cur == pid {
-				return "", true // gone before it could be read
-			}
+		if cur.PPID <= 1 || cur.PPID == parent || cur.PPID == cur.PID {
 			break
 		}
-		if c, ok := agents[p.PGID]; ok {
-			return c, true
+		up, ok := readProc(procRoot, cur.PPID, 0)
+		if !ok || (up.Start > cur.Start && cur.Start > 0) {
+			break // the parent is gone, its pid perhaps reused
 		}
-		if p.PPID <= 1 || p.PPID == self || p.PPID == cur {
-			break
-		}
-		cur = p.PPID
+		cur = up
+	}
+	if _, ok := agents[first.PGID]; ok {
+		return "", true
+	}
+	if _, ok := agents[first.SID]; ok {
+		return "", true
 	}
 	if value != "" {
 		env, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "environ"))

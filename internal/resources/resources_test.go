@@ -180,24 +180,38 @@ func daemontestPoll(t *testing.T, cond func() bool) {
 
 func TestAgentOf(t *testing.T) {
 	root := t.TempDir()
-	const me = 1000
+	const me, daemon = 1000, 50
 	mark := "DISPATCH_AGENT_MARK=m1\x00"
-	writeProc(t, root, "100", "100 (claude) S 1 100 100 0", mark, me)
-	writeProc(t, root, "101", "101 (bash) S 100 100 100 0", mark, me)
-	writeProc(t, root, "102", "102 (curl) S 101 102 102 0", "", me) // setsid, env cleared
-	writeProc(t, root, "103", "103 (sh) S 1 100 100 0", "", me)     // reparented, still in the group
-	writeProc(t, root, "200", "200 (dispatch) S 1 200 200 0", "", me)
-	writeProc(t, root, "300", "300 (left) S 1 300 300 0", mark, me)
-	agents := map[int]string{100: "mallory"}
+	// stat: pid (comm) state ppid pgrp session, then fields up to starttime (22).
+	stat := func(pid, ppid, pgrp, sid int, start int) string {
+		return fmt.Sprintf("%d (p) S %d %d %d 0 0 0 0 0 0 0 0 0 0 0 20 0 1 0 %d 0 0", pid, ppid, pgrp, sid, start)
+	}
+	writeProc(t, root, "50", stat(50, 1, 50, 50, 10), "", me)            // the daemon
+	writeProc(t, root, "100", stat(100, daemon, 100, 100, 20), mark, me) // mallory's agent (own session)
+	writeProc(t, root, "101", stat(101, 100, 100, 100, 21), mark, me)    // its child
+	writeProc(t, root, "102", stat(102, 101, 102, 102, 22), "", me)      // setsid, env cleared
+	writeProc(t, root, "103", stat(103, 1, 100, 100, 23), "", me)        // reparented, still in the group
+	writeProc(t, root, "104", stat(104, 1, 104, 100, 23), "", me)        // reparented, own group, same session
+	writeProc(t, root, "200", stat(200, 1, 200, 200, 5), "", me)         // a stranger
+	writeProc(t, root, "300", stat(300, 1, 300, 300, 30), mark, me)      // left the family
+	writeProc(t, root, "400", stat(400, daemon, 400, 400, 20), "", me)   // master's agent (trusted)
+	writeProc(t, root, "401", stat(401, 101, 400, 100, 40), "", me)      // mallory's grandchild that joined master's group
+	writeProc(t, root, "402", stat(402, 400, 400, 400, 41), "", me)      // master's child
+	writeProc(t, root, "500", stat(500, 1, 500, 500, 50), "", me)        // reuses a pid of the map: not the daemon's child
+	writeProc(t, root, "600", stat(600, 601, 600, 600, 60), "", me)      // its parent's pid was reused by a younger process
+	writeProc(t, root, "601", stat(601, 400, 601, 601, 61), "", me)
+	agents := map[int]string{100: "mallory", 400: "master", 500: "ghost"}
 	for _, tt := range []struct {
 		pid     int
 		chat    string
 		isAgent bool
 	}{
-		{100, "mallory", true}, {101, "mallory", true}, {102, "mallory", true}, {103, "mallory", true},
+		{100, "mallory", true}, {101, "mallory", true}, {102, "mallory", true}, {103, "", true}, {104, "", true},
 		{200, "", false}, {300, "", true}, {999, "", true},
+		{400, "master", true}, {401, "mallory", true}, {402, "master", true},
+		{500, "", true}, {600, "", false}, {601, "master", true},
 	} {
-		chat, isAgent := AgentOf(root, tt.pid, agents, "DISPATCH_AGENT_MARK", "m1")
+		chat, isAgent := AgentOf(root, tt.pid, daemon, agents, "DISPATCH_AGENT_MARK", "m1")
 		if chat != tt.chat || isAgent != tt.isAgent {
 			t.Errorf("AgentOf(%d) = %q, %v; want %q, %v", tt.pid, chat, isAgent, tt.chat, tt.isAgent)
 		}

@@ -6,6 +6,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"time"
@@ -121,6 +122,7 @@ type actor struct {
 	stopReason   StopReason
 	paused       bool
 	storeErr     string // the store write being retried failed with this
+	storeFull    bool   // … for lack of space
 	authLogged   bool
 	createdAt    time.Time
 	lastActivity time.Time
@@ -182,7 +184,7 @@ func (a *actor) persist(what string, op func(ctx context.Context) error) bool {
 		if err == nil {
 			if a.storeErr != "" {
 				a.s.log.Info("store write succeeded again", "op", what, "tries", try+1)
-				a.storeErr = ""
+				a.storeErr, a.storeFull = "", false
 				a.s.publish(a)
 			}
 			return true
@@ -195,6 +197,7 @@ func (a *actor) persist(what string, op func(ctx context.Context) error) bool {
 			a.s.log.Debug("store write failed again", "op", what, "err", err, "retry_in", delay)
 		}
 		a.storeErr = fmt.Sprintf("%s: %v", what, err)
+		a.storeFull = errors.Is(err, store.ErrNoSpace)
 		a.s.publish(a)
 		t := a.s.d.Clock.NewTimer(delay)
 		select {

@@ -35,6 +35,12 @@ func (a *actor) startProc() {
 	a.state = Starting
 	a.s.publish(a)
 	spec := agent.Spec{ChatID: a.s.chat, SessionID: a.sessionID, Resume: resume, Log: a.s.log, Env: a.s.d.Env}
+	if a.s.d.Asker != nil {
+		spec.Permissions = a.s.waits.asker(a.s.d.Asker(a.s.chat))
+	}
+	if q := a.s.progress; q != nil {
+		spec.Progress = q.report
+	}
 	proc, err := a.s.d.Agent.Start(context.Background(), spec)
 	if err != nil {
 		d := Decide(TurnEnd{Ending: EndStartFailed, DaemonError: DaemonResourceError(err)})

@@ -84,6 +84,11 @@ type Deps struct {
 	// CarryOver is how many earlier exchanges the first turn of such a
 	// conversation carries (sessions.carry_over; 0: none).
 	CarryOver int
+	// Asker returns the asker for chat's agent (nil: none; the agent
+	// refuses every tool call that needs permission).
+	Asker func(chat string) agent.Asker
+	// Progress, if set, keeps the progress events of running turns.
+	Progress ProgressStore
 }
 
 // History is what a session needs when its conversation starts over.

@@ -17,9 +17,10 @@ import (
 // Every rule about a session lives in this file as a pure function, table
 // tested in rules_test.go: when a session is healthy, alive, stranded,
 // reapable, hibernatable or allowed to restart (Verdict, Alive, Stranded,
-// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), what a
-// turn's end means (Decide, docs/faults.md), which answers elsewhere count
-// against a failed turn (BlameSince) and whether a probe reached the API
+// Reapable, StillReapable, RestartNow, NextRestart, Hibernatable), how a
+// session another node runs shows in status (Remote), what a turn's end
+// means (Decide, docs/faults.md), which answers elsewhere count against a
+// failed turn (BlameSince) and whether a probe reached the API
 // (ProbeAnswered). The one rule kept beside its only user is the
 // store's claim isolation (store.claimable: a message that failed before
 // goes alone), because the store cannot import this package.
@@ -55,6 +56,9 @@ const (
 	ReasonStarting   = "starting"
 	ReasonPaused     = "paused"
 	ReasonStoreError = "store_error"
+	// ReasonAsking: the turn waits for a person to answer a permission
+	// request.
+	ReasonAsking = "asking"
 	// ReasonLiveCap: the session waits for a live slot (the cap on agent
 	// processes is reached and no live session could be hibernated).
 	ReasonLiveCap = "live_cap"
@@ -113,6 +117,11 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		return restart(lifecycle.Errors, fmt.Sprintf("errors=%d", s.ErrorCount))
 	}
 	if s.Busy {
+		if s.Asking {
+			// Waiting for a person is not being stuck: both clocks stop
+			// (the request has its own timeout).
+			return healthy(ReasonAsking)
+		}
 		limit := r.StuckTimeout
 		if s.FirstTurn {
 			limit = r.FirstTurnStuckTimeout
@@ -121,7 +130,11 @@ func (r Rules) Verdict(s Snapshot, q Queue, now time.Time, apiDown bool) Verdict
 		if s.LastOutput.After(quiet) {
 			quiet = s.LastOutput
 		}
-		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && now.Sub(s.TurnStarted) > r.MaxTurn) {
+		if s.LastAnswer.After(quiet) {
+			quiet = s.LastAnswer // the stuck clock starts again at the answer
+		}
+		ran := now.Sub(s.TurnStarted) - s.Waited // the turn's own time, without its waits
+		if now.Sub(quiet) > limit || (r.MaxTurn > 0 && ran > r.MaxTurn) {
 			return restart(lifecycle.Stuck, ReasonStuck)
 		}
 		return healthy(ReasonOK)
@@ -191,6 +204,49 @@ func StoreRetryDelay(try int) time.Duration {
 // chats ending in the exempt suffix, and chats flagged at run time.
 func (r Rules) Exempt(chat string, flagged bool) bool {
 	return flagged || chat == r.Master || (r.ExemptSuffix != "" && strings.HasSuffix(chat, r.ExemptSuffix))
+}
+
+// Remote is what a node knows of a session it does not run (another node
+// owns its chat, or none does): the session's saved record and the chat's
+// owner.
+type Remote struct {
+	ChatID                        string
+	Owner                         string // "" when no node holds the chat's lease
+	Live, Failed, Paused, Flagged bool
+	FailReason                    string
+}
+
+// RemoteView is how status shows a Remote session.
+type RemoteView struct {
+	State          State
+	Alive, Healthy bool
+	Reason         string
+	Exempt         bool
+}
+
+// Remote is the status of a session from its saved record, by the same
+// exemption rule as a local one (Exempt): failed and paused as recorded, idle
+// when it is live on its owner (whose own status has the detail), stopped
+// otherwise.
+func (r Rules) Remote(s Remote) RemoteView {
+	v := RemoteView{State: Stopped, Healthy: true, Exempt: r.Exempt(s.ChatID, s.Flagged)}
+	switch {
+	case s.Failed:
+		v.State, v.Healthy = Failed, false
+	case s.Paused:
+		v.State = Paused
+	case s.Live && s.Owner != "":
+		v.State, v.Alive = Idle, true
+	}
+	switch {
+	case s.Failed && s.FailReason != "":
+		v.Reason = "failed: " + s.FailReason
+	case s.Owner == "":
+		v.Reason = "no owner"
+	default:
+		v.Reason = "on node " + s.Owner
+	}
+	return v
 }
 
 // Reapable reports whether a live session has been idle for more than the

@@ -350,6 +350,49 @@ func TestVerdictMaxTurn(t *testing.T) {
 	}
 }
 
+// TestVerdictAsking: while the agent waits for a person both clocks
+// stop; after the answer the stuck clock starts again from it and the
+// max-turn clock counts the turn's time without its waits.
+func TestVerdictAsking(t *testing.T) {
+	r := testRules() // stuck after 10m
+	r.MaxTurn = time.Hour
+	busy := func(f func(*Snapshot)) Snapshot {
+		s := live("a")
+		s.State, s.Busy, s.TurnStarted = Busy, true, t0
+		f(&s)
+		return s
+	}
+	for _, tc := range []struct {
+		name    string
+		s       Snapshot
+		now     time.Time
+		healthy bool
+		reason  string
+	}{
+		{"asking long past both limits", busy(func(s *Snapshot) { s.Asking = true }), t0.Add(5 * time.Hour), true, ReasonAsking},
+		{"answered: stuck clock from the answer, at its limit", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer = 2*time.Hour, t0.Add(2*time.Hour+time.Minute)
+		}), t0.Add(2*time.Hour + 11*time.Minute), true, ReasonOK},
+		{"answered: silence past the stuck limit after it", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer = 2*time.Hour, t0.Add(2*time.Hour+time.Minute)
+		}), t0.Add(2*time.Hour + 11*time.Minute + time.Second), false, ReasonStuck},
+		{"max turn less the waits, at the limit", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer, s.LastOutput = 2*time.Hour, t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+		}), t0.Add(3 * time.Hour), true, ReasonOK},
+		{"max turn less the waits, past it", busy(func(s *Snapshot) {
+			s.Waited, s.LastAnswer, s.LastOutput = 2*time.Hour, t0.Add(2*time.Hour), t0.Add(3*time.Hour)
+		}), t0.Add(3*time.Hour + time.Second), false, ReasonStuck},
+		{"not asking: the old rule", busy(func(s *Snapshot) {}), t0.Add(10*time.Minute + time.Second), false, ReasonStuck},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := r.Verdict(tc.s, Queue{}, tc.now, false)
+			if v.Healthy != tc.healthy || v.Reason != tc.reason {
+				t.Fatalf("Verdict = %+v, want healthy=%v reason=%s", v, tc.healthy, tc.reason)
+			}
+		})
+	}
+}
+
 func TestAlive(t *testing.T) {
 	r := testRules()
 	for _, tc := range []struct {
@@ -449,6 +492,39 @@ func TestProbeAnswered(t *testing.T) {
 	} {
 		if got := ProbeAnswered(tc.err, tc.cancelled); got != tc.want {
 			t.Errorf("%s: ProbeAnswered = %t, want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A session another node runs shows by the same exemption rule as a local
+// one (the master session and the exempt suffix included), with its state
+// from its saved record.
+func TestRemote(t *testing.T) {
+	r := testRules()
+	for _, tc := range []struct {
+		name string
+		in   Remote
+		want RemoteView
+	}{
+		{"live on its owner", Remote{ChatID: "alice", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b"}},
+		{"master, live elsewhere", Remote{ChatID: "master", Owner: "b", Live: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"exempt suffix, stopped", Remote{ChatID: "job-bg", Owner: "b"},
+			RemoteView{State: Stopped, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"flagged at run time", Remote{ChatID: "alice", Owner: "b", Live: true, Flagged: true},
+			RemoteView{State: Idle, Alive: true, Healthy: true, Reason: "on node b", Exempt: true}},
+		{"live record, no owner", Remote{ChatID: "alice", Live: true},
+			RemoteView{State: Stopped, Healthy: true, Reason: "no owner"}},
+		{"failed", Remote{ChatID: "alice", Owner: "b", Live: true, Failed: true, FailReason: "too many restarts"},
+			RemoteView{State: Failed, Reason: "failed: too many restarts"}},
+		{"failed master stays exempt", Remote{ChatID: "master", Failed: true},
+			RemoteView{State: Failed, Reason: "no owner", Exempt: true}},
+		{"paused", Remote{ChatID: "x-bg", Owner: "b", Live: true, Paused: true},
+			RemoteView{State: Paused, Healthy: true, Reason: "on node b", Exempt: true}},
+	} {
+		if got := r.Remote(tc.in); got != tc.want {
+			t.Errorf("%s: Remote = %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -68,7 +68,9 @@ type Snapshot struct {
 	StopReason StopReason // why a stopped session has no agent
 	// StoreError is the last failed store write while the session retries
 	// it ("" when the store is fine): the session is waiting on its disk.
-	StoreError   string
+	StoreError string
+	// StoreFull: that write failed for lack of space (store.ErrNoSpace).
+	StoreFull    bool
 	Pid          int
 	FirstTurn    bool   // the turn in flight is the process's first
 	Gen          uint64 // counts agent starts; a verdict is about one generation
@@ -77,6 +79,13 @@ type Snapshot struct {
 	LastHandover time.Time
 	TurnStarted  time.Time
 	LastOutput   time.Time
+	// Asking: the turn's agent waits for a person to answer a permission
+	// request; Waited is how long the turn waited for people in waits
+	// that ended, the last at LastAnswer. The turn's clocks do not run
+	// while it waits.
+	Asking     bool
+	Waited     time.Duration
+	LastAnswer time.Time
 }
 
 // Causes for cancelling a turn in flight: they decide whether the turn's
@@ -105,6 +114,9 @@ type Session struct {
 	mu   sync.Mutex
 	pub  Snapshot
 	proc agent.Process
+
+	waits    waits          // the agent's waits for a person
+	progress *progressQueue // nil: progress is not kept
 }
 
 // New creates the session for chat from its stored record (zero for a new
@@ -121,6 +133,12 @@ func New(d *Deps, rec store.SessionRecord, start bool) *Session {
 		turnCh: make(chan turnResult, 1),
 		done:   make(chan struct{}),
 		quit:   make(chan struct{}),
+	}
+	s.waits.clk = d.Clock
+	if d.Progress != nil {
+		s.progress = newProgressQueue(d.Progress, rec.ChatID, d.Clock, func(msg string, err error) {
+			s.log.Warn(msg+" not written (progress is not kept)", "err", err)
+		})
 	}
 	a := &actor{
 		s:            s,
@@ -171,6 +189,9 @@ func (s *Session) Snapshot() Snapshot {
 	s.mu.Unlock()
 	if proc != nil {
 		snap.LastOutput = proc.LastOutput()
+	}
+	if snap.Busy {
+		snap.Asking, snap.Waited, snap.LastAnswer = s.waits.read()
 	}
 	return snap
 }
@@ -322,6 +343,7 @@ func (s *Session) publish(a *actor) {
 		FailReason:     a.failReason,
 		StopReason:     a.stopReason,
 		StoreError:     a.storeErr,
+		StoreFull:      a.storeFull,
 		CreatedAt:      a.createdAt,
 		LastActivity:   a.lastActivity,
 		LastHandover:   a.lastHandover,

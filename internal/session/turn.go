@@ -118,6 +118,7 @@ func (a *actor) pump() {
 	now := a.now()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	a.turn = &turnState{msgs: msgs, more: more, cancel: cancel, ctx: ctx, started: now, first: a.procFirst, proc: a.proc}
+	a.s.waits.reset()
 	a.state = Busy
 	a.lastActivity, a.lastHandover = now, now
 	proc, ch := a.proc, a.s.turnCh
@@ -151,6 +152,9 @@ func (a *actor) onTurn(r turnResult) FollowUp {
 		return CarryOn
 	}
 	defer t.cancel(nil) // release the turn's context (its cause is read below)
+	if q := a.s.progress; q != nil {
+		q.turnEnded() // progress is kept only while its turn runs
+	}
 	d := a.s.d
 	now := a.now()
 	a.lastActivity = now

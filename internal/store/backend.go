@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/permission"
 )
 
 // Backend is the durable store as the rest of dispatch uses it: the message
@@ -76,6 +77,11 @@ type Backend interface {
 	ConversationFiles(ctx context.Context, chat string) ([]ConvFile, error)
 	SaveConversation(ctx context.Context, chat string, changes []ConvChange) error
 	LoadConversation(ctx context.Context, chat string) (map[string][]byte, error)
+
+	// Permission requests and rules (permission.Store), and progress.
+	permission.Store
+	AppendProgress(ctx context.Context, ev events.Event) error
+	DropProgress(ctx context.Context, chat string) (int, error)
 
 	// Channels (channels.go).
 	ChannelBackend

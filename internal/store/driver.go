@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/permission"
 )
 
 // The store is written once, as policy over a driver (in the manner of
@@ -33,6 +34,13 @@ type Driver[T Tx] interface {
 	// change is never reported as failed. Errors are classified (IsStorage)
 	// and a write after Close is ErrClosed.
 	Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx T) error) error
+	// Accept stores m as a new pending message in a commit of its own,
+	// durably, taking its place in the chat's line as LockChat and
+	// InsertMessage would in a Write (false: its id or its (chat, client
+	// id) is taken, nothing stored). It is Write's contract for the
+	// store's most frequent write, so that a dialect can make it as cheap
+	// as one statement (PostgreSQL: one round trip instead of four).
+	Accept(ctx context.Context, m NewMessage) (bool, error)
 	// Visible is the event feed's visible mark and a channel closed when
 	// it next moves up (see Backend.EventsVisible).
 	Visible() (int64, <-chan struct{})
@@ -120,6 +128,22 @@ type Tx interface {
 	// SaveConversationFile applies c to chat's saved conversation file.
 	SaveConversationFile(ctx context.Context, chat string, c ConvChange) error
 
+	// InsertPermission stores the new, open permission request r.
+	InsertPermission(ctx context.Context, r permission.Request) error
+	// PermissionForUpdate returns permission request id (ErrNotFound),
+	// holding its row until the transaction ends.
+	PermissionForUpdate(ctx context.Context, id string) (permission.Request, error)
+	// ClosePermission records r's decision on its open row.
+	ClosePermission(ctx context.Context, r permission.Request) error
+	// UpsertPermissionRule inserts rl or replaces the rule of its chat
+	// and tool.
+	UpsertPermissionRule(ctx context.Context, rl permission.Rule) error
+	// DeletePermissionRule deletes chat's rule for tool; false: none.
+	DeletePermissionRule(ctx context.Context, chat, tool string) (bool, error)
+	// DeleteProgress deletes chat's progress events ("" every chat's)
+	// with their webhook deliveries.
+	DeleteProgress(ctx context.Context, chat string) (int64, error)
+
 	// SetMeta sets the bookkeeping value k.
 	SetMeta(ctx context.Context, k string, v int64) error
 
@@ -164,6 +188,15 @@ type Reader interface {
 	OutboxCounts(ctx context.Context) ([]OutboxCount, error)
 
 	ConversationFiles(ctx context.Context, chat string) ([]ConvFile, error)
+
+	// Permission returns permission request id (ErrNotFound).
+	Permission(ctx context.Context, id string) (permission.Request, error)
+	// OpenPermissions returns chat's open requests ("" every chat's) by
+	// creation time.
+	OpenPermissions(ctx context.Context, chat string) ([]permission.Request, error)
+	// PermissionRules returns chat's rules ("" every chat's) by chat and
+	// tool.
+	PermissionRules(ctx context.Context, chat string) ([]permission.Rule, error)
 	// ConversationChunks returns the saved chunks of chat's files (within
 	// each file's size), by path and offset.
 	ConversationChunks(ctx context.Context, chat string) ([]ConvChunk, error)

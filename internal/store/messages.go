@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,28 +124,7 @@ func (s *Store[T]) AcceptID(ctx context.Context, chatID, text, clientID, newID s
 		return "", false, errors.New("store: accept: empty chat id")
 	}
 	m := NewMessage{ID: newID, ChatID: chatID, Text: text, ClientID: clientID, At: Nanos(s.clk.Now())}
-	err = s.write(ctx, false, func(ctx context.Context, tx T) error {
-		id, dup = newID, false
-		if err := tx.LockChat(ctx, chatID); err != nil {
-			return err
-		}
-		ok, err := tx.InsertMessage(ctx, m)
-		if err != nil || ok {
-			return err
-		}
-		if clientID == "" {
-			return errors.New("message id collision")
-		}
-		var oldText string
-		if id, oldText, err = tx.MessageByClient(ctx, chatID, clientID); err != nil {
-			return err
-		}
-		if oldText != text {
-			return fmt.Errorf("%w: chat %q already has client_id %q (message %s) with another text", ErrConflict, chatID, clientID, id)
-		}
-		dup = true
-		return nil
-	})
+	id, dup, err = s.accept(ctx, m)
 	if err != nil {
 		return "", false, fmt.Errorf("store: accept: %w", err)
 	}
@@ -152,6 +132,46 @@ func (s *Store[T]) AcceptID(ctx context.Context, chatID, text, clientID, newID s
 		s.wake(ctx, chatID)
 	}
 	return id, dup, nil
+}
+
+// accept stores m, or finds the message a resend of it duplicates. The
+// insert is the driver's one-commit Accept; only a taken (chat, client id)
+// reads the original, after the insert's commit (a message's chat, client
+// id and text never change, so the original read then is the one that
+// stopped the insert; if it was purged in between, the insert is tried
+// again).
+func (s *Store[T]) accept(ctx context.Context, m NewMessage) (id string, dup bool, err error) {
+	for range 3 {
+		if err := s.injected(); err != nil {
+			return "", false, err
+		}
+		ok, err := s.d.Accept(ctx, m)
+		if err != nil {
+			return "", false, err
+		}
+		if ok {
+			return m.ID, false, nil
+		}
+		if m.ClientID == "" {
+			return "", false, errors.New("message id collision")
+		}
+		var oldText string
+		err = s.write(ctx, true, func(ctx context.Context, tx T) (err error) {
+			id, oldText, err = tx.MessageByClient(ctx, m.ChatID, m.ClientID)
+			return err
+		})
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return "", false, err
+		}
+		if oldText != m.Text {
+			return "", false, fmt.Errorf("%w: chat %q already has client_id %q (message %s) with another text", ErrConflict, m.ChatID, m.ClientID, id)
+		}
+		return id, true, nil
+	}
+	return "", false, errors.New("client id taken by a message that keeps disappearing")
 }
 
 // Claim takes the next batch of chatID's pending messages, marks them

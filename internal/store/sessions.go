@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/events"
@@ -34,12 +35,15 @@ func (s *Store[T]) SaveSession(ctx context.Context, r SessionRecord) error {
 	if created == 0 {
 		created = Nanos(s.clk.Now())
 	}
+	f := s.failedFlag(r.ChatID)
+	defer f.unlock()
 	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
 		if err := s.fenced(ctx, tx, r.ChatID); err != nil {
 			return err
 		}
-		return s.saveSession(ctx, tx, r, created, given)
+		return s.saveSession(ctx, tx, r, created, given, f)
 	})
+	f.settle(err, r.Failed)
 	if err != nil {
 		return fmt.Errorf("store: save session %q: %w", r.ChatID, err)
 	}
@@ -60,6 +64,8 @@ func (s *Store[T]) CompleteTurn(ctx context.Context, ids []string, reply string,
 		created = Nanos(now)
 	}
 	turn := NewTurnID()
+	f := s.failedFlag(r.ChatID)
+	defer f.unlock()
 	err := s.write(ctx, false, func(ctx context.Context, tx T) error {
 		if err := s.fencedIDs(ctx, tx, ids, r.ChatID); err != nil {
 			return err
@@ -67,8 +73,9 @@ func (s *Store[T]) CompleteTurn(ctx context.Context, ids []string, reply string,
 		if err := s.completeMessages(ctx, tx, ids, reply, turn, now); err != nil {
 			return err
 		}
-		return s.saveSession(ctx, tx, r, created, Nanos(r.CreatedAt))
+		return s.saveSession(ctx, tx, r, created, Nanos(r.CreatedAt), f)
 	})
+	f.settle(err, r.Failed)
 	if err != nil {
 		return fmt.Errorf("store: complete turn of %d messages: %w", len(ids), err)
 	}
@@ -77,12 +84,16 @@ func (s *Store[T]) CompleteTurn(ctx context.Context, ids []string, reply string,
 
 // saveSession upserts r. A session that becomes failed, or stops being
 // failed, gets its session_failed or session_recovered event in the same
-// commit.
-func (s *Store[T]) saveSession(ctx context.Context, tx T, r SessionRecord, created, given int64) error {
-	wasFailed, err := tx.SessionFailed(ctx, r.ChatID)
-	if err != nil {
-		return err
+// commit. The flag it was is f's when f knows it, else read in tx.
+func (s *Store[T]) saveSession(ctx context.Context, tx T, r SessionRecord, created, given int64, f *failedFlag) error {
+	wasFailed, known := f.get()
+	if !known {
+		var err error
+		if wasFailed, err = tx.SessionFailed(ctx, r.ChatID); err != nil {
+			return err
+		}
 	}
+	var err error
 	if err := tx.UpsertSession(ctx, r, created, given); err != nil {
 		return err
 	}
@@ -115,4 +126,53 @@ func (s *Store[T]) SessionRecord(ctx context.Context, chat string) (SessionRecor
 		return SessionRecord{ChatID: chat}, false, nil
 	}
 	return r, true, nil
+}
+
+// failedFlag is what this store last committed as a chat's session failed
+// flag, so that saving a session (every turn) need not read the flag back
+// to tell whether it changed. Only a single node keeps them: with several
+// nodes on one database another node may have saved the chat since (its
+// lease moved), so a fenced store reads the flag in every save. A save
+// holds its chat's flag from before its write until its outcome is known,
+// so saves of one chat settle in the order they committed.
+type failedFlag struct {
+	mu            sync.Mutex
+	known, failed bool
+}
+
+// failedFlag returns chat's flag, locked; nil (and no lock) when the store
+// is fenced. Its methods take a nil flag as one that knows nothing.
+func (s *Store[T]) failedFlag(chat string) *failedFlag {
+	if s.fence != nil {
+		return nil
+	}
+	v, ok := s.flags.Load(chat)
+	if !ok {
+		v, _ = s.flags.LoadOrStore(chat, &failedFlag{})
+	}
+	f := v.(*failedFlag)
+	f.mu.Lock()
+	return f
+}
+
+func (f *failedFlag) unlock() {
+	if f != nil {
+		f.mu.Unlock()
+	}
+}
+
+func (f *failedFlag) get() (failed, known bool) {
+	if f == nil {
+		return false, false
+	}
+	return f.failed, f.known
+}
+
+// settle records the outcome of a save of failed: committed (err nil), the
+// flag is known; otherwise it is not (a failed write may or may not have
+// left a row behind).
+func (f *failedFlag) settle(err error, failed bool) {
+	if f != nil {
+		f.known, f.failed = err == nil, failed
+	}
 }

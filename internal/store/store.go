@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dispatchd/dispatch/internal/clock"
@@ -43,6 +44,8 @@ type Store[T Tx] struct {
 	d     Driver[T]
 	fence Fence[T]
 	waker Waker
+
+	flags sync.Map // chat → *failedFlag (see failedFlag)
 
 	fault  atomic.Pointer[FaultFunc]                  // see InjectWriteFault
 	fanout atomic.Pointer[func(events.Type) []string] // see SetWebhookFanout

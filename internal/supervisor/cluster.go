@@ -61,6 +61,13 @@ func (s *Supervisor) Adopt(chat string) bool {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Requests the earlier owner's agent asked are closed (its agent is
+	// gone); best effort: a failure leaves them to expire by their time.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.closeAsked(ctx, chat); err != nil {
+		s.log.Warn("adopt chat: close its earlier permission requests", "chat", chat, "err", err)
+	}
+	cancel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {

@@ -97,6 +97,12 @@ func (s *Supervisor) hibernationLoop(ctx context.Context) {
 // (session.Rules.Hibernatable), least recently active first, and asks it
 // to stop through its own actor. A session that has meanwhile taken work
 // declines, and the loop is woken to look again.
+//
+// It runs whenever a session goes idle while others wait, so it reads only
+// what it needs: the sessions' own snapshots choose and order the
+// candidates, and the store is asked whether a chat has messages waiting
+// one candidate at a time, in that order, until enough are found — a few
+// indexed lookups instead of a count of every chat's pending messages.
 func (s *Supervisor) hibernateForWaiters(ctx context.Context) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -113,32 +119,44 @@ func (s *Supervisor) hibernateForWaiters(ctx context.Context) {
 	if need <= 0 {
 		return
 	}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	queues, err := s.queues(qctx)
-	cancel()
-	if err != nil {
-		s.log.Error("live cap: read queues", "err", err)
-		return
-	}
 	rules := s.cfg.Rules
 	var cands []session.Snapshot
 	byChat := map[string]*session.Session{}
 	s.hibMu.Lock()
 	for _, ss := range s.all() {
 		snap := ss.Snapshot()
-		if s.hibernating[snap.ChatID] || !s.slots.Holds(snap.ChatID) || !rules.Hibernatable(snap, queues[snap.ChatID]) {
+		if s.hibernating[snap.ChatID] || !s.slots.Holds(snap.ChatID) || !rules.Hibernatable(snap, session.Queue{}) {
 			continue
 		}
 		cands = append(cands, snap)
 		byChat[snap.ChatID] = ss
 	}
+	s.hibMu.Unlock()
 	slices.SortFunc(cands, session.HibernateFirst)
-	cands = cands[:min(need, len(cands))]
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	chosen := cands[:0]
 	for _, c := range cands {
+		if len(chosen) == need {
+			break
+		}
+		waiting, err := s.store.HasPending(qctx, c.ChatID)
+		if err != nil {
+			s.log.Error("live cap: read queues", "err", err)
+			return
+		}
+		if !waiting {
+			chosen = append(chosen, c)
+		}
+	}
+	// Only this loop's goroutine adds to hibernating, so no other pass
+	// chose these meanwhile.
+	s.hibMu.Lock()
+	for _, c := range chosen {
 		s.hibernating[c.ChatID] = true
 	}
 	s.hibMu.Unlock()
-	for _, c := range cands {
+	for _, c := range chosen {
 		chat := c.ChatID
 		byChat[chat].Hibernate(
 			func(cur session.Snapshot) bool { return rules.Hibernatable(cur, session.Queue{}) },

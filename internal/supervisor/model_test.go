@@ -15,7 +15,9 @@ package supervisor
 // chat only, an agent that never reads its input, agents that cannot start,
 // for a reason of their own or for want of the daemon's descriptors), processes
 // dying on their own, operator actions, clean and crash restarts of the
-// daemon, fake-clock advances and health checks — and runs it against the
+// daemon, fake-clock advances and health checks, turns that ask for
+// permission to use a tool and a person who answers them (allow, always,
+// deny) or nobody who does — and runs it against the
 // real supervisor, sessions, breaker and SQLite store with the in-process
 // fake agent. docs/faults.md says who is to blame for each.
 //
@@ -36,6 +38,10 @@ package supervisor
 //   - held-unregistered: every session waiting for the API gate is among
 //     the breaker's waiters (or nothing would wake it).
 //   - lost / done-regressed / poison-answered.
+//   - asking-orphan / asking-past-expiry: an open permission request
+//     belongs to a chat whose turn is in flight, and is closed by its
+//     expiry (not checked once the disk was full: a close that failed
+//     stays open until the next start expires it).
 //   - charged-innocent: no message is charged for a failure it did not
 //     cause. The fake agent logs every turn: its messages, when it started
 //     and ended, how, and which injected fault hit it. From that log the
@@ -102,6 +108,7 @@ package supervisor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,6 +131,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/agent/fake"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/lifecycle"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
@@ -281,10 +289,62 @@ var opSpecs = []opSpec{
 	{"hang-api", 1, plain, func(m *model, o op) string { m.ag.SetSilent(true); return "" }},
 	{"hang-api-end", 1, plain, func(m *model, o op) string { m.ag.SetSilent(false); return "" }},
 	{"exit0-next", 2, plain, func(m *model, o op) string { m.ag.Exit0Next(); return "" }},
+	// People asked for permission: the next turn calls a tool the agent
+	// asks about; a person answers an open request (allow, always, deny)
+	// or nobody does until it expires.
+	{"tools-next", 5, withN(1, 2), func(m *model, o op) string {
+		tools := []fake.Tool{{Name: "Bash", Input: json.RawMessage(`{"command":"touch x"}`)}, {Name: "Write", Input: json.RawMessage(`{"file_path":"/w/a"}`)}}
+		m.ag.ToolsNext(tools[:o.N]...)
+		return ""
+	}},
+	{"person-answers", 8, (*opGen).pick, (*model).applyAnswer},
+	{"nobody-answers", 1, plain, func(m *model, o op) string { m.advance(m.cfg.PermissionTimeout); return "" }},
 	{"start-emfile", 1, plain, func(m *model, o op) string {
 		m.ag.SetStartErr(fmt.Errorf("model: pipes: %w", &os.SyscallError{Syscall: "pipe2", Err: syscall.EMFILE}))
 		return ""
 	}},
+}
+
+// applyAnswer answers one open permission request, as a person would
+// (Pick chooses which and how).
+func (m *model) applyAnswer(o op) string {
+	open, err := m.sup.Permissions().Open(m.ctx(), "")
+	if err != nil {
+		return errText(err)
+	}
+	if len(open) == 0 {
+		return "nothing to answer"
+	}
+	r := open[o.Pick%len(open)]
+	d := permission.PersonDecisions[(o.Pick/len(open))%len(permission.PersonDecisions)]
+	closed, err := m.sup.Permissions().Decide(m.ctx(), r.ID, d, "model")
+	return fmt.Sprintf("%s %s %s: %s %s", r.ChatID, r.Tool, d, closed.Decision, errText(err))
+}
+
+// checkAsking: an open permission request belongs to a chat whose turn is
+// in flight (its agent waits for the answer). A request whose agent or
+// turn went away is closed — unless that close failed on a full disk.
+func (m *model) checkAsking() bool {
+	if m.storeFull || m.askLost {
+		return false
+	}
+	open, err := m.sup.Permissions().Open(m.ctx(), "")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	for _, r := range open {
+		ss, ok := m.sup.lookup(r.ChatID)
+		if !ok {
+			return m.violate("asking-orphan", "request %s of chat %s is open and the chat has no session", r.ID, r.ChatID)
+		}
+		if s := ss.Snapshot(); !s.Busy && s.StoreError == "" {
+			return m.violate("asking-orphan", "request %s of chat %s is open with no turn in flight: %s", r.ID, r.ChatID, describe(s))
+		}
+		if now := m.clk.Now(); !now.Before(r.ExpiresAt) {
+			return m.violate("asking-past-expiry", "request %s of chat %s is open at %s, past its expiry %s", r.ID, r.ChatID, now, r.ExpiresAt)
+		}
+	}
+	return false
 }
 
 // applyStickyEnd ends every chat's sticky fault.
@@ -325,6 +385,7 @@ func (m *model) applyDeafEnd(op) string {
 // store-ok (or a daemon restart, which opens the store anew).
 func (m *model) applyStoreFail(op) string {
 	m.storeFull = true
+	m.askLost = true // a request closed meanwhile may stay open in the store
 	m.st.InjectWriteFault(func() error {
 		return &os.PathError{Op: "write", Path: "dispatch.db-wal", Err: syscall.ENOSPC}
 	})
@@ -532,17 +593,22 @@ type model struct {
 	open   []store.Message // the messages not done, as checkStep last read them
 	// storeFull: store writes fail (disk full) until store-ok.
 	storeFull bool
-	sticky    map[string]bool // chats whose turns fail as a sticky outage-type error
-	deaf      map[string]bool // chats whose agents never read their input
-	blame     blameState
-	failed    string // the first violation
-	inv       string // its invariant
+	// askLost: the disk was full at some time: the close of a permission
+	// request whose agent went away may have failed (until a restart
+	// expires it).
+	askLost bool
+	sticky  map[string]bool // chats whose turns fail as a sticky outage-type error
+	deaf    map[string]bool // chats whose agents never read their input
+	blame   blameState
+	failed  string // the first violation
+	inv     string // its invariant
 }
 
 type modelResult struct{ invariant string }
 
 func modelConfig() Config {
 	cfg := testConfig()
+	cfg.PermissionTimeout = 20 * time.Minute
 	cfg.FirstCheckDelay = 100000 * time.Hour // the model runs Check itself
 	cfg.MaxBatch = 50
 	return cfg
@@ -650,6 +716,7 @@ func (m *model) daemonRestart() {
 	m.storeFull = false // a new store: the fault was on the old one
 	m.openStore()
 	m.startSupervisor()
+	m.askLost = false // the start expired every open request
 }
 
 // daemonCrash is kill -9 of the daemon at this (quiescent) moment: the new
@@ -684,6 +751,7 @@ func (m *model) daemonCrash() string {
 	m.storeFull = false // a new store: the fault was on the old one
 	m.openStore()
 	m.startSupervisor()
+	m.askLost = false // the start expired every open request
 	return fmt.Sprintf("database copied (%d files) to gen%d", copied, m.gen)
 }
 
@@ -1026,6 +1094,9 @@ func (m *model) checkStep() bool {
 		if snap := ss.Snapshot(); snap.Held && snap.StoreError == "" {
 			heldSessions++
 		}
+	}
+	if m.checkAsking() {
+		return true
 	}
 	if b := m.sup.breaker.Stats(); heldSessions > b.Held {
 		return m.violate("held-unregistered", "%d sessions wait for the API gate, the breaker knows %d (up=%v)", heldSessions, b.Held, b.Up)

@@ -4,10 +4,13 @@
 package supervisor
 
 import (
+	"errors"
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/agent"
 	"github.com/dispatchd/dispatch/internal/lifecycle"
+	"github.com/dispatchd/dispatch/internal/session"
+	"github.com/dispatchd/dispatch/internal/store"
 )
 
 // observer turns session events into lifecycle log lines and metrics.
@@ -22,6 +25,34 @@ type daemonError struct {
 // DaemonErrorWindow is how long a resource error of the daemon's own keeps
 // its health degraded after the last one.
 const DaemonErrorWindow = time.Minute
+
+// storeFullError says why the store refuses writes for lack of space, or
+// "": an accept was refused so (until one succeeds, or a
+// DaemonErrorWindow passes without another), or a session waits to write
+// for lack of space.
+func (s *Supervisor) storeFullError(snaps []session.Snapshot) string {
+	if e := s.storeFull.Load(); e != nil && s.clock.Now().Sub(e.at) <= DaemonErrorWindow {
+		return e.reason
+	}
+	for _, snap := range snaps {
+		if snap.StoreFull {
+			return "chat " + snap.ChatID + ": " + snap.StoreError
+		}
+	}
+	return ""
+}
+
+// noteAccept keeps what an accept's outcome says about the store's space.
+func (s *Supervisor) noteAccept(err error) {
+	switch {
+	case err == nil:
+		if s.storeFull.Load() != nil {
+			s.storeFull.Store(nil)
+		}
+	case errors.Is(err, store.ErrNoSpace):
+		s.storeFull.Store(&daemonError{at: s.clock.Now(), reason: "accepts refused: " + err.Error()})
+	}
+}
 
 // daemonError returns the daemon's resource error of the last
 // DaemonErrorWindow, or "".

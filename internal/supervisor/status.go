@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/session"
+	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/wire"
 )
 
@@ -89,8 +90,27 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	if e := s.storeLost.Load(); e != nil {
 		st.Daemon.StoreLost = (*e).Error()
 	}
+	if full := s.storeFullError(snaps); full != "" {
+		st.Daemon.StoreFull, st.Daemon.Healthy = full, false
+	}
 	sort.Slice(st.Sessions, func(i, j int) bool { return st.Sessions[i].ChatID < st.Sessions[j].ChatID })
 	return st, nil
+}
+
+// RemoteSession is the status of a session this node does not run, from
+// its saved record and its chat's owner ("" for none), by the same rules
+// as the local ones (session.Rules.Remote).
+func (s *Supervisor) RemoteSession(r store.SessionRecord, owner string, depth int) SessionStatus {
+	v := s.cfg.Rules.Remote(session.Remote{
+		ChatID: r.ChatID, Owner: owner, Live: r.Live, Failed: r.Failed, Paused: r.Paused,
+		Flagged: r.Exempt, FailReason: r.FailReason,
+	})
+	return SessionStatus{
+		ChatID: r.ChatID, State: string(v.State), Alive: v.Alive, Healthy: v.Healthy, HealthReason: v.Reason,
+		IdleSeconds: s.clock.Now().Sub(r.LastActivity).Seconds(), QueueDepth: depth,
+		Turns: r.Turns, Restarts: r.Restarts, SessionID: r.SessionID, Exempt: v.Exempt, ExemptFlag: r.Exempt,
+		LastActivity: r.LastActivity.UTC().Format(time.RFC3339), Owner: owner,
+	}
 }
 
 func (s *Supervisor) SessionStates() map[string]int {

@@ -29,6 +29,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/lifecycle"
 	"github.com/dispatchd/dispatch/internal/metrics"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/session"
 	"github.com/dispatchd/dispatch/internal/store"
 )
@@ -64,6 +65,9 @@ type Config struct {
 	// Owner, with several nodes on one database, says which chats this
 	// node holds the lease of (cluster.go); nil: one node, every chat.
 	Owner Owner
+	// PermissionTimeout is agent.permission_timeout: how long a
+	// permission request waits for a person (0: the default).
+	PermissionTimeout time.Duration
 }
 
 // Logs is where the supervisor writes: the manager log, the lifecycle log
@@ -88,6 +92,7 @@ type Supervisor struct {
 	breaker *breaker.Breaker
 	metrics *metrics.Metrics
 	deps    *session.Deps
+	perms   *permission.Broker
 	started time.Time
 
 	mu       sync.Mutex
@@ -101,6 +106,11 @@ type Supervisor struct {
 	probePid  atomic.Int64 // the API probe's agent process, owned by no session
 	// storeLost is set once the database is found removed or replaced.
 	storeLost atomic.Pointer[error]
+	// intact shares the identity probe among accepts that arrive together.
+	intact sharedProbe
+	// storeFull is the last accept refused for lack of space (cleared by
+	// one that succeeds).
+	storeFull atomic.Pointer[daemonError]
 
 	capacity                    // the live cap and the memory watch (livecap.go, memory.go)
 	apiEvents chan events.Event // api_down / api_up, written in order (events.go)
@@ -147,10 +157,35 @@ func New(cfg Config, st store.Backend, ag agent.Agent, clk clock.Clock, logs Log
 		NewID:       newID,
 		History:     st,
 		CarryOver:   cfg.CarryOver,
+		Progress:    st,
 	}
+	s.perms = permission.NewBroker(st, clk, cfg.PermissionTimeout, newID)
+	s.deps.Asker = s.perms.Asker
 	s.initCapacity()
 	s.apiEvents = make(chan events.Event, 64)
 	return s
+}
+
+// Permissions is the broker that asks people for the agents (the API
+// answers through it).
+func (s *Supervisor) Permissions() *permission.Broker { return s.perms }
+
+// closeAsked closes chat's open permission requests ("" every chat's) and
+// drops its progress events: they were asked and reported by an agent
+// that is gone (the daemon restarted, or another node owned the chat).
+// The turn that asked is retried under the usual rules and asks again.
+func (s *Supervisor) closeAsked(ctx context.Context, chat string) error {
+	n, err := s.perms.ExpireChat(ctx, chat, permission.ReasonRestart)
+	if err != nil {
+		return fmt.Errorf("expire open permission requests: %w", err)
+	}
+	if n > 0 {
+		s.log.Warn("permission requests open at the last shutdown were closed as expired; their turns ask again", "count", n, "chat", chat)
+	}
+	if _, err := s.store.DropProgress(ctx, chat); err != nil {
+		return fmt.Errorf("drop progress of ended turns: %w", err)
+	}
+	return nil
 }
 
 // Metrics exposes the metrics registry for the HTTP API.
@@ -169,6 +204,9 @@ func (s *Supervisor) Start(ctx context.Context) error {
 	}
 	if n > 0 {
 		s.log.Warn("messages in flight at the last shutdown were put back in line", "count", n)
+	}
+	if err := s.closeAsked(ctx, ""); err != nil {
+		return err
 	}
 	recs, err := s.store.Sessions(ctx)
 	if err != nil {
@@ -264,10 +302,11 @@ func (s *Supervisor) Submit(ctx context.Context, chat, text, clientID string) (s
 	if closing {
 		return "", false, ErrClosing
 	}
-	if err := s.storeIntact(); err != nil {
+	if err := s.intact.Do(s.storeIntact); err != nil {
 		return "", false, err
 	}
 	got, dup, err := s.store.Accept(ctx, chat, text, clientID)
+	s.noteAccept(err)
 	if err != nil {
 		return "", false, err
 	}

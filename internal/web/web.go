@@ -18,8 +18,9 @@
 // Only what the page needs is forwarded — the daemon's status (without the
 // webhook section), the dead letters, one message, one chat's recent
 // exchanges, the event feed as Server-Sent Events (read by the page with
-// fetch, so that it carries the header), and the two dead-letter actions —
-// never an arbitrary path. Every answer carries a strict
+// fetch, so that it carries the header), the two dead-letter actions, the
+// open permission requests and a person's answer to one — never an
+// arbitrary path. Every answer carries a strict
 // Content-Security-Policy (scripts, styles and connections from this
 // origin only, no inline script), X-Content-Type-Options: nosniff and
 // Referrer-Policy: no-referrer.
@@ -264,6 +265,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.action(w, r, "/v1/queue/retry")
 	case "POST /api/drop":
 		s.action(w, r, "/v1/queue/drop")
+	case "GET /api/permissions":
+		s.forward(w, r, "/v1/permissions")
+	case "POST /api/permission":
+		s.decide(w, r)
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 	}
@@ -384,6 +389,38 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, path string) {
 	}
 	body, _ := json.Marshal(in)
 	code, resp, err := s.send(r.Context(), http.MethodPost, path, strings.NewReader(string(body)))
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(resp)
+}
+
+// decide forwards a person's answer to a permission request:
+// {"id": "…", "decision": "allow"|"allow_always"|"deny"}, recorded as
+// decided by "web" (the page). The daemon's 404 and 409 come back as they
+// are.
+func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		ID       string `json:"id"`
+		Decision string `json:"decision"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || !validKey(in.ID) {
+		writeError(w, http.StatusBadRequest, `the body must be {"id": "<request id>", "decision": "allow|allow_always|deny"}`)
+		return
+	}
+	switch in.Decision {
+	case "allow", "allow_always", "deny":
+	default:
+		writeError(w, http.StatusBadRequest, "decision must be allow, allow_always or deny")
+		return
+	}
+	body, _ := json.Marshal(map[string]string{"decision": in.Decision, "by": "web"})
+	code, resp, err := s.send(r.Context(), http.MethodPost, "/v1/permissions/"+url.PathEscape(in.ID), strings.NewReader(string(body)))
 	if err != nil {
 		s.unreachable(w, err)
 		return

@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/wire"
@@ -80,8 +81,13 @@ func CheckURL(rawURL string) error {
 	return nil
 }
 
+// wants reports whether the endpoint gets events of type t: the types it
+// names, or every type but the opt-in ones (progress) when it names none.
 func (e Endpoint) wants(t events.Type) bool {
-	return len(e.Events) == 0 || slices.Contains(e.Events, t)
+	if len(e.Events) == 0 {
+		return !t.OptIn()
+	}
+	return slices.Contains(e.Events, t)
 }
 
 // Store is what delivery needs from the durable store.
@@ -110,6 +116,8 @@ type Options struct {
 	BackoffMax     time.Duration
 	// Transport overrides the HTTP transport (tests).
 	Transport http.RoundTripper
+	// Clock times retries, backoff and lag (default: the wall clock).
+	Clock clock.Clock
 }
 
 // Manager delivers to every configured endpoint.
@@ -117,6 +125,7 @@ type Manager struct {
 	st   Store
 	opt  Options
 	log  *slog.Logger
+	clk  clock.Clock
 	eps  []*dispatcher
 	byNm map[string]*dispatcher
 
@@ -124,6 +133,10 @@ type Manager struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// wrote, when set (tests), is called after each delivery's outcome
+	// and each record of deliveries written.
+	wrote func()
 }
 
 // New checks the endpoints and builds a manager; Start starts delivery.
@@ -140,7 +153,10 @@ func New(st Store, eps []Endpoint, opt Options) (*Manager, error) {
 	if opt.BackoffMax <= 0 {
 		opt.BackoffMax = 10 * time.Minute
 	}
-	m := &Manager{st: st, opt: opt, log: opt.Log, byNm: map[string]*dispatcher{}}
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	m := &Manager{st: st, opt: opt, log: opt.Log, clk: opt.Clock, byNm: map[string]*dispatcher{}}
 	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "dispatch_webhook_deliveries_total",
 		Help: "Webhook delivery attempts by endpoint and outcome (delivered, retry, failed).",
@@ -233,7 +249,10 @@ func (m *Manager) Endpoints() []string {
 	return out
 }
 
-// Start starts one dispatcher per endpoint.
+// Start starts one dispatcher per endpoint. A stopped manager may be
+// started again (a cluster node that loses the webhooks role and gains it
+// back): each dispatcher reads its endpoint's pending deliveries from the
+// store afresh.
 func (m *Manager) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -294,7 +313,7 @@ func (m *Manager) Status(ctx context.Context, withFailed bool, limit int) ([]End
 		return nil, err
 	}
 	out := make([]EndpointStatus, 0, len(m.eps))
-	now := time.Now()
+	now := m.clk.Now()
 	for _, d := range m.eps {
 		types := []string{}
 		for _, t := range d.ep.Events {
@@ -384,20 +403,19 @@ type result struct {
 }
 
 func (d *dispatcher) run(ctx context.Context) {
+	d.reset()
 	defer func() {
 		for d.active > 0 { // let deliveries in flight report before leaving
 			<-d.results
 			d.active--
 		}
 	}()
-	var (
-		timer    *time.Timer
-		lastLoad time.Time
-	)
+	clk := d.m.clk
+	var lastLoad time.Time
 	for {
 		_, changed := d.m.st.EventsVisible()
 		if !d.full {
-			lastLoad = time.Now()
+			lastLoad = clk.Now()
 			if err := d.load(ctx); err != nil {
 				if ctx.Err() != nil {
 					return
@@ -406,7 +424,7 @@ func (d *dispatcher) run(ctx context.Context) {
 				changed = nil // try again after a pause
 			}
 		}
-		now := time.Now()
+		now := clk.Now()
 		for d.backoff.Len() > 0 && !d.backoff[0].rows[0].NextAt.After(now) {
 			q := heap.Pop(&d.backoff).(*chatQueue)
 			d.ready = append(d.ready, q)
@@ -418,34 +436,39 @@ func (d *dispatcher) run(ctx context.Context) {
 			d.active++
 			go d.deliver(ctx, q, q.rows[0])
 		}
-		var tick <-chan time.Time
+		var (
+			tick  <-chan time.Time
+			timer clock.Timer
+		)
 		if d.backoff.Len() > 0 || changed == nil {
 			wait := time.Second
 			if d.backoff.Len() > 0 {
-				wait = max(time.Until(d.backoff[0].rows[0].NextAt), time.Millisecond)
+				wait = max(d.backoff[0].rows[0].NextAt.Sub(now), time.Millisecond)
 			}
-			if timer == nil {
-				timer = time.NewTimer(wait)
-			} else {
-				timer.Reset(wait)
-			}
-			tick = timer.C
+			timer = clk.NewTimer(wait)
+			tick = timer.C()
 		}
 		select {
 		case <-ctx.Done():
+			if timer != nil {
+				timer.Stop()
+			}
 			return
 		case <-changed:
 			// Commits come in bursts (every turn writes its reply): one
 			// read of the outbox per loadGap serves a whole burst, where a
 			// read per commit cost the writer's accepts a tenth of their
 			// speed. A new event waits at most loadGap longer for it.
-			if wait := loadGap - time.Since(lastLoad); wait > 0 {
-				t := time.NewTimer(wait)
+			if wait := loadGap - clk.Now().Sub(lastLoad); wait > 0 {
+				t := clk.NewTimer(wait)
 				select {
 				case <-ctx.Done():
 					t.Stop()
+					if timer != nil {
+						timer.Stop()
+					}
 					return
-				case <-t.C:
+				case <-t.C():
 				}
 			}
 		case <-tick:
@@ -470,10 +493,22 @@ func (d *dispatcher) run(ctx context.Context) {
 				}
 			}
 		}
-		if timer != nil && tick == nil {
+		if timer != nil {
 			timer.Stop()
 		}
 	}
+}
+
+// reset forgets what an earlier run held in memory: deliveries it had
+// loaded, or had in flight when it was stopped, are read from the store
+// again (the store keeps every delivery until it is recorded as done).
+func (d *dispatcher) reset() {
+	d.chats = map[string]*chatQueue{}
+	d.ready, d.backoff = nil, nil
+	d.cursor, d.loaded, d.full, d.active = 0, 0, false, 0
+	d.mu.Lock()
+	d.oldest = map[int64]time.Time{}
+	d.mu.Unlock()
 }
 
 // loadGap is the least time between two reads of the outbox woken by new
@@ -546,7 +581,7 @@ func (d *dispatcher) schedule(q *chatQueue) {
 		return
 	}
 	q.queued = true
-	if q.rows[0].NextAt.After(time.Now()) {
+	if q.rows[0].NextAt.After(d.m.clk.Now()) {
 		heap.Push(&d.backoff, q)
 		return
 	}
@@ -605,7 +640,7 @@ func (d *dispatcher) attempt(ctx context.Context, row *store.OutboxRow) string {
 	if err != nil {
 		return d.giveUp(ctx, row, "encode the event: "+err.Error())
 	}
-	now := time.Now()
+	now := d.m.clk.Now()
 	if row.FirstAt.IsZero() {
 		row.FirstAt = now
 	}
@@ -683,7 +718,7 @@ func Backoff(n int, initial, maxDelay time.Duration, rnd func() float64) time.Du
 // retry schedules another attempt, or gives up when it would come after
 // retry_for.
 func (d *dispatcher) retry(ctx context.Context, row *store.OutboxRow, why string, after time.Duration) string {
-	now := time.Now()
+	now := d.m.clk.Now()
 	if row.FirstAt.IsZero() {
 		row.FirstAt = now
 	}
@@ -713,17 +748,27 @@ func (d *dispatcher) giveUp(ctx context.Context, row *store.OutboxRow, why strin
 			break
 		}
 		d.log.Warn("webhook: record a failed delivery; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(Backoff(try+1, 250*time.Millisecond, 10*time.Second, rand.Float64)):
-		}
+		d.sleep(ctx, Backoff(try+1, 250*time.Millisecond, 10*time.Second, rand.Float64))
 	}
 	d.count(outcomeFailed, why)
 	return outcomeFailed
 }
 
+// sleep waits d on the manager's clock, or until ctx ends.
+func (d *dispatcher) sleep(ctx context.Context, wait time.Duration) {
+	t := d.m.clk.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	}
+}
+
 func (d *dispatcher) count(outcome, why string) {
 	d.m.deliveries.WithLabelValues(d.ep.Name, outcome).Inc()
+	if d.m.wrote != nil {
+		defer d.m.wrote()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch outcome {
@@ -757,17 +802,16 @@ func (d *dispatcher) marker(ctx context.Context) {
 			err := d.m.st.OutboxDelivered(ctx, d.ep.Name, batch)
 			if err == nil {
 				batch = batch[:0]
+				if d.m.wrote != nil {
+					d.m.wrote()
+				}
 				return
 			}
 			if ctx.Err() != nil {
 				return // sent again at the next start: receivers dedupe
 			}
 			d.log.Warn("webhook: record deliveries; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
+			d.sleep(ctx, time.Second)
 		}
 	}
 	for {
@@ -824,7 +868,7 @@ type lagCollector struct{ m *Manager }
 func (c lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descLag }
 
 func (c lagCollector) Collect(ch chan<- prometheus.Metric) {
-	now := time.Now()
+	now := c.m.clk.Now()
 	for _, d := range c.m.eps {
 		d.mu.Lock()
 		lag := d.lagLocked(now)

@@ -92,6 +92,75 @@ type received struct {
 	body          []byte
 }
 
+// notifier tells waiting tests that something they may be waiting for
+// happened: a request reached a receiver, a manager recorded an outcome.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// changed returns a channel closed at the next bump.
+func (n *notifier) changed() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) bump() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+// progress is the tests' one notifier: receivers and managers bump it.
+var progress notifier
+
+// waitUntil waits until cond holds, looking again at each bump; the bound
+// (real time) only ends a test that would otherwise hang.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	bound := time.NewTimer(20 * time.Second)
+	defer bound.Stop()
+	for {
+		ch := progress.changed()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-bound.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// drive moves clk to the deadline of each timer as soon as one is armed:
+// the manager's waits (backoff, Retry-After, the load gap) pass at once in
+// real time, in order, and every time the tests look at is clk's.
+func drive(t *testing.T, clk *clock.Fake) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			when, err := clk.WaitNext(ctx, 24*time.Hour)
+			if err != nil {
+				return
+			}
+			if d := when.Sub(clk.Now()); d > 0 {
+				clk.Advance(d)
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 // receiver records every request and answers with answer(n, r), n counting
 // requests from 1.
 type receiver struct {
@@ -106,6 +175,7 @@ type receiver struct {
 func newReceiver(t *testing.T, answer func(n int64, r *http.Request, w http.ResponseWriter) bool) *receiver {
 	rc := &receiver{t: t, answer: answer}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer progress.bump()
 		body, _ := io.ReadAll(r.Body)
 		n := rc.n.Add(1)
 		var ev events.Event
@@ -128,56 +198,56 @@ func (rc *receiver) delivered() []received {
 	return slices.Clone(rc.got)
 }
 
-func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []received {
+func (rc *receiver) waitFor(t *testing.T, n int) []received {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got := rc.delivered()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("received %d deliveries, want %d", len(got), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var got []received
+	waitUntil(t, fmt.Sprintf("%d deliveries", n), func() bool {
+		got = rc.delivered()
+		return len(got) >= n
+	})
+	return got
 }
 
-// waitUntil polls cond (real time, bounded): the deliveries run on their
-// own goroutines and say what they did only through state this can see.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
+// rig is a test's store and the fake clock it shares with its managers,
+// driven (drive).
+type rig struct {
+	st  *sqlite.Store
+	clk *clock.Fake
 }
 
-func openStore(t *testing.T, path string) *sqlite.Store {
+func newRig(t *testing.T) rig {
 	t.Helper()
-	if path == "" {
-		path = filepath.Join(t.TempDir(), "d.db")
-	}
-	st, err := sqlite.Open(path, clock.Real{})
+	clk := clock.NewFake(time.Now())
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "d.db"), clk)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st
+	drive(t, clk)
+	return rig{st: st, clk: clk}
 }
 
-func startManager(t *testing.T, st *sqlite.Store, opt Options, eps ...Endpoint) *Manager {
+// newManager makes a manager on the rig's store and clock, not started.
+func (r rig) newManager(t *testing.T, opt Options, eps ...Endpoint) *Manager {
 	t.Helper()
 	if opt.BackoffInitial == 0 {
 		opt.BackoffInitial = 10 * time.Millisecond
 		opt.BackoffMax = 40 * time.Millisecond
 	}
-	m, err := New(st, eps, opt)
+	opt.Clock = r.clk
+	m, err := New(r.st, eps, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.SetWebhookFanout(m.Fanout)
+	m.wrote = progress.bump
+	r.st.SetWebhookFanout(m.Fanout)
+	return m
+}
+
+// startManager makes a manager and starts it until the test ends.
+func (r rig) startManager(t *testing.T, opt Options, eps ...Endpoint) *Manager {
+	t.Helper()
+	m := r.newManager(t, opt, eps...)
 	m.Start()
 	t.Cleanup(m.Stop)
 	return m
@@ -213,10 +283,11 @@ func checkOrder(t *testing.T, got []received, want map[string][]int64) {
 // library: an implementation independent of ours.
 func TestSignatureVerifiedByStandardLibrary(t *testing.T) {
 	rc := newReceiver(t, nil)
-	st := openStore(t, "")
-	startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL + "/hook", Secret: testSecret})
+	r := newRig(t)
+	st := r.st
+	r.startManager(t, Options{}, Endpoint{URL: rc.srv.URL + "/hook", Secret: testSecret})
 	ev := emit(t, st, "alice", 1)
-	got := rc.waitFor(t, 1, 5*time.Second)[0]
+	got := rc.waitFor(t, 1)[0]
 	wh, err := standardwebhooks.NewWebhook(testSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -262,8 +333,9 @@ func TestFailingEndpointRecoversInPerChatOrder(t *testing.T) {
 		}
 		return true
 	})
-	st := openStore(t, "")
-	m := startManager(t, st, Options{Parallel: 4}, Endpoint{URL: rc.srv.URL, Secret: testSecret})
+	r := newRig(t)
+	st := r.st
+	m := r.startManager(t, Options{Parallel: 4}, Endpoint{URL: rc.srv.URL, Secret: testSecret})
 	want := map[string][]int64{}
 	for i := range 30 {
 		for _, chat := range []string{"a", "b", "c", "d", "e"} {
@@ -277,7 +349,7 @@ func TestFailingEndpointRecoversInPerChatOrder(t *testing.T) {
 		t.Fatalf("%d delivered while failing", n)
 	}
 	recovered.Store(true)
-	rc.waitFor(t, 150, 20*time.Second)
+	rc.waitFor(t, 150)
 	// once all 150 are marked delivered nothing is left to send: any
 	// duplicate would have been sent by now
 	var sts []EndpointStatus
@@ -308,13 +380,13 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 		}
 		return false
 	})
-	path := filepath.Join(t.TempDir(), "d.db")
-	st := openStore(t, path)
+	r := newRig(t)
+	st := r.st
 	ep := Endpoint{Name: "bridge", URL: rc.srv.URL, Secret: testSecret}
-	m := startManager(t, st, Options{}, ep)
+	m := r.startManager(t, Options{}, ep)
 	first := emit(t, st, "alice", 1)
 	second := emit(t, st, "alice", 2)
-	got := rc.waitFor(t, 1, 5*time.Second)
+	got := rc.waitFor(t, 1)
 	if got[0].seq != second.Seq {
 		t.Fatalf("delivered %d, want the event after the refused one (%d)", got[0].seq, second.Seq)
 	}
@@ -340,11 +412,11 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	})
 	// A new manager (a restart) does not send the refused event again.
 	m.Stop()
-	m2 := startManager(t, st, Options{}, ep)
+	m2 := r.startManager(t, Options{}, ep)
 	// A later event of the same chat goes out after anything of the chat
 	// still to send: once it is delivered, the refused one was not resent.
 	third := emit(t, st, "alice", 3)
-	if got = rc.waitFor(t, 2, 5*time.Second); got[1].seq != third.Seq {
+	if got = rc.waitFor(t, 2); got[1].seq != third.Seq {
 		t.Fatalf("after a restart delivered %d, want the new event %d", got[1].seq, third.Seq)
 	}
 	if n := rc.n.Load(); n != 3 {
@@ -357,20 +429,15 @@ func TestRefusalGivesUpAtOnceAndRetryOnRequest(t *testing.T) {
 	if n, err := m2.Retry(context.Background(), "bridge"); err != nil || n != 1 {
 		t.Fatalf("Retry = %d, %v", n, err)
 	}
-	got = rc.waitFor(t, 3, 5*time.Second)
+	got = rc.waitFor(t, 3)
 	if got[2].id != first.ID {
 		t.Fatalf("retried delivery id %q, want %q", got[2].id, first.ID)
 	}
 	// The delivered mark is written just after the answer.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitUntil(t, "the retried delivery marked", func() bool {
 		sts, _ := m2.Status(context.Background(), true, 10)
-		if sts[0].Failed == 0 && sts[0].Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after retry: %+v", sts[0])
-		}
-	}
+		return sts[0].Failed == 0 && sts[0].Pending == 0
+	})
 }
 
 // A delivery that keeps failing past retry_for gives up and is listed.
@@ -379,43 +446,51 @@ func TestRetryForExpires(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 		return true
 	})
-	st := openStore(t, "")
-	m := startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, RetryFor: 150 * time.Millisecond})
+	r := newRig(t)
+	st := r.st
+	m := r.startManager(t, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, RetryFor: 150 * time.Millisecond})
+	start := r.clk.Now()
 	emit(t, st, "alice", 1)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		sts, _ := m.Status(context.Background(), true, 10)
-		if sts[0].Failed == 1 {
-			d := sts[0].FailedDeliveries[0]
-			if d.Attempts < 2 || d.Error == "" {
-				t.Fatalf("failed delivery = %+v", d)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not given up: %+v", sts[0])
-		}
-		time.Sleep(10 * time.Millisecond)
+	var sts []EndpointStatus
+	waitUntil(t, "the delivery given up", func() bool {
+		sts, _ = m.Status(context.Background(), true, 10)
+		return sts[0].Failed == 1
+	})
+	d := sts[0].FailedDeliveries[0]
+	if d.Attempts < 2 || d.Error == "" {
+		t.Fatalf("failed delivery = %+v", d)
+	}
+	// given up at the first retry that would come after retry_for (on
+	// the manager's clock, which the test drives: the backoff is at most
+	// 40ms)
+	if at, err := time.Parse(time.RFC3339, d.At); err != nil || at.Sub(start) > 150*time.Millisecond+time.Second {
+		t.Fatalf("gave up at %s, first attempt after %s, retry_for 150ms (%v)", d.At, start, err)
 	}
 }
 
 // 429 with Retry-After is honoured.
 func TestRetryAfterHonoured(t *testing.T) {
-	var first time.Time
+	var first, second atomic.Int64
+	var clk *clock.Fake
 	rc := newReceiver(t, func(n int64, r *http.Request, w http.ResponseWriter) bool {
+		if n == 2 {
+			second.Store(int64(clk.Now().Sub(time.Unix(0, 0))))
+		}
 		if n == 1 {
-			first = time.Now()
+			first.Store(int64(clk.Now().Sub(time.Unix(0, 0))))
 			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return true
 		}
 		return false
 	})
-	st := openStore(t, "")
-	startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret})
+	r := newRig(t)
+	clk = r.clk
+	st := r.st
+	r.startManager(t, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret})
 	emit(t, st, "alice", 1)
-	rc.waitFor(t, 1, 5*time.Second)
-	if d := time.Since(first); d < 900*time.Millisecond {
+	rc.waitFor(t, 1)
+	if d := time.Duration(second.Load() - first.Load()); d < time.Second {
 		t.Fatalf("retried %s after a 429 with Retry-After: 1", d)
 	}
 }
@@ -431,17 +506,19 @@ func TestSlowEndpointDoesNotSlowOthers(t *testing.T) {
 		return false
 	})
 	fast := newReceiver(t, nil)
-	st := openStore(t, "")
-	startManager(t, st, Options{Parallel: 2},
+	r := newRig(t)
+	st := r.st
+	r.startManager(t, Options{Parallel: 2},
 		Endpoint{Name: "slow", URL: slow.srv.URL, Secret: testSecret, Timeout: 10 * time.Second},
 		Endpoint{Name: "fast", URL: fast.srv.URL, Secret: testSecret})
-	start := time.Now()
 	for i := range 50 {
 		emit(t, st, fmt.Sprintf("c%d", i%10), i)
 	}
-	fast.waitFor(t, 50, 5*time.Second)
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("the fast endpoint took %s", d)
+	// every delivery to the fast endpoint while the slow one holds its
+	// two requests open
+	fast.waitFor(t, 50)
+	if n := len(slow.delivered()); n != 0 {
+		t.Fatalf("the slow endpoint answered %d", n)
 	}
 	close(release)
 }
@@ -450,20 +527,19 @@ func TestSlowEndpointDoesNotSlowOthers(t *testing.T) {
 // place: nothing is marked before the answer), a new manager sends every
 // undelivered event with the same webhook-id.
 func TestUndeliveredSentAgainWithSameID(t *testing.T) {
-	var up atomic.Bool
+	// The endpoint is down for the first manager and up for the second:
+	// two receivers behind one endpoint name, so that an attempt the
+	// stop abandoned, reaching the receiver late, cannot count.
 	var refused atomic.Int64
-	rc := newReceiver(t, func(n int64, r *http.Request, w http.ResponseWriter) bool {
-		if !up.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			refused.Add(1)
-			return true
-		}
-		return false
+	down := newReceiver(t, func(n int64, r *http.Request, w http.ResponseWriter) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		refused.Add(1)
+		return true
 	})
-	path := filepath.Join(t.TempDir(), "d.db")
-	st := openStore(t, path)
-	ep := Endpoint{Name: "bridge", URL: rc.srv.URL, Secret: testSecret}
-	m := startManager(t, st, Options{}, ep)
+	rc := newReceiver(t, nil)
+	r := newRig(t)
+	st := r.st
+	m := r.startManager(t, Options{}, Endpoint{Name: "bridge", URL: down.srv.URL, Secret: testSecret})
 	var ids []string
 	for i := range 10 {
 		ids = append(ids, emit(t, st, "alice", i).ID)
@@ -471,9 +547,8 @@ func TestUndeliveredSentAgainWithSameID(t *testing.T) {
 	// deliveries outstanding: at least one was tried (and failed)
 	waitUntil(t, "a refused attempt", func() bool { return refused.Load() >= 1 })
 	m.Stop()
-	up.Store(true)
-	startManager(t, st, Options{}, ep)
-	got := rc.waitFor(t, 10, 5*time.Second)
+	r.startManager(t, Options{}, Endpoint{Name: "bridge", URL: rc.srv.URL, Secret: testSecret})
+	got := rc.waitFor(t, 10)
 	var gotIDs []string
 	for _, r := range got {
 		gotIDs = append(gotIDs, r.id)
@@ -486,13 +561,14 @@ func TestUndeliveredSentAgainWithSameID(t *testing.T) {
 // Subscriptions: an endpoint gets only its event types.
 func TestSubscribedTypesOnly(t *testing.T) {
 	rc := newReceiver(t, nil)
-	st := openStore(t, "")
-	m := startManager(t, st, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, Events: []events.Type{events.APIDown}})
+	r := newRig(t)
+	st := r.st
+	m := r.startManager(t, Options{}, Endpoint{URL: rc.srv.URL, Secret: testSecret, Events: []events.Type{events.APIDown}})
 	emit(t, st, "alice", 1)
 	if _, err := st.AppendEvent(context.Background(), events.Event{Type: events.APIDown}); err != nil {
 		t.Fatal(err)
 	}
-	rc.waitFor(t, 1, 5*time.Second)
+	rc.waitFor(t, 1)
 	// nothing left to send once the delivery is marked
 	waitUntil(t, "nothing pending", func() bool {
 		sts, _ := m.Status(context.Background(), false, 0)
@@ -501,4 +577,36 @@ func TestSubscribedTypesOnly(t *testing.T) {
 	if got := rc.delivered(); len(got) != 1 || got[0].typ != string(events.APIDown) {
 		t.Fatalf("got %+v", got)
 	}
+}
+
+// A manager stopped while a delivery is in flight and started again (a
+// cluster node losing the webhooks role and gaining it back) delivers
+// that event and every later one: 3 of 3 arrive, in order.
+func TestRestartedWithDeliveryInFlight(t *testing.T) {
+	inFlight := make(chan struct{}, 1)
+	rc := newReceiver(t, func(n int64, r *http.Request, w http.ResponseWriter) bool {
+		if n == 1 { // hold the first request until the manager gives it up
+			inFlight <- struct{}{}
+			<-r.Context().Done()
+			return true
+		}
+		return false
+	})
+	r := newRig(t)
+	m := r.newManager(t, Options{}, Endpoint{Name: "bridge", URL: rc.srv.URL, Secret: testSecret})
+	m.Start()
+	want := []int64{emit(t, r.st, "alice", 1).Seq}
+	<-inFlight
+	m.Stop()
+	m.Start()
+	t.Cleanup(m.Stop)
+	for i := 2; i <= 3; i++ {
+		want = append(want, emit(t, r.st, "alice", i).Seq)
+	}
+	got := rc.waitFor(t, 3)
+	checkOrder(t, got, map[string][]int64{"alice": want})
+	waitUntil(t, "nothing pending", func() bool {
+		sts, _ := m.Status(context.Background(), false, 0)
+		return sts[0].Pending == 0 && sts[0].Delivered == 3
+	})
 }

@@ -78,6 +78,9 @@ type DaemonStatus struct {
 	// StoreLost says the database file was removed, replaced or truncated
 	// under the daemon: nothing is accepted until it is restarted.
 	StoreLost string `json:"store_lost,omitempty"`
+	// StoreFull says the store refuses writes for lack of space: accepts
+	// are answered 507 and sessions wait to write their turns.
+	StoreFull string `json:"store_full,omitempty"`
 	// Node is this daemon's node.id (PostgreSQL only).
 	Node string `json:"node,omitempty"`
 }
@@ -340,4 +343,51 @@ func SocketPathProblem(path string) string {
 		return fmt.Sprintf("control socket path %q is %d bytes, over the %d-byte unix socket limit", path, n, MaxSocketPath())
 	}
 	return ""
+}
+
+// PermissionOut is one permission request (GET /v1/permissions, the
+// answer to POST /v1/permissions/{id}). Decision is empty while it is
+// open; times are RFC 3339.
+type PermissionOut struct {
+	ID        string `json:"id"`
+	ChatID    string `json:"chat_id"`
+	Tool      string `json:"tool"`
+	Summary   string `json:"summary"`
+	CreatedAt string `json:"created_at"`
+	ExpiresAt string `json:"expires_at"`
+	Decision  string `json:"decision,omitempty"`
+	DecidedBy string `json:"decided_by,omitempty"`
+	DecidedAt string `json:"decided_at,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// PermissionsOut is GET /v1/permissions: the open requests, oldest first.
+type PermissionsOut struct {
+	Requests []PermissionOut `json:"requests"`
+}
+
+// DecisionIn is POST /v1/permissions/{id}: allow, allow_always or deny,
+// and optionally who answers (default: the API's caller).
+type DecisionIn struct {
+	Decision string `json:"decision"`
+	By       string `json:"by,omitempty"`
+}
+
+// RuleOut is one allow_always rule: chat's agent may use tool unasked.
+type RuleOut struct {
+	ChatID    string `json:"chat_id"`
+	Tool      string `json:"tool"`
+	CreatedAt string `json:"created_at"`
+	CreatedBy string `json:"created_by,omitempty"`
+}
+
+// RulesOut is GET /v1/permissions/rules.
+type RulesOut struct {
+	Rules []RuleOut `json:"rules"`
+}
+
+// RuleRequest names a rule to remove (POST /v1/permissions/rules/remove).
+type RuleRequest struct {
+	ChatID string `json:"chat_id"`
+	Tool   string `json:"tool"`
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -46,6 +47,13 @@ func claudeBin(t *testing.T) string {
 	}
 	if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
 		msg := fmt.Sprintf("claude CLI not installed: run scripts/install-tools.sh (looked for %s)", bin)
+		if os.Getenv("DISPATCH_REQUIRE_CLAUDE") == "1" {
+			t.Fatal(msg + "; DISPATCH_REQUIRE_CLAUDE=1")
+		}
+		t.Skip(msg)
+	}
+	if _, err := exec.LookPath("bwrap"); err != nil {
+		msg := "bubblewrap (bwrap) not installed: the real CLI is tested sandboxed; run scripts/install-tools.sh as root"
 		if os.Getenv("DISPATCH_REQUIRE_CLAUDE") == "1" {
 			t.Fatal(msg + "; DISPATCH_REQUIRE_CLAUDE=1")
 		}
@@ -366,11 +374,15 @@ func cliConfig(bin, apiURL, home string) map[string]any {
 		"agent.env.API_TIMEOUT_MS":                           "60000",
 		"agent.env.HOME":                                     home,
 		"agent.env.XDG_CONFIG_HOME":                          filepath.Join(home, ".config"),
-		"health.check_interval":                              "500ms",
-		"health.first_check_delay":                           "500ms",
-		"health.stuck_timeout":                               "20s",
-		"health.first_turn_stuck_timeout":                    "40s",
-		"health.idle_timeout":                                "10m",
-		"shutdown_timeout":                                   "10s",
+		// The real CLI runs sandboxed in every test here: resume, outages,
+		// the conversation's move between nodes and into the chat's folder
+		// are all checked inside the sandbox.
+		"agent.sandbox.mode":              "on",
+		"health.check_interval":           "500ms",
+		"health.first_check_delay":        "500ms",
+		"health.stuck_timeout":            "20s",
+		"health.first_turn_stuck_timeout": "40s",
+		"health.idle_timeout":             "10m",
+		"shutdown_timeout":                "10s",
 	}
 }

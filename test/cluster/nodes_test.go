@@ -127,11 +127,12 @@ func waitAll(t *testing.T, d *daemontest.Daemon, sent map[string][]string, timeo
 // messages sent through any node are all answered, once each and in each
 // chat's order, by the chat's one owner.
 func TestClusterThreeNodes(t *testing.T) {
-	_, ds := startNodes(t, 3, nil)
+	_, ds := startNodes(t, 3, map[string]any{"sessions.master": "chat-00", "sessions.exempt_suffix": "-bg"})
 	var chats []string
 	for i := range 12 {
 		chats = append(chats, fmt.Sprintf("chat-%02d", i))
 	}
+	chats[11] += "-bg"
 	sent := map[string][]string{}
 	for round := range 4 {
 		for j, c := range chats {
@@ -175,6 +176,12 @@ func TestClusterThreeNodes(t *testing.T) {
 	owner := map[string]string{}
 	for _, s := range st.Sessions {
 		owner[s.ChatID] = s.Owner
+		// the master session and the exempt suffix show wherever the
+		// chat runs: one rule for local and remote sessions
+		if want := s.ChatID == "chat-00" || strings.HasSuffix(s.ChatID, "-bg"); s.Exempt != want || s.State != "idle" || !s.Healthy {
+			t.Errorf("status of node-2: session %s (owner %s): exempt %t (want %t), state %q, healthy %t",
+				s.ChatID, s.Owner, s.Exempt, want, s.State, s.Healthy)
+		}
 	}
 	for _, c := range chats {
 		if want := nodeName(adopters(ds, c)[0]); owner[c] != want {
@@ -321,8 +328,9 @@ func TestClusterPausedOwnerFenced(t *testing.T) {
 	if newOwner < 0 {
 		t.Fatalf("no other node took the chat over")
 	}
-	// the paused node's agent finished its turn meanwhile (it is another
-	// process); the node comes back and must not write for the chat
+	// the paused node's agent watchdog killed its agent meanwhile
+	// (TestClusterFrozenOwnersAgentStopped); the node comes back and must
+	// not write for the chat
 	time.Sleep(time.Second)
 	ds[owner].Signal(syscall.SIGCONT)
 	stopped = false

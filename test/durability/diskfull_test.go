@@ -103,6 +103,10 @@ func TestFullDisk(t *testing.T) {
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("refusing two sends took %s", took)
 	}
+	// the daemon says it is not healthy, and why
+	if ds := d.Status().Daemon; ds.Healthy || !strings.Contains(ds.StoreFull, "space") {
+		t.Errorf("daemon status on a full disk: healthy %t, store_full %q; want unhealthy naming the disk", ds.Healthy, ds.StoreFull)
+	}
 	if m := d.Message(first); m.State != "inflight" {
 		t.Errorf("the turn's message while its outcome cannot be written: %s, want inflight", m.State)
 	}
@@ -121,6 +125,9 @@ func TestFullDisk(t *testing.T) {
 		return ok && s.Healthy && s.StoreError == ""
 	}, 10*time.Second, "store_error to clear")
 	d.WaitMessage(d.Send("disk", msgText("disk", 3, "")), "done", 15*time.Second)
+	if ds := d.Status().Daemon; !ds.Healthy || ds.StoreFull != "" {
+		t.Errorf("daemon status once space returned: healthy %t, store_full %q", ds.Healthy, ds.StoreFull)
+	}
 
 	if got := firstDelivery(deliveries(d)["disk"]); !slices.Equal(got, []int{0, 1, 2, 3}) {
 		t.Errorf("deliveries %v, want [0 1 2 3] in order", got)

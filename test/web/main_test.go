@@ -156,6 +156,15 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	bin := chromium(t)
+	// The profile is not t.TempDir(): Chromium's helper processes may
+	// still write into it for a moment after the browser has gone, and
+	// the testing package fails a test whose temporary folder cannot be
+	// removed. A profile left behind is only disk space, so its removal is
+	// retried briefly and otherwise logged.
+	profile, err := os.MkdirTemp("", "dispatch-web-profile-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Flag("headless", true),
@@ -171,7 +180,7 @@ func newBrowser(t *testing.T) *browser {
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 900),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -183,7 +192,18 @@ func newBrowser(t *testing.T) *browser {
 		}
 	}
 	ctx, cancel := chromedp.NewContext(actx, chromedp.WithErrorf(quiet), chromedp.WithLogf(quiet))
-	t.Cleanup(func() { cancel(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+		var err error
+		for range 20 {
+			if err = os.RemoveAll(profile); err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind: %v", profile, err)
+	})
 	b := &browser{t: t, ctx: ctx, dialogs: make(chan string, 16)}
 	chromedp.ListenTarget(ctx, func(ev any) {
 		if e, ok := ev.(*page.EventJavascriptDialogOpening); ok {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,6 +51,8 @@ type Config struct {
 	// Clock times Stop's grace periods, turn durations and LastOutput
 	// (default: the wall clock).
 	Clock clock.Clock
+	// Sandbox, when set, runs every agent in a sandbox of its own.
+	Sandbox *Sandbox
 	// Permissions is how the CLI treats tool calls that need permission
 	// (agent.permissions; default deny). With PermissionsAsk the requests
 	// go to each process's spec.Permissions.
@@ -65,6 +68,8 @@ type Config struct {
 	// chat's conversation files after every turn and restores them before
 	// a --resume (conv.go).
 	Conversations Conversations
+	// Watch, when set, watches every agent's process group (watch.go).
+	Watch Watch
 }
 
 // Agent starts Claude Code processes. It implements agent.Agent.
@@ -112,12 +117,15 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 		case spec.ChatID != "":
 			dir = ChatDir(dir, spec.ChatID)
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := ensureWorkDir(a.cfg.Dir, dir); err != nil {
 			return nil, fmt.Errorf("claude: work dir: %w", err)
 		}
 	}
 	cmd := exec.Command(a.cfg.Command, a.argv(spec)...)
 	cmd.Env = Environ(os.Environ(), a.cfg.EnvPassthrough, a.cfg.Env, spec.Env)
+	if a.cfg.Sandbox != nil {
+		cmd.Env = sandboxEnv(cmd.Env)
+	}
 	cmd.Dir = dir
 	var pdir string
 	if a.cfg.Conversations != nil && !spec.Ephemeral && spec.ChatID != "" && dir != a.cfg.Dir {
@@ -142,22 +150,33 @@ func (a *Agent) Start(ctx context.Context, spec agent.Spec) (agent.Process, erro
 			spec.Log.Info("moved the conversation into the chat's own working directory", "dir", dir, "session_id", spec.SessionID)
 		}
 	}
-	cmd.SysProcAttr = sysProcAttr()
-	p, err := start(cmd, spec, a.cfg)
-	if err != nil {
-		return nil, err
+	if a.cfg.Sandbox != nil {
+		w, err := a.sandboxed(cmd, spec, dir)
+		if err != nil {
+			return nil, err
+		}
+		cmd = w
 	}
+	var save func(time.Duration)
 	if pdir != "" {
 		cs, chat, log := a.cfg.Conversations, spec.ChatID, spec.Log
-		p.afterTurn = func() {
-			ctx, cancel := context.WithTimeout(context.Background(), convTimeout)
+		var mu sync.Mutex // a turn's save and the exit's never overlap
+		save = func(timeout time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
 			if n, err := saveConversation(ctx, cs, chat, pdir); err != nil {
-				log.Warn("could not save the conversation after the turn; another node taking the chat over would resume an older one", "err", err)
+				log.Warn("could not save the conversation; another node taking the chat over would resume an older one", "err", err)
 			} else if n > 0 {
 				log.Debug("conversation saved", "bytes", n)
 			}
 		}
+	}
+	cmd.SysProcAttr = sysProcAttr()
+	p, err := start(cmd, spec, a.cfg, pdir, save)
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }

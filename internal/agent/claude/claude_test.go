@@ -671,6 +671,51 @@ func TestDaemonKilled(t *testing.T) {
 	}
 }
 
+// Every agent's process group is handed to Watch when it starts and
+// released when it ended, before it is reaped; the API probe's is not.
+func TestWatchedGroups(t *testing.T) {
+	h := newHarness(t)
+	var mu sync.Mutex
+	watched := map[int]bool{}
+	h.cfg.Watch = func(pgid int) func() {
+		mu.Lock()
+		defer mu.Unlock()
+		watched[pgid] = true
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pgid)); err != nil {
+				t.Errorf("group %d released after its leader was reaped", pgid)
+			}
+			delete(watched, pgid)
+		}
+	}
+	p := h.start("", false)
+	mu.Lock()
+	if !watched[p.Pid()] || len(watched) != 1 {
+		t.Errorf("watched %v, want the agent's group %d", watched, p.Pid())
+	}
+	mu.Unlock()
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(watched) != 0 {
+		t.Errorf("still watched after the agent ended: %v", watched)
+	}
+	mu.Unlock()
+	probe, err := New(h.cfg).Start(context.Background(), agent.Spec{Ephemeral: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(watched) != 0 {
+		t.Errorf("the probe's group was watched: %v", watched)
+	}
+}
+
 // A CLI that exits cleanly after answering while a child it daemonized
 // (a session of its own: the group kill misses it) holds its stdout open:
 // the process is draining its output, its input already closed. A turn

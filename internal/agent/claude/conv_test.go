@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dispatchd/dispatch/internal/store"
@@ -12,11 +14,21 @@ import (
 
 // memConv is Conversations in memory, recording every change saved.
 type memConv struct {
+	mu      sync.Mutex
 	files   map[string][]byte
 	changes []store.ConvChange
 }
 
+// file is the saved content of path.
+func (m *memConv) file(path string) []byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.files[path]
+}
+
 func (m *memConv) ConversationFiles(_ context.Context, _ string) ([]store.ConvFile, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var out []store.ConvFile
 	for p, b := range m.files {
 		out = append(out, store.ConvFile{Path: p, Size: int64(len(b)), Hash: sum(b)})
@@ -25,6 +37,8 @@ func (m *memConv) ConversationFiles(_ context.Context, _ string) ([]store.ConvFi
 }
 
 func (m *memConv) SaveConversation(_ context.Context, _ string, cs []store.ConvChange) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, c := range cs {
 		m.changes = append(m.changes, c)
 		if c.Replace {
@@ -104,5 +118,41 @@ func TestConversationSaveRestore(t *testing.T) {
 	mem.files["../evil"] = []byte("x")
 	if _, err := restoreConversation(ctx, mem, "c", other); err == nil {
 		t.Fatal("a path out of the folder was restored")
+	}
+}
+
+// A turn whose last transcript entries land after its result line (as the
+// CLI's do) is saved only once the transcript holds them: when Turn
+// returns, the saved conversation has the turn and its entry. The agent's
+// exit saves too.
+func TestTurnSavedWithItsLateEntries(t *testing.T) {
+	h := newHarness(t, "STUB_PROJECTS=1", "STUB_LATE_TRANSCRIPT=300ms")
+	home := t.TempDir()
+	h.cfg.Env["HOME"] = home
+	h.cfg.Dir = t.TempDir()
+	mem := &memConv{files: map[string][]byte{}}
+	h.cfg.Conversations = mem
+	id := "6c1e7a51-5a0e-4c25-9d7b-2c5e7f0c1b11"
+	p := h.start(id, false)
+	mustTurn(t, p, "echo: remember the word PLUM (turn 1)", "remember the word PLUM")
+	if got := string(mem.file(id + ".jsonl")); !strings.Contains(got, "PLUM") {
+		t.Errorf("saved conversation when the turn returned: %q, want the turn", got)
+	}
+	if got := string(mem.file(id + ".entries.jsonl")); !strings.Contains(got, `"uuid"`) {
+		t.Errorf("saved entries when the turn returned: %q, want the turn's", got)
+	}
+	// a line written after the last save is saved at the exit
+	pdir := projectDir([]string{"HOME=" + home}, ChatDir(h.cfg.Dir, "chat"))
+	f, err := os.OpenFile(filepath.Join(pdir, id+".entries.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("{\"type\":\"last-prompt\"}\n")
+	f.Close()
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mem.file(id + ".entries.jsonl")); !strings.Contains(got, "last-prompt") {
+		t.Errorf("saved entries after the exit: %q", got)
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sysProcAttr puts the CLI in its own process group (so the whole group can
-// be signalled) and has the kernel SIGKILL it if the daemon dies, even by
-// kill -9.
+// sysProcAttr puts the CLI in a session of its own, which makes it the
+// leader of its own process group (so the whole group can be signalled)
+// and keeps its processes from joining any other agent's group (setpgid
+// works only within one's session); and it has the kernel SIGKILL it if
+// the daemon dies, even by kill -9.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
 }
 
 // waitExited blocks until pid has exited but leaves it unreaped (WNOWAIT):

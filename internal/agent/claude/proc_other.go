@@ -7,10 +7,11 @@ import (
 	"syscall"
 )
 
-// sysProcAttr puts the CLI in its own process group. There is no parent
+// sysProcAttr puts the CLI in a session (and so a process group) of its
+// own. There is no parent
 // death signal outside Linux.
 func sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+	return &syscall.SysProcAttr{Setsid: true}
 }
 
 // waitExited returns at once: without waitid(WNOWAIT) the group is

@@ -35,6 +35,8 @@ const (
 	// group is gone; a grandchild that left the group could otherwise hold
 	// the pipes open forever.
 	drainTimeout = 2 * time.Second
+	// exitSaveTimeout bounds the conversation's save at the process's end.
+	exitSaveTimeout = 3 * time.Second
 )
 
 // Process is one running Claude Code CLI. It implements agent.Process.
@@ -83,12 +85,19 @@ type Process struct {
 	tail     []string // last stderr lines
 	noConv   string   // a --resume start reported its conversation missing
 	exitErr  error
-	turnCtx  context.Context        // the running turn's, nil between turns
-	asks     map[string]*pendingAsk // open permission requests by request_id
+	// entries are the uuids of the turn's assistant and user lines: the
+	// transcript entries it must hold before the turn is saved.
+	entries []string
+	turnCtx context.Context        // the running turn's, nil between turns
+	asks    map[string]*pendingAsk // open permission requests by request_id
 
-	// afterTurn, when set, runs once a turn got its result, before the
-	// turn returns (the conversation's save).
-	afterTurn func()
+	// save, when set, saves the conversation kept in the project folder
+	// pdir: once a turn got its result and its transcript entries (before
+	// the turn returns), and once the process ended.
+	save func(timeout time.Duration)
+	pdir string
+	// unwatch releases the group from the watchdog (watch.go).
+	unwatch func()
 }
 
 var _ agent.Process = (*Process)(nil)
@@ -96,7 +105,7 @@ var _ agent.Process = (*Process)(nil)
 // start runs cmd with pipes of our own (not cmd.StdoutPipe: with *os.File
 // ends, cmd.Wait does not wait for a grandchild that still holds a pipe) and
 // starts the reader and waiter goroutines.
-func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
+func start(cmd *exec.Cmd, spec agent.Spec, cfg Config, pdir string, save func(time.Duration)) (*Process, error) {
 	var files []*os.File
 	closeAll := func() {
 		for _, f := range files {
@@ -140,6 +149,8 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 		errDone:   make(chan struct{}),
 		done:      make(chan struct{}),
 		sessionID: spec.SessionID,
+		pdir:      pdir,
+		save:      save,
 
 		permTimeout: cfg.PermissionTimeout,
 	}
@@ -148,6 +159,7 @@ func start(cmd *exec.Cmd, spec agent.Spec, cfg Config) (*Process, error) {
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	p.log = spec.Log.With("agent", "claude", "pid", p.pid)
+	p.watchStarted(cfg.Watch)
 	p.touch()
 	go p.readStdout()
 	go p.readStderr()
@@ -249,6 +261,7 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 	}
 	p.waiting = ch
 	p.armed = false
+	p.entries = nil
 	p.turnCtx = ctx
 	p.mu.Unlock()
 	defer func() {
@@ -324,8 +337,15 @@ func (p *Process) Turn(ctx context.Context, texts []string) (agent.Result, error
 
 // finish turns a result line into the turn's outcome.
 func (p *Process) finish(r ResultLine, start time.Time) (agent.Result, error) {
-	if p.afterTurn != nil {
-		p.afterTurn()
+	if p.save != nil {
+		p.mu.Lock()
+		entries := p.entries
+		p.mu.Unlock()
+		if !p.awaitTranscript(p.pdir, entries) {
+			p.log.Warn("the turn's entries did not reach the transcript in time; saving the conversation as it is",
+				"wait", transcriptWait, "entries", len(entries))
+		}
+		p.save(convTimeout)
 	}
 	if te := Classify(r); te != nil {
 		return agent.Result{}, te
@@ -495,6 +515,7 @@ func (p *Process) wait() {
 	p.reaped = true
 	p.unread = unread
 	p.mu.Unlock()
+	p.unwatchExited()
 	werr := p.cmd.Wait()
 	p.closeStdin()
 
@@ -516,6 +537,11 @@ func (p *Process) wait() {
 	p.waiting = nil
 	p.mu.Unlock()
 	p.log.Debug("agent exited", "err", werr)
+	if p.save != nil {
+		// What the CLI wrote after the last turn's save, briefly: the
+		// process's end waits for it.
+		p.save(exitSaveTimeout)
+	}
 	close(p.done)
 }
 
@@ -572,6 +598,7 @@ func (p *Process) handle(line []byte) {
 		Type      string          `json:"type"`
 		Subtype   string          `json:"subtype"`
 		SessionID json.RawMessage `json:"session_id"`
+		UUID      string          `json:"uuid"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
 		p.log.Debug("agent non-JSON line ignored", "line", clip(line, 200))
@@ -597,12 +624,15 @@ func (p *Process) handle(line []byte) {
 		r.Denials = parseDenials(line)
 		p.deliver(r)
 	case "assistant":
+		p.noteEntry(head.UUID)
 		p.onAssistant(line)
+	case "user":
+		p.noteEntry(head.UUID)
 	case "control_request":
 		p.onControlRequest(line)
 	case "control_cancel_request":
 		p.onControlCancel(line)
-	case "user", "stream_event", "control_response":
+	case "stream_event", "control_response":
 	default:
 		p.log.Debug("agent line of unknown type ignored", "type", head.Type)
 	}

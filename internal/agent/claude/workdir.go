@@ -26,6 +26,41 @@ func ChatDir(base, chat string) string {
 	return filepath.Join(base, safename.Of(chat))
 }
 
+// ensureWorkDir makes sure dir, base itself or a folder right below it,
+// exists and is the daemon's own: a chat's folder is created 0700 when
+// missing, and one that is a symbolic link (planted to send the agent into
+// someone else's folder, with its CLAUDE.md and .claude/settings.json), is
+// not a directory, belongs to another user or is writable by group or
+// others is refused, never followed.
+func ensureWorkDir(base, dir string) error {
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return err
+	}
+	if dir == base {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; refusing to follow it (remove it if you did not make it)", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s is owned by uid %d, not by the daemon's user (uid %d)", dir, st.Uid, os.Geteuid())
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("%s: mode %04o lets group or others write in it; run chmod go-w %s", dir, perm, dir)
+	}
+	return nil
+}
+
 // maxSlug is the longest project folder name the CLI uses as it is;
 // longer ones get a hash suffix this package does not compute.
 const maxSlug = 200

@@ -82,3 +82,32 @@ func TestChatDirsDiffer(t *testing.T) {
 		seen[d] = true
 	}
 }
+
+func TestEnsureWorkDir(t *testing.T) {
+	base := t.TempDir()
+	elsewhere := t.TempDir()
+	if err := ensureWorkDir(base, filepath.Join(base, "alice")); err != nil {
+		t.Fatalf("a new chat folder: %v", err)
+	}
+	if fi, err := os.Lstat(filepath.Join(base, "alice")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("alice's folder: %v %v", fi, err)
+	}
+	if err := ensureWorkDir(base, filepath.Join(base, "alice")); err != nil {
+		t.Errorf("an existing chat folder: %v", err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(base, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ensureWorkDir(base, filepath.Join(base, "bob")); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a symlinked chat folder: %v; want refused", err)
+	}
+	os.WriteFile(filepath.Join(base, "carol"), nil, 0o600)
+	if err := ensureWorkDir(base, filepath.Join(base, "carol")); err == nil {
+		t.Error("a file in place of a chat folder was accepted")
+	}
+	os.Mkdir(filepath.Join(base, "dave"), 0o700)
+	os.Chmod(filepath.Join(base, "dave"), 0o777)
+	if err := ensureWorkDir(base, filepath.Join(base, "dave")); err == nil || !strings.Contains(err.Error(), "others write") {
+		t.Errorf("a world-writable chat folder: %v; want refused", err)
+	}
+}

@@ -356,7 +356,9 @@ func TestRestartExactlyOnce(t *testing.T) {
 func TestFakeDownAndBack(t *testing.T) {
 	r := newRig(t, echo)
 	r.send(faketelegram.Incoming{From: ann, Text: "before"})
-	r.waitSent(42, 1)
+	// Recorded first: an answer cut by the outage would be the window in
+	// which a reply is sent twice.
+	r.waitDelivered("tg:42", 1)
 	for _, m := range []faketelegram.Mode{faketelegram.ModeRefuse, faketelegram.Mode502, faketelegram.ModeHang} {
 		r.fake.SetMode(m)
 		r.send(faketelegram.Incoming{From: ann, Text: "during " + string(m)})

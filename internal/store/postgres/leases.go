@@ -34,15 +34,19 @@ func (t *Tx) HoldLease(ctx context.Context, chat, node string, token int64) (boo
 }
 
 // NotifyWake sends chat on wakeChannel, in a transaction of its own that
-// is not waited for (synchronous_commit off). A NOTIFY inside the accept's
-// own transaction would serialize every accept's commit (PostgreSQL holds
-// one lock on its notification queue from a notifying transaction's
-// pre-commit to its end, WAL flush included), losing group commit.
+// is not waited for (synchronous_commit off): one statement, one round
+// trip. A NOTIFY inside the accept's own transaction would serialize
+// every accept's commit (PostgreSQL holds one lock on its notification
+// queue from a notifying transaction's pre-commit to its end, WAL flush
+// included), losing group commit.
 func (s *DB) NotifyWake(ctx context.Context, chat string) error {
-	return s.Write(ctx, true, func(ctx context.Context, tx *Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, wakeChannel, chat)
+	conn, err := s.acquire(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	defer conn.Release()
+	_, err = conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`, wakeChannel, chat)
+	return classify(err)
 }
 
 // ListenWakes LISTENs for wake-ups on a connection of its own and hands
@@ -51,6 +55,24 @@ func (s *DB) NotifyWake(ctx context.Context, chat string) error {
 // by its scans.
 func (s *DB) ListenWakes(ctx context.Context, fn func(chat string)) error {
 	return s.listenOnce(ctx, wakeChannel, nil, fn)
+}
+
+// ClaimNode takes a session-level advisory lock on node's id, on a
+// connection of its own that holds it until release is called or the
+// process ends (PostgreSQL drops the lock with the connection, at once
+// when a killed process's socket closes). ok is false when another
+// connection holds it: another running process has this id.
+func (s *DB) ClaimNode(ctx context.Context, node string) (release func(context.Context), ok bool, err error) {
+	conn, err := pgx.ConnectConfig(ctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return nil, false, err
+	}
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`,
+		"dispatch node.id "+node).Scan(&ok); err != nil || !ok {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, false, err
+	}
+	return func(ctx context.Context) { conn.Close(ctx) }, true, nil
 }
 
 // Leases is the cluster's queries for one node: its heartbeat, the leases

@@ -19,10 +19,12 @@ const msgCols = store.MessageColumns
 // LockChat takes chat's transaction-level advisory lock: the writes that
 // take a place in a chat's line (Accept, Claim, Retry) run one at a time
 // per chat, so a chat's seq order is its commit order even with several
-// nodes accepting for it at once.
-func (t *Tx) LockChat(ctx context.Context, chat string) error {
-	_, err := t.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, chat)
-	return err
+// nodes accepting for it at once. The lock goes to the server with the
+// transaction's next statement, in the same round trip (pipeline.go): a
+// lock no statement follows orders nothing.
+func (t *Tx) LockChat(_ context.Context, chat string) error {
+	t.queue(false, lockSQL, chat)
+	return nil
 }
 
 func (t *Tx) ChatsOf(ctx context.Context, ids []string) ([]string, error) {
@@ -66,10 +68,10 @@ func (t *Tx) MarkInflight(ctx context.Context, msgs []store.Message, now int64) 
 	for i, m := range msgs {
 		seqs[i] = m.Seq
 	}
-	_, err := t.Exec(ctx, `UPDATE messages
+	t.execLater(`UPDATE messages
 		SET state = 'inflight', attempts = attempts + 1, updated_at = $1
 		WHERE seq = ANY($2)`, now, seqs)
-	return err
+	return nil
 }
 
 func (t *Tx) MarkDone(ctx context.Context, ids []string, reply, turn string, now int64) ([]store.Answered, error) {
@@ -85,11 +87,11 @@ func (t *Tx) MarkDone(ctx context.Context, ids []string, reply, turn string, now
 }
 
 func (t *Tx) MarkPending(ctx context.Context, ids []string, errText, keptIn string, now int64) error {
-	_, err := t.Exec(ctx, `UPDATE messages
+	t.execLater(`UPDATE messages
 		SET state = 'pending', error = $1, updated_at = $2,
 			kept_in = CASE WHEN $3 = '' THEN kept_in ELSE $3 END
 		WHERE state = 'inflight' AND id = ANY($4)`, errText, now, keptIn, ids)
-	return err
+	return nil
 }
 
 func (t *Tx) MarkFailed(ctx context.Context, ids []string, errText string, maxAttempts int, now int64) ([]store.Failed, error) {
@@ -149,7 +151,7 @@ func (t *Tx) SessionFailed(ctx context.Context, chat string) (bool, error) {
 }
 
 func (t *Tx) UpsertSession(ctx context.Context, r store.SessionRecord, created, given int64) error {
-	_, err := t.Exec(ctx, `INSERT INTO sessions
+	t.execLater(`INSERT INTO sessions
 			(chat_id, session_id, exempt, live, failed, fail_reason, turns, restarts, created_at, last_activity, paused)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12)
 			ON CONFLICT (chat_id) DO UPDATE SET
@@ -165,7 +167,7 @@ func (t *Tx) UpsertSession(ctx context.Context, r store.SessionRecord, created, 
 				paused = excluded.paused`,
 		r.ChatID, r.SessionID, r.Exempt, r.Live, r.Failed, r.FailReason,
 		r.Turns, r.Restarts, created, store.Nanos(r.LastActivity), given, r.Paused)
-	return err
+	return nil
 }
 
 func (t *Tx) OutboxDelete(ctx context.Context, endpoint string, seqs []int64) error {
@@ -219,9 +221,9 @@ func (t *Tx) SaveConversationFile(ctx context.Context, chat string, c store.Conv
 }
 
 func (t *Tx) SetMeta(ctx context.Context, k string, v int64) error {
-	_, err := t.Exec(ctx, `INSERT INTO meta (k, v) VALUES ($1, $2)
+	t.execLater(`INSERT INTO meta (k, v) VALUES ($1, $2)
 		ON CONFLICT (k) DO UPDATE SET v = excluded.v`, k, v)
-	return err
+	return nil
 }
 
 // Reads. Their errors are classified here: outside a write nothing else

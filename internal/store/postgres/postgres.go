@@ -177,8 +177,16 @@ func (s *DB) Check(ctx context.Context) error {
 // operations are its methods, in ops.go): the events it appends are
 // numbered and inserted at its end (see the package comment).
 type Tx struct {
-	pgx.Tx
+	conn   *pgx.Conn
 	events []queuedEvent
+	// pend are the statements waiting to go with the next one, in the
+	// same round trip (pipeline.go): the BEGIN until it is sent, the
+	// chats' locks, and the statements whose answer nobody waits for.
+	pend []stmt
+	// begun: the BEGIN was sent; work: a statement other than BEGIN and
+	// the locks was queued or sent (without one, there is nothing to
+	// commit); done: committed or rolled back.
+	begun, work, done bool
 }
 
 // queuedEvent is an event waiting for its number, with the endpoints it is
@@ -195,56 +203,66 @@ func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string
 	return nil
 }
 
-// flushEvents numbers the transaction's events, inserts them with their
-// webhook deliveries and announces them: the last statements before
-// COMMIT, so that the feed's row lock is held as briefly as possible.
-func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
+// commit numbers the transaction's queued events, stores them with their
+// webhook deliveries, tells the other nodes' feeds and commits, all in
+// one round trip: one statement and COMMIT, pipelined. The feed counter's
+// row lock, which orders every event-writing commit of every node behind
+// the one before, is so held only for the server's own work and the
+// commit's flush, never across a round trip. It returns the last seq
+// numbered (0: none).
+func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
-	if n == 0 {
+	if n == 0 && !tx.work {
+		tx.done = true // nothing ran: nothing to commit
 		return 0, nil
 	}
-	var last int64
-	if err := tx.QueryRow(ctx, `UPDATE feed SET last = last + $1 RETURNING last`, n).Scan(&last); err != nil {
-		return 0, fmt.Errorf("number events: %w", err)
+	b := tx.batch()
+	if n == 0 {
+		return 0, tx.commitBatch(ctx, b)
 	}
 	var (
-		seqs     = make([]int64, n)
 		types    = make([]string, n)
 		chats    = make([]string, n)
 		ats      = make([]int64, n)
 		payloads = make([]string, n)
 		oEPs     []string
-		oSeqs    []int64
+		oIdx     []int64 // the event's place in this commit, from 1
 		oChats   []string
 		oAts     []int64
 	)
 	for i, q := range tx.events {
 		e := q.ev
-		seq := last - int64(n) + int64(i) + 1
 		p, err := e.Payload()
 		if err != nil {
 			return 0, err
 		}
-		*e = e.WithSeq(seq)
-		seqs[i], types[i], chats[i], ats[i], payloads[i] = seq, string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
+		types[i], chats[i], ats[i], payloads[i] = string(e.Type), e.ChatID, store.Nanos(e.At), string(p)
 		for _, ep := range q.endpoints {
-			oEPs, oSeqs, oChats, oAts = append(oEPs, ep), append(oSeqs, seq), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
+			oEPs, oIdx, oChats, oAts = append(oEPs, ep), append(oIdx, int64(i+1)), append(oChats, e.ChatID), append(oAts, store.Nanos(e.At))
 		}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO events (seq, type, chat_id, at, payload)
-		SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[])`,
-		seqs, types, chats, ats, payloads); err != nil {
-		return 0, fmt.Errorf("append events: %w", err)
-	}
-	if len(oEPs) > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
-			SELECT e, q, c, a, a FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[]) AS t(e, q, c, a)`,
-			oEPs, oSeqs, oChats, oAts); err != nil {
-			return 0, fmt.Errorf("queue events for webhooks: %w", err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, eventsChannel, strconv.FormatInt(last, 10)); err != nil {
+	var last int64
+	b.Queue(`WITH c AS (UPDATE feed SET last = last + $1 RETURNING last),
+		e AS (INSERT INTO events (seq, type, chat_id, at, payload)
+			SELECT c.last - $1 + t.i, t.ty, t.ch, t.at, t.p FROM c,
+				unnest($2::text[], $3::text[], $4::bigint[], $5::text[]) WITH ORDINALITY AS t(ty, ch, at, p, i)),
+		o AS (INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
+			SELECT u.ep, c.last - $1 + u.i, u.ch, u.a, u.a FROM c,
+				unnest($6::text[], $7::bigint[], $8::text[], $9::bigint[]) AS u(ep, i, ch, a))
+		SELECT c.last, pg_notify($10, c.last::text) IS NULL FROM c`,
+		n, types, chats, ats, payloads, oEPs, oIdx, oChats, oAts, eventsChannel).
+		QueryRow(func(row pgx.Row) error {
+			var x bool
+			if err := row.Scan(&last, &x); err != nil {
+				return fmt.Errorf("append events: %w", err)
+			}
+			return nil
+		})
+	if err := tx.commitBatch(ctx, b); err != nil {
 		return 0, err
+	}
+	for i, q := range tx.events {
+		*q.ev = q.ev.WithSeq(last - int64(n) + int64(i) + 1)
 	}
 	return last, nil
 }
@@ -256,48 +274,79 @@ func (s *DB) flushEvents(ctx context.Context, tx *Tx) (int64, error) {
 // writeTimeout), so that a cancelled caller is never told "failed" about a
 // change that committed.
 func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, tx *Tx) error) error {
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.acquire(ctx)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if s.closed.Load() {
-			return store.ErrClosed
-		}
-		return classify(err)
+		return err
 	}
 	defer conn.Release()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
-	ptx, err := conn.Begin(wctx)
-	if err != nil {
-		return classify(err)
-	}
-	tx := &Tx{Tx: ptx}
-	defer func() { _ = ptx.Rollback(context.WithoutCancel(wctx)) }()
+	// The BEGIN goes with the transaction's first statement; a lazy write
+	// also switches its commit to asynchronous there.
+	tx := &Tx{conn: conn.Conn()}
+	tx.queue(false, "BEGIN")
 	if lazy {
-		if _, err := tx.Exec(wctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return classify(err)
-		}
+		tx.queue(false, "SET LOCAL synchronous_commit = off")
 	}
+	defer tx.rollback(context.WithoutCancel(wctx))
 	if err := fn(wctx, tx); err != nil {
 		return classify(err)
 	}
-	last, err := s.flushEvents(wctx, tx)
+	last, err := s.commit(wctx, tx)
 	if err != nil {
-		return classify(err)
-	}
-	if err := ptx.Commit(wctx); err != nil {
 		return classify(err)
 	}
 	s.feed.Advance(last)
 	return nil
+}
+
+// acquire takes a pool connection for a write; ctx bounds the wait.
+func (s *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if s.closed.Load() {
+			return nil, store.ErrClosed
+		}
+		return nil, classify(err)
+	}
+	return conn, nil
+}
+
+// Accept stores m in one statement, its own transaction (one round trip
+// and one commit): the CTE takes the chat's advisory lock (as LockChat)
+// before the row, and with it the row's seq, is made, and holds it until
+// the statement's commit, so the chat's seq order stays its commit order.
+func (s *DB) Accept(ctx context.Context, m store.NewMessage) (bool, error) {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Release()
+	// As in Write: once sent, the statement runs to its end regardless of
+	// the caller, so a committed message is never reported as failed.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	var client any // NULL: no client key
+	if m.ClientID != "" {
+		client = m.ClientID
+	}
+	tag, err := conn.Exec(wctx, `WITH line AS (SELECT pg_advisory_xact_lock(hashtextextended($2, 7)))
+		INSERT INTO messages (id, chat_id, text, state, created_at, updated_at, client_id)
+		SELECT $1, $2, $3, 'pending', $4, $4, $5 FROM line
+		ON CONFLICT DO NOTHING`, m.ID, m.ChatID, m.Text, m.At, client)
+	if err != nil {
+		return false, classify(err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // listen keeps a connection LISTENing for other nodes' events and moves

@@ -133,7 +133,36 @@ CREATE TABLE conversation_chunks (
 	PRIMARY KEY (chat_id, path, off)
 );
 `,
-	// 4: channels' cursors and deliveries (channels.go).
+	// Permission requests (open while decision is empty) and the
+	// allow_always rules, one per chat and tool; progress events are
+	// found by type to be dropped when their turn ends.
+	`
+CREATE TABLE permission_requests (
+	id          text   PRIMARY KEY,
+	chat_id     text   NOT NULL,
+	agent_id    text   NOT NULL DEFAULT '',
+	tool_use_id text   NOT NULL DEFAULT '',
+	tool        text   NOT NULL,
+	summary     text   NOT NULL DEFAULT '',
+	input       text   NOT NULL DEFAULT '',
+	created_at  bigint NOT NULL,
+	expires_at  bigint NOT NULL,
+	decision    text   NOT NULL DEFAULT '',
+	decided_by  text   NOT NULL DEFAULT '',
+	decided_at  bigint NOT NULL DEFAULT 0,
+	reason      text   NOT NULL DEFAULT ''
+);
+CREATE INDEX permission_requests_open ON permission_requests (chat_id) WHERE decision = '';
+CREATE TABLE permission_rules (
+	chat_id    text   NOT NULL,
+	tool       text   NOT NULL,
+	created_at bigint NOT NULL,
+	created_by text   NOT NULL DEFAULT '',
+	PRIMARY KEY (chat_id, tool)
+);
+CREATE INDEX events_progress ON events (chat_id) WHERE type = 'progress';
+`,
+	// 5: channels' cursors and deliveries (channels.go).
 	channelsSchema,
 }
 

@@ -116,7 +116,36 @@ CREATE TABLE conversation_chunks (
 	PRIMARY KEY (chat_id, path, off)
 ) WITHOUT ROWID;
 `,
-	// 7: channels' cursors and deliveries (channels.go).
+	// 7: permission requests (open while decision is empty) and the
+	// allow_always rules, one per chat and tool; progress events are
+	// found by type to be dropped when their turn ends.
+	`
+CREATE TABLE permission_requests (
+	id          TEXT    PRIMARY KEY,
+	chat_id     TEXT    NOT NULL,
+	agent_id    TEXT    NOT NULL DEFAULT '',
+	tool_use_id TEXT    NOT NULL DEFAULT '',
+	tool        TEXT    NOT NULL,
+	summary     TEXT    NOT NULL DEFAULT '',
+	input       TEXT    NOT NULL DEFAULT '',
+	created_at  INTEGER NOT NULL,
+	expires_at  INTEGER NOT NULL,
+	decision    TEXT    NOT NULL DEFAULT '',
+	decided_by  TEXT    NOT NULL DEFAULT '',
+	decided_at  INTEGER NOT NULL DEFAULT 0,
+	reason      TEXT    NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX permission_requests_open ON permission_requests (decision, chat_id);
+CREATE TABLE permission_rules (
+	chat_id    TEXT    NOT NULL,
+	tool       TEXT    NOT NULL,
+	created_at INTEGER NOT NULL,
+	created_by TEXT    NOT NULL DEFAULT '',
+	PRIMARY KEY (chat_id, tool)
+) WITHOUT ROWID;
+CREATE INDEX events_type ON events (type) WHERE type = 'progress';
+`,
+	// 8: channels' cursors and deliveries (channels.go).
 	channelsSchema,
 }
 

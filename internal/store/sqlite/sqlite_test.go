@@ -1070,6 +1070,8 @@ func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
 		for _, q := range []string{
 			`DROP TABLE channel_deliveries`,
 			`DROP TABLE channel_cursors`,
+			`DROP TABLE permission_requests`,
+			`DROP TABLE permission_rules`,
 			`DROP TABLE conversation_files`,
 			`DROP TABLE conversation_chunks`,
 			`DROP TABLE events`,

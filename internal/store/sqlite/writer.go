@@ -267,3 +267,13 @@ func commit(tx *Tx, batch []*writeOp, errs []error) (lastEvent int64, err error)
 	}
 	return lastEvent, nil
 }
+
+// Accept stores m in the writer's next group commit (the writer runs one
+// transaction at a time, so the chat's line needs no lock).
+func (s *DB) Accept(ctx context.Context, m store.NewMessage) (ok bool, err error) {
+	err = s.Write(ctx, false, func(ctx context.Context, tx *Tx) (err error) {
+		ok, err = tx.InsertMessage(ctx, m)
+		return err
+	})
+	return ok, err
+}

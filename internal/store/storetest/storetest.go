@@ -56,6 +56,9 @@ func Run(t *testing.T, s Suite) {
 		{"Sessions", testSessions},
 		{"Outbox", testOutbox},
 		{"Conversations", testConversations},
+		{"Permissions", testPermissions},
+		{"PermissionBroker", testPermissionBroker},
+		{"Progress", testProgress},
 		{"Stats", testStats},
 		{"ListPage", testListPage},
 		{"RecentExchanges", testRecentExchanges},
@@ -754,6 +757,30 @@ func testSessions(t *testing.T, s Suite) {
 	evs := readAll(t, st, events.Query{ChatID: "b"})
 	if len(evs) != 2 || evs[0].Type != events.SessionFailed || evs[0].Reason != "crash loop" || evs[1].Type != events.SessionRecovered {
 		t.Fatalf("session events = %+v", evs)
+	}
+
+	// The store need not read the flag back on every save, but what it
+	// knows must follow the commits: a save that failed leaves the flag as
+	// it was, and only a change gets its event.
+	for _, save := range []struct {
+		failed, fault bool
+	}{{false, false}, {true, false}, {true, false}, {false, true}, {true, false}, {false, false}} {
+		if save.fault {
+			st.InjectWriteFault(func() error { return syscall.EIO })
+		}
+		rec.Failed = save.failed
+		err := st.SaveSession(bg, rec)
+		st.InjectWriteFault(nil)
+		if (err != nil) != save.fault {
+			t.Fatalf("SaveSession(failed %v, fault %v) = %v", save.failed, save.fault, err)
+		}
+	}
+	var types []events.Type
+	for _, e := range readAll(t, st, events.Query{ChatID: "b"})[2:] {
+		types = append(types, e.Type)
+	}
+	if want := []events.Type{events.SessionFailed, events.SessionRecovered}; !slices.Equal(types, want) {
+		t.Fatalf("session events after the saves = %v, want %v", types, want)
 	}
 }
 

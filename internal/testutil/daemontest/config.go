@@ -44,6 +44,12 @@ func baseConfig(stateDir, stub, stubDir, argsLog string) map[string]any {
 			"kind":       "claude",
 			"command":    stub,
 			"stop_grace": "200ms",
+			// The stub's flag files live in the tests' own temporary
+			// folders, which a sandbox's private /tmp would hide; the
+			// tests of the sandbox turn it on.
+			// The stub keeps its conversations and invocation log in
+			// StubDir: writable when a test turns the sandbox on.
+			"sandbox": map[string]any{"mode": "off", "writable": []string{stubDir}},
 			"env": map[string]any{
 				"STUB_STATE_DIR": stubDir,
 				"STUB_ARGS_LOG":  argsLog,

@@ -86,7 +86,7 @@ func New(t *testing.T, opts Options) *Daemon {
 		StateDir:   filepath.Join(base, "state"),
 		ConfigPath: filepath.Join(base, "dispatch.yaml"),
 		StubDir:    filepath.Join(base, "stub"),
-		ArgsLog:    filepath.Join(base, "stub-args.jsonl"),
+		ArgsLog:    filepath.Join(base, "stub", "args.jsonl"),
 		Bin:        bin,
 		Stub:       stub,
 	}

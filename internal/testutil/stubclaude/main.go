@@ -58,6 +58,11 @@
 //	                          " fetched: <status> <body>"
 //	FETCHCHILD=<sock>,<path>  the same from a child that left the agent's process
 //	                          group (setsid) and has an empty environment
+//	FETCHPG=<pgid>,<sock>,<path>  the same from a child that first tries to join
+//	                          process group pgid (setpgid: another agent's group);
+//	                          the reply ends with " fetched: [setpgid: <err>] <status> <body>"
+//	SH=<base64>               run the decoded text with /bin/sh -c (a tool call);
+//	                          the reply ends with " sh: <exit status> <output>"
 //
 // Environment knobs:
 //
@@ -80,6 +85,13 @@
 //	STUB_IGNORE_TERM=1    ignore SIGTERM (so only SIGKILL ends the stub)
 //	STUB_RESUME_NEW_ID=1  on --resume, report a different session_id in the
 //	                      init and result lines (the CLI may fork on resume)
+//	STUB_LATE_TRANSCRIPT=D  like the CLI, write a turn's entries D after its
+//	                      result line: the assistant line carries a uuid, and
+//	                      only D after the result is the conversation saved and
+//	                      {"uuid":...} appended to <conversation>.entries.jsonl
+//	STUB_TURN_LOG=FILE    append "start|tick|finish <pid> <unix ns> <text>" lines:
+//	                      when a turn is read, every 50ms of its SLEEP, and
+//	                      when it was answered
 //	STUB_PROJECTS=1       keep conversations where the CLI does instead:
 //	                      $CLAUDE_CONFIG_DIR (or $HOME/.claude)/projects/<working
 //	                      directory with non-alphanumerics as ->/ID.jsonl, so
@@ -92,6 +104,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,13 +137,23 @@ var (
 	biglineRe = regexp.MustCompile(`BIGLINE=(\d+)`)
 	growRe    = regexp.MustCompile(`GROW=(\d+)([KMG]B)?`)
 	// ballast is what GROW allocated: kept, so it stays resident.
-	ballast [][]byte
-	fetchRe = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
+	ballast   [][]byte
+	fetchRe   = regexp.MustCompile(`FETCH(CHILD)?=(\S+),(\S+)`)
+	fetchPGRe = regexp.MustCompile(`FETCHPG=(\d+),(\S+),(\S+)`)
+	shRe      = regexp.MustCompile(`SH=([A-Za-z0-9+/=]+)`)
 )
 
 func main() {
 	if len(os.Args) == 4 && os.Args[1] == "--fetch" {
 		fmt.Print(fetch(os.Args[2], os.Args[3]))
+		return
+	}
+	if len(os.Args) == 5 && os.Args[1] == "--fetch-pg" {
+		pg, _ := strconv.Atoi(os.Args[2])
+		if err := syscall.Setpgid(0, pg); err != nil {
+			fmt.Printf("[setpgid: %v] ", err)
+		}
+		fmt.Print(fetch(os.Args[3], os.Args[4]))
 		return
 	}
 	signal.Ignore(syscall.SIGPIPE)
@@ -199,6 +222,8 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 	start := time.Now()
+	logTurn("start", text)
+	defer logTurn("finish", text)
 	if strings.Contains(text, "HANG") {
 		if f := os.Getenv("STUB_HANG_FILE"); f != "" {
 			_ = os.WriteFile(f, nil, 0o644)
@@ -215,7 +240,10 @@ func (s *stub) turn(line []byte) {
 	}
 	if m := sleepRe.FindStringSubmatch(text); m != nil {
 		if d, err := time.ParseDuration(m[1]); err == nil {
-			time.Sleep(d)
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				time.Sleep(min(50*time.Millisecond, time.Until(end)))
+				logTurn("tick", text)
+			}
 		}
 	}
 	s.emit(map[string]any{
@@ -294,17 +322,32 @@ func (s *stub) turn(line []byte) {
 		return
 	}
 
-	s.keep(text)
+	late := lateTranscript()
+	if late > 0 {
+		s.history = append(s.history, text) // saved after the result, below
+	} else {
+		s.keep(text)
+	}
 	reply := fmt.Sprintf("echo: %s (turn %d)", text, len(s.history))
-	if m := fetchRe.FindStringSubmatch(text); m != nil {
+	if m := fetchPGRe.FindStringSubmatch(text); m != nil {
+		reply += " fetched: " + runSelf("--fetch-pg", m[1], m[2], m[3])
+	} else if m := fetchRe.FindStringSubmatch(text); m != nil {
 		reply += " fetched: " + fetchAs(m[1] != "", m[2], m[3])
+	}
+	if m := shRe.FindStringSubmatch(text); m != nil {
+		reply += " sh: " + runShell(m[1])
 	}
 	body := reply
 	if m := biglineRe.FindStringSubmatch(text); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		body = strings.Repeat("x", n)
 	}
-	s.emit(assistant(s.reportID, body))
+	a := assistant(s.reportID, body)
+	entry := uuid.NewString()
+	if late > 0 {
+		a["uuid"] = entry
+	}
+	s.emit(a)
 	if strings.Contains(text, "UNKNOWN") {
 		s.emit(map[string]any{"type": "stub_mystery", "session_id": s.reportID, "data": []int{1, 2, 3}})
 		s.raw("this line is not JSON")
@@ -312,6 +355,14 @@ func (s *stub) turn(line []byte) {
 	r := result(s.reportID, "success", false, reply, ms(), nil)
 	r["num_turns"] = len(s.history)
 	s.emit(r)
+	if late > 0 {
+		// like the CLI, whose last entries of a turn land after its result
+		time.Sleep(late)
+		if err := saveHistory(s.id, s.history); err != nil {
+			fmt.Fprintln(os.Stderr, "stubclaude: save:", err)
+		}
+		appendEntry(s.id, entry)
+	}
 	switch {
 	case strings.Contains(text, "EXTRA"):
 		time.Sleep(300 * time.Millisecond)
@@ -503,6 +554,39 @@ func saveHistory(id string, h []string) error {
 	return os.Rename(tmp, statePath(id))
 }
 
+// logTurn appends "<what> <pid> <unix ns> <text>" to $STUB_TURN_LOG.
+func logTurn(what, text string) {
+	p := os.Getenv("STUB_TURN_LOG")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%s %d %d %s\n", what, os.Getpid(), time.Now().UnixNano(), strings.ReplaceAll(text, "\n", " "))
+	f.Close()
+}
+
+// lateTranscript is $STUB_LATE_TRANSCRIPT as a duration (0 when unset).
+func lateTranscript() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("STUB_LATE_TRANSCRIPT"))
+	return d
+}
+
+// appendEntry records a transcript entry with uuid u beside the
+// conversation: <state path without .jsonl/.json>.entries.jsonl.
+func appendEntry(id, u string) {
+	p := strings.TrimSuffix(strings.TrimSuffix(statePath(id), ".jsonl"), ".json") + ".entries.jsonl"
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stubclaude: entry:", err)
+		return
+	}
+	fmt.Fprintf(f, "{\"type\":\"assistant\",\"uuid\":%q}\n", u)
+	f.Close()
+}
+
 func cwd() string {
 	d, _ := os.Getwd()
 	return d
@@ -613,6 +697,37 @@ func fetchAs(child bool, sock, path string) string {
 		return "error: " + err.Error()
 	}
 	return string(out)
+}
+
+// runSelf runs this binary with args as a child (same environment and
+// process group) and returns its output.
+func runSelf(args ...string) string {
+	self, err := os.Executable()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := exec.Command(self, args...).Output()
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(out)
+}
+
+// runShell runs the base64-encoded script with /bin/sh -c: "<exit status> <output>".
+func runShell(b64 string) string {
+	script, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	out, err := exec.Command("/bin/sh", "-c", string(script)).CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return "error: " + err.Error()
+	}
+	return fmt.Sprintf("%d %s", code, strings.TrimSpace(string(out)))
 }
 
 // fetch GETs path on the unix socket sock: "<status> <body>".

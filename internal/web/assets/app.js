@@ -276,6 +276,39 @@ async function act(what, id) {
   refreshStatus();
 }
 
+// --- permission requests ---
+
+async function refreshPerms() {
+  let page;
+  try { page = await getJSON('/api/permissions'); } catch (e) { return; }
+  const reqs = page.requests || [];
+  $('#perm-section').hidden = reqs.length === 0;
+  $('#perm-count').textContent = reqs.length ? '(' + reqs.length + ')' : '';
+  $('#perms tbody').replaceChildren(...reqs.map((q) => {
+    const tr = el('tr', {},
+      el('td', { 'data-label': 'chat', class: 'chat-id' }, q.chat_id),
+      el('td', { 'data-label': 'tool' }, q.tool),
+      el('td', { 'data-label': 'what' }, el('div', { class: 'text' }, q.summary)),
+      el('td', { 'data-label': 'expires', class: 'num' }, clock(q.expires_at)),
+      el('td', { class: 'actions' },
+        el('button', { type: 'button', class: 'small allow', onclick: () => decide(q, 'allow') }, 'allow'),
+        el('button', { type: 'button', class: 'small always', title: 'allow, and let this chat use ' + q.tool + ' without asking', onclick: () => decide(q, 'allow_always') }, 'always'),
+        el('button', { type: 'button', class: 'small danger deny', onclick: () => decide(q, 'deny') }, 'deny')));
+    tr.dataset.id = q.id;
+    return tr;
+  }));
+}
+
+async function decide(q, decision) {
+  try {
+    await post('/api/permission', { id: q.id, decision });
+    notice(q.tool + ' in ' + q.chat_id + ': ' + decision.replace('_', ' '));
+  } catch (e) {
+    notice('answer failed: ' + e.message, true);
+  }
+  refreshPerms();
+}
+
 // --- one chat's recent messages ---
 
 function openChat(chat) {
@@ -319,7 +352,8 @@ async function refreshChat() {
 
 // BAD are the event types that are bad news (shown in red).
 const BAD = ['dead_letter', 'session_failed', 'api_down'];
-const TYPES = ['reply', 'dead_letter', 'session_failed', 'session_recovered', 'session_reset', 'api_down', 'api_up'];
+const TYPES = ['reply', 'dead_letter', 'session_failed', 'session_recovered', 'session_reset', 'api_down', 'api_up',
+  'permission_request', 'permission_decided'];
 
 function streamState(live, text) {
   const p = $('#stream');
@@ -398,6 +432,8 @@ function onEvent(msg) {
   state.lastSeq = ev.seq;
   const detail = ev.type === 'reply' ? clip(ev.text, 4000)
     : ev.type === 'dead_letter' ? ev.error
+      : ev.type === 'permission_request' ? ev.tool + ': ' + ev.summary
+      : ev.type === 'permission_decided' ? ev.tool + ': ' + ev.decision + ' by ' + ev.by + (ev.reason ? ' (' + ev.reason + ')' : '')
       : ev.reason || '';
   const tone = BAD.includes(ev.type) ? ' err' : ev.type === 'session_reset' ? ' warn' : '';
   const li = el('li', { 'data-seq': String(ev.seq), 'data-type': ev.type },
@@ -415,6 +451,7 @@ function onEvent(msg) {
   clearTimeout(refreshSoon);
   refreshSoon = setTimeout(() => { refreshStatus(); if (ev.type === 'dead_letter') refreshDead(); }, 150);
   if (ev.type === 'dead_letter') refreshDead();
+  if (ev.type === 'permission_request' || ev.type === 'permission_decided') refreshPerms();
 }
 
 // --- start ---
@@ -460,9 +497,11 @@ async function start() {
   }
   refreshStatus();
   refreshDead();
+  refreshPerms();
   connect();
   setInterval(refreshStatus, 2000);
   setInterval(refreshDead, 10000);
+  setInterval(refreshPerms, 5000);
   setInterval(() => { if (state.chat !== null) refreshChat(); }, 10000);
 }
 
