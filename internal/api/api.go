@@ -80,6 +80,9 @@ func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.
 	mux.HandleFunc("GET /readyz", h.readyz)
 	if feed != nil {
 		registerEvents(mux, h, feed)
+		if cb, ok := feed.(ChannelsBackend); ok {
+			registerChannels(mux, h, cb)
+		}
 	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))

@@ -360,6 +360,13 @@ func (c *Client) Events(ctx context.Context, q url.Values) (wire.EventsOut, erro
 	return page, err
 }
 
+// Channels is GET /v1/channels.
+func (c *Client) Channels(ctx context.Context) ([]wire.ChannelStatus, error) {
+	var out wire.ChannelsOut
+	err := c.Do(ctx, "GET", "/v1/channels", nil, &out)
+	return out.Channels, err
+}
+
 // Webhooks is GET /v1/webhooks.
 func (c *Client) Webhooks(ctx context.Context) ([]wire.EndpointStatus, error) {
 	var out wire.WebhooksOut

@@ -25,6 +25,8 @@ type Config struct {
 	Node     Node     `yaml:"node"`
 	// Webhooks are the endpoints that receive the event feed.
 	Webhooks []Webhook `yaml:"webhooks"`
+	// Channels are the person's own chat apps the daemon talks to.
+	Channels []Channel `yaml:"channels"`
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight turns.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }

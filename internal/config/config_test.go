@@ -149,6 +149,7 @@ func TestDefaults(t *testing.T) {
 		{"node.id", ""},
 		{"node.lease_ttl", 15 * time.Second},
 		{"webhooks", []Webhook(nil)},
+		{"channels", []Channel(nil)},
 	}
 	if n := len(leaves(reflect.TypeFor[Config](), "")); n != len(tests) {
 		t.Errorf("table covers %d keys, Config has %d", len(tests), n)
@@ -218,6 +219,10 @@ func TestFullFileRoundTrip(t *testing.T) {
 		Webhooks: []Webhook{{
 			Name: "bridge", URL: "https://bridge.example/dispatch", Secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 			Events: []string{"reply", "dead_letter"}, Timeout: 5 * time.Second, RetryFor: 12 * time.Hour,
+		}},
+		Channels: []Channel{{
+			Kind: "telegram", Name: "tg-home", TokenFile: filepath.Join(home, ".config/dispatch/telegram.token"),
+			APIURL: "http://127.0.0.1:8081", Allow: []string{"123456789", "42"}, MaxAttachment: 5 * MiB,
 		}},
 		Agent: Agent{
 			Kind:    "echo",

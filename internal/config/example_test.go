@@ -34,6 +34,9 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	if len(cfg.Webhooks) != 1 {
 		t.Fatalf("the example webhook did not load: %+v", cfg.Webhooks)
 	}
+	if len(cfg.Channels) != 1 {
+		t.Fatalf("the example channel did not load: %+v", cfg.Channels)
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(full), &doc); err != nil {
 		t.Fatal(err)
@@ -53,7 +56,7 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	// Every value in it is the default (state_dir aside, which depends on
 	// the environment): copying it changes nothing.
 	def, _ := Parse(nil)
-	cfg.Webhooks, cfg.StateDir, def.StateDir = nil, "", ""
+	cfg.Webhooks, cfg.Channels, cfg.StateDir, def.StateDir = nil, nil, "", ""
 	a, _ := cfg.ShowYAML()
 	b, _ := def.ShowYAML()
 	if string(a) != string(b) {
@@ -61,21 +64,28 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	}
 }
 
-// uncommentExample replaces the top-level "webhooks: []" with the
-// commented example between the markers.
+// uncommentExample replaces the top-level "webhooks: []" and "channels:
+// []" with the commented examples between their markers.
 func uncommentExample(t *testing.T, s string) string {
 	t.Helper()
-	_, rest, ok := strings.Cut(s, "# >>> example webhook\n")
-	block, _, ok2 := strings.Cut(rest, "# <<< example webhook")
-	if !ok || !ok2 {
-		t.Fatal("no example webhook between the markers")
+	out := s
+	for _, ex := range []struct{ marker, empty string }{
+		{"webhook", "webhooks: []\n"},
+		{"channel", "channels: []\n"},
+	} {
+		_, rest, ok := strings.Cut(s, "# >>> example "+ex.marker+"\n")
+		block, _, ok2 := strings.Cut(rest, "# <<< example "+ex.marker)
+		if !ok || !ok2 {
+			t.Fatalf("no example %s between the markers", ex.marker)
+		}
+		var lines []string
+		for _, l := range strings.Split(strings.TrimSuffix(block, "\n"), "\n") {
+			lines = append(lines, strings.TrimPrefix(l, "# "))
+		}
+		out = strings.Replace(out, ex.empty, "", 1)
+		out += "\n" + strings.Join(lines, "\n") + "\n"
 	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSuffix(block, "\n"), "\n") {
-		lines = append(lines, strings.TrimPrefix(l, "# "))
-	}
-	out := strings.Replace(s, "webhooks: []\n", "", 1)
-	return out + "\n" + strings.Join(lines, "\n") + "\n"
+	return out
 }
 
 // collectKeys adds the dotted key paths of a YAML mapping's values (not of

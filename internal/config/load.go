@@ -109,6 +109,10 @@ func Parse(data []byte) (Config, error) {
 		return Config{}, err
 	}
 	cfg.webhookDefaults()
+	cfg.channelDefaults()
+	if err := cfg.resolveChannelPaths(); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.Validate(); err != nil {
 		return Config{}, err
 	}

@@ -259,6 +259,7 @@ func (c Config) Validate() error {
 		}
 		names[name] = i
 	}
+	c.validateChannels(bad)
 
 	return errors.Join(errs...)
 }

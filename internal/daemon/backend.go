@@ -9,6 +9,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // backend is what the HTTP API drives: the supervisor, plus the event feed
@@ -18,6 +19,12 @@ type backend struct {
 	st   store.Backend
 	wh   *webhook.Manager
 	node *cluster.Manager // nil on SQLite
+	ch   channels
+}
+
+// Channels lists the chat-app channels (GET /v1/channels).
+func (b backend) Channels(ctx context.Context) ([]wire.ChannelStatus, error) {
+	return b.ch.status(ctx, b.st)
 }
 
 // Status adds the webhook endpoints' delivery state to the supervisor's.

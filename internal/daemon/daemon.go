@@ -93,6 +93,7 @@ type Daemon struct {
 	// SQLite).
 	node      *cluster.Manager
 	sup       *supervisor.Supervisor
+	chans     channels
 	servers   []*http.Server
 	listeners []net.Listener
 	// started: the supervisor runs (Close shuts it down); served: Serve
@@ -244,6 +245,12 @@ func (d *Daemon) Open(ctx context.Context) error {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
 	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
+	chans, err := openChannels(cfg, st, sup, sup.Metrics().Registry, log)
+	if err != nil {
+		return err
+	}
+	d.chans = chans
+	d.onClose(func() error { chans.stop(); return nil }) // before the store closes
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -259,7 +266,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node}
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans}
 	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
@@ -285,6 +292,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.started = true
+	d.chans.start()
 	if d.node != nil {
 		if err := d.node.Start(ctx, sup); err != nil {
 			return err
@@ -342,6 +350,7 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	cfg := d.cfg
 	if d.started {
+		d.chans.stop() // stop taking messages in first
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)

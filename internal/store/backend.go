@@ -83,6 +83,9 @@ type Backend interface {
 	AppendProgress(ctx context.Context, ev events.Event) error
 	DropProgress(ctx context.Context, chat string) (int, error)
 
+	// Channels (channels.go).
+	ChannelBackend
+
 	// Health and lifecycle.
 	Ping(ctx context.Context) error
 	Check(ctx context.Context) error

@@ -146,6 +146,8 @@ type Tx interface {
 
 	// SetMeta sets the bookkeeping value k.
 	SetMeta(ctx context.Context, k string, v int64) error
+
+	ChannelTx // channels.go
 }
 
 // Reader is the dialect's one-query reads, outside any write.
@@ -198,6 +200,8 @@ type Reader interface {
 	// ConversationChunks returns the saved chunks of chat's files (within
 	// each file's size), by path and offset.
 	ConversationChunks(ctx context.Context, chat string) ([]ConvChunk, error)
+
+	ChannelReader // channels.go
 }
 
 // NewMessage is a message Accept stores.

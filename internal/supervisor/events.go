@@ -76,4 +76,11 @@ func (s *Supervisor) purgeEvents(ctx context.Context, now time.Time) {
 	} else if n > 0 {
 		s.log.Info("purged events past their retention", "count", n, "retain", s.cfg.RetainEvents)
 	}
+	// Channels' delivered replies are kept as long as the events.
+	n, err = s.store.PurgeDelivered(ctx, now.Add(-s.cfg.RetainEvents), 20000)
+	if err != nil {
+		s.log.Error("purge channel deliveries", "err", err)
+	} else if n > 0 {
+		s.log.Info("purged delivered channel replies past the events' retention", "count", n, "retain", s.cfg.RetainEvents)
+	}
 }

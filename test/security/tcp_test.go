@@ -262,3 +262,19 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// A channel's token file that group or others may read is refused like
+// the API's.
+func TestReadableChannelTokenFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	tok := writeSecret(t, dir, "telegram.token", "123456:fake-telegram-token")
+	if err := os.Chmod(tok, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := daemontest.New(t, daemontest.Options{Set: echoAgent, YAML: "channels:\n  - kind: telegram\n    token_file: " + tok +
+		"\n    api_url: http://127.0.0.1:9\n"})
+	out := refusedStart(t, d)
+	if !strings.Contains(out, "channels[0].token_file") || !strings.Contains(out, "chmod 600") {
+		t.Errorf("refusal does not name the key and the fix:\n%s", out)
+	}
+}

@@ -162,6 +162,8 @@ CREATE TABLE permission_rules (
 );
 CREATE INDEX events_progress ON events (chat_id) WHERE type = 'progress';
 `,
+	// 5: channels' cursors and deliveries (channels.go).
+	channelsSchema,
 }
 
 // migrateLock is the session-level advisory lock key under which a node

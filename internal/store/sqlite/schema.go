@@ -145,6 +145,8 @@ CREATE TABLE permission_rules (
 ) WITHOUT ROWID;
 CREATE INDEX events_type ON events (type) WHERE type = 'progress';
 `,
+	// 8: channels' cursors and deliveries (channels.go).
+	channelsSchema,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

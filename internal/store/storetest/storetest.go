@@ -65,6 +65,9 @@ func Run(t *testing.T, s Suite) {
 		{"WriteFault", testWriteFault},
 		{"Reopen", testReopen},
 		{"TwoStoresOneDatabase", testShared},
+		{"ChannelAccept", testChannelAccept},
+		{"ChannelAcceptRace", testChannelAcceptRace},
+		{"ChannelDeliveries", testChannelDeliveries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func channelsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "channels",
+		Short:   "Chat-app channels (Telegram): connection and delivery state",
+		Example: "  dispatch channels list",
+	}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the channels: connected, last update, backlog, failed deliveries, rate-limited until",
+		Example: "  dispatch channels list\n  dispatch channels list --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := connect(g, 30*time.Second, 0)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			chs, err := c.Channels(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(w, chs)
+			}
+			if len(chs) == 0 {
+				fmt.Fprintln(w, "no channels configured")
+				return nil
+			}
+			t := newTable("CHANNEL", "KIND", "BOT", "CONNECTED", "LAST UPDATE", "BACKLOG", "FAILED", "RATE LIMITED UNTIL", "ERROR")
+			for _, ch := range chs {
+				t.add(ch.Name, ch.Kind, ch.Bot, ch.Connected, dash(ch.LastUpdate), ch.Backlog, ch.Failed,
+					dash(ch.RateLimitedUntil), cell(ch.Error, 60))
+			}
+			return t.print(w)
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,521 @@
+package telegram
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-telegram/bot"
+	"github.com/go-telegram/bot/models"
+
+	"github.com/dispatchd/dispatch/internal/channel"
+	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/store"
+	"github.com/dispatchd/dispatch/internal/webhook"
+)
+
+// The running channel. Sends go through go-telegram/bot; getUpdates is
+// asked here, not through the client's own polling loop, because that
+// loop confirms an update to Telegram (by asking for the next offset)
+// before its handler has run: a daemon killed then would lose it. Here
+// the next offset is asked for only after the update, and the offset
+// after it, are committed (store.AcceptFromChannel), so an update is
+// never lost and, its update_id being the message's client id, never
+// accepted twice.
+
+// Store is what the channel needs of the store.
+type Store interface {
+	channel.Store
+	AcceptFromChannel(ctx context.Context, channel string, next int64, chatID, text, clientID string) (id string, dup bool, err error)
+	ChannelAdvance(ctx context.Context, channel string, next int64) error
+}
+
+// Config configures a Channel.
+type Config struct {
+	Name   string // the channel's name (its state in the store)
+	Token  string
+	APIURL string // the Bot API's base URL
+	Allow  []int64
+	Store  Store
+	// Accepted is told of each new message accepted (the supervisor's
+	// wake-up of the chat's session).
+	Accepted func(chat string)
+	Clock    clock.Clock
+	Log      *slog.Logger
+	// Control carries out the in-chat commands (nil: they answer that
+	// they are not available).
+	Control Control
+	// Metrics, if set, counts updates and deliveries.
+	Metrics *channel.Metrics
+	// PollTimeout is getUpdates' long-poll timeout (default 25 s).
+	PollTimeout time.Duration
+}
+
+// Control is what the in-chat commands do to a chat.
+type Control interface {
+	// Restart starts chat's conversation over, clean.
+	Restart(ctx context.Context, chat string, clean bool) error
+	// ChatStatus is a short description of chat's health and queue.
+	ChatStatus(ctx context.Context, chat string) (string, error)
+}
+
+// Typing is renewed this often while a chat's turn runs (Telegram shows
+// it for about 5 s), and given up after typingMax.
+const (
+	TypingEvery = 4 * time.Second
+	typingMax   = 30 * time.Minute
+)
+
+// Channel is one Telegram bot inside the daemon.
+type Channel struct {
+	cfg   Config
+	bot   *bot.Bot
+	http  *http.Client
+	allow map[int64]bool
+	out   *channel.Outbox
+
+	mu       sync.Mutex
+	me       Bot
+	typing   map[int64]time.Time // chats whose turn runs: since when
+	lastPoll time.Time           // the last getUpdates answered
+	lastUpd  time.Time           // the last update taken in
+	lastErr  string
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// New makes a channel; Start runs it.
+func New(cfg Config) (*Channel, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PollTimeout <= 0 {
+		cfg.PollTimeout = 25 * time.Second
+	}
+	cfg.APIURL = strings.TrimRight(cfg.APIURL, "/")
+	c := &Channel{
+		cfg:    cfg,
+		http:   &http.Client{Timeout: cfg.PollTimeout + 15*time.Second},
+		allow:  map[int64]bool{},
+		typing: map[int64]time.Time{},
+	}
+	for _, id := range cfg.Allow {
+		c.allow[id] = true
+	}
+	b, err := bot.New(cfg.Token, bot.WithServerURL(cfg.APIURL), bot.WithSkipGetMe(),
+		bot.WithHTTPClient(30*time.Second, &http.Client{Timeout: 30 * time.Second}))
+	if err != nil {
+		return nil, fmt.Errorf("telegram %s: %w", cfg.Name, err)
+	}
+	c.bot = b
+	cfg.Metrics.Init(cfg.Name)
+	c.out = channel.NewOutbox(channel.OutboxConfig{
+		Channel: cfg.Name, Prefix: ChatPrefix, Store: cfg.Store, Sender: sender{c}, Clock: cfg.Clock, Log: cfg.Log,
+		Metrics: cfg.Metrics,
+		Enqueued: func(d store.ChannelDelivery) {
+			if id, ok := ParseChatID(d.ChatID); ok {
+				c.mu.Lock()
+				delete(c.typing, id)
+				c.mu.Unlock()
+			}
+		},
+	})
+	return c, nil
+}
+
+// Name is the channel's name.
+func (c *Channel) Name() string { return c.cfg.Name }
+
+// Start runs the channel (intake, outbox, typing) until Stop.
+func (c *Channel) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); c.intake(ctx) }()
+	go func() { defer wg.Done(); c.out.Run(ctx) }()
+	go func() { defer wg.Done(); c.typingLoop(ctx) }()
+	done := c.done
+	go func() { wg.Wait(); close(done) }()
+}
+
+// Stop stops the channel and waits for it.
+func (c *Channel) Stop() {
+	c.mu.Lock()
+	cancel, done := c.cancel, c.done
+	c.cancel = nil
+	c.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// Status is the channel at a glance.
+type Status struct {
+	Name, Kind string
+	Connected  bool      // the last getUpdates was answered
+	LastPoll   time.Time // when
+	LastUpdate time.Time // the last update taken in
+	Error      string    // the last error, while not connected
+	Bot        string    // the bot's @username
+}
+
+// Status reports the channel's state.
+func (c *Channel) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Status{Name: c.cfg.Name, Kind: "telegram", Connected: c.lastErr == "" && !c.lastPoll.IsZero(),
+		LastPoll: c.lastPoll, LastUpdate: c.lastUpd, Error: c.lastErr, Bot: c.me.Username}
+}
+
+func (c *Channel) setErr(err error) {
+	c.cfg.Metrics.SetConnected(c.cfg.Name, err == nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.lastErr, c.lastPoll = "", c.cfg.Clock.Now()
+	} else {
+		c.lastErr = err.Error()
+	}
+}
+
+// sleep waits d or until ctx ends.
+func (c *Channel) sleep(ctx context.Context, d time.Duration) bool {
+	t := c.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
+
+// intake long-polls getUpdates and accepts each update exactly once.
+func (c *Channel) intake(ctx context.Context) {
+	log := c.cfg.Log.With("channel", c.cfg.Name)
+	select {
+	case <-ctx.Done():
+		return
+	case <-c.out.Ready():
+	}
+	fail := 0
+	backoff := func(err error) bool {
+		fail++
+		c.setErr(err)
+		d := webhook.Backoff(fail, 500*time.Millisecond, 30*time.Second, rand.Float64)
+		log.Warn("telegram: polling failed, retrying", "err", err, "in", d)
+		return c.sleep(ctx, d)
+	}
+	for ctx.Err() == nil {
+		me, err := c.bot.GetMe(ctx)
+		if err == nil {
+			c.mu.Lock()
+			c.me = Bot{ID: me.ID, Username: me.Username}
+			c.mu.Unlock()
+			c.registerCommands(ctx)
+			break
+		}
+		if ctx.Err() != nil || !backoff(redact(err, c.cfg.Token)) {
+			return
+		}
+	}
+	for ctx.Err() == nil {
+		cur, err := c.cfg.Store.ChannelCursor(ctx, c.cfg.Name)
+		if err != nil {
+			if !backoff(err) {
+				return
+			}
+			continue
+		}
+		ups, err := c.getUpdates(ctx, cur.Inbound)
+		if err != nil {
+			if ctx.Err() != nil || !backoff(err) {
+				return
+			}
+			continue
+		}
+		fail = 0
+		c.setErr(nil)
+		for _, u := range ups {
+			for ctx.Err() == nil {
+				err := c.handle(ctx, u)
+				if err == nil {
+					break
+				}
+				// Never skipped: a store error is retried until it commits.
+				if !backoff(fmt.Errorf("update %d: %w", u.ID, err)) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// handle applies Intake to u and commits its outcome with the next offset.
+func (c *Channel) handle(ctx context.Context, u *models.Update) error {
+	c.mu.Lock()
+	me := c.me
+	c.mu.Unlock()
+	next := u.ID + 1
+	c.mu.Lock()
+	c.lastUpd = c.cfg.Clock.Now()
+	c.mu.Unlock()
+	d := Intake(u, me, c.allow)
+	switch d.Action {
+	case Accept:
+		chat := ChatID(d.Chat)
+		_, dup, err := c.cfg.Store.AcceptFromChannel(ctx, c.cfg.Name, next, chat, d.Text, strconv.FormatInt(u.ID, 10))
+		if err != nil {
+			return err
+		}
+		if dup {
+			c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateDuplicate)
+		} else {
+			c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateAccepted)
+			c.mu.Lock()
+			c.typing[d.Chat] = c.cfg.Clock.Now()
+			c.mu.Unlock()
+			go c.action(context.WithoutCancel(ctx), d.Chat)
+			if c.cfg.Accepted != nil {
+				c.cfg.Accepted(chat)
+			}
+		}
+		return nil
+	case Command:
+		text := c.command(ctx, ChatID(d.Chat), d.Command)
+		if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
+			c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+		}
+		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+			return err
+		}
+		c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateCommand)
+		return nil
+	case Refuse, Unsupported:
+		// Answered before the cursor moves: a crash between the two
+		// answers again, never not at all.
+		text, outcome := UnsupportedText, channel.UpdateUnsupported
+		if d.Action == Refuse {
+			outcome = channel.UpdateRefused
+			text = RefusalText(d.User)
+			c.cfg.Log.Info("telegram: refused a stranger", "channel", c.cfg.Name, "user", d.User, "chat", d.Chat)
+		}
+		if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
+			c.cfg.Log.Warn("telegram: could not answer", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+		}
+		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+			return err
+		}
+		c.cfg.Metrics.Update(c.cfg.Name, outcome)
+		return nil
+	}
+	if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+		return err
+	}
+	c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateIgnored)
+	return nil
+}
+
+// command carries out an in-chat command and returns its answer. It runs
+// before the offset moves: a crash between the two carries it out again
+// (both are harmless twice).
+func (c *Channel) command(ctx context.Context, chat, cmd string) string {
+	if c.cfg.Control == nil {
+		return "This command is not available here."
+	}
+	switch cmd {
+	case CmdNew:
+		if err := c.cfg.Control.Restart(ctx, chat, true); err != nil {
+			c.cfg.Log.Info("telegram: /new", "channel", c.cfg.Name, "chat", chat, "err", err)
+			return "There is no conversation to start over yet."
+		}
+		return "Starting a clean conversation: earlier context is gone."
+	case CmdStatus:
+		st, err := c.cfg.Control.ChatStatus(ctx, chat)
+		if err != nil {
+			return "No conversation yet."
+		}
+		return st
+	}
+	return "Unknown command."
+}
+
+// registerCommands tells Telegram the in-chat commands (best effort).
+func (c *Channel) registerCommands(ctx context.Context) {
+	cmds := make([]models.BotCommand, len(Commands))
+	for i, cmd := range Commands {
+		cmds[i] = models.BotCommand{Command: cmd.Name, Description: cmd.Description}
+	}
+	if _, err := c.bot.SetMyCommands(ctx, &bot.SetMyCommandsParams{Commands: cmds}); err != nil {
+		c.cfg.Log.Warn("telegram: setMyCommands failed", "channel", c.cfg.Name, "err", redact(err, c.cfg.Token))
+	}
+}
+
+// getUpdates asks for the updates from offset on, long-polling.
+func (c *Channel) getUpdates(ctx context.Context, offset int64) ([]*models.Update, error) {
+	q := url.Values{}
+	q.Set("offset", strconv.FormatInt(offset, 10))
+	q.Set("timeout", strconv.Itoa(int(c.cfg.PollTimeout/time.Second)))
+	q.Set("allowed_updates", `["message"]`)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.APIURL+"/bot"+c.cfg.Token+"/getUpdates",
+		strings.NewReader(q.Encode()))
+	if err != nil {
+		return nil, redact(err, c.cfg.Token)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, redact(err, c.cfg.Token)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, redact(err, c.cfg.Token)
+	}
+	var r struct {
+		OK          bool             `json:"ok"`
+		Result      []*models.Update `json:"result"`
+		Description string           `json:"description"`
+		ErrorCode   int              `json:"error_code"`
+		Parameters  map[string]any   `json:"parameters"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("getUpdates: HTTP %d, not a Bot API answer", resp.StatusCode)
+	}
+	if !r.OK {
+		return nil, fmt.Errorf("getUpdates: %d %s", r.ErrorCode, r.Description)
+	}
+	return r.Result, nil
+}
+
+// typingLoop renews "typing" in every chat whose turn runs.
+func (c *Channel) typingLoop(ctx context.Context) {
+	for c.sleep(ctx, TypingEvery) {
+		now := c.cfg.Clock.Now()
+		c.mu.Lock()
+		var chats []int64
+		for id, since := range c.typing {
+			if now.Sub(since) > typingMax {
+				delete(c.typing, id)
+				continue
+			}
+			chats = append(chats, id)
+		}
+		c.mu.Unlock()
+		for _, id := range chats {
+			c.action(ctx, id)
+		}
+	}
+}
+
+// action shows "typing" in chat once (best effort).
+func (c *Channel) action(ctx context.Context, chat int64) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, _ = c.bot.SendChatAction(ctx, &bot.SendChatActionParams{ChatID: chat, Action: models.ChatActionTyping})
+}
+
+// sender sends deliveries through the Bot API.
+type sender struct{ c *Channel }
+
+// Parts is what a delivery says, as Telegram HTML messages in order. It is
+// a pure function of the delivery, so a restart finds the same parts and
+// sends only those not yet accepted.
+func Parts(d store.ChannelDelivery) ([]string, error) {
+	var h string
+	switch d.Kind {
+	case "dead_letter":
+		h = html.EscapeString(DeadLetterText(d.Text))
+	default:
+		h = HTML(d.Text)
+	}
+	if strings.TrimSpace(h) == "" {
+		h = html.EscapeString("(empty reply)")
+	}
+	return Split(h, MaxMessageLen)
+}
+
+func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(string) error) error {
+	chat, ok := ParseChatID(d.ChatID)
+	if !ok {
+		return channel.Permanent(fmt.Errorf("%q is not a Telegram chat", d.ChatID))
+	}
+	parts, err := Parts(d)
+	if err != nil {
+		return channel.Permanent(err)
+	}
+	off := true
+	for i := d.Sent; i < len(parts); i++ {
+		p := &bot.SendMessageParams{ChatID: chat, Text: parts[i], ParseMode: models.ParseModeHTML,
+			LinkPreviewOptions: &models.LinkPreviewOptions{IsDisabled: &off}}
+		m, err := s.c.bot.SendMessage(ctx, p)
+		if err != nil && errors.Is(err, bot.ErrorBadRequest) && strings.Contains(err.Error(), "can't parse entities") {
+			// Telegram refused the formatting: the same part as plain text.
+			plain, perr := PlainText(parts[i], MaxMessageLen)
+			if perr != nil {
+				return channel.Permanent(perr)
+			}
+			p.Text, p.ParseMode = plain, ""
+			m, err = s.c.bot.SendMessage(ctx, p)
+		}
+		if err != nil {
+			return classify(redact(err, s.c.cfg.Token))
+		}
+		if err := sent(strconv.Itoa(m.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classify maps a Bot API error to the outbox's kinds.
+func classify(err error) error {
+	var tm *bot.TooManyRequestsError
+	if errors.As(err, &tm) {
+		return &channel.RateLimitedError{After: time.Duration(max(tm.RetryAfter, 1)) * time.Second, Err: err}
+	}
+	if errors.Is(err, bot.ErrorForbidden) || errors.Is(err, bot.ErrorBadRequest) ||
+		errors.Is(err, bot.ErrorNotFound) {
+		return channel.Permanent(err)
+	}
+	return err
+}
+
+// redactedError is an error with the bot token cut out of its text.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redact removes the token from err's text (URLs carry it).
+func redact(err error, token string) error {
+	if err == nil || token == "" || !strings.Contains(err.Error(), token) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), token, "***"), err: err}
+}
