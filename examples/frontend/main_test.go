@@ -21,6 +21,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/syncbuf"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // The example builds as a program.
@@ -132,3 +133,4 @@ type feedOnly struct {
 
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }
 func (feedOnly) RetryWebhook(context.Context, string) (int, error)          { return 0, nil }
+func (feedOnly) Channels(context.Context) ([]wire.ChannelStatus, error)     { return nil, nil }

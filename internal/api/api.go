@@ -80,9 +80,7 @@ func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.
 	mux.HandleFunc("GET /readyz", h.readyz)
 	if feed != nil {
 		registerEvents(mux, h, feed)
-		if cb, ok := feed.(ChannelsBackend); ok {
-			registerChannels(mux, h, cb)
-		}
+		registerChannels(mux, h, feed)
 	}
 	if reg != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil}))

@@ -7,8 +7,8 @@ import (
 	"github.com/dispatchd/dispatch/internal/wire"
 )
 
-// ChannelsBackend lists the chat-app channels (GET /v1/channels). A
-// feed backend that has channels implements it.
+// ChannelsBackend lists the chat-app channels (GET /v1/channels); it is
+// part of the feed's backend, which every channel delivers from.
 type ChannelsBackend interface {
 	Channels(ctx context.Context) ([]wire.ChannelStatus, error)
 }

@@ -26,6 +26,8 @@ type EventsBackend interface {
 	EventsVisible() (int64, <-chan struct{})
 	Webhooks(ctx context.Context) ([]webhook.EndpointStatus, error)
 	RetryWebhook(ctx context.Context, name string) (int, error)
+	// The chat-app channels are delivered from the same feed.
+	ChannelsBackend
 }
 
 // Feed limits.

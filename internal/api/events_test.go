@@ -19,6 +19,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/webhook"
+	"github.com/dispatchd/dispatch/internal/wire"
 )
 
 // feedBackend is the test backend with a real store's event feed.
@@ -40,6 +41,9 @@ func (b *feedBackend) EventsVisible() (int64, <-chan struct{}) {
 	}
 	return v, changed
 }
+
+// Channels: no chat-app channels.
+func (b *feedBackend) Channels(context.Context) ([]wire.ChannelStatus, error) { return nil, nil }
 
 // watching empties watched: the next signal is a new reader's.
 func (b *feedBackend) watching() {
