@@ -184,6 +184,18 @@ func printEvent(w io.Writer, ev events.Event, asJSON bool) error {
 		detail = fmt.Sprintf("turn %s, messages %s: %s", ev.TurnID, strings.Join(ev.MessageIDs, ","), clipText(ev.Text, 200))
 	case events.DeadLetter:
 		detail = fmt.Sprintf("message %s: %s", ev.MessageID, ev.Error)
+	case events.PermissionRequest:
+		detail = fmt.Sprintf("request %s: %s: %s", ev.RequestID, ev.Tool, clipText(ev.Summary, 200))
+		if ev.ExpiresAt != nil {
+			detail += fmt.Sprintf(" (expires %s)", ev.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+	case events.PermissionDecided:
+		detail = fmt.Sprintf("request %s: %s %s by %s", ev.RequestID, ev.Tool, ev.Decision, ev.By)
+		if ev.Reason != "" {
+			detail += " (" + ev.Reason + ")"
+		}
+	case events.Progress:
+		detail = fmt.Sprintf("%s: %s", ev.Tool, clipText(ev.Summary, 200))
 	default:
 		detail = ev.Reason
 	}
