@@ -105,8 +105,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	mode      Mode
-	modeGen   uint64 // bumped on every mode change; lets SetModeFor revert safely
-	revert    *time.Timer
+	revert    fakeserver.Revert // SetModeFor's switch back
 	slow      time.Duration
 	reply     func(MessagesRequest) string
 	control   bool
@@ -191,19 +190,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
+	if !s.revert.Change(onlyIfGen) {
 		s.mu.Unlock()
 		return
 	}
-	if s.revert != nil {
-		s.revert.Stop()
-		s.revert = nil
-	}
 	prev := s.mode
 	s.mode = m
-	s.modeGen++
-	if gen := s.modeGen; revertAfter > 0 && !s.closed {
-		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	if !s.closed {
+		s.revert.After(revertAfter, func(gen uint64) { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.mu.Unlock()
 	if announce == nil {
@@ -300,9 +294,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.revert != nil {
-		s.revert.Stop()
-	}
+	s.revert.Stop()
 	s.mu.Unlock()
 	err := s.ln.Stop()
 	s.life.Unlock()

@@ -145,8 +145,7 @@ type Server struct {
 
 	mu           sync.Mutex
 	mode         Mode
-	modeGen      uint64
-	revert       *time.Timer
+	revert       fakeserver.Revert // SetModeFor's switch back
 	control      bool
 	changed      chan struct{} // closed and replaced on every change of state
 	updates      []Update      // not yet confirmed, in update_id order
@@ -267,19 +266,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
+	if !s.revert.Change(onlyIfGen) {
 		s.mu.Unlock()
 		return
 	}
-	if s.revert != nil {
-		s.revert.Stop()
-		s.revert = nil
-	}
 	prev := s.mode
 	s.mode = m
-	s.modeGen++
-	if gen := s.modeGen; revertAfter > 0 && !s.closed {
-		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	if !s.closed {
+		s.revert.After(revertAfter, func(gen uint64) { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -320,9 +314,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.revert != nil {
-		s.revert.Stop()
-	}
+	s.revert.Stop()
 	s.mu.Unlock()
 	err := s.ln.Stop()
 	s.life.Unlock()
