@@ -21,24 +21,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/dispatchd/dispatch/internal/fakeserver"
 	"github.com/dispatchd/dispatch/internal/fakeslack"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "fakeslack:", err)
-		os.Exit(2)
-	}
-}
+func main() { fakeserver.Main("fakeslack", run) }
 
 // run parses args, serves until ctx is done, and prints the URL and tokens.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,28 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "app token: "+s.AppToken())
 
 	if *controlAddr != "" {
-		ln, err := listenLoopback(*controlAddr)
+		stopControl, err := fakeserver.ServeControl(*controlAddr, s.ControlHandler(), fakeslack.ControlPrefix, stdout)
 		if err != nil {
 			return err
 		}
-		cs := &http.Server{Handler: s.ControlHandler(), ReadHeaderTimeout: 10 * time.Second}
-		go cs.Serve(ln)
-		defer cs.Close()
-		fmt.Fprintln(stdout, "control: http://"+ln.Addr().String()+fakeslack.ControlPrefix)
+		defer stopControl()
 	}
 	<-ctx.Done()
 	return nil
-}
-
-// listenLoopback listens on addr after checking that it is a loopback
-// address: the control endpoints must not be reachable from elsewhere.
-func listenLoopback(addr string) (net.Listener, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, err
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, errors.New("control address must be loopback: " + addr)
-	}
-	return net.Listen("tcp", addr)
 }

@@ -15,12 +15,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/fakeserver"
 )
 
 // Mode selects how the server answers POST /v1/messages.
@@ -99,16 +100,12 @@ const DefaultSlow = 2 * time.Second
 type Server struct {
 	// life serialises listener changes: Start, mode switches to and from
 	// ModeRefuse, and Close. It is taken before mu, never after.
-	life      sync.Mutex
-	addr      string       // host:port, fixed by the first Start
-	hs        *http.Server // nil while not listening
-	serveDone chan struct{}
-	started   bool
+	life sync.Mutex
+	ln   fakeserver.Listener
 
 	mu        sync.Mutex
 	mode      Mode
-	modeGen   uint64 // bumped on every mode change; lets SetModeFor revert safely
-	revert    *time.Timer
+	revert    fakeserver.Revert // SetModeFor's switch back
 	slow      time.Duration
 	reply     func(MessagesRequest) string
 	control   bool
@@ -135,28 +132,20 @@ func New() *Server {
 // the life of the server so that leaving ModeRefuse listens on it again.
 // If the mode is already ModeRefuse the port is reserved and released at once.
 func (s *Server) Start(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err := fakeserver.CheckLoopback(addr); err != nil {
 		return fmt.Errorf("fakeapi: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("fakeapi: %q is not a loopback address", addr)
 	}
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.started {
+	if s.ln.Started() {
 		return errors.New("fakeapi: already started")
 	}
 	if s.isClosed() {
 		return errors.New("fakeapi: closed")
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	if err := s.ln.Start(addr, s); err != nil {
 		return fmt.Errorf("fakeapi: %w", err)
 	}
-	s.started = true
-	s.addr = ln.Addr().String()
-	s.serve(ln)
 	s.applyModeLocked()
 	return nil
 }
@@ -166,10 +155,7 @@ func (s *Server) Start(addr string) error {
 func (s *Server) URL() string {
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.addr == "" {
-		return ""
-	}
-	return "http://" + s.addr
+	return s.ln.URL()
 }
 
 // Mode returns the current mode.
@@ -204,19 +190,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
+	if !s.revert.Change(onlyIfGen) {
 		s.mu.Unlock()
 		return
 	}
-	if s.revert != nil {
-		s.revert.Stop()
-		s.revert = nil
-	}
 	prev := s.mode
 	s.mode = m
-	s.modeGen++
-	if gen := s.modeGen; revertAfter > 0 && !s.closed {
-		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	if !s.closed {
+		s.revert.After(revertAfter, func(gen uint64) { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.mu.Unlock()
 	if announce == nil {
@@ -234,49 +215,20 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 // applyModeLocked makes the listener match the mode: closed in ModeRefuse,
 // open otherwise. s.life must be held.
 func (s *Server) applyModeLocked() {
-	if !s.started || s.isClosed() {
+	if !s.ln.Started() || s.isClosed() {
 		return
 	}
-	refuse := s.Mode() == ModeRefuse
-	switch {
-	case refuse && s.hs != nil:
-		s.hs.Close() // also drops kept-alive connections, which would bypass the refusal
-		<-s.serveDone
-		s.hs = nil
-	case !refuse && s.hs == nil:
-		ln, err := listenAgain(s.addr)
+	if s.Mode() == ModeRefuse {
+		s.ln.Stop()
+	} else if !s.ln.Listening() {
+		err := s.ln.Resume()
+		if err != nil {
+			err = fmt.Errorf("fakeapi: %w", err)
+		}
 		s.mu.Lock()
 		s.err = err
 		s.mu.Unlock()
-		if err == nil {
-			s.serve(ln)
-		}
 	}
-}
-
-// listenAgain listens on addr, retrying briefly: the port was ours a moment
-// ago, but the kernel may need a little while to let go of it.
-func listenAgain(addr string) (net.Listener, error) {
-	var err error
-	for range 50 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln, nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil, fmt.Errorf("fakeapi: listen again on %s: %w", addr, err)
-}
-
-// serve starts an http.Server on ln. s.life must be held.
-func (s *Server) serve(ln net.Listener) {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		hs.Serve(ln) // returns http.ErrServerClosed after Close
-	}()
-	s.hs, s.serveDone = hs, done
 }
 
 // Err reports why the server could not listen again when it last left
@@ -342,16 +294,9 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.revert != nil {
-		s.revert.Stop()
-	}
+	s.revert.Stop()
 	s.mu.Unlock()
-	var err error
-	if s.hs != nil {
-		err = s.hs.Close()
-		<-s.serveDone
-		s.hs = nil
-	}
+	err := s.ln.Stop()
 	s.life.Unlock()
 	s.active.Wait()
 	return err

@@ -38,7 +38,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -48,6 +47,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/fakeserver"
 )
 
 // The default identities and tokens of a server made without options.
@@ -128,11 +128,8 @@ func WithPingInterval(d time.Duration) Option { return func(s *Server) { s.pingI
 // Server is a fake Slack. Make it with New; all methods are safe for
 // concurrent use.
 type Server struct {
-	life      sync.Mutex // serialises listener changes; taken before mu
-	addr      string
-	hs        *http.Server
-	serveDone chan struct{}
-	started   bool
+	life sync.Mutex // serialises listener changes; taken before mu
+	ln   fakeserver.Listener
 
 	clk          clock.Clock
 	botToken     string
@@ -147,8 +144,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	mode     Mode
-	modeGen  uint64
-	revert   *time.Timer
+	revert   fakeserver.Revert // SetModeFor's switch back
 	control  bool
 	changed  chan struct{} // closed and replaced on every change of state
 	closed   bool
@@ -228,28 +224,20 @@ func (s *Server) BotUserID() string { return DefaultBotUser }
 // serves in the background. The port is kept for the server's life, so
 // leaving ModeRefuse listens on it again.
 func (s *Server) Start(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err := fakeserver.CheckLoopback(addr); err != nil {
 		return fmt.Errorf("fakeslack: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("fakeslack: %q is not a loopback address", addr)
 	}
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.started {
+	if s.ln.Started() {
 		return errors.New("fakeslack: already started")
 	}
 	if s.isClosed() {
 		return errors.New("fakeslack: closed")
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	if err := s.ln.Start(addr, s); err != nil {
 		return fmt.Errorf("fakeslack: %w", err)
 	}
-	s.started = true
-	s.addr = ln.Addr().String()
-	s.serve(ln)
 	s.applyModeLocked()
 	return nil
 }
@@ -259,10 +247,7 @@ func (s *Server) Start(addr string) error {
 func (s *Server) URL() string {
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.addr == "" {
-		return ""
-	}
-	return "http://" + s.addr
+	return s.ln.URL()
 }
 
 // APIURL returns the Web API URL for slack.OptionAPIURL (the base URL with
@@ -302,19 +287,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
+	if !s.revert.Change(onlyIfGen) {
 		s.mu.Unlock()
 		return
 	}
-	if s.revert != nil {
-		s.revert.Stop()
-		s.revert = nil
-	}
 	prev := s.mode
 	s.mode = m
-	s.modeGen++
-	if gen := s.modeGen; revertAfter > 0 && !s.closed {
-		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	if !s.closed {
+		s.revert.After(revertAfter, func(gen uint64) { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -334,38 +314,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 // applyModeLocked opens or closes the listener to match the mode; s.life
 // must be held.
 func (s *Server) applyModeLocked() {
-	if !s.started || s.isClosed() {
+	if !s.ln.Started() || s.isClosed() {
 		return
 	}
-	refuse := s.Mode() == ModeRefuse
-	switch {
-	case refuse && s.hs != nil:
-		s.hs.Close()
-		<-s.serveDone
-		s.hs = nil
-	case !refuse && s.hs == nil:
-		var ln net.Listener
-		var err error
-		for range 50 { // the port was ours a moment ago; the kernel may need a little while
-			if ln, err = net.Listen("tcp", s.addr); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err == nil {
-			s.serve(ln)
-		}
+	if s.Mode() == ModeRefuse {
+		s.ln.Stop()
+	} else {
+		s.ln.Resume()
 	}
-}
-
-func (s *Server) serve(ln net.Listener) {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		hs.Serve(ln)
-	}()
-	s.hs, s.serveDone = hs, done
 }
 
 // Close stops the server, drops every Socket Mode connection and waits for
@@ -380,18 +336,11 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.revert != nil {
-		s.revert.Stop()
-	}
+	s.revert.Stop()
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.dropAll()
-	var err error
-	if s.hs != nil {
-		err = s.hs.Close()
-		<-s.serveDone
-		s.hs = nil
-	}
+	err := s.ln.Stop()
 	s.life.Unlock()
 	s.active.Wait()
 	s.ackTimers.Wait()

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/dispatchd/dispatch/internal/fakeserver"
 )
 
 // ControlPrefix is the path prefix of the control endpoints.
@@ -109,26 +111,8 @@ func (s *Server) ControlHandler() http.Handler {
 		s.LimitChat(req.ChatID, d)
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
-	mux.HandleFunc("GET "+ControlPrefix+"mode", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]Mode{"mode": s.Mode()})
-	})
-	mux.HandleFunc("POST "+ControlPrefix+"mode", func(w http.ResponseWriter, r *http.Request) {
-		m, err := ParseMode(r.FormValue("m"))
-		if err != nil {
-			controlError(w, err.Error())
-			return
-		}
-		var d time.Duration
-		if f := r.FormValue("for"); f != "" {
-			if d, err = time.ParseDuration(f); err != nil || d <= 0 {
-				controlError(w, "bad duration for=: "+f)
-				return
-			}
-		}
-		s.switchMode(m, d, 0, func() {
-			writeJSON(w, http.StatusOK, map[string]Mode{"mode": m})
-			http.NewResponseController(w).Flush()
-		})
+	fakeserver.HandleMode(mux, ControlPrefix, writeJSON, s.Mode, ParseMode, func(m Mode, d time.Duration, announce func()) {
+		s.switchMode(m, d, 0, announce)
 	})
 	mux.HandleFunc("GET "+ControlPrefix+"chats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, nonNil(s.Chats()))

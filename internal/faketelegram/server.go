@@ -61,7 +61,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -69,6 +68,7 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/fakeserver"
 )
 
 // DefaultToken is the bot token of a server made without WithToken.
@@ -134,11 +134,8 @@ func WithFirstUpdateID(id int64) Option { return func(s *Server) { s.nextUpdateI
 // for concurrent use.
 type Server struct {
 	// life serialises listener changes; taken before mu, never after.
-	life      sync.Mutex
-	addr      string
-	hs        *http.Server
-	serveDone chan struct{}
-	started   bool
+	life sync.Mutex
+	ln   fakeserver.Listener
 
 	clk      clock.Clock
 	token    string
@@ -148,8 +145,7 @@ type Server struct {
 
 	mu           sync.Mutex
 	mode         Mode
-	modeGen      uint64
-	revert       *time.Timer
+	revert       fakeserver.Revert // SetModeFor's switch back
 	control      bool
 	changed      chan struct{} // closed and replaced on every change of state
 	updates      []Update      // not yet confirmed, in update_id order
@@ -217,28 +213,20 @@ func (s *Server) Bot() User { return s.bot }
 // serves in the background. The port is kept for the server's life, so
 // leaving ModeRefuse listens on it again.
 func (s *Server) Start(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if err := fakeserver.CheckLoopback(addr); err != nil {
 		return fmt.Errorf("faketelegram: %w", err)
-	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return fmt.Errorf("faketelegram: %q is not a loopback address", addr)
 	}
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.started {
+	if s.ln.Started() {
 		return errors.New("faketelegram: already started")
 	}
 	if s.isClosed() {
 		return errors.New("faketelegram: closed")
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
+	if err := s.ln.Start(addr, s); err != nil {
 		return fmt.Errorf("faketelegram: %w", err)
 	}
-	s.started = true
-	s.addr = ln.Addr().String()
-	s.serve(ln)
 	s.applyModeLocked()
 	return nil
 }
@@ -248,10 +236,7 @@ func (s *Server) Start(addr string) error {
 func (s *Server) URL() string {
 	s.life.Lock()
 	defer s.life.Unlock()
-	if s.addr == "" {
-		return ""
-	}
-	return "http://" + s.addr
+	return s.ln.URL()
 }
 
 // EnableControl serves ControlHandler under ControlPrefix on the API
@@ -281,19 +266,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.mu.Lock()
-	if onlyIfGen != 0 && s.modeGen != onlyIfGen {
+	if !s.revert.Change(onlyIfGen) {
 		s.mu.Unlock()
 		return
 	}
-	if s.revert != nil {
-		s.revert.Stop()
-		s.revert = nil
-	}
 	prev := s.mode
 	s.mode = m
-	s.modeGen++
-	if gen := s.modeGen; revertAfter > 0 && !s.closed {
-		s.revert = time.AfterFunc(revertAfter, func() { s.switchMode(prev, 0, gen, nil) })
+	if !s.closed {
+		s.revert.After(revertAfter, func(gen uint64) { s.switchMode(prev, 0, gen, nil) })
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
@@ -312,38 +292,14 @@ func (s *Server) switchMode(m Mode, revertAfter time.Duration, onlyIfGen uint64,
 // applyModeLocked opens or closes the listener to match the mode; s.life
 // must be held.
 func (s *Server) applyModeLocked() {
-	if !s.started || s.isClosed() {
+	if !s.ln.Started() || s.isClosed() {
 		return
 	}
-	refuse := s.Mode() == ModeRefuse
-	switch {
-	case refuse && s.hs != nil:
-		s.hs.Close()
-		<-s.serveDone
-		s.hs = nil
-	case !refuse && s.hs == nil:
-		var ln net.Listener
-		var err error
-		for range 50 { // the port was ours a moment ago; the kernel may need a little while
-			if ln, err = net.Listen("tcp", s.addr); err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		if err == nil {
-			s.serve(ln)
-		}
+	if s.Mode() == ModeRefuse {
+		s.ln.Stop()
+	} else {
+		s.ln.Resume()
 	}
-}
-
-func (s *Server) serve(ln net.Listener) {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		hs.Serve(ln)
-	}()
-	s.hs, s.serveDone = hs, done
 }
 
 // Close stops the server, ends waiting long polls and waits for every
@@ -358,16 +314,9 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	if s.revert != nil {
-		s.revert.Stop()
-	}
+	s.revert.Stop()
 	s.mu.Unlock()
-	var err error
-	if s.hs != nil {
-		err = s.hs.Close()
-		<-s.serveDone
-		s.hs = nil
-	}
+	err := s.ln.Stop()
 	s.life.Unlock()
 	s.active.Wait()
 	return err
