@@ -55,6 +55,11 @@ type Event struct {
 	MessageID  string    `json:"message_id"`
 	Error      string    `json:"error"`
 	Reason     string    `json:"reason"`
+	RequestID  string    `json:"request_id"`
+	Tool       string    `json:"tool"`
+	Summary    string    `json:"summary"`
+	Decision   string    `json:"decision"`
+	By         string    `json:"by"`
 }
 
 // deliver is where a bridge would send the event on to the person.
@@ -66,6 +71,12 @@ func deliver(out io.Writer, ev Event) {
 		fmt.Fprintf(out, "to %s: (your message could not be answered: %s)\n", ev.ChatID, ev.Error)
 	case "session_reset":
 		fmt.Fprintf(out, "to %s: (the assistant had to start a new conversation and lost the earlier context)\n", ev.ChatID)
+	case "permission_request":
+		// A bridge would show buttons; answering is POST
+		// /v1/permissions/{request_id} {"decision": "allow"|"allow_always"|"deny"}.
+		fmt.Fprintf(out, "to %s: (the assistant asks to run %s: %s; request %s)\n", ev.ChatID, ev.Tool, ev.Summary, ev.RequestID)
+	case "permission_decided":
+		fmt.Fprintf(out, "to %s: (%s: %s by %s)\n", ev.ChatID, ev.Tool, ev.Decision, ev.By)
 	default:
 		fmt.Fprintf(out, "[%s] %s %s\n", ev.Type, ev.ChatID, ev.Reason)
 	}

@@ -134,3 +134,15 @@ type feedOnly struct {
 func (feedOnly) Webhooks(context.Context) ([]webhook.EndpointStatus, error) { return nil, nil }
 func (feedOnly) RetryWebhook(context.Context, string) (int, error)          { return 0, nil }
 func (feedOnly) Channels(context.Context) ([]wire.ChannelStatus, error)     { return nil, nil }
+
+// TestDeliverPermissionEvents: the person sees what the agent asks to run
+// and what was decided, not a bare event type.
+func TestDeliverPermissionEvents(t *testing.T) {
+	var b strings.Builder
+	deliver(&b, Event{Type: "permission_request", ChatID: "bob", RequestID: "r1", Tool: "Bash", Summary: "touch x"})
+	deliver(&b, Event{Type: "permission_decided", ChatID: "bob", RequestID: "r1", Tool: "Bash", Decision: "allow", By: "cli:root"})
+	want := "to bob: (the assistant asks to run Bash: touch x; request r1)\nto bob: (Bash: allow by cli:root)\n"
+	if b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
+	}
+}
