@@ -80,7 +80,16 @@ type Outbox struct {
 
 	mu   sync.Mutex
 	busy map[string]bool // chats with a delivery being sent
-	done chan struct{}   // a send ended (buffered 1)
+	// ended counts the sends that have ended; endedAt holds, per chat,
+	// the count when its last send ended. A step whose read of the
+	// pending deliveries began before a chat's send ended has a stale
+	// view of that chat (the delivery it read as pending may be done
+	// now): it leaves the chat to the next step, which the send's end
+	// wakes. Without this, a send ending between the read and the busy
+	// check was sent again.
+	ended   uint64
+	endedAt map[string]uint64
+	done    chan struct{} // a send ended (buffered 1)
 
 	readyOnce sync.Once
 	ready     chan struct{} // closed once the feed cursor exists
@@ -99,7 +108,7 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{cfg: cfg, busy: map[string]bool{}, done: make(chan struct{}, 1), ready: make(chan struct{})}
+	return &Outbox{cfg: cfg, busy: map[string]bool{}, endedAt: map[string]uint64{}, done: make(chan struct{}, 1), ready: make(chan struct{})}
 }
 
 // Run copies new events into deliveries and sends them until ctx ends.
@@ -151,6 +160,9 @@ func (o *Outbox) step(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}
 		return 0, err
 	}
 	o.readyOnce.Do(func() { close(o.ready) })
+	o.mu.Lock()
+	readAt := o.ended
+	o.mu.Unlock()
 	pending, err := o.cfg.Store.PendingDeliveries(ctx, o.cfg.Channel, pageSize)
 	if err != nil {
 		return 0, err
@@ -169,7 +181,7 @@ func (o *Outbox) step(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}
 			continue
 		}
 		o.mu.Lock()
-		if o.busy[d.ChatID] {
+		if o.busy[d.ChatID] || o.endedAt[d.ChatID] > readAt {
 			o.mu.Unlock()
 			continue
 		}
@@ -187,6 +199,8 @@ func (o *Outbox) step(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}
 			o.deliver(ctx, d)
 			o.mu.Lock()
 			delete(o.busy, d.ChatID)
+			o.ended++
+			o.endedAt[d.ChatID] = o.ended
 			o.mu.Unlock()
 			<-sem
 			select {
