@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -64,9 +63,7 @@ allow and deny exit 1 when the request is unknown or already answered
 				if reqs == nil {
 					reqs = []wire.PermissionOut{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(reqs)
+				return printJSON(out, reqs)
 			}
 			if len(reqs) == 0 {
 				fmt.Fprintln(out, "no open permission requests")
@@ -152,9 +149,7 @@ allow and deny exit 1 when the request is unknown or already answered
 				if rs == nil {
 					rs = []wire.RuleOut{}
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rs)
+				return printJSON(out, rs)
 			}
 			if len(rs) == 0 {
 				fmt.Fprintln(out, "no permission rules")
