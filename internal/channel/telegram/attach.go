@@ -199,10 +199,15 @@ func (c *Channel) attach(ctx context.Context, update int64, d Decision) (string,
 		return "", &refusal{TooBigText(f.FileSize, max)}
 	}
 	err = saveInbox(inbox, name, max, func(w io.Writer) error { return c.download(dctx, f.FilePath, w) })
-	var tb *tooBigError
+	var (
+		tb *tooBigError
+		r  *refusal
+	)
 	switch {
 	case errors.As(err, &tb):
 		return "", &refusal{TooBigText(tb.size, max)}
+	case errors.As(err, &r):
+		return "", r
 	case err != nil:
 		return "", err
 	}
@@ -241,7 +246,13 @@ func (c *Channel) download(ctx context.Context, filePath string, w io.Writer) er
 			Description string `json:"description"`
 		}
 		_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&r)
-		return fmt.Errorf("downloading an attachment: HTTP %d %s", resp.StatusCode, r.Description)
+		err := fmt.Errorf("downloading an attachment: HTTP %d %s", resp.StatusCode, r.Description)
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests {
+			// Asking again gets the same answer: the person is told, and
+			// the updates after this one are not held.
+			return &refusal{SaveFailedText("Telegram would not hand it over (HTTP " + strconv.Itoa(resp.StatusCode) + ")")}
+		}
+		return err
 	}
 	_, err = io.Copy(w, resp.Body)
 	return redact(err, c.cfg.Token)
@@ -324,23 +335,29 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // saveInbox writes what fetch yields (at most limit bytes) to inbox/name:
 // into a private temporary file first (0600, created anew, never through
 // a link), synced, then linked to name, so name appears only complete and
-// never replaces a file that is there.
+// never replaces a file that is there. A failure of the file system (a
+// folder made read-only, a full disk) is a *refusal: asking again would
+// hold every later update; fetch's errors are returned as they are.
 func saveInbox(inbox *os.Root, name string, limit int64, fetch func(io.Writer) error) error {
+	fsErr := func(err error) error { return &refusal{SaveFailedText(err.Error())} }
 	tmp := "." + name + ".part"
 	if err := inbox.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+		return fsErr(err)
 	}
 	f, err := inbox.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return err
+		return fsErr(err)
 	}
 	defer inbox.Remove(tmp)
-	err = fetch(&limitWriter{w: f, limit: limit})
+	lw := &limitWriter{w: f, limit: limit}
+	err = fetch(lw)
 	if err == nil {
-		err = f.Sync()
+		if err = f.Sync(); err != nil {
+			err = fsErr(err)
+		}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fsErr(cerr)
 	}
 	if err != nil {
 		return err
@@ -350,10 +367,10 @@ func saveInbox(inbox *os.Root, name string, limit int64, fetch func(io.Writer) e
 			if ok, serr := saved(inbox, name); ok {
 				return nil
 			} else if serr != nil {
-				return serr
+				return fsErr(serr)
 			}
 		}
-		return err
+		return fsErr(err)
 	}
 	if d, err := inbox.Open("."); err == nil {
 		_ = d.Sync()

@@ -81,6 +81,11 @@ func openOut(dir, path string) (*os.File, int64, error) {
 		rel = r
 	}
 	rel = filepath.Clean(rel)
+	if err := ownDir(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, errors.New("no such file")
+	} else if err != nil {
+		return nil, 0, errors.New("the working directory is not usable: " + err.Error())
+	}
 	if rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
 		return nil, 0, errors.New("it is outside the working directory")
 	}

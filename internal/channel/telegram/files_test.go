@@ -319,3 +319,45 @@ func TestFilesOutResumeAfterPart(t *testing.T) {
 		t.Fatalf("delivery %+v", last)
 	}
 }
+
+// A name in inbox/ that is taken by a symbolic link is not written
+// through; a file system failure is answered, not retried: the updates
+// after it are taken in.
+func TestAttachmentUnsavableDoesNotHold(t *testing.T) {
+	r, dir := filesRig(t, echo, 1<<20)
+	inbox := filepath.Join(dir, "inbox")
+	if err := os.MkdirAll(inbox, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("mine"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The fake numbers updates from 1.
+	if err := os.Symlink(target, filepath.Join(inbox, "telegram-1-x.txt")); err != nil {
+		t.Fatal(err)
+	}
+	r.send(faketelegram.Incoming{From: ann, Document: []byte("evil"), FileName: "x.txt"})
+	r.send(faketelegram.Incoming{From: ann, Text: "next"})
+	sent := r.waitSent(42, 2)
+	if !strings.Contains(sent[0].Text, "could not save") || sent[1].Text != "echo: next" {
+		t.Fatalf("sent %+v", sent)
+	}
+	if got, _ := os.ReadFile(target); string(got) != "mine" {
+		t.Fatalf("written through the link: %q", got)
+	}
+	// The temporary file's place taken by a folder that cannot be
+	// removed: a failure of the file system, whoever runs the test.
+	if err := os.MkdirAll(filepath.Join(inbox, ".telegram-3-y.txt.part", "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r.send(faketelegram.Incoming{From: ann, Document: []byte("data"), FileName: "y.txt"})
+	r.send(faketelegram.Incoming{From: ann, Text: "after"})
+	sent = r.waitSent(42, 4)
+	if !strings.Contains(sent[2].Text, "could not save") || sent[3].Text != "echo: after" {
+		t.Fatalf("sent %+v", sent[2:])
+	}
+	if ms := r.messages("tg:42"); len(ms) != 2 {
+		t.Fatalf("queued %+v", ms)
+	}
+}
