@@ -3,6 +3,7 @@ package durability
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,5 +166,74 @@ func TestTelegramAttachmentsKill9Stream(t *testing.T) {
 		if err != nil || !bytes.Equal(got, content(i)) {
 			t.Fatalf("%s: %d bytes, want %d: %v", rel, len(got), len(content(i)), err)
 		}
+	}
+}
+
+// TestTelegramAttachmentKill9BeforeCommit kills the daemon after an
+// attachment's download and before its accept commits (held by a write
+// lock the test takes on the database): after the restart the update is
+// accepted once, naming the file already saved under the same name.
+func TestTelegramAttachmentKill9BeforeCommit(t *testing.T) {
+	fake, d := telegramDaemon(t, 42)
+	ann := faketelegram.User{ID: 42, FirstName: "Ann"}
+	if _, err := fake.SendText(ann, "first"); err != nil {
+		t.Fatal(err)
+	}
+	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool { return len(s) == 1 }, "the first echo")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(d.StateDir, "dispatch.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	doc := bytes.Repeat([]byte("z"), 10000)
+	u, err := fake.Send(faketelegram.Incoming{From: ann, Text: "held", Document: doc, FileName: "z.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("telegram-%d-z.txt", u.UpdateID)
+	daemontest.WaitFor(t, func() bool {
+		_, names := inboxOf(t, d, "tg:42")
+		return len(names) == 1 && names[0] == name
+	}, 30*time.Second, "the download saved")
+	time.Sleep(200 * time.Millisecond) // the accept waiting on the lock
+	if n := len(fake.Sent(42)); n != 1 {
+		t.Fatalf("%d messages sent before the kill: the accept was not held", n)
+	}
+	d.Kill9()
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	db.Close()
+	d.Restart()
+	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool { return len(s) >= 2 }, "the attachment's echo")
+	time.Sleep(500 * time.Millisecond)
+	if s := fake.Sent(42); len(s) != 2 || s[1].Text != "held\n[attached: inbox/"+name+"]" {
+		t.Fatalf("sent %+v", s)
+	}
+	dir, names := inboxOf(t, d, "tg:42")
+	if len(names) != 1 || names[0] != name {
+		t.Fatalf("inbox %q", names)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "inbox", name)); !bytes.Equal(got, doc) {
+		t.Fatalf("saved %d bytes", len(got))
+	}
+	d.Term()
+	st, err := sqlite.Open(filepath.Join(d.StateDir, "dispatch.db"), clock.Real{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ms, err := st.List(ctx, store.Filter{ChatID: "tg:42", State: store.Done})
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("%d messages stored for 2 updates: %v", len(ms), err)
 	}
 }

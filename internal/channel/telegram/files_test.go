@@ -194,8 +194,9 @@ func TestAttachmentInboxSymlinkRefused(t *testing.T) {
 }
 
 // The download happens before the accept commits: an accept that fails
-// after the download (as a crash there would) is retried, finds the file
-// already saved under the same name, and one message names it.
+// after the download, and a channel stopped and started again there (as
+// a crash and restart would), finds the file already saved under the
+// same name, and one message names it.
 func TestAttachmentDownloadThenCommitFailsOnce(t *testing.T) {
 	r, dir := filesRig(t, echo, 1<<20)
 	for {
@@ -221,8 +222,16 @@ func TestAttachmentDownloadThenCommitFailsOnce(t *testing.T) {
 	if ms := r.messages("tg:42"); len(ms) != 0 {
 		t.Fatalf("accepted under a fault: %+v", ms)
 	}
+	// The daemon stops there (as a crash would leave it) and starts
+	// again: the update comes again, the file is found under its name.
+	r.ch.Stop()
 	r.st.InjectWriteFault(nil)
+	r.start()
 	r.waitSent(42, 1)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(r.fake.Sent(42)); n != 1 {
+		t.Fatalf("%d replies", n)
+	}
 	ms := r.messages("tg:42")
 	if len(ms) != 1 || ms[0].Text != fmt.Sprintf("doc\n[attached: inbox/telegram-%d-n.txt]", u.UpdateID) {
 		t.Fatalf("messages %+v", ms)
