@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/go-telegram/bot"
 	"github.com/go-telegram/bot/models"
@@ -95,7 +96,9 @@ func openOut(dir, path string) (*os.File, int64, error) {
 	}
 	defer root.Close()
 	// os.Root follows symbolic links only while they stay inside dir.
-	f, err := root.Open(rel)
+	// O_NONBLOCK: opening a named pipe the agent put there must not wait
+	// for a writer (it is then refused as not a regular file).
+	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, 0, errors.New("no such file")

@@ -270,12 +270,15 @@ func TestFilesOut(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(dir, "link.txt")); err != nil {
 		t.Fatal(err)
 	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	r.send(faketelegram.Incoming{From: ann, Text: "Here you are:\n[[file: out/report.csv]]\n[[file: ../../secret.txt]]\n[[file: " + outside +
-		"]]\n[[file: link.txt]]\n[[file: missing.txt]]\n[[file: out]]"})
-	sent := r.waitSent(42, 8)
+		"]]\n[[file: link.txt]]\n[[file: missing.txt]]\n[[file: out]]\n[[file: pipe]]"})
+	sent := r.waitSent(42, 9)
 	time.Sleep(200 * time.Millisecond)
 	sent = r.fake.Sent(42)
-	if len(sent) != 8 {
+	if len(sent) != 9 {
 		t.Fatalf("%d messages", len(sent))
 	}
 	got := []string{}
@@ -295,12 +298,13 @@ func TestFilesOut(t *testing.T) {
 		"could not send file link.txt: it is outside the working directory",
 		"could not send file missing.txt: no such file",
 		"could not send file out: it is not a regular file",
+		"could not send file pipe: it is not a regular file",
 	}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("sent\n%q\nwant\n%q", got, want)
 	}
 	ds := r.waitDelivered("tg:42", 2)
-	if ds[len(ds)-1].Sent != 7 {
+	if ds[len(ds)-1].Sent != 8 {
 		t.Fatalf("delivery %+v", ds[len(ds)-1])
 	}
 }
