@@ -156,15 +156,15 @@ func (r *refusal) Error() string { return r.text }
 // update is passed over; any other error is retried (the network, the Bot
 // API failing).
 func (c *Channel) attach(ctx context.Context, update int64, d Decision) (string, error) {
-	max := c.cfg.MaxAttachment
-	if max <= 0 {
-		max = DefaultMaxAttachment
+	limit := c.cfg.MaxAttachment
+	if limit <= 0 {
+		limit = DefaultMaxAttachment
 	}
 	if c.cfg.Folders == nil {
 		return "", &refusal{UnsupportedText}
 	}
-	if d.File.Size > max {
-		return "", &refusal{TooBigText(d.File.Size, max)}
+	if d.File.Size > limit {
+		return "", &refusal{TooBigText(d.File.Size, limit)}
 	}
 	dir, err := c.cfg.Folders.ChatDir(ChatID(d.Chat))
 	if err != nil {
@@ -189,23 +189,23 @@ func (c *Channel) attach(ctx context.Context, update int64, d Decision) (string,
 		if errors.Is(err, bot.ErrorBadRequest) {
 			// "file is too big" (over the Bot API's 20 MB) or a bad id.
 			if strings.Contains(err.Error(), "too big") {
-				return "", &refusal{TooBigText(d.File.Size, min(max, DefaultMaxAttachment))}
+				return "", &refusal{TooBigText(d.File.Size, min(limit, DefaultMaxAttachment))}
 			}
 			return "", &refusal{SaveFailedText("Telegram would not hand it over (" + redact(err, c.cfg.Token).Error() + ")")}
 		}
 		return "", redact(err, c.cfg.Token)
 	}
-	if f.FileSize > max {
-		return "", &refusal{TooBigText(f.FileSize, max)}
+	if f.FileSize > limit {
+		return "", &refusal{TooBigText(f.FileSize, limit)}
 	}
-	err = saveInbox(inbox, name, max, func(w io.Writer) error { return c.download(dctx, f.FilePath, w) })
+	err = saveInbox(inbox, name, limit, func(w io.Writer) error { return c.download(dctx, f.FilePath, w) })
 	var (
 		tb *tooBigError
 		r  *refusal
 	)
 	switch {
 	case errors.As(err, &tb):
-		return "", &refusal{TooBigText(tb.size, max)}
+		return "", &refusal{TooBigText(0, limit)} // its size is not known
 	case errors.As(err, &r):
 		return "", r
 	case err != nil:
