@@ -107,7 +107,9 @@ func (e *env) missed(t *testing.T) []events.Event {
 	return evs
 }
 
-func utc(y int, mo time.Month, d, h, mi int) time.Time { return time.Date(y, mo, d, h, mi, 0, 0, time.UTC) }
+func utc(y int, mo time.Month, d, h, mi int) time.Time {
+	return time.Date(y, mo, d, h, mi, 0, 0, time.UTC)
+}
 
 // TestFiresOnTime: the loop sleeps until a schedule's next firing, fires
 // it as a message with the firing's client id, tells the supervisor, and
