@@ -120,11 +120,18 @@ func (s *Scheduler) Stop() {
 }
 
 // Changed tells the loop that schedule id was added, removed, paused or
-// resumed, so that it reads it again now.
+// resumed, so that it reads it again now. A stopped scheduler ignores it:
+// its start reads every schedule.
 func (s *Scheduler) Changed(id string) {
 	s.mu.Lock()
-	s.changed[id] = true
+	running := s.cancel != nil
+	if running {
+		s.changed[id] = true
+	}
 	s.mu.Unlock()
+	if !running {
+		return
+	}
 	select {
 	case s.kick <- struct{}{}:
 	default:
