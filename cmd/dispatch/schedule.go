@@ -46,12 +46,12 @@ reason.`,
   dispatch schedule add alice --at 2026-12-24T17:00 --tz Europe/Berlin 'remind me: presents'
   dispatch schedule add bridge-42 --every 30m --catch-up none 'check the build'
   dispatch schedule list
-  dispatch schedule pause s-3`,
+  dispatch schedule pause s_b6nc3rfy9e`,
 	}
 	cmd.AddCommand(scheduleAddCmd(g), scheduleListCmd(g),
-		scheduleIDCmd(g, "rm", "Remove a schedule", "  dispatch schedule rm s-3"),
-		scheduleIDCmd(g, "pause", "Stop a schedule firing until it is resumed", "  dispatch schedule pause s-3"),
-		scheduleIDCmd(g, "resume", "Let a paused schedule fire again", "  dispatch schedule resume s-3"))
+		scheduleIDCmd(g, "rm", "Remove a schedule", "  dispatch schedule rm s_b6nc3rfy9e"),
+		scheduleIDCmd(g, "pause", "Stop a schedule firing until it is resumed", "  dispatch schedule pause s_b6nc3rfy9e"),
+		scheduleIDCmd(g, "resume", "Let a paused schedule fire again", "  dispatch schedule resume s_b6nc3rfy9e"))
 	return cmd
 }
 
