@@ -43,7 +43,7 @@ func TestScheduleSection(t *testing.T) {
 	if err := b.eval(`[...`+row+`.children].map(td => td.textContent)`, &cells); err != nil {
 		t.Fatal(err)
 	}
-	if len(cells) < 6 || cells[0] != "alice" || !strings.Contains(cells[1], "cron 0 8 * * 1-5 · Europe/Berlin") ||
+	if len(cells) < 6 || cells[0] != "alice" || !strings.Contains(cells[1], "cron 0 8 * * 1-5Europe/Berlin") ||
 		!strings.Contains(cells[1], "summarise my inbox") || !strings.Contains(cells[2], "Europe/Berlin") ||
 		!strings.Contains(cells[2], "08:00") || cells[3] != "–" || cells[4] != "active" {
 		t.Fatalf("row = %q", cells)

@@ -358,7 +358,9 @@ async function refreshSchedules() {
     const tr = el('tr', {},
       el('td', { 'data-label': 'chat' },
         el('button', { class: 'link chat-id', type: 'button', title: 'recent messages', onclick: () => openChat(s.chat_id) }, s.chat_id)),
-      el('td', { 'data-label': 'when' }, el('div', { class: 'when' }, schedWhen(s)), el('div', { class: 'text meta' }, clip(s.text, 200))),
+      el('td', { 'data-label': 'when' }, el('div', { class: 'when' }, s.kind + ' ' + s.expr),
+        s.tz && s.kind !== 'every' ? el('div', { class: 'zone' }, s.tz) : null,
+        el('div', { class: 'text meta' }, clip(s.text, 200))),
       el('td', { 'data-label': 'next' }, s.next ? schedNext(s.next, s.tz) : '–'),
       el('td', { 'data-label': 'last fired' }, s.last_fired ? dur((Date.now() - new Date(s.last_fired)) / 1000) + ' ago' : '–'),
       el('td', { 'data-label': 'state', class: 'state' + (s.paused ? ' warn' : '') }, st),
@@ -371,7 +373,7 @@ async function refreshSchedules() {
 async function schedAct(s, action) {
   try {
     await post('/api/schedule', { id: s.id, action });
-    notice('schedule ' + s.id + ' (' + s.chat_id + '): ' + (action === 'remove' ? 'removed' : action + 'd'));
+    notice('schedule ' + s.chat_id + ', ' + schedWhen(s) + ': ' + (action === 'remove' ? 'removed' : action + 'd'));
   } catch (e) {
     notice(action + ' failed: ' + e.message, true);
   }
