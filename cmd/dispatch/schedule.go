@@ -32,7 +32,8 @@ never doubled and never lost, and shows in the event feed as schedule_fired.
   list             the schedules: when, next firing, last fired, paused
   rm ID            remove a schedule
   pause ID         stop firing until resumed
-  resume ID        fire again
+  resume ID        fire again (the firings that fell during the pause are
+                   reported missed, not fired)
 
 Firings missed while the daemon was down follow --catch-up: one (default:
 one firing for the whole gap, if within schedules.catch_up_window), none,
