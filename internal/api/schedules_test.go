@@ -220,3 +220,39 @@ func doRaw(h http.Handler, method, path, body string) (int, string) {
 	h.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String()
 }
+
+// FuzzPostSchedule: any body gets 201 or a 4xx with a reason — never a
+// 5xx or a panic — and what reaches the backend passed the checks.
+func FuzzPostSchedule(f *testing.F) {
+	for _, s := range []string{
+		`{"chat_id":"alice","text":"hi","cron":"0 8 * * 1-5","tz":"Europe/Berlin"}`,
+		`{"chat_id":"a","text":"t","every":"30m","catch_up":"all"}`,
+		`{"chat_id":"a","text":"t","at":"2026-12-24T17:00"}`,
+		`{"chat_id":"a","text":"t","cron":"61 * * * *"}`, `{"chat_id":"a","text":"t","cron":"@every 5m"}`,
+		`{"chat_id":"a","text":"t","cron":"CRON_TZ=Local 0 8 * * *"}`, `{"chat_id":"a","text":"t","at":"x","tz":"Local"}`,
+		`{}`, `[]`, `null`, "\xff\xfe",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		h, b := newTestHandler()
+		code, out := doRaw(h, "POST", "/v1/schedules", string(body))
+		switch {
+		case code == 201:
+			if len(b.added) != 1 {
+				t.Fatalf("201 but %d adds reached the backend", len(b.added))
+			}
+		case code >= 400 && code < 500:
+			if !strings.Contains(out, `"error":"`) || strings.Contains(out, `"error":""`) {
+				t.Fatalf("%d without a reason: %s", code, out)
+			}
+		default:
+			t.Fatalf("status %d for body %q: %s", code, body, out)
+		}
+		for _, in := range b.added {
+			if in.Text == "" || len(in.Text) > MaxText || ValidChatID(in.ChatID) != nil {
+				t.Fatalf("the backend got %+v", in)
+			}
+		}
+	})
+}
