@@ -4,16 +4,15 @@
 // it (Open returns the two together).
 //
 // Every write goes through a single writer goroutine that group-commits: it
-// takes all queued write transactions (up to maxBatch), runs them in one
-// transaction, commits once, and hands the group to a syncer goroutine
-// that flushes the WAL — one fsync for every group committed since the
-// last — and only then answers the callers, while the writer goes on with
-// the next group (syncer.go). That keeps "accepted means fsync'd" while
-// letting throughput scale with the number of concurrent writers instead
-// of being capped at one fsync per message. A group made only of lazy
-// writes (a claim, the outbox's bookkeeping) is answered at its commit
-// (the next flush covers it). Reads use a separate pool of connections,
-// which WAL lets run beside the writer.
+// takes all queued write transactions (up to maxBatch), runs each inside its
+// own SAVEPOINT of one transaction, commits once — one fsync for the whole
+// group — and only then answers the callers. That keeps "accepted means
+// fsync'd" while letting throughput scale with the number of
+// concurrent writers instead of being capped at one fsync per message. A
+// group made only of lazy writes (a claim, the outbox's bookkeeping)
+// commits without its own fsync (the next durable commit's covers it).
+// Reads use a separate pool of connections, which WAL lets run beside the
+// writer.
 package sqlite
 
 import (
@@ -63,7 +62,6 @@ type DB struct {
 	closeErr  error
 
 	commits atomic.Int64 // transactions committed by the writer, for tests and benchmarks
-	sync    syncer       // flushes the WAL for committed groups, then answers them
 
 	feed    events.Mark  // the event feed's visible mark (events.go)
 	horizon atomic.Int64 // events up to this seq were purged
@@ -107,14 +105,6 @@ func OpenDB(path string) (*DB, error) {
 		s.closeDBs()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	// The writer commits without flushing (the syncer flushes): make the
-	// WAL, and the directory entry that names it, durable once now.
-	if err := errors.Join(s.flushWAL(), syncDir(abs)); err != nil {
-		s.closeDBs()
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
-	s.sync.init(s.flushWAL)
-	go s.runSyncer()
 	go s.run()
 	return s, nil
 }
@@ -125,7 +115,7 @@ func (s *DB) open(abs string) error {
 	s.wdb, err = sql.Open("sqlite", dsn(abs,
 		fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
 		"journal_mode(WAL)",
-		"synchronous(NORMAL)", // the syncer flushes the WAL (syncer.go)
+		"synchronous(FULL)",
 	))
 	if err != nil {
 		return err
@@ -184,7 +174,6 @@ func (s *DB) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		<-s.stopped
-		s.closeSyncer()
 		s.closeErr = s.closeDBs()
 	})
 	return s.closeErr

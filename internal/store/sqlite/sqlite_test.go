@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
-	"github.com/dispatchd/dispatch/internal/events"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
@@ -114,9 +113,8 @@ func TestOpenCreatesDirAndSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// synchronous=NORMAL: the syncer flushes the WAL (TestDurableWritesWaitForTheFlush).
-	if mode != "wal" || sync != 1 || version != len(migrations) {
-		t.Errorf("journal_mode=%q synchronous=%d user_version=%d, want wal 1 %d", mode, sync, version, len(migrations))
+	if mode != "wal" || sync != 2 || version != len(migrations) {
+		t.Errorf("journal_mode=%q synchronous=%d user_version=%d, want wal 2 %d", mode, sync, version, len(migrations))
 	}
 	if err := s.Check(context.Background()); err != nil {
 		t.Error(err)
@@ -914,68 +912,66 @@ func TestPendingStatsAndHasPending(t *testing.T) {
 	}
 }
 
-// A durable write is answered only after a flush of the WAL that began
-// after its commit, and the feed's mark moves only then; a lazy write is
-// answered at its commit, and the writer goes on committing while a flush
-// runs. A failed flush fails its writes and every write after it.
-func TestDurableWritesWaitForTheFlush(t *testing.T) {
+// A group made only of lazy ops (claims) commits with synchronous=NORMAL,
+// without an fsync of its own; any group with a durable op commits with
+// FULL, whose fsync also covers the lazy commits before it.
+func TestLazyGroupsSkipFsync(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
-	accept(t, s, "c", "m0")
-	release := make(chan struct{})
-	flushing := make(chan struct{}, 100)
-	s.db.sync.mu.Lock()
-	s.db.sync.flush = func() error {
-		flushing <- struct{}{}
-		<-release
+	level := func(tx *Tx) int {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&v); err != nil {
+			t.Error(err)
+		}
+		return v
+	}
+	var got int
+	if err := s.writeLazy(ctx, func(ctx context.Context, tx *Tx) error { got = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != 1 {
+		t.Errorf("lazy group: synchronous=%d, want 1 (NORMAL)", got)
+	}
+	if err := s.write(ctx, func(ctx context.Context, tx *Tx) error { got = level(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != 2 {
+		t.Errorf("durable group: synchronous=%d, want 2 (FULL)", got)
+	}
+
+	// A lazy op sharing a group with a durable one is committed durably.
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(ctx context.Context, tx *Tx) error {
+		close(held)
+		<-hold
 		return nil
-	}
-	s.db.sync.mu.Unlock()
-
-	v0, _ := s.EventsVisible()
-	commits := s.db.commits.Load()
-	acked := make(chan error, 1)
-	go func() { _, _, err := s.acceptID(ctx, "c", "x", "m1"); acked <- err }()
-	<-flushing // the accept committed and its flush began
-	appended := make(chan error, 1)
-	go func() { _, err := s.AppendEvent(ctx, events.Event{Type: events.APIUp}); appended <- err }()
-	for s.db.commits.Load() < commits+2 {
-		runtime.Gosched() // the event committed too: the flush does not hold the writer
-	}
-	// A lazy write commits and is answered while the flush is held.
-	if ids := claim(t, s, "c", 1); len(ids) != 1 || ids[0] != "m0" {
-		t.Fatalf("claim during a flush = %v", ids)
-	}
-	select {
-	case err := <-acked:
-		t.Fatalf("accept answered before the flush: %v", err)
-	case err := <-appended:
-		t.Fatalf("event answered before the flush: %v", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if v, _ := s.EventsVisible(); v != v0 {
-		t.Fatalf("the mark moved before the flush: %d → %d", v0, v)
-	}
-	close(release)
-	if err := <-acked; err != nil {
-		t.Fatal(err)
-	}
-	if err := <-appended; err != nil {
-		t.Fatal(err)
-	}
-	if v, _ := s.EventsVisible(); v <= v0 {
-		t.Fatalf("the mark did not move after the flush: %d", v)
+	})
+	<-held
+	var lazy, durable int
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = s.writeLazy(ctx, func(ctx context.Context, tx *Tx) error { lazy = level(tx); return nil })
+	}()
+	go func() {
+		defer wg.Done()
+		_ = s.write(ctx, func(ctx context.Context, tx *Tx) error { durable = level(tx); return nil })
+	}()
+	waitSending(t, s, 2) // both queued behind the held op
+	close(hold)
+	wg.Wait()
+	if lazy != 2 || durable != 2 {
+		t.Errorf("mixed group: synchronous lazy=%d durable=%d, want 2 and 2", lazy, durable)
 	}
 
-	// A failed flush is final.
-	s.db.sync.mu.Lock()
-	s.db.sync.flush = func() error { return syscall.EIO }
-	s.db.sync.mu.Unlock()
-	if _, _, err := s.acceptID(ctx, "c", "y", "m2"); !errors.Is(err, store.ErrIO) {
-		t.Fatalf("accept with a failed flush: %v, want ErrIO", err)
+	// Claims work as before.
+	accept(t, s, "c", "m1")
+	if ids := claim(t, s, "c", 10); len(ids) != 1 || ids[0] != "m1" {
+		t.Fatalf("claim = %v", ids)
 	}
-	if _, _, err := s.acceptID(ctx, "c", "z", "m3"); !errors.Is(err, store.ErrIO) {
-		t.Fatalf("accept after a failed flush: %v, want ErrIO", err)
+	if m := get(t, s, "m1"); m.State != store.Inflight || m.Attempts != 1 {
+		t.Errorf("after claim: %+v", m)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"runtime"
-	"slices"
 
 	"github.com/dispatchd/dispatch/internal/store"
 )
@@ -106,12 +105,11 @@ func (t *Tx) close() {
 	clear(t.stmts)
 }
 
-// Write queues fn for the writer and waits for its group's commit and,
-// unless fn is lazy, for a flush of the WAL begun after that commit (see
-// syncer.go). A lazy write — a change whose loss in a power failure (not
-// a crash of the process: the change is in the WAL either way) is
-// harmless — is answered at its commit; the next flush covers it, since
-// the WAL is one file written in order. If ctx ends
+// Write queues fn for the writer and waits for its group's commit, which is
+// fsync'd (synchronous=FULL) unless every op in the group is lazy: a change
+// whose loss in a power failure (not a crash of the process: the change is
+// in the WAL either way) is harmless; the next durable commit's fsync
+// covers it, since the WAL is one file written in order. If ctx ends
 // before the writer picks fn up, fn never runs and ctx's error is
 // returned; once fn has run, Write waits for the commit regardless of ctx,
 // so a caller never mistakes a committed change for a failed one.
@@ -142,6 +140,7 @@ func (s *DB) run() {
 	defer tx.close()
 	batch := make([]*writeOp, 0, maxBatch)
 	errs := make([]error, maxBatch)
+	durable := true // the connection's synchronous setting: FULL, or NORMAL
 	for {
 		select {
 		case <-s.closing:
@@ -166,15 +165,14 @@ func (s *DB) run() {
 		}
 		res := errs[:len(batch)]
 		clear(res)
-		if err := s.sync.failed(); err != nil {
-			// A flush failed: nothing is written any more (see syncer).
-			for _, op := range batch {
-				op.done <- err
-			}
-			clear(batch)
-			continue
+		// SQLite takes the synchronous setting only outside a
+		// transaction, so it is switched between groups, and only when a
+		// group's need differs from the last one's.
+		err := setDurable(tx, &durable, needsDurable(batch))
+		var lastEvent int64
+		if err == nil {
+			lastEvent, err = commit(tx, batch, res)
 		}
-		lastEvent, err := commit(tx, batch, res)
 		if err != nil {
 			for i := range res {
 				if res[i] == nil {
@@ -183,13 +181,9 @@ func (s *DB) run() {
 			}
 		} else {
 			s.commits.Add(1)
-			if needsFlush(batch, res, lastEvent) {
-				// Answered by the syncer once the WAL is flushed; the
-				// writer goes on with the next group meanwhile.
-				s.sync.add(synced{ops: slices.Clone(batch), errs: slices.Clone(res), lastEvent: lastEvent})
-				clear(batch)
-				continue
-			}
+			// After the commit, before anyone is answered: a reader
+			// told of an event can read it.
+			s.feed.Advance(lastEvent)
 		}
 		for i, op := range batch {
 			op.done <- res[i]
@@ -198,20 +192,30 @@ func (s *DB) run() {
 	}
 }
 
-// needsFlush reports whether a committed group must wait for the WAL's
-// flush before its callers are answered: it holds a durable write that
-// succeeded, or an event (the feed's readers are told of events only once
-// they are flushed).
-func needsFlush(batch []*writeOp, errs []error, lastEvent int64) bool {
-	if lastEvent > 0 {
-		return true
-	}
-	for i, op := range batch {
-		if !op.lazy && errs[i] == nil {
+func needsDurable(batch []*writeOp) bool {
+	for _, op := range batch {
+		if !op.lazy {
 			return true
 		}
 	}
 	return false
+}
+
+// setDurable switches the writer's connection between synchronous=FULL
+// (COMMIT fsyncs the WAL) and NORMAL (it does not).
+func setDurable(tx *Tx, cur *bool, want bool) error {
+	if *cur == want {
+		return nil
+	}
+	q := "PRAGMA synchronous = NORMAL"
+	if want {
+		q = "PRAGMA synchronous = FULL"
+	}
+	if _, err := tx.ExecContext(context.Background(), q); err != nil {
+		return fmt.Errorf("store: %s: %w", q, err)
+	}
+	*cur = want
+	return nil
 }
 
 // commit runs batch in one transaction; per-op errors land in errs. A
