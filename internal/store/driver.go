@@ -29,7 +29,9 @@ type Driver[T Tx] interface {
 	// means committed durably, unless lazy (the commit need not be flushed
 	// before Write returns: the outcome of a Claim and the outbox's
 	// bookkeeping, whose loss in a power failure is harmless). A failed fn
-	// changes nothing. The caller's ctx bounds the wait to begin; once fn
+	// changes nothing. fn may run more than once (SQLite runs a group of
+	// writes again when one of them fails), its database effects of an
+	// earlier run rolled back: it sets its results anew on every run. The caller's ctx bounds the wait to begin; once fn
 	// has run, Write waits for the commit regardless, so a committed
 	// change is never reported as failed. Errors are classified (IsStorage)
 	// and a write after Close is ErrClosed.

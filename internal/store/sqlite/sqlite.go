@@ -4,9 +4,10 @@
 // it (Open returns the two together).
 //
 // Every write goes through a single writer goroutine that group-commits: it
-// takes all queued write transactions (up to maxBatch), runs each inside its
-// own SAVEPOINT of one transaction, commits once — one fsync for the whole
-// group — and only then answers the callers. That keeps "accepted means
+// takes all queued write transactions (up to maxBatch), runs them in one
+// transaction (again with a SAVEPOINT each, should one fail: see commit),
+// commits once — one fsync for the whole group — and only then answers
+// the callers. That keeps "accepted means
 // fsync'd" while letting throughput scale with the number of
 // concurrent writers instead of being capped at one fsync per message. A
 // group made only of lazy writes (a claim, the outbox's bookkeeping)

@@ -797,6 +797,68 @@ func TestFailingOpDoesNotFailBatch(t *testing.T) {
 	}
 }
 
+// A group with a failing op runs again with savepoints: the ops that ran
+// before the failure run twice, and each has its effect and its result
+// once (a claim counts one attempt and returns its batch).
+func TestGroupRunAgainAfterAFailure(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	accept(t, s, "c", "m1", "m2")
+
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.write(ctx, func(ctx context.Context, tx *Tx) error {
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	var (
+		batch    []store.Message
+		more     bool
+		claimErr error
+		runs     int
+		failErr  error
+		wg       sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		batch, more, claimErr = s.Claim(ctx, "c", 1)
+	}()
+	waitSending(t, s, 1) // the claim first in the group
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		failErr = s.write(ctx, func(ctx context.Context, tx *Tx) error {
+			runs++
+			return errors.New("boom")
+		})
+	}()
+	waitSending(t, s, 2)
+	commits := s.db.commits.Load()
+	close(hold)
+	wg.Wait()
+
+	if n := s.db.commits.Load() - commits; n != 2 {
+		t.Fatalf("%d commits, want 2 (the held op's group, then the claim's and the failing op's)", n)
+	}
+	if claimErr != nil || failErr == nil {
+		t.Fatalf("claim: %v, failing op: %v", claimErr, failErr)
+	}
+	if runs != 2 {
+		t.Errorf("failing op ran %d times, want 2 (bare, then in its savepoint)", runs)
+	}
+	if len(batch) != 1 || batch[0].ID != "m1" || batch[0].Attempts != 1 || !more {
+		t.Errorf("claim = %+v more=%v, want m1 with one attempt, more", batch, more)
+	}
+	if m := get(t, s, "m1"); m.State != store.Inflight || m.Attempts != 1 {
+		t.Errorf("m1 after the group: %+v, want inflight with one attempt", m)
+	}
+	if m := get(t, s, "m2"); m.State != store.Pending || m.Attempts != 0 {
+		t.Errorf("m2 after the group: %+v", m)
+	}
+}
+
 func TestSessionUpsert(t *testing.T) {
 	s, clk := openTest(t)
 	ctx := context.Background()

@@ -18,8 +18,10 @@ const maxBatch = 256
 // unprepared.
 const maxCachedStmts = 64
 
-// writeOp is one queued write. fn runs inside its own savepoint; its results
-// reach the caller through variables it captures, published by done.
+// writeOp is one queued write. fn runs inside the batch's transaction (in
+// a savepoint of its own when another op of the batch failed, see
+// commit), possibly twice; its results reach the caller through variables
+// it captures and sets on every run, published by done.
 type writeOp struct {
 	ctx context.Context
 	fn  func(ctx context.Context, tx *Tx) error
@@ -31,7 +33,7 @@ type writeOp struct {
 
 // Tx is the writer's connection as a write transaction sees it (the
 // store's one-query write operations are its methods, in ops.go): inside
-// the batch transaction, each op in its own savepoint, with statements
+// the batch transaction (see commit), with statements
 // prepared once and reused, because parsing is a large share of a small
 // write's cost in the transpiled SQLite. Only the writer goroutine uses it.
 type Tx struct {
@@ -216,16 +218,42 @@ func setDurable(tx *Tx, cur *bool, want bool) error {
 	return nil
 }
 
-// commit runs batch in one transaction, each op in its own savepoint so a
-// failing op is rolled back alone; per-op errors land in errs. A non-nil
-// result means the transaction as a whole failed (nothing was stored) and
-// applies to every op without an error of its own. lastEvent is the
-// largest event seq the committed ops inserted (0: none).
+// commit runs batch in one transaction; per-op errors land in errs. A
+// failing op is rolled back alone: the others in the batch are stored. A
+// non-nil result means the transaction as a whole failed (nothing was
+// stored) and applies to every op without an error of its own. lastEvent
+// is the largest event seq the committed ops inserted (0: none).
+//
+// Ops rarely fail, so the batch first runs without a savepoint per op
+// (two statements fewer per op);
+// only if an op fails is the whole transaction rolled back and the batch
+// run again, each op in its own savepoint. The ops' functions can run
+// twice because a write's function publishes its results only through
+// variables it sets on every run, and its effects on the database of the
+// first run are gone with the rollback.
 //
 // Statements run without the callers' cancellation: interrupting a write
 // inside an explicit transaction makes SQLite roll back the whole
 // transaction, which would fail every other op in the batch.
 func commit(tx *Tx, batch []*writeOp, errs []error) (lastEvent int64, err error) {
+	lastEvent, failed, err := runBatch(tx, batch, errs, false)
+	if err != nil || !failed {
+		return lastEvent, err
+	}
+	// Fails harmlessly if the op's error (disk full, I/O error) made
+	// SQLite roll the transaction back already.
+	_, _ = tx.ExecContext(context.Background(), "ROLLBACK")
+	clear(errs)
+	lastEvent, _, err = runBatch(tx, batch, errs, true)
+	return lastEvent, err
+}
+
+// runBatch runs batch in one transaction and commits it. Without
+// savepoints it stops at the first op that fails and returns failed with
+// the transaction still open (the caller rolls it back); with them, each
+// op runs in its own savepoint, a failing one is rolled back alone, and
+// the rest are committed.
+func runBatch(tx *Tx, batch []*writeOp, errs []error, savepoints bool) (lastEvent int64, failed bool, err error) {
 	ctx := context.Background()
 	exec := func(q string) error {
 		_, err := tx.ExecContext(ctx, q)
@@ -236,36 +264,43 @@ func commit(tx *Tx, batch []*writeOp, errs []error) (lastEvent int64, err error)
 		return fmt.Errorf("store: %s: %w", what, err)
 	}
 	if err := exec("BEGIN IMMEDIATE"); err != nil {
-		return 0, abort("begin", err)
+		return 0, false, abort("begin", err)
 	}
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if err := exec("SAVEPOINT op"); err != nil {
-			return 0, abort("savepoint", err)
+		if savepoints {
+			if err := exec("SAVEPOINT op"); err != nil {
+				return 0, false, abort("savepoint", err)
+			}
 		}
 		tx.opEvent = 0
 		if err := op.fn(context.WithoutCancel(op.ctx), tx); err != nil {
 			errs[i] = err
+			if !savepoints {
+				return 0, true, nil
+			}
 			// If SQLite rolled the whole transaction back (disk full,
 			// I/O error), the savepoint is gone and this fails, so the
 			// batch is aborted rather than continued in autocommit.
 			if err := exec("ROLLBACK TO op"); err != nil {
-				return 0, abort("rollback to savepoint", err)
+				return 0, false, abort("rollback to savepoint", err)
 			}
 		} else {
 			lastEvent = max(lastEvent, tx.opEvent)
 		}
-		if err := exec("RELEASE op"); err != nil {
-			return 0, abort("release savepoint", err)
+		if savepoints {
+			if err := exec("RELEASE op"); err != nil {
+				return 0, false, abort("release savepoint", err)
+			}
 		}
 	}
 	if err := exec("COMMIT"); err != nil {
-		return 0, abort("commit", err)
+		return 0, false, abort("commit", err)
 	}
-	return lastEvent, nil
+	return lastEvent, false, nil
 }
 
 // Accept stores m in the writer's next group commit (the writer runs one
