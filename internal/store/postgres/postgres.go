@@ -75,6 +75,8 @@ type DB struct {
 	cfg  *pgxpool.Config
 	feed events.Mark
 
+	accepts acceptQueue // accept.go
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      context.CancelFunc
@@ -319,34 +321,6 @@ func (s *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		return nil, classify(err)
 	}
 	return conn, nil
-}
-
-// Accept stores m in one statement, its own transaction (one round trip
-// and one commit): the CTE takes the chat's advisory lock (as LockChat)
-// before the row, and with it the row's seq, is made, and holds it until
-// the statement's commit, so the chat's seq order stays its commit order.
-func (s *DB) Accept(ctx context.Context, m store.NewMessage) (bool, error) {
-	conn, err := s.acquire(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Release()
-	// As in Write: once sent, the statement runs to its end regardless of
-	// the caller, so a committed message is never reported as failed.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
-	var client any // NULL: no client key
-	if m.ClientID != "" {
-		client = m.ClientID
-	}
-	tag, err := conn.Exec(wctx, `WITH line AS (SELECT pg_advisory_xact_lock(hashtextextended($2, 7)))
-		INSERT INTO messages (id, chat_id, text, state, created_at, updated_at, client_id)
-		SELECT $1, $2, $3, 'pending', $4, $4, $5 FROM line
-		ON CONFLICT DO NOTHING`, m.ID, m.ChatID, m.Text, m.At, client)
-	if err != nil {
-		return false, classify(err)
-	}
-	return tag.RowsAffected() == 1, nil
 }
 
 // listen keeps a connection LISTENing for other nodes' events and moves
