@@ -21,16 +21,6 @@ func openDB(t *testing.T) *DB {
 	return d
 }
 
-// send stores the accepts ms as one batch and returns their requests.
-func sendBatch(d *DB, ms ...store.NewMessage) []*acceptReq {
-	b := make([]*acceptReq, len(ms))
-	for i, m := range ms {
-		b[i] = &acceptReq{m: m, done: make(chan struct{})}
-	}
-	d.sendAccepts(context.Background(), b)
-	return b
-}
-
 // seqs returns the stored messages' seqs by id.
 func seqs(t *testing.T, d *DB) map[string]int64 {
 	t.Helper()
@@ -51,85 +41,6 @@ func seqs(t *testing.T, d *DB) map[string]int64 {
 		out[id] = seq
 	}
 	return out
-}
-
-// A batch of accepts stores its rows in arrival order, tells each accept
-// whether it was stored (a (chat, client id) taken, also by an earlier
-// accept of the same batch, is not), and a message PostgreSQL refuses
-// fails alone.
-func TestAcceptBatch(t *testing.T) {
-	d := openDB(t)
-	b := sendBatch(d,
-		store.NewMessage{ID: "a", ChatID: "x", Text: "1", At: 1},
-		store.NewMessage{ID: "b", ChatID: "y", Text: "2", ClientID: "k", At: 1},
-		store.NewMessage{ID: "c", ChatID: "x", Text: "3", At: 1},
-		store.NewMessage{ID: "d", ChatID: "y", Text: "2", ClientID: "k", At: 1},
-		store.NewMessage{ID: "e", ChatID: "z", Text: "4", ClientID: "k", At: 1},
-	)
-	for i, want := range []bool{true, true, true, false, true} {
-		if b[i].ok != want || b[i].err != nil {
-			t.Fatalf("accept %s: ok %v, err %v; want ok %v", b[i].m.ID, b[i].ok, b[i].err, want)
-		}
-	}
-	got := seqs(t, d)
-	if len(got) != 4 || !(got["a"] < got["b"] && got["b"] < got["c"] && got["c"] < got["e"]) {
-		t.Fatalf("stored seqs %v: want a < b < c < e, no d", got)
-	}
-
-	b = sendBatch(d,
-		store.NewMessage{ID: "f", ChatID: "x", Text: "5", At: 2},
-		store.NewMessage{ID: "g", ChatID: "x", Text: "nul \x00 byte", At: 2},
-		store.NewMessage{ID: "h", ChatID: "y", Text: "6", At: 2},
-	)
-	if !b[0].ok || b[0].err != nil || b[1].ok || b[1].err == nil || !b[2].ok || b[2].err != nil {
-		t.Fatalf("batch with a refused text: %+v %+v %+v", *b[0], *b[1], *b[2])
-	}
-	if store.IsStorage(b[1].err) {
-		t.Fatalf("a refused text is a storage error: %v", b[1].err)
-	}
-	if got := seqs(t, d); len(got) != 6 || got["f"] >= got["h"] {
-		t.Fatalf("after the refused text: %v", got)
-	}
-}
-
-// A batch takes its chats' locks before it makes any row: an accept for a
-// chat whose lock another transaction holds (a claim, another node's
-// accept) waits for it, and its row comes after what that transaction
-// stored.
-func TestAcceptBatchWaitsForTheChat(t *testing.T) {
-	ctx := context.Background()
-	d := openDB(t)
-	tx, err := d.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, waitLineSQL, "x"); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan []*acceptReq)
-	go func() {
-		done <- sendBatch(d,
-			store.NewMessage{ID: "late-y", ChatID: "y", Text: "1", At: 1},
-			store.NewMessage{ID: "late-x", ChatID: "x", Text: "2", At: 1},
-		)
-	}()
-	time.Sleep(300 * time.Millisecond) // the batch reaches the lock
-	if _, err := tx.Exec(ctx, `INSERT INTO messages (id, chat_id, text, state, created_at, updated_at)
-		VALUES ('first', 'x', 'f', 'pending', 1, 1)`); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range <-done {
-		if !r.ok || r.err != nil {
-			t.Fatalf("accept %s: %v %v", r.m.ID, r.ok, r.err)
-		}
-	}
-	if got := seqs(t, d); got["first"] >= got["late-x"] || got["first"] >= got["late-y"] {
-		t.Fatalf("seqs %v: the batch's rows must come after the lock holder's", got)
-	}
 }
 
 // Concurrent accepts all get their answer, each stored once.
@@ -158,8 +69,6 @@ func TestAcceptConcurrent(t *testing.T) {
 	if n := len(seqs(t, d)); n != 400 {
 		t.Fatalf("%d stored, want 400", n)
 	}
-	// Once a chat's accepts return, their seqs are in the order they
-	// returned within each client (one goroutine's accepts are serial).
 	ok, err := d.Accept(ctx, store.NewMessage{ID: "0-0", ChatID: "0", Text: "t", At: 1})
 	if err != nil || ok {
 		t.Fatalf("accept of a taken id: %v %v", ok, err)

@@ -75,8 +75,6 @@ type DB struct {
 	cfg  *pgxpool.Config
 	feed events.Mark
 
-	accepts acceptQueue // accept.go
-
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      context.CancelFunc
