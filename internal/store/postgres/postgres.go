@@ -73,8 +73,8 @@ type Store = store.Store[*Tx]
 // DB is the PostgreSQL dialect: the connection pool and the feed's
 // listener. It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
-	cfg  *pgxpool.Config
+	pool  *pgxpool.Pool
+	cfg   *pgxpool.Config
 	feed  events.Mark
 	notes notifier // notify.go
 
