@@ -30,6 +30,10 @@ const notifySQL = `SELECT set_config('synchronous_commit', 'off', true),
 // its NOTIFY).
 const feedPoll = time.Second
 
+// notifyTimeout bounds one sending: a hint that late is of little use,
+// and Close (which ends it at once) need not wait for it.
+const notifyTimeout = 5 * time.Second
+
 // note is one notification to send.
 type note struct{ channel, payload string }
 
@@ -98,7 +102,7 @@ func (s *DB) sendNotes() {
 		clear(n.waiting)
 		n.feed = 0
 		n.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+		ctx, cancel := context.WithTimeout(s.bgctx, notifyTimeout)
 		_, _ = s.pool.Exec(ctx, notifySQL, chans, pays)
 		cancel()
 	}

@@ -81,6 +81,7 @@ type DB struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      context.CancelFunc
+	bgctx     context.Context // the background work's, ended by stop
 	bg        sync.WaitGroup
 }
 
@@ -141,7 +142,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	s.feed.Init(last)
 	lctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
+	s.stop, s.bgctx = cancel, lctx
 	s.bg.Add(1)
 	go s.listen(lctx)
 	return s, nil
