@@ -221,13 +221,15 @@ func (m *Manager) Hold(ctx context.Context, tx *postgres.Tx, chats []string) err
 // Wake tells chat's owner, through NOTIFY, that a message was committed
 // for it (the store calls it after an accept or a retry commits), unless
 // this node owns the chat: the supervisor wakes its own sessions itself.
-// A lost wake-up (the node died between the commit and the NOTIFY, or the
-// owner's listener was reconnecting) is made up for by the owner's scan.
+// The NOTIFY is queued and sent soon after, grouped with others, without
+// holding up the accept's answer. A lost wake-up (the node died between
+// the commit and the NOTIFY, or the owner's listener was reconnecting) is
+// made up for by the owner's scan.
 func (m *Manager) Wake(ctx context.Context, chat string) {
 	if _, own := m.token(chat); own {
 		return
 	}
-	_ = m.pg.NotifyWake(ctx, chat)
+	m.pg.NotifyWake(ctx, chat)
 }
 
 // Owns reports whether this node holds chat's lease now.

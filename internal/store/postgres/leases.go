@@ -33,20 +33,13 @@ func (t *Tx) HoldLease(ctx context.Context, chat, node string, token int64) (boo
 	return err == nil && got == token, err
 }
 
-// NotifyWake sends chat on wakeChannel, in a transaction of its own that
-// is not waited for (synchronous_commit off): one statement, one round
-// trip. A NOTIFY inside the accept's own transaction would serialize
-// every accept's commit (PostgreSQL holds one lock on its notification
-// queue from a notifying transaction's pre-commit to its end, WAL flush
-// included), losing group commit.
-func (s *DB) NotifyWake(ctx context.Context, chat string) error {
-	conn, err := s.acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	_, err = conn.Exec(ctx, `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`, wakeChannel, chat)
-	return classify(err)
+// NotifyWake queues chat's wake-up on wakeChannel: it is sent after the
+// caller's commit, grouped with the other notifications queued meanwhile,
+// in a transaction that does not wait for a WAL flush (notify.go); the
+// caller does not wait for it. A wake-up lost (this process died first,
+// the database did not answer) is made up for by the owner's scan.
+func (s *DB) NotifyWake(_ context.Context, chat string) {
+	s.notify(wakeChannel, chat)
 }
 
 // ListenWakes LISTENs for wake-ups on a connection of its own and hands

@@ -16,14 +16,22 @@ import (
 
 const msgCols = store.MessageColumns
 
-// LockChat takes chat's transaction-level advisory lock: the writes that
-// take a place in a chat's line (Accept, Claim, Retry) run one at a time
-// per chat, so a chat's seq order is its commit order even with several
-// nodes accepting for it at once. The lock goes to the server with the
+// LockChat orders this write with the chat's accepts and its other claims
+// and retries, so that a chat's seq order is its commit order, even with
+// several nodes accepting for it at once: an accept takes the chat's line
+// lock shared (accept.go), so accepts never wait for each other; LockChat
+// waits for the accepts under way (it takes the line lock exclusively in
+// a savepoint it rolls back, which releases the lock at once: accepts
+// that come after it are not held up by the rest of this write, and their
+// seqs come after whatever it reads) and then holds the chat's claim lock
+// until the commit. The statements go to the server with the
 // transaction's next statement, in the same round trip (pipeline.go): a
 // lock no statement follows orders nothing.
 func (t *Tx) LockChat(_ context.Context, chat string) error {
-	t.queue(false, lockSQL, chat)
+	t.queue(false, "SAVEPOINT line")
+	t.queue(false, waitLineSQL, chat)
+	t.queue(false, "ROLLBACK TO SAVEPOINT line")
+	t.queue(false, claimSQL, chat)
 	return nil
 }
 

@@ -18,7 +18,19 @@ import (
 // here are what the store's operations and the cluster's fence run in a
 // write. A transaction that ran no statement has nothing to commit.
 
-const lockSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`
+// The chat's line is kept with two advisory locks per chat (ops.go,
+// LockChat). lineSQL is the one accepts take, shared: accepts of one chat
+// never wait for each other, and a claim waits for those under way.
+// claimSQL is held by the writes that read or renumber the line (claims,
+// retries) until their commit.
+const (
+	lineSQL  = `SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 7))`
+	claimSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 8))`
+	// waitLineSQL waits until no accept of the chat is under way: the
+	// line's lock, taken exclusively in a savepoint that is then rolled
+	// back, which releases it at once.
+	waitLineSQL = `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`
+)
 
 // stmt is a statement waiting to be sent.
 type stmt struct {

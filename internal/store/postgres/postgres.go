@@ -23,9 +23,11 @@
 // the feed. A reader needs no visible mark to be safe; the mark kept in
 // memory (EventsVisible) only tells waiting readers when to look again,
 // moved by this node's own commits and, for other nodes' commits, by a
-// NOTIFY sent in the same transaction. The cost is that event-writing
-// commits are serialized (one WAL flush each); accepts write no event and
-// are not.
+// NOTIFY sent after the commit (notify.go: never in the commit itself,
+// where PostgreSQL's notification queue lock would serialize it with
+// every other notifying commit) and by a poll of the counter every
+// second. The cost is that event-writing commits are serialized (one WAL
+// flush each); accepts write no event and are not.
 //
 // A commit whose outcome is unknown (the connection broke during COMMIT)
 // is reported as a storage error although it may have succeeded; clients
@@ -71,13 +73,15 @@ type Store = store.Store[*Tx]
 // DB is the PostgreSQL dialect: the connection pool and the feed's
 // listener. It is safe for concurrent use.
 type DB struct {
-	pool *pgxpool.Pool
-	cfg  *pgxpool.Config
-	feed events.Mark
+	pool  *pgxpool.Pool
+	cfg   *pgxpool.Config
+	feed  events.Mark
+	notes notifier // notify.go
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      context.CancelFunc
+	bgctx     context.Context // the background work's, ended by stop
 	bg        sync.WaitGroup
 }
 
@@ -138,7 +142,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	}
 	s.feed.Init(last)
 	lctx, cancel := context.WithCancel(context.Background())
-	s.stop = cancel
+	s.stop, s.bgctx = cancel, lctx
 	s.bg.Add(1)
 	go s.listen(lctx)
 	return s, nil
@@ -148,7 +152,7 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 // with store.ErrClosed. It is safe to call more than once.
 func (s *DB) Close() error {
 	s.closeOnce.Do(func() {
-		s.closed.Store(true)
+		s.closeNotes()
 		s.stop()
 		s.bg.Wait()
 		s.pool.Close()
@@ -204,12 +208,12 @@ func (t *Tx) InsertEvent(_ context.Context, ev *events.Event, endpoints []string
 }
 
 // commit numbers the transaction's queued events, stores them with their
-// webhook deliveries, tells the other nodes' feeds and commits, all in
-// one round trip: one statement and COMMIT, pipelined. The feed counter's
-// row lock, which orders every event-writing commit of every node behind
-// the one before, is so held only for the server's own work and the
-// commit's flush, never across a round trip. It returns the last seq
-// numbered (0: none).
+// webhook deliveries and commits, all in one round trip: one statement and
+// COMMIT, pipelined. The feed counter's row lock, which orders every
+// event-writing commit of every node behind the one before, is so held
+// only for the server's own work and the commit's flush, never across a
+// round trip. The other nodes' feeds are told after the commit (Write,
+// notify.go). It returns the last seq numbered (0: none).
 func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 	n := len(tx.events)
 	if n == 0 && !tx.work {
@@ -249,11 +253,10 @@ func (s *DB) commit(ctx context.Context, tx *Tx) (int64, error) {
 		o AS (INSERT INTO webhook_outbox (endpoint, seq, chat_id, event_at, updated_at)
 			SELECT u.ep, c.last - $1 + u.i, u.ch, u.a, u.a FROM c,
 				unnest($6::text[], $7::bigint[], $8::text[], $9::bigint[]) AS u(ep, i, ch, a))
-		SELECT c.last, pg_notify($10, c.last::text) IS NULL FROM c`,
-		n, types, chats, ats, payloads, oEPs, oIdx, oChats, oAts, eventsChannel).
+		SELECT c.last FROM c`,
+		n, types, chats, ats, payloads, oEPs, oIdx, oChats, oAts).
 		QueryRow(func(row pgx.Row) error {
-			var x bool
-			if err := row.Scan(&last, &x); err != nil {
+			if err := row.Scan(&last); err != nil {
 				return fmt.Errorf("append events: %w", err)
 			}
 			return nil
@@ -297,6 +300,9 @@ func (s *DB) Write(ctx context.Context, lazy bool, fn func(ctx context.Context, 
 		return classify(err)
 	}
 	s.feed.Advance(last)
+	if last > 0 {
+		s.notifyFeed(last)
+	}
 	return nil
 }
 
@@ -321,39 +327,15 @@ func (s *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return conn, nil
 }
 
-// Accept stores m in one statement, its own transaction (one round trip
-// and one commit): the CTE takes the chat's advisory lock (as LockChat)
-// before the row, and with it the row's seq, is made, and holds it until
-// the statement's commit, so the chat's seq order stays its commit order.
-func (s *DB) Accept(ctx context.Context, m store.NewMessage) (bool, error) {
-	conn, err := s.acquire(ctx)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Release()
-	// As in Write: once sent, the statement runs to its end regardless of
-	// the caller, so a committed message is never reported as failed.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
-	defer cancel()
-	var client any // NULL: no client key
-	if m.ClientID != "" {
-		client = m.ClientID
-	}
-	tag, err := conn.Exec(wctx, `WITH line AS (SELECT pg_advisory_xact_lock(hashtextextended($2, 7)))
-		INSERT INTO messages (id, chat_id, text, state, created_at, updated_at, client_id)
-		SELECT $1, $2, $3, 'pending', $4, $4, $5 FROM line
-		ON CONFLICT DO NOTHING`, m.ID, m.ChatID, m.Text, m.At, client)
-	if err != nil {
-		return false, classify(err)
-	}
-	return tag.RowsAffected() == 1, nil
-}
-
 // listen keeps a connection LISTENing for other nodes' events and moves
 // the visible mark with them. After a lost connection it reads the feed's
-// counter again, so notifications missed meanwhile are made up for.
+// counter again, so notifications missed meanwhile are made up for, and
+// it reads it every feedPoll as well, for a notification that was never
+// sent (notify.go).
 func (s *DB) listen(ctx context.Context) {
 	defer s.bg.Done()
+	s.bg.Add(1)
+	go s.pollFeed(ctx)
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listenOnce(ctx, eventsChannel, func(conn *pgx.Conn) error {
@@ -378,6 +360,24 @@ func (s *DB) listen(ctx context.Context) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// pollFeed reads the feed's counter every feedPoll until ctx ends.
+func (s *DB) pollFeed(ctx context.Context) {
+	defer s.bg.Done()
+	t := time.NewTicker(feedPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var last int64
+		if err := s.pool.QueryRow(ctx, `SELECT last FROM feed`).Scan(&last); err == nil {
+			s.feed.Advance(last)
+		}
 	}
 }
 
