@@ -32,9 +32,10 @@ type rig struct {
 	ch    *telegram.Channel
 	reply func(text string) string
 	wake  chan string
+	opts  []func(*telegram.Config)
 }
 
-func newRig(t *testing.T, reply func(string) string) *rig {
+func newRig(t *testing.T, reply func(string) string, opts ...func(*telegram.Config)) *rig {
 	t.Helper()
 	fake := faketelegram.New()
 	if err := fake.Start("127.0.0.1:0"); err != nil {
@@ -46,7 +47,7 @@ func newRig(t *testing.T, reply func(string) string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100)}
+	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100), opts: opts}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -57,10 +58,14 @@ func newRig(t *testing.T, reply func(string) string) *rig {
 }
 
 func (r *rig) start() {
-	ch, err := telegram.New(telegram.Config{
+	cfg := telegram.Config{
 		Name: "telegram", Token: r.fake.Token(), APIURL: r.fake.URL(), Allow: []int64{42, 43},
 		Store: r.st, Accepted: func(chat string) { r.wake <- chat }, PollTimeout: time.Second,
-	})
+	}
+	for _, o := range r.opts {
+		o(&cfg)
+	}
+	ch, err := telegram.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
