@@ -387,10 +387,11 @@ const HaltedReply = "Stopped."
 var errHalted = errors.New("turn stopped by its person")
 
 // stopTurn stops the turn in flight for its person; false: none runs.
-// An agent that can be interrupted (agent.Interrupter) is asked to end
-// the turn and keeps its conversation and process; if it does not end
-// the turn within StopTimeout, or cannot be interrupted, it is stopped
-// and started again with its conversation (not counted as a restart).
+// An agent that can be interrupted (agent.Interrupter) and has written
+// something since the turn began is asked to end the turn and keeps its
+// conversation and process; if it does not end the turn within
+// StopTimeout, or cannot be interrupted (yet), it is stopped and started
+// again with its conversation (not counted as a restart).
 // Either way the turn ends as EndHalted.
 func (a *actor) stopTurn() bool {
 	t := a.turn
@@ -401,7 +402,10 @@ func (a *actor) stopTurn() bool {
 		return true
 	}
 	t.halted = true
-	if in, ok := a.proc.(agent.Interrupter); ok && !ended(a.proc) {
+	// An interrupt that reaches the CLI before it has begun the turn
+	// (it writes its init line first) ends nothing, and the turn would
+	// run on until the fallback below: then it is stopped at once.
+	if in, ok := a.proc.(agent.Interrupter); ok && !ended(a.proc) && a.proc.LastOutput().After(t.started) {
 		ctx, cancel := context.WithTimeout(context.Background(), a.s.d.StopTimeout)
 		err := in.Interrupt(ctx)
 		cancel()
