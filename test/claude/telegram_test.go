@@ -164,6 +164,13 @@ func TestTelegramStop(t *testing.T) {
 	if out, _, code := r.d.Run("queue", "list", "--chat", "tg:42", "--state", "dead"); code != 0 || strings.Contains(out, "take your time") {
 		t.Errorf("the stopped message is dead: %s", out)
 	}
+	// The operators' stop: nothing runs now; an unknown chat is an error.
+	if out, errOut, code := r.d.Run("sessions", "stop", "tg:42"); code != 0 || !strings.Contains(out, "no turn running") {
+		t.Errorf("sessions stop: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, _, code := r.d.Run("sessions", "stop", "tg:999"); code != 1 {
+		t.Errorf("sessions stop of an unknown chat exited %d, want 1", code)
+	}
 	if cmds := fake.Commands("", ""); len(cmds) != 3 || cmds[2].Command != "stop" {
 		t.Errorf("commands registered: %+v", cmds)
 	}
