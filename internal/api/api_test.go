@@ -62,15 +62,15 @@ func (b *backend) Pause(ctx context.Context, chat string) error           { retu
 func (b *backend) StopTurn(ctx context.Context, chat string) (bool, error) {
 	return chat == "known", b.Kill(ctx, chat)
 }
-func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
-func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
-func (b *backend) ChatPaused(string) bool                                 { return false }
-func (b *backend) Permissions() *permission.Broker                        { return b.perms }
-func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
-func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
-func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }
-func (b *backend) Healthy() bool                                          { return true }
-func (b *backend) Ready(context.Context) error                            { return nil }
+func (b *backend) Resume(ctx context.Context, chat string) error { return b.Kill(ctx, chat) }
+func (b *backend) ChatHold(string) (bool, string)                { return false, "" }
+func (b *backend) ChatPaused(string) bool                        { return false }
+func (b *backend) Permissions() *permission.Broker               { return b.perms }
+func (b *backend) Exempt(context.Context, string, bool) error    { return nil }
+func (b *backend) RetryMessage(context.Context, string) error    { return store.ErrNotFound }
+func (b *backend) DropMessage(context.Context, string) error     { return store.ErrNotFound }
+func (b *backend) Healthy() bool                                 { return true }
+func (b *backend) Ready(context.Context) error                   { return nil }
 
 func newTestHandler() (http.Handler, *backend) {
 	b := &backend{}
