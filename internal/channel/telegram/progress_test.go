@@ -103,3 +103,59 @@ func TestProgressStatusMessage(t *testing.T) {
 		t.Fatalf("%d messages after a new turn's first step, want 4 (a new status)", n)
 	}
 }
+
+// A 429 on the status message holds it for exactly its retry_after (no
+// call before), then the latest state is shown; the reply meanwhile is
+// not held by it.
+func TestProgressRateLimited(t *testing.T) {
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	r := newRig(t, echo, func(c *telegram.Config) { c.Clock = clk })
+	r.send(faketelegram.Incoming{From: ann, Text: "hi"})
+	r.waitSent(42, 1)
+	ctx := context.Background()
+	step := func(tool, summary string) {
+		t.Helper()
+		if err := r.st.AppendProgress(ctx, events.NewProgress(clk.Now(), "tg:42", "", tool, summary)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("Bash", "one")
+	status := r.waitSent(42, 2)[1]
+	r.fake.FailNext("editMessageText", 1, faketelegram.Fault{Status: 429, RetryAfter: 30})
+	step("Bash", "two")
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	edits := func() int { return r.fake.CallCount("editMessageText") }
+	if _, err := clk.WaitNext(wctx, telegram.StatusEvery); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(telegram.StatusEvery)
+	if err := r.fake.WaitFor(wctx, func() bool { return edits() == 1 }); err != nil {
+		t.Fatal("the edit was never tried")
+	}
+	step("Bash", "three")
+	// The reply goes out while the status is held.
+	if _, err := r.st.AppendEvent(ctx, events.Event{Type: events.Reply, ChatID: "tg:42", At: clk.Now(), Text: "answer"}); err != nil {
+		t.Fatal(err)
+	}
+	r.waitSent(42, 3)
+	if _, err := clk.WaitNext(wctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(30*time.Second - time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // a call now would break the hold
+	if n := edits(); n != 1 {
+		t.Fatalf("%d edits during the 429's hold", n)
+	}
+	clk.Advance(time.Millisecond)
+	if err := r.fake.WaitFor(wctx, func() bool {
+		for _, m := range r.fake.Sent(42) {
+			if m.MessageID == status.MessageID {
+				return m.Text == "✓ Done: 3 steps — Bash ×3"
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("the last state was not shown after the hold: %+v", r.fake.Sent(42))
+	}
+}
