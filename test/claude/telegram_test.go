@@ -125,6 +125,40 @@ func TestTelegramPermissionButton(t *testing.T) {
 	if dec := r.feed("tg:42", "permission_decided"); len(dec) != 1 || dec[0].By != "telegram:42" || dec[0].Decision != "allow" {
 		t.Errorf("permission_decided %+v", dec)
 	}
+
+	// /stop while a request waits: the CLI withdraws the request and ends
+	// the turn; the buttons say it expired, the person gets "Stopped.".
+	n := len(fake.Sent(42))
+	if _, err := fake.SendText(ann, touchPrompt("never.txt")); err != nil {
+		t.Fatal(err)
+	}
+	var req2 faketelegram.SentMessage
+	waitChat(t, fake, "the second request's buttons", func(s []faketelegram.SentMessage) bool {
+		for _, m := range s[n:] {
+			if m.ReplyMarkup != nil && len(m.ReplyMarkup.InlineKeyboard) == 1 {
+				req2 = m
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := fake.SendText(ann, "/stop"); err != nil {
+		t.Fatal(err)
+	}
+	waitChat(t, fake, "Stopped. and the expired request", func(s []faketelegram.SentMessage) bool {
+		stopped, expired := false, false
+		for _, m := range s {
+			stopped = stopped || m.Text == "Stopped."
+			expired = expired || (m.MessageID == req2.MessageID && m.ReplyMarkup == nil && strings.Contains(m.Text, "Expired"))
+		}
+		return stopped && expired
+	})
+	if fileIn(dir, "tg:42", "never.txt") {
+		t.Error("the stopped turn's tool ran")
+	}
+	if st := r.idle("tg:42"); st.Restarts != 0 {
+		t.Errorf("%d restarts after /stop", st.Restarts)
+	}
 }
 
 // TestTelegramStop: /stop ends a turn waiting on a slow API: the person
