@@ -13,6 +13,7 @@ run ./internal/agent/claude FuzzReadLine
 run ./internal/api FuzzPostMessage
 run ./internal/channel/slack FuzzRenderSplit
 run ./internal/channel/telegram FuzzRenderSplit
+run ./internal/channel/telegram FuzzParseCallbackData
 run ./internal/config FuzzParse
 run ./internal/faketelegram FuzzParseHTML
 run ./internal/logging FuzzSafeName
