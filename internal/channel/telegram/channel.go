@@ -324,12 +324,12 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 		}
 		return nil
 	case Command:
-		text := c.command(ctx, ChatID(d.Chat), d.Command)
-		if text == "" {
-			// Nothing to say now (/stop: the turn's "Stopped." comes
-			// through the outbox, in order with the chat's replies).
-		} else if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
-			c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+		// An empty answer says nothing now (/stop: the turn's "Stopped."
+		// comes through the outbox, in order with the chat's replies).
+		if text := c.command(ctx, ChatID(d.Chat), d.Command); text != "" {
+			if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
+				c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+			}
 		}
 		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
 			return err
