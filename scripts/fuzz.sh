@@ -15,6 +15,7 @@ run ./internal/api FuzzPostSchedule
 run ./internal/channel/slack FuzzRenderSplit
 run ./internal/channel/telegram FuzzRenderSplit
 run ./internal/channel/telegram FuzzInboxName
+run ./internal/channel/telegram FuzzParseCallbackData
 run ./internal/config FuzzParse
 run ./internal/faketelegram FuzzParseHTML
 run ./internal/logging FuzzSafeName

@@ -130,6 +130,38 @@ and -bg chats stay exempt.`,
 			off := c.Flags().Bool("off", false, "clear the exemption flag")
 			return func() wire.ChatRequest { return wire.ChatRequest{Off: *off} }
 		})
-	cmd.AddCommand(list, kill, restart, exempt, pause, resume)
+	stop := &cobra.Command{
+		Use:   "stop CHAT",
+		Short: "Stop the chat's turn in flight; its messages are not retried",
+		Long: `Stop the turn the chat's agent is working on, as its person's /stop in a
+chat app does: the turn ends (the Claude Code CLI is interrupted and keeps
+its conversation), its messages are answered "Stopped." and not retried.
+The agent goes on with the next message. With no turn running, nothing
+changes.`,
+		Example:           "  dispatch sessions stop tg:123456789",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeChats(g, 0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := connect(g, time.Minute, 0)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			stopped, err := cl.StopTurn(cmd.Context(), args[0])
+			if err != nil {
+				if client.IsNotFound(err) {
+					return fmt.Errorf("unknown chat %q", args[0])
+				}
+				return err
+			}
+			what := "turn stopped"
+			if !stopped {
+				what = "no turn running"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", termsafe.Line(args[0]), what)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, kill, restart, stop, exempt, pause, resume)
 	return cmd
 }

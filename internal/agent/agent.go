@@ -96,6 +96,16 @@ type InputReporter interface {
 	UnreadInput() int
 }
 
+// Interrupter is implemented by processes that can end the turn in
+// flight on request and go on with the same conversation (the Claude Code
+// CLI's stream-json control_request of subtype "interrupt"): Interrupt
+// asks for it and returns once the request is written; the turn then
+// ends with an error of the agent's own. Without it, a turn is stopped by
+// stopping the process.
+type Interrupter interface {
+	Interrupt(ctx context.Context) error
+}
+
 // FailedTurnKeeper is implemented by agents whose conversation keeps the
 // user message of a turn that failed at the API (the Claude Code CLI does,
 // and merges it into the next request). For them a retry after an outage

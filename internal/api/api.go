@@ -46,6 +46,9 @@ type Backend interface {
 	ChatHold(chat string) (held bool, reason string)
 	ChatPaused(chat string) bool
 	Restart(ctx context.Context, chat string, clean bool) error
+	// StopTurn stops chat's turn in flight without retry (its messages
+	// are answered "Stopped."); false: none was running.
+	StopTurn(ctx context.Context, chat string) (bool, error)
 	Exempt(ctx context.Context, chat string, on bool) error
 	RetryMessage(ctx context.Context, id string) error
 	DropMessage(ctx context.Context, id string) error
@@ -70,6 +73,7 @@ func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.
 	mux.HandleFunc("GET /v1/sessions", h.sessions)
 	mux.HandleFunc("POST /v1/sessions/kill", h.kill)
 	mux.HandleFunc("POST /v1/sessions/restart", h.restart)
+	mux.HandleFunc("POST /v1/sessions/stop", h.stopTurn)
 	mux.HandleFunc("POST /v1/sessions/exempt", h.exempt)
 	mux.HandleFunc("POST /v1/sessions/pause", h.pause)
 	mux.HandleFunc("POST /v1/sessions/resume", h.resume)
@@ -255,6 +259,25 @@ func (h *handler) kill(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) restart(w http.ResponseWriter, r *http.Request) {
 	h.chatOp(w, r, func(ctx context.Context, in ChatRequest) error { return h.b.Restart(ctx, in.ChatID, in.Clean) })
+}
+
+// stopTurn is POST /v1/sessions/stop: the chat's turn in flight ends and
+// its messages are not retried; "stopped" says whether one was running.
+func (h *handler) stopTurn(w http.ResponseWriter, r *http.Request) {
+	var in ChatRequest
+	if !decode(w, r, &in, maxCtlBody) {
+		return
+	}
+	if err := ValidChatID(in.ChatID); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	stopped, err := h.b.StopTurn(r.Context(), in.ChatID)
+	if err != nil {
+		h.fail(w, "session operation", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, wire.StopOut{OK: true, ChatID: in.ChatID, Stopped: stopped})
 }
 
 func (h *handler) exempt(w http.ResponseWriter, r *http.Request) {

@@ -60,15 +60,18 @@ func (b *backend) Kill(_ context.Context, chat string) error {
 }
 func (b *backend) Restart(ctx context.Context, chat string, _ bool) error { return b.Kill(ctx, chat) }
 func (b *backend) Pause(ctx context.Context, chat string) error           { return b.Kill(ctx, chat) }
-func (b *backend) Resume(ctx context.Context, chat string) error          { return b.Kill(ctx, chat) }
-func (b *backend) ChatHold(string) (bool, string)                         { return false, "" }
-func (b *backend) ChatPaused(string) bool                                 { return false }
-func (b *backend) Permissions() *permission.Broker                        { return b.perms }
-func (b *backend) Exempt(context.Context, string, bool) error             { return nil }
-func (b *backend) RetryMessage(context.Context, string) error             { return store.ErrNotFound }
-func (b *backend) DropMessage(context.Context, string) error              { return store.ErrNotFound }
-func (b *backend) Healthy() bool                                          { return true }
-func (b *backend) Ready(context.Context) error                            { return nil }
+func (b *backend) StopTurn(ctx context.Context, chat string) (bool, error) {
+	return chat == "known", b.Kill(ctx, chat)
+}
+func (b *backend) Resume(ctx context.Context, chat string) error { return b.Kill(ctx, chat) }
+func (b *backend) ChatHold(string) (bool, string)                { return false, "" }
+func (b *backend) ChatPaused(string) bool                        { return false }
+func (b *backend) Permissions() *permission.Broker               { return b.perms }
+func (b *backend) Exempt(context.Context, string, bool) error    { return nil }
+func (b *backend) RetryMessage(context.Context, string) error    { return store.ErrNotFound }
+func (b *backend) DropMessage(context.Context, string) error     { return store.ErrNotFound }
+func (b *backend) Healthy() bool                                 { return true }
+func (b *backend) Ready(context.Context) error                   { return nil }
 
 func newTestHandler() (http.Handler, *backend) {
 	b := &backend{fakeSchedules: newFakeSchedules()}
@@ -125,6 +128,9 @@ func TestRequests(t *testing.T) {
 		{"no-break space in chat", "POST", "/v1/messages", `{"chat_id":"a\u00a0b","text":"hi"}`, 400, "non-printable"},
 		{"kill unknown", "POST", "/v1/sessions/kill", `{"chat_id":"who"}`, 404, "unknown chat"},
 		{"kill known", "POST", "/v1/sessions/kill", `{"chat_id":"known"}`, 200, ""},
+		{"stop unknown", "POST", "/v1/sessions/stop", `{"chat_id":"who"}`, 404, "unknown chat"},
+		{"stop known", "POST", "/v1/sessions/stop", `{"chat_id":"known"}`, 200, ""},
+		{"stop no chat", "POST", "/v1/sessions/stop", `{"chat_id":""}`, 400, "chat_id"},
 		{"retry unknown", "POST", "/v1/queue/retry", `{"id":"x"}`, 404, "not found"},
 		{"queue bad state", "GET", "/v1/queue?state=weird", ``, 400, "not one of"},
 		{"queue bad limit", "GET", "/v1/queue?limit=0", ``, 400, "limit"},
@@ -145,6 +151,9 @@ func TestRequests(t *testing.T) {
 				}
 			}
 		})
+	}
+	if _, out := do(h, "POST", "/v1/sessions/stop", `{"chat_id":"known"}`); out["stopped"] != true || out["chat_id"] != "known" {
+		t.Fatalf("POST /v1/sessions/stop = %v, want stopped", out)
 	}
 	_, first := do(h, "POST", "/v1/messages", `{"chat_id":"carol","text":"hi","client_id":"k"}`)
 	if _, out := do(h, "POST", "/v1/messages", `{"chat_id":"carol","text":"hi","client_id":"k"}`); out["duplicate"] != true || out["id"] != first["id"] {

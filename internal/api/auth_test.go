@@ -41,6 +41,7 @@ func TestBearerToken(t *testing.T) {
 		{"GET", "/v1/messages/x", "Bearer " + roToken, 403},
 		{"POST", "/v1/messages", "Bearer " + roToken, 403},
 		{"POST", "/v1/sessions/kill", "Bearer " + roToken, 403},
+		{"POST", "/v1/sessions/stop", "Bearer " + roToken, 403},
 	} {
 		req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(`{}`))
 		req.Header.Set("Content-Type", "application/json")

@@ -21,6 +21,7 @@ const (
 	UpdateIgnored     = "ignored"
 	UpdateUnsupported = "unsupported"
 	UpdateCommand     = "command"
+	UpdatePress       = "press" // a button was pressed (answered, whatever it decided)
 
 	DeliveryDelivered   = "delivered"
 	DeliveryRetried     = "retried"
@@ -56,7 +57,7 @@ func (m *Metrics) Init(channel string) {
 	if m == nil {
 		return
 	}
-	for _, o := range []string{UpdateAccepted, UpdateDuplicate, UpdateRefused, UpdateIgnored, UpdateUnsupported, UpdateCommand} {
+	for _, o := range []string{UpdateAccepted, UpdateDuplicate, UpdateRefused, UpdateIgnored, UpdateUnsupported, UpdateCommand, UpdatePress} {
 		m.Updates.WithLabelValues(channel, o)
 	}
 	for _, r := range []string{DeliveryDelivered, DeliveryRetried, DeliveryRateLimited, DeliveryGaveUp} {

@@ -26,6 +26,9 @@ type Store interface {
 	Events(ctx context.Context, q events.Query) ([]events.Event, int64, error)
 	EventsVisible() (int64, <-chan struct{})
 	EventsOldest(ctx context.Context) (oldest, last int64, err error)
+	// Deliveries lists a chat's deliveries, oldest first (finding the
+	// message of a permission request whose decision came).
+	Deliveries(ctx context.Context, channel, chat string, limit int) ([]store.ChannelDelivery, error)
 }
 
 // Sender delivers one delivery on its platform.
@@ -53,8 +56,17 @@ const (
 	pageSize = 500
 )
 
-// Kinds are the event types a channel delivers to its chats.
+// Kinds are the event types every channel delivers to its chats; a
+// channel whose Sender is a PromptSender also delivers PromptKinds.
 var Kinds = []events.Type{events.Reply, events.DeadLetter}
+
+// PromptKinds are the permission events a PromptSender shows.
+var PromptKinds = []events.Type{events.PermissionRequest, events.PermissionDecided}
+
+// promptScan bounds the look back through a chat's deliveries for the
+// message of a request decided after a restart (a request is decided
+// within agent.permission_timeout, long before that many deliveries).
+const promptScan = 5000
 
 // OutboxConfig configures an Outbox.
 type OutboxConfig struct {
@@ -71,6 +83,12 @@ type OutboxConfig struct {
 	// Enqueued, if set, is told of each delivery copied from the feed
 	// (a turn ended in that chat: its typing indicator stops).
 	Enqueued func(d store.ChannelDelivery)
+	// Progress, if set, is told of each progress event of the channel's
+	// chats (a running turn started a tool), in feed order with
+	// Enqueued. Progress is best effort: it is not stored as a delivery,
+	// and one that comes while the outbox is down is never shown. It is
+	// called from the outbox's loop: it must not block.
+	Progress func(ev events.Event)
 }
 
 // Outbox sends a channel's deliveries. Run it in one goroutine per
@@ -93,6 +111,11 @@ type Outbox struct {
 
 	readyOnce sync.Once
 	ready     chan struct{} // closed once the feed cursor exists
+
+	prompts PromptSender // the Sender, if it shows permission requests
+	// shown remembers the message of each request shown since start
+	// (request id → platform id), so closing it needs no look-up.
+	shown map[string]string
 }
 
 // Ready is closed once the channel's feed cursor exists: from then on
@@ -108,7 +131,10 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{cfg: cfg, busy: map[string]bool{}, endedAt: map[string]uint64{}, done: make(chan struct{}, 1), ready: make(chan struct{})}
+	o := &Outbox{cfg: cfg, busy: map[string]bool{}, endedAt: map[string]uint64{}, done: make(chan struct{}, 1), ready: make(chan struct{}),
+		shown: map[string]string{}}
+	o.prompts, _ = cfg.Sender.(PromptSender)
+	return o
 }
 
 // Run copies new events into deliveries and sends them until ctx ends.
@@ -253,9 +279,17 @@ func (o *Outbox) pull(ctx context.Context) error {
 		if err := o.cfg.Store.ChannelEnqueue(ctx, o.cfg.Channel, next, ds); err != nil {
 			return err
 		}
-		if o.cfg.Enqueued != nil {
-			for _, d := range ds {
-				o.cfg.Enqueued(d)
+		// Told in feed order: a turn's progress before its reply.
+		for _, ev := range evs {
+			if !strings.HasPrefix(ev.ChatID, o.cfg.Prefix) {
+				continue
+			}
+			if ev.Type == events.Progress && o.cfg.Progress != nil {
+				o.cfg.Progress(ev)
+			}
+			if o.cfg.Enqueued != nil && len(ds) > 0 && ds[0].Seq == ev.Seq {
+				o.cfg.Enqueued(ds[0])
+				ds = ds[1:]
 			}
 		}
 		after = next
@@ -273,6 +307,11 @@ func (o *Outbox) delivery(ev events.Event) (store.ChannelDelivery, bool) {
 		d.Text = ev.Text
 	case events.DeadLetter:
 		d.Text = ev.Error
+	case events.PermissionRequest, events.PermissionDecided:
+		if o.prompts == nil {
+			return d, false
+		}
+		d.Text = promptText(ev)
 	default:
 		return d, false
 	}
@@ -290,14 +329,21 @@ func (o *Outbox) deliver(ctx context.Context, d store.ChannelDelivery) {
 	// SendTimeout) and recorded; the next part is not started.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SendTimeout)
 	defer cancel()
-	err := o.cfg.Sender.Send(rctx, d, func(id string) error {
+	sent := func(id string) error {
 		d.Sent++
 		d.PlatformIDs = append(d.PlatformIDs, id)
 		if err := o.cfg.Store.DeliverySent(rctx, d); err != nil {
 			return err
 		}
 		return ctx.Err()
-	})
+	}
+	var err error
+	switch d.Kind {
+	case events.PermissionRequest, events.PermissionDecided:
+		err = o.sendPrompt(rctx, d, sent)
+	default:
+		err = o.cfg.Sender.Send(rctx, d, sent)
+	}
 	if err != nil && ctx.Err() != nil {
 		return // stopping: the delivery stays pending
 	}
@@ -335,4 +381,66 @@ func (o *Outbox) deliver(ctx context.Context, d store.ChannelDelivery) {
 			log.Warn("channel outbox: recording an attempt failed", "err", serr)
 		}
 	}
+}
+
+// sendPrompt delivers a permission request (its message with buttons) or
+// its decision (the buttons of the request's message replaced).
+func (o *Outbox) sendPrompt(ctx context.Context, d store.ChannelDelivery, sent func(string) error) error {
+	p, err := PromptOf(d)
+	if err != nil {
+		return Permanent(err)
+	}
+	if o.prompts == nil {
+		return Permanent(errors.New("this channel does not show permission requests"))
+	}
+	if d.Kind == events.PermissionRequest {
+		if d.Sent > 0 {
+			return nil // shown before a restart
+		}
+		id, err := o.prompts.SendPrompt(ctx, d.ChatID, p)
+		if err != nil {
+			return err
+		}
+		o.mu.Lock()
+		o.shown[p.RequestID] = id
+		o.mu.Unlock()
+		return sent(id)
+	}
+	o.mu.Lock()
+	msg, ok := o.shown[p.RequestID]
+	o.mu.Unlock()
+	if !ok {
+		if msg, ok, err = o.promptMessage(ctx, d.ChatID, p.RequestID); err != nil {
+			return err
+		}
+	}
+	if !ok {
+		return nil // never shown (given up, or purged): nothing to close
+	}
+	if err := o.prompts.ClosePrompt(ctx, d.ChatID, msg, p); err != nil {
+		return err
+	}
+	o.mu.Lock()
+	delete(o.shown, p.RequestID)
+	o.mu.Unlock()
+	return sent(msg)
+}
+
+// promptMessage finds the platform's id of the message that showed
+// request id in chat.
+func (o *Outbox) promptMessage(ctx context.Context, chat, id string) (string, bool, error) {
+	ds, err := o.cfg.Store.Deliveries(ctx, o.cfg.Channel, chat, promptScan)
+	if err != nil {
+		return "", false, err
+	}
+	for i := len(ds) - 1; i >= 0; i-- {
+		d := ds[i]
+		if d.Kind != events.PermissionRequest || len(d.PlatformIDs) == 0 {
+			continue
+		}
+		if p, err := PromptOf(d); err == nil && p.RequestID == id {
+			return d.PlatformIDs[0], true, nil
+		}
+	}
+	return "", false, nil
 }

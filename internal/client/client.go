@@ -347,6 +347,13 @@ func (c *Client) SessionOp(ctx context.Context, op string, req wire.ChatRequest)
 	return c.Do(ctx, "POST", "/v1/sessions/"+op, req, nil)
 }
 
+// StopTurn is POST /v1/sessions/stop: false when no turn was running.
+func (c *Client) StopTurn(ctx context.Context, chat string) (bool, error) {
+	var out wire.StopOut
+	err := c.Do(ctx, "POST", "/v1/sessions/stop", wire.ChatRequest{ChatID: chat}, &out)
+	return out.Stopped, err
+}
+
 // QueueOp is POST /v1/queue/{op} (retry, drop) on a dead message.
 func (c *Client) QueueOp(ctx context.Context, op, id string) error {
 	return c.Do(ctx, "POST", "/v1/queue/"+op, wire.IDRequest{ID: id}, nil)

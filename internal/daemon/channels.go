@@ -50,7 +50,7 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 			allow = append(allow, n)
 		}
 		ch, err := telegram.New(telegram.Config{
-			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: sup.Accepted, Control: chatControl{sup},
+			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: sup.Accepted, Control: chatControl{sup}, Permissions: sup.Permissions(),
 			Metrics: m, Log: log.With("component", "channel"),
 			Folders: chatFolders{cfg.WorkDir()}, MaxAttachment: int64(c.MaxAttachment),
 		})
@@ -106,6 +106,10 @@ type chatControl struct{ sup *supervisor.Supervisor }
 
 func (c chatControl) Restart(ctx context.Context, chat string, clean bool) error {
 	return c.sup.Restart(ctx, chat, clean)
+}
+
+func (c chatControl) StopTurn(ctx context.Context, chat string) (bool, error) {
+	return c.sup.StopTurn(ctx, chat)
 }
 
 // ChatStatus describes chat for its person: state and health, the

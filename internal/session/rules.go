@@ -471,6 +471,9 @@ const (
 	EndStuck
 	// EndStopped: stopped on purpose (operator, reap, pause, shutdown).
 	EndStopped
+	// EndHalted: the chat's person stopped the turn (/stop): its messages
+	// are not to be answered.
+	EndHalted
 	// EndStartFailed: the agent could not be started; no turn ran.
 	EndStartFailed
 	// EndIdleExit: the process ended with no turn in flight.
@@ -493,6 +496,8 @@ func (e Ending) String() string {
 		return "stuck"
 	case EndStopped:
 		return "stopped"
+	case EndHalted:
+		return "halted"
 	case EndStartFailed:
 		return "start_failed"
 	case EndIdleExit:
@@ -564,10 +569,14 @@ const (
 	FateHold
 	// FateCharge: one failed attempt; dead after queue.max_attempts.
 	FateCharge
+	// FateHalted: done without an answer, never retried: the person
+	// stopped the turn. They are answered HaltedReply, so the person (and
+	// an API client) is told, once, and nothing counts as a failure.
+	FateHalted
 )
 
 func (f Fate) String() string {
-	return [...]string{"none", "done", "requeue", "hold", "charge"}[f]
+	return [...]string{"none", "done", "requeue", "hold", "charge", "halted"}[f]
 }
 
 // FollowUp is what the session does next.
@@ -685,6 +694,11 @@ func Decide(e TurnEnd) Decision {
 		return Decision{Party: BlameMessage, Messages: FateCharge, Breaker: Released, Follow: Restart}
 	case EndStopped:
 		return Decision{Party: NoFault, Messages: FateRequeue, Breaker: Released, Follow: CarryOn}
+	case EndHalted:
+		// Nobody's fault, and nothing to retry. The agent goes on with
+		// its conversation: interrupted, it still runs; stopped (an
+		// agent that cannot be interrupted), the stop starts it again.
+		return Decision{Party: NoFault, Messages: FateHalted, Breaker: Released, Follow: CarryOn}
 	case EndStartFailed:
 		if e.DaemonError {
 			return Decision{Party: BlameDaemon, Messages: FateNone, Breaker: Released, Follow: RetryStart}

@@ -219,6 +219,8 @@ func TestDecide(t *testing.T) {
 			D{BlameMessage, FateCharge, Released, Restart, ErrorsKeep, false}},
 		{"stopped on purpose", TurnEnd{Ending: EndStopped},
 			D{NoFault, FateRequeue, Released, CarryOn, ErrorsKeep, false}},
+		{"stopped by its person (/stop): answered, not retried", TurnEnd{Ending: EndHalted},
+			D{NoFault, FateHalted, Released, CarryOn, ErrorsKeep, false}},
 		{"start failed: daemon out of resources", TurnEnd{Ending: EndStartFailed, DaemonError: true},
 			D{BlameDaemon, FateNone, Released, RetryStart, ErrorsKeep, false}},
 		{"start failed", TurnEnd{Ending: EndStartFailed},

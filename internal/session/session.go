@@ -272,6 +272,15 @@ func (s *Session) OperatorRestart(ctx context.Context, clean bool) error {
 	return s.call(ctx, func(a *actor) { a.operatorRestart(clean) })
 }
 
+// StopTurn stops the turn in flight for the chat's person: its messages
+// are answered HaltedReply and not retried; the conversation goes on.
+// false: no turn was running.
+func (s *Session) StopTurn(ctx context.Context) (bool, error) {
+	var stopped bool
+	err := s.call(ctx, func(a *actor) { stopped = a.stopTurn() })
+	return stopped, err
+}
+
 // SetExempt sets or clears the run-time idle exemption.
 func (s *Session) SetExempt(ctx context.Context, on bool) error {
 	return s.call(ctx, func(a *actor) {

@@ -33,6 +33,8 @@ type turnState struct {
 	// the agent.
 	unread bool
 	proc   agent.Process
+	// halted: the person stopped the turn (StopTurn).
+	halted bool
 }
 
 type turnResult struct {
@@ -263,6 +265,12 @@ func (a *actor) turnEnd(t *turnState, r turnResult) TurnEnd {
 		e.Ending = EndAnswered
 		return e
 	}
+	if t.halted {
+		// Whatever the agent said of the interruption, or however its
+		// stop went: the person stopped it.
+		e.Ending = EndHalted
+		return e
+	}
 	if cause := context.Cause(t.ctx); cause != nil {
 		switch {
 		case t.unread && (errors.Is(cause, errStuck) || errors.Is(cause, errMemory)):
@@ -362,7 +370,78 @@ func (a *actor) applyMessages(d Decision, ids []string, why string) {
 		a.hold(ids, why)
 	case FateCharge:
 		a.fail(ids, why)
+	case FateHalted:
+		rec := a.record()
+		a.persist("complete stopped turn", func(ctx context.Context) error {
+			return a.s.d.Store.CompleteTurn(ctx, ids, HaltedReply, rec)
+		})
+		a.s.log.Info("turn stopped by its person", "message_ids", strings.Join(ids, ","))
 	}
+}
+
+// HaltedReply answers the messages of a turn its person stopped.
+const HaltedReply = "Stopped."
+
+// errHalted is the cause of a turn whose agent was stopped because its
+// person stopped the turn.
+var errHalted = errors.New("turn stopped by its person")
+
+// stopTurn stops the turn in flight for its person; false: none runs.
+// An agent that can be interrupted (agent.Interrupter) and has written
+// something since the turn began is asked to end the turn and keeps its
+// conversation and process; if it does not end the turn within
+// StopTimeout, or cannot be interrupted (yet), it is stopped and started
+// again with its conversation (not counted as a restart).
+// Either way the turn ends as EndHalted.
+func (a *actor) stopTurn() bool {
+	t := a.turn
+	if t == nil {
+		return false
+	}
+	if t.halted {
+		return true
+	}
+	t.halted = true
+	// An interrupt that reaches the CLI before it has begun the turn
+	// (it writes its init line first) ends nothing, and the turn would
+	// run on until the fallback below: then it is stopped at once.
+	if in, ok := a.proc.(agent.Interrupter); ok && !ended(a.proc) && a.proc.LastOutput().After(t.started) {
+		ctx, cancel := context.WithTimeout(context.Background(), a.s.d.StopTimeout)
+		err := in.Interrupt(ctx)
+		cancel()
+		if err == nil {
+			a.s.log.Info("turn interrupted for its person")
+			tm := a.s.d.Clock.NewTimer(a.s.d.StopTimeout)
+			go func() {
+				defer tm.Stop()
+				select {
+				case <-t.ctx.Done(): // the turn ended
+				case <-tm.C():
+					a.s.send(func(a *actor) {
+						if a.turn == t {
+							a.haltByStop()
+						}
+					})
+				}
+			}()
+			return true
+		}
+		a.s.log.Warn("interrupting the turn failed; stopping the agent", "err", err)
+	}
+	a.haltByStop()
+	return true
+}
+
+// haltByStop ends a halted turn by stopping its agent, and starts the
+// agent again with its conversation.
+func (a *actor) haltByStop() {
+	a.stopProc(errHalted)
+	a.emit(lifecycle.Restart, lifecycle.Operator, "turn stopped by its person: agent restarted with its conversation")
+	if a.state == Busy {
+		a.state = Idle
+	}
+	a.startProc()
+	a.pump()
 }
 
 // act carries out a turn's follow-up.

@@ -359,6 +359,17 @@ func (s *Supervisor) Restart(ctx context.Context, chat string, clean bool) error
 	return ss.OperatorRestart(ctx, clean)
 }
 
+// StopTurn stops chat's turn in flight without retry (its person's
+// /stop): its messages are answered "Stopped." and the conversation goes
+// on. false: no turn was running.
+func (s *Supervisor) StopTurn(ctx context.Context, chat string) (bool, error) {
+	ss, ok := s.lookup(chat)
+	if !ok {
+		return false, s.missing(ctx, chat)
+	}
+	return ss.StopTurn(ctx)
+}
+
 // Exempt sets or clears chat's run-time idle exemption. Like every
 // operation on a chat, it needs a chat that exists: a typo must not create
 // a session.

@@ -772,3 +772,40 @@ func TestCheckPurgesAnsweredMessagesPastRetention(t *testing.T) {
 		t.Fatalf("fresh message = %+v", m)
 	}
 }
+
+// /stop: the turn in flight ends at once; its message is answered
+// "Stopped." (done, one attempt, never handed over again, no dead
+// letter), the agent that could not be interrupted is started again with
+// its conversation (not counted as a restart), and the chat goes on.
+// With no turn running there is nothing to stop.
+func TestStopTurn(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	h.waitMsg(h.send("hal", "warm"), store.Done)
+	if stopped, err := h.sup.StopTurn(ctx, "hal"); err != nil || stopped {
+		t.Fatalf("StopTurn with no turn = %v, %v; want false", stopped, err)
+	}
+	sid := h.snap("hal").SessionID
+	h.ag.HangNext()
+	id := h.send("hal", "slow one")
+	h.eventually("turn handed over", func() bool { return h.snap("hal").Busy })
+	stopped, err := h.sup.StopTurn(ctx, "hal")
+	if err != nil || !stopped {
+		t.Fatalf("StopTurn = %v, %v", stopped, err)
+	}
+	m := h.waitMsg(id, store.Done)
+	if m.Reply != session.HaltedReply || m.Attempts != 1 || m.Failures != 0 {
+		t.Fatalf("stopped message: reply %q, %d attempts, %d failures", m.Reply, m.Attempts, m.Failures)
+	}
+	h.waitMsg(h.send("hal", "next"), store.Done)
+	if n := len(h.ag.TurnsFor("hal")); n != 3 {
+		t.Fatalf("%d turns handed over, want 3 (the stopped one not again)", n)
+	}
+	s := h.snap("hal")
+	if s.Restarts != 0 || s.SessionID != sid {
+		t.Fatalf("after /stop: %d restarts, session %s (was %s)", s.Restarts, s.SessionID, sid)
+	}
+	if _, err := h.sup.StopTurn(ctx, "nobody"); err == nil {
+		t.Fatal("StopTurn of an unknown chat succeeded")
+	}
+}

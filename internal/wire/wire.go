@@ -204,6 +204,14 @@ type ChatRequest struct {
 	Off    bool   `json:"off,omitempty"`
 }
 
+// StopOut answers POST /v1/sessions/stop: Stopped is false when no turn
+// was running.
+type StopOut struct {
+	OK      bool   `json:"ok"`
+	ChatID  string `json:"chat_id"`
+	Stopped bool   `json:"stopped"`
+}
+
 // IDRequest is the body of the queue operations (POST
 // /v1/queue/{retry,drop}).
 type IDRequest struct {

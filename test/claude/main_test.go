@@ -81,6 +81,13 @@ type rig struct {
 // the CLI's minutes of retries, is what the tests see.
 func start(t *testing.T, mode fakeapi.Mode, set map[string]any) *rig {
 	t.Helper()
+	return startYAML(t, mode, set, "")
+}
+
+// startYAML is start with a raw YAML mapping merged over the config (a
+// channel, say).
+func startYAML(t *testing.T, mode fakeapi.Mode, set map[string]any, yaml string) *rig {
+	t.Helper()
 	bin := claudeBin(t)
 	s := fakeapi.New()
 	s.SetMode(mode)
@@ -94,7 +101,7 @@ func start(t *testing.T, mode fakeapi.Mode, set map[string]any) *rig {
 	cfg := cliConfig(bin, s.URL(), home)
 	maps.Copy(cfg, set)
 	r := &rig{t: t, api: s, home: home}
-	r.d = daemontest.Start(t, daemontest.Options{Set: cfg})
+	r.d = daemontest.Start(t, daemontest.Options{Set: cfg, YAML: yaml})
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("fake API requests:\n%s", r.describeRequests())

@@ -75,7 +75,7 @@ func TestTelegramRoundTrip(t *testing.T) {
 		return len(s) == 1 && s[0].Text == "hello from the pocket"
 	}, "the echo reply")
 	// The in-chat commands: registered, /status answers, /new starts over.
-	if cmds := fake.Commands("", ""); len(cmds) != 2 || cmds[0].Command != "new" || cmds[1].Command != "status" {
+	if cmds := fake.Commands("", ""); len(cmds) != 3 || cmds[0].Command != "new" || cmds[1].Command != "status" || cmds[2].Command != "stop" {
 		t.Fatalf("commands registered: %+v", cmds)
 	}
 	if _, err := fake.SendText(faketelegram.User{ID: 42, FirstName: "Ann"}, "/status"); err != nil {

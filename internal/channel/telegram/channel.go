@@ -21,6 +21,8 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/channel"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/webhook"
 )
@@ -56,6 +58,9 @@ type Config struct {
 	// Control carries out the in-chat commands (nil: they answer that
 	// they are not available).
 	Control Control
+	// Permissions answers the permission buttons (nil: a press is told
+	// that requests cannot be answered here).
+	Permissions channel.Permissions
 	// Metrics, if set, counts updates and deliveries.
 	Metrics *channel.Metrics
 	// PollTimeout is getUpdates' long-poll timeout (default 25 s).
@@ -74,6 +79,9 @@ type Control interface {
 	Restart(ctx context.Context, chat string, clean bool) error
 	// ChatStatus is a short description of chat's health and queue.
 	ChatStatus(ctx context.Context, chat string) (string, error)
+	// StopTurn stops chat's turn in flight; its messages are not
+	// retried (they end answered "Stopped."). false: no turn was running.
+	StopTurn(ctx context.Context, chat string) (bool, error)
 }
 
 // Typing is renewed this often while a chat's turn runs (Telegram shows
@@ -90,6 +98,8 @@ type Channel struct {
 	http  *http.Client
 	allow map[int64]bool
 	out   *channel.Outbox
+	// progress keeps the chats' status messages.
+	progress *progress
 
 	mu       sync.Mutex
 	me       Bot
@@ -114,10 +124,11 @@ func New(cfg Config) (*Channel, error) {
 	}
 	cfg.APIURL = strings.TrimRight(cfg.APIURL, "/")
 	c := &Channel{
-		cfg:    cfg,
-		http:   &http.Client{Timeout: cfg.PollTimeout + 15*time.Second},
-		allow:  map[int64]bool{},
-		typing: map[int64]time.Time{},
+		cfg:      cfg,
+		http:     &http.Client{Timeout: cfg.PollTimeout + 15*time.Second},
+		allow:    map[int64]bool{},
+		typing:   map[int64]time.Time{},
+		progress: newProgress(),
 	}
 	for _, id := range cfg.Allow {
 		c.allow[id] = true
@@ -131,14 +142,9 @@ func New(cfg Config) (*Channel, error) {
 	cfg.Metrics.Init(cfg.Name)
 	c.out = channel.NewOutbox(channel.OutboxConfig{
 		Channel: cfg.Name, Prefix: ChatPrefix, Store: cfg.Store, Sender: sender{c}, Clock: cfg.Clock, Log: cfg.Log,
-		Metrics: cfg.Metrics,
-		Enqueued: func(d store.ChannelDelivery) {
-			if id, ok := ParseChatID(d.ChatID); ok {
-				c.mu.Lock()
-				delete(c.typing, id)
-				c.mu.Unlock()
-			}
-		},
+		Metrics:  cfg.Metrics,
+		Enqueued: c.enqueued,
+		Progress: c.progress.step,
 	})
 	return c, nil
 }
@@ -156,7 +162,8 @@ func (c *Channel) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.done = cancel, make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); c.progressLoop(ctx) }()
 	go func() { defer wg.Done(); c.intake(ctx) }()
 	go func() { defer wg.Done(); c.out.Run(ctx) }()
 	go func() { defer wg.Done(); c.typingLoop(ctx) }()
@@ -288,6 +295,19 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 	c.mu.Lock()
 	c.lastUpd = c.cfg.Clock.Now()
 	c.mu.Unlock()
+	if u.CallbackQuery != nil {
+		pd := Press(u, c.allow)
+		if pd.Action != PressIgnore {
+			if err := c.press(ctx, pd); err != nil {
+				return err
+			}
+		}
+		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
+			return err
+		}
+		c.cfg.Metrics.Update(c.cfg.Name, channel.UpdatePress)
+		return nil
+	}
 	d := Intake(u, me, c.allow)
 	switch d.Action {
 	case Accept:
@@ -322,9 +342,12 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 		}
 		return nil
 	case Command:
-		text := c.command(ctx, ChatID(d.Chat), d.Command)
-		if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
-			c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+		// An empty answer says nothing now (/stop: the turn's "Stopped."
+		// comes through the outbox, in order with the chat's replies).
+		if text := c.command(ctx, ChatID(d.Chat), d.Command); text != "" {
+			if _, err := c.bot.SendMessage(ctx, &bot.SendMessageParams{ChatID: d.Chat, Text: text}); err != nil {
+				c.cfg.Log.Warn("telegram: could not answer a command", "channel", c.cfg.Name, "chat", d.Chat, "err", redact(err, c.cfg.Token))
+			}
 		}
 		if err := c.cfg.Store.ChannelAdvance(ctx, c.cfg.Name, next); err != nil {
 			return err
@@ -376,6 +399,16 @@ func (c *Channel) command(ctx context.Context, chat, cmd string) string {
 			return "No conversation yet."
 		}
 		return st
+	case CmdStop:
+		stopped, err := c.cfg.Control.StopTurn(ctx, chat)
+		switch {
+		case err != nil:
+			c.cfg.Log.Info("telegram: /stop", "channel", c.cfg.Name, "chat", chat, "err", err)
+			return "Nothing is running."
+		case !stopped:
+			return "Nothing is running."
+		}
+		return ""
 	}
 	return "Unknown command."
 }
@@ -396,7 +429,7 @@ func (c *Channel) getUpdates(ctx context.Context, offset int64) ([]*models.Updat
 	q := url.Values{}
 	q.Set("offset", strconv.FormatInt(offset, 10))
 	q.Set("timeout", strconv.Itoa(int(c.cfg.PollTimeout/time.Second)))
-	q.Set("allowed_updates", `["message"]`)
+	q.Set("allowed_updates", `["message","callback_query"]`)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.APIURL+"/bot"+c.cfg.Token+"/getUpdates",
 		strings.NewReader(q.Encode()))
 	if err != nil {
@@ -426,6 +459,32 @@ func (c *Channel) getUpdates(ctx context.Context, offset int64) ([]*models.Updat
 		return nil, fmt.Errorf("getUpdates: %d %s", r.ErrorCode, r.Description)
 	}
 	return r.Result, nil
+}
+
+// enqueued is told of each delivery the outbox copies from the feed: a
+// reply or dead letter ends the chat's turn (typing stops, its status
+// message shows its last line); a permission request waits for a person
+// (typing stops), and a decision lets the turn go on (typing again).
+func (c *Channel) enqueued(d store.ChannelDelivery) {
+	id, ok := ParseChatID(d.ChatID)
+	if !ok {
+		return
+	}
+	switch d.Kind {
+	case events.Reply, events.DeadLetter:
+		c.progress.ended(id)
+		fallthrough
+	case events.PermissionRequest:
+		c.mu.Lock()
+		delete(c.typing, id)
+		c.mu.Unlock()
+	case events.PermissionDecided:
+		if p, err := channel.PromptOf(d); err == nil && p.Decision != permission.Expired {
+			c.mu.Lock()
+			c.typing[id] = c.cfg.Clock.Now()
+			c.mu.Unlock()
+		}
+	}
 }
 
 // typingLoop renews "typing" in every chat whose turn runs.

@@ -32,16 +32,16 @@ type rig struct {
 	ch    *telegram.Channel
 	reply func(text string) string
 	wake  chan string
-	// mod, if set, changes the channel's configuration before it starts.
-	mod func(*telegram.Config)
+	// opts change the channel's configuration before it starts.
+	opts []func(*telegram.Config)
 }
 
-func newRig(t *testing.T, reply func(string) string) *rig {
+func newRig(t *testing.T, reply func(string) string, opts ...func(*telegram.Config)) *rig {
 	t.Helper()
-	return newRigWith(t, reply, nil)
+	return newRigWith(t, reply, opts...)
 }
 
-func newRigWith(t *testing.T, reply func(string) string, mod func(*telegram.Config)) *rig {
+func newRigWith(t *testing.T, reply func(string) string, opts ...func(*telegram.Config)) *rig {
 	t.Helper()
 	fake := faketelegram.New()
 	if err := fake.Start("127.0.0.1:0"); err != nil {
@@ -53,7 +53,7 @@ func newRigWith(t *testing.T, reply func(string) string, mod func(*telegram.Conf
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100), mod: mod}
+	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100), opts: opts}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -68,8 +68,10 @@ func (r *rig) start() {
 		Name: "telegram", Token: r.fake.Token(), APIURL: r.fake.URL(), Allow: []int64{42, 43},
 		Store: r.st, Accepted: func(chat string) { r.wake <- chat }, PollTimeout: time.Second,
 	}
-	if r.mod != nil {
-		r.mod(&cfg)
+	for _, o := range r.opts {
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	ch, err := telegram.New(cfg)
 	if err != nil {

@@ -98,3 +98,25 @@ func checkEntities(t *testing.T, html string) {
 		i += 1 + j
 	}
 }
+
+// FuzzParseCallbackData: any callback_data (it comes from the network)
+// parses without panicking; what parses is within Telegram's 64 bytes,
+// a person's decision, and exactly the button dispatch would make.
+func FuzzParseCallbackData(f *testing.F) {
+	for _, s := range []string{"p:1:0b6f4c1e-8f0a-4d0e-9a51-3f1c2e7d9b10", "p:a:x", "p:d:", "p:x:y", "p:1:a:b", "", "p:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data string) {
+		d, id, ok := ParseCallbackData(data)
+		if !ok {
+			return
+		}
+		if len(data) > MaxCallbackData {
+			t.Fatalf("%d bytes parsed", len(data))
+		}
+		again, ok := CallbackData(d, id)
+		if !ok || again != data {
+			t.Fatalf("%q parsed as %s %q, which makes %q", data, d, id, again)
+		}
+	})
+}

@@ -39,12 +39,14 @@ const (
 const (
 	CmdNew    = "new"    // start a clean conversation
 	CmdStatus = "status" // this chat's health and queue
+	CmdStop   = "stop"   // stop the turn in flight
 )
 
 // Commands are the in-chat commands, as registered with setMyCommands.
 var Commands = []struct{ Name, Description string }{
 	{CmdNew, "Start a clean conversation"},
 	{CmdStatus, "This chat's health and queue"},
+	{CmdStop, "Stop the answer being worked on"},
 }
 
 // Decision is what Intake decides for one update.
