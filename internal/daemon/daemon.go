@@ -94,6 +94,7 @@ type Daemon struct {
 	node      *cluster.Manager
 	sup       *supervisor.Supervisor
 	chans     channels
+	roles     *roles
 	servers   []*http.Server
 	listeners []net.Listener
 	// started: the supervisor runs (Close shuts it down); served: Serve
@@ -156,23 +157,15 @@ func (d *Daemon) Open(ctx context.Context) error {
 
 	// Several nodes on one PostgreSQL database: chats are owned through
 	// leases whose fencing tokens the store checks on every write for a
-	// chat; webhooks are delivered by the one node holding that role.
-	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	// chat; webhooks are delivered, and each chat-app channel is run, by
+	// the one node holding that role. The roles' work is added below; the
+	// node's loop, started after it, switches it.
+	roles := newRoles(log)
+	d.roles = roles
 	node := cluster.Config{
 		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
-		OnRole: func(r string, held bool) {
-			if r != cluster.RoleWebhooks {
-				return
-			}
-			if held {
-				log.Info("this node delivers the webhooks now")
-				wh.Start()
-			} else {
-				log.Info("this node no longer delivers the webhooks")
-				wh.Stop()
-			}
-		},
+		Clock: clock.Real{}, Log: log, Roles: append([]string{cluster.RoleWebhooks}, channelRoles(cfg)...),
+		OnRole: roles.set,
 	}
 	// A cluster node's agents are watched by a process of their own, which
 	// kills them when the node stops renewing their deadline (a daemon
@@ -232,25 +225,26 @@ func (d *Daemon) Open(ctx context.Context) error {
 	d.sup = sup
 	// Webhook delivery: every new event is queued for its endpoints in
 	// its own commit, so the fanout is set before anything is written.
-	wh, err = webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
 		Log: log, Registry: sup.Metrics().Registry,
 	})
 	if err != nil {
 		return err
 	}
 	st.SetWebhookFanout(wh.Fanout)
-	if d.node == nil {
-		wh.Start()
-	} else {
+	if d.node != nil {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
-	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
-	chans, err := openChannels(cfg, st, sup, sup.Metrics().Registry, log)
+	d.onClose(func() error { roles.close(); return nil }) // before the store closes
+	roles.add(cluster.RoleWebhooks,
+		func() { log.Info("this node delivers the webhooks now"); wh.Start() },
+		func() { log.Info("this node no longer delivers the webhooks"); wh.Stop() })
+	chans, err := openChannels(cfg, st, sup, d.node, sup.Metrics().Registry, log)
 	if err != nil {
 		return err
 	}
 	d.chans = chans
-	d.onClose(func() error { chans.stop(); return nil }) // before the store closes
+	chans.addRoles(roles)
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -292,7 +286,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.started = true
-	d.chans.start()
+	if d.node == nil {
+		roles.holdAll() // one node does all the work
+	}
 	if d.node != nil {
 		if err := d.node.Start(ctx, sup); err != nil {
 			return err
@@ -350,7 +346,7 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	cfg := d.cfg
 	if d.started {
-		d.chans.stop() // stop taking messages in first
+		d.roles.close(d.chans.roles()...) // stop taking messages in first
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)
