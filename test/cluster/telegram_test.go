@@ -94,6 +94,10 @@ func TestClusterTelegramHandover(t *testing.T) {
 	if oc.Node != nodeName(holder) || !oc.Remote || oc.Connected {
 		t.Fatalf("the other node shows the channel as %+v: want held by %s, remote, not connected here", oc, nodeName(holder))
 	}
+	out, err := ds[other].Cmd("channels", "list").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "NODE") || !strings.Contains(string(out), nodeName(holder)) {
+		t.Errorf("channels list on the other node: %v\n%s", err, out)
+	}
 	if n := strings.Count(ds[holder].ManagerLog(), "role=channel:tg"); n == 0 {
 		t.Errorf("the holder's log does not name the role channel:tg")
 	}
