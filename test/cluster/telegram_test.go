@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -242,4 +243,49 @@ func distinct(fake *faketelegram.Server, users []int64) int {
 		n += len(seen)
 	}
 	return n
+}
+
+// A holder paused (SIGSTOP) with its long poll in flight: the other node
+// takes the channel once the role expired (Telegram ends the paused
+// node's poll with 409 Conflict when the new holder polls) and answers
+// what people write meanwhile; the paused node, resumed, finds its role's
+// deadline passed and gives the channel up without sending or taking in
+// anything. Every message is answered once.
+func TestClusterTelegramPausedHolder(t *testing.T) {
+	users := []int64{42, 43}
+	fake, ds := telegramNodes(t, 2, users)
+	holder := holderOf(t, ds, []int{0, 1})
+	other := 1 - holder
+	say := func(round int) {
+		for _, u := range users {
+			if _, err := fake.SendText(faketelegram.User{ID: u}, fmt.Sprintf("u%d-r%d-m0", u, round)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	say(0)
+	daemontest.WaitFor(t, func() bool { return distinct(fake, users) == len(users) }, 60*time.Second, "round 0 answered")
+	daemontest.WaitFor(t, fake.Polling, 10*time.Second, "the holder long-polling")
+	ds[holder].Signal(syscall.SIGSTOP)
+	paused := time.Now()
+	say(1)
+	daemontest.WaitFor(t, func() bool { c := channelOn(t, ds[other]); return c.Node == nodeName(other) && c.Connected },
+		30*time.Second, "the other node takes the channel from the paused one")
+	t.Logf("channel taken from the paused holder after %.2fs", time.Since(paused).Seconds())
+	daemontest.WaitFor(t, func() bool { return distinct(fake, users) == 2*len(users) }, 60*time.Second, "round 1 answered by the new holder")
+	ds[holder].Signal(syscall.SIGCONT)
+	daemontest.WaitFor(t, func() bool {
+		return strings.Contains(ds[holder].ManagerLog(), `msg="this node no longer holds a role: stopping its work" role=channel:tg`)
+	}, 30*time.Second, "the resumed node gives the channel up")
+	say(2)
+	daemontest.WaitFor(t, func() bool { return distinct(fake, users) == 3*len(users) }, 60*time.Second, "round 2 answered")
+	time.Sleep(2 * time.Second) // anything sent late would show now
+	for _, u := range users {
+		if n := len(fake.Sent(u)); n != 3 {
+			t.Errorf("chat %d: %d messages sent for 3 rounds: %+v", u, n, fake.Sent(u))
+		}
+	}
+	if c := channelOn(t, ds[holder]); c.Node != nodeName(other) || !c.Remote {
+		t.Errorf("the resumed node shows the channel as %+v, want held by %s", c, nodeName(other))
+	}
 }
