@@ -235,7 +235,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if d.node != nil {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
-	d.onClose(func() error { roles.close(); return nil }) // before the store closes
+	d.onClose(func() error { roles.closeAll(); return nil }) // before the store closes
 	roles.add(cluster.RoleWebhooks,
 		func() { log.Info("this node delivers the webhooks now"); wh.Start() },
 		func() { log.Info("this node no longer delivers the webhooks"); wh.Stop() })

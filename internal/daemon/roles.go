@@ -95,12 +95,12 @@ func (r *roles) list() []string {
 	return append([]string(nil), r.names...)
 }
 
-// close stops the named roles' work (every role's when none is named)
-// for good, and waits until it stopped.
+// closeAll stops every role's work for good and waits until it stopped.
+func (r *roles) closeAll() { r.close(r.list()...) }
+
+// close stops the named roles' work for good, and waits until it
+// stopped.
 func (r *roles) close(names ...string) {
-	if len(names) == 0 {
-		names = r.list()
-	}
 	r.mu.Lock()
 	for _, n := range names {
 		if s := r.byName[n]; s != nil {

@@ -77,7 +77,7 @@ func TestRolesSwitch(t *testing.T) {
 	close(w.hold)
 	waitRole(t, func() bool { s, p, on, _ := w.state(); t.Log(s, p, on); return s == 2 && p == 1 && on })
 
-	r.close()
+	r.closeAll()
 	starts, stops, on, both := w.state()
 	if on || stops != 2 || starts != 2 || both {
 		t.Fatalf("after close: starts %d stops %d running %v twice-at-once %v; want 2 2 false false", starts, stops, on, both)
@@ -97,6 +97,10 @@ func TestRolesHoldAll(t *testing.T) {
 	r.add("channel:tg", b.start, b.stop)
 	r.holdAll()
 	waitRole(t, func() bool { _, _, x, _ := a.state(); _, _, y, _ := b.state(); return x && y })
+	r.close() // no channels configured: nothing stops
+	if _, _, x, _ := a.state(); !x {
+		t.Fatal("close of no role stopped one")
+	}
 	r.close("channel:tg")
 	if _, _, on, _ := b.state(); on {
 		t.Fatal("channel:tg runs after its close")
@@ -104,7 +108,7 @@ func TestRolesHoldAll(t *testing.T) {
 	if _, _, on, _ := a.state(); !on {
 		t.Fatal("closing one role stopped another")
 	}
-	r.close()
+	r.closeAll()
 	if _, _, on, _ := a.state(); on {
 		t.Fatal("webhooks run after close")
 	}
