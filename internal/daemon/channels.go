@@ -126,7 +126,9 @@ func (cs channels) status(ctx context.Context, st store.Backend, node *cluster.M
 		if node != nil {
 			w.Node = holders[channelRole(s.Name)]
 			if w.Node != node.NodeID() {
-				w.Remote = true
+				// Not run here: this node's view of the connection is
+				// stale (or it never had one).
+				w.Remote = w.Node != ""
 				w.Connected, w.Error, w.Conflict, s.LastUpdate = false, "", false, time.Time{}
 			}
 		}
