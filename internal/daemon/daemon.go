@@ -95,6 +95,7 @@ type Daemon struct {
 	sup       *supervisor.Supervisor
 	chans     channels
 	roles     *roles
+	sched     *schedules
 	servers   []*http.Server
 	listeners []net.Listener
 	// started: the supervisor runs (Close shuts it down); served: Serve
@@ -157,14 +158,14 @@ func (d *Daemon) Open(ctx context.Context) error {
 
 	// Several nodes on one PostgreSQL database: chats are owned through
 	// leases whose fencing tokens the store checks on every write for a
-	// chat; webhooks are delivered, and each chat-app channel is run, by
-	// the one node holding that role. The roles' work is added below; the
-	// node's loop, started after it, switches it.
+	// chat; webhooks are delivered, schedules fired and each chat-app
+	// channel run by the one node holding that role. The roles' work is
+	// added below; the node's loop, started after it, switches it.
 	roles := newRoles(log)
 	d.roles = roles
 	node := cluster.Config{
 		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-		Clock: clock.Real{}, Log: log, Roles: append([]string{cluster.RoleWebhooks}, channelRoles(cfg)...),
+		Clock: clock.Real{}, Log: log, Roles: append([]string{cluster.RoleWebhooks, cluster.RoleSchedules}, channelRoles(cfg)...),
 		OnRole: roles.set,
 	}
 	// A cluster node's agents are watched by a process of their own, which
@@ -245,6 +246,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.chans = chans
 	chans.addRoles(roles)
+	sched := newSchedules(cfg, st, sup.Accepted, log)
+	d.sched = sched
+	roles.add(cluster.RoleSchedules,
+		func() { log.Info("this node fires the schedules now"); sched.loop.Start() },
+		func() { log.Info("this node no longer fires the schedules"); sched.loop.Stop() })
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -260,7 +266,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans}
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans, sched: sched}
 	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
@@ -346,7 +352,8 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	cfg := d.cfg
 	if d.started {
-		d.roles.close(d.chans.roles()...) // stop taking messages in first
+		// stop taking messages in first
+		d.roles.close(append(d.chans.roles(), cluster.RoleSchedules)...)
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)
