@@ -16,7 +16,7 @@ func channelsCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	list := &cobra.Command{
 		Use:     "list",
-		Short:   "List the channels: connected, last update, backlog, failed deliveries, rate-limited until",
+		Short:   "List the channels: connected, last update, backlog, failed deliveries, rate-limited until (and, with several nodes, the node holding each)",
 		Example: "  dispatch channels list\n  dispatch channels list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,10 +37,28 @@ func channelsCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(w, "no channels configured")
 				return nil
 			}
-			t := newTable("CHANNEL", "KIND", "BOT", "CONNECTED", "LAST UPDATE", "BACKLOG", "FAILED", "RATE LIMITED UNTIL", "ERROR")
+			// With several nodes: the node holding each channel, and "-"
+			// for what only that node knows.
+			cluster := false
 			for _, ch := range chs {
-				t.add(ch.Name, ch.Kind, ch.Bot, ch.Connected, dash(ch.LastUpdate), ch.Backlog, ch.Failed,
-					dash(ch.RateLimitedUntil), cell(ch.Error, 60))
+				cluster = cluster || ch.Node != ""
+			}
+			head := []string{"CHANNEL", "KIND", "BOT", "CONNECTED", "LAST UPDATE", "BACKLOG", "FAILED", "RATE LIMITED UNTIL", "ERROR"}
+			if cluster {
+				head = append(head, "NODE")
+			}
+			t := newTable(head...)
+			for _, ch := range chs {
+				var connected any = ch.Connected
+				if ch.Remote {
+					connected = "-"
+				}
+				row := []any{ch.Name, ch.Kind, ch.Bot, connected, dash(ch.LastUpdate), ch.Backlog, ch.Failed,
+					dash(ch.RateLimitedUntil), cell(ch.Error, 60)}
+				if cluster {
+					row = append(row, dash(ch.Node))
+				}
+				t.add(row...)
 			}
 			return t.print(w)
 		},

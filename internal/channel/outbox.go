@@ -89,7 +89,31 @@ type OutboxConfig struct {
 	// and one that comes while the outbox is down is never shown. It is
 	// called from the outbox's loop: it must not block.
 	Progress func(ev events.Event)
+	// Until, if set, is when the outbox's right to send ends (by Clock):
+	// the deadline of the cluster role under which it runs, zero when
+	// the role is not held. No send starts at or after it, and a send in
+	// flight is cut off at it, so that the node taking the role over
+	// next never sends while this one still does.
+	Until func() time.Time
 }
+
+// heldFor is how long the outbox may still send (Until's deadline);
+// ok is false when it may not send now.
+func (o *Outbox) heldFor() (left time.Duration, ok bool) {
+	if o.cfg.Until == nil {
+		return SendTimeout, true
+	}
+	left = o.cfg.Until().Sub(o.cfg.Clock.Now())
+	return left, left > 0
+}
+
+// errRoleLost stops a delivery whose role's deadline passed between two
+// parts.
+var errRoleLost = errors.New("channel outbox: the role's deadline passed")
+
+// notHeldWait is how often an outbox whose role's deadline passed looks
+// again (it is stopped, or the role renewed, soon after).
+const notHeldWait = 100 * time.Millisecond
 
 // Outbox sends a channel's deliveries. Run it in one goroutine per
 // channel (on one node).
@@ -182,6 +206,9 @@ func (o *Outbox) Run(ctx context.Context) {
 // for every chat whose head delivery is due and not being sent. wait is
 // how long until the next held delivery is due (0: none).
 func (o *Outbox) step(ctx context.Context, wg *sync.WaitGroup, sem chan struct{}) (wait time.Duration, err error) {
+	if _, held := o.heldFor(); !held {
+		return notHeldWait, nil
+	}
 	if err := o.pull(ctx); err != nil {
 		return 0, err
 	}
@@ -327,25 +354,39 @@ func (o *Outbox) deliver(ctx context.Context, d store.ChannelDelivery) {
 	// can be.
 	// A part being sent when the outbox stops is let finish (within
 	// SendTimeout) and recorded; the next part is not started.
+	// Under a role, the sending (not the recording) also ends at the
+	// role's deadline.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), SendTimeout)
 	defer cancel()
+	left, held := o.heldFor()
+	if !held {
+		return // the role's deadline passed: the delivery stays pending
+	}
+	sctx, scancel := context.WithTimeout(rctx, min(left, SendTimeout))
+	defer scancel()
 	sent := func(id string) error {
 		d.Sent++
 		d.PlatformIDs = append(d.PlatformIDs, id)
 		if err := o.cfg.Store.DeliverySent(rctx, d); err != nil {
 			return err
 		}
-		return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, held := o.heldFor(); !held {
+			return errRoleLost
+		}
+		return nil
 	}
 	var err error
 	switch d.Kind {
 	case events.PermissionRequest, events.PermissionDecided:
-		err = o.sendPrompt(rctx, d, sent)
+		err = o.sendPrompt(sctx, d, sent)
 	default:
-		err = o.cfg.Sender.Send(rctx, d, sent)
+		err = o.cfg.Sender.Send(sctx, d, sent)
 	}
-	if err != nil && ctx.Err() != nil {
-		return // stopping: the delivery stays pending
+	if err != nil && (ctx.Err() != nil || errors.Is(err, errRoleLost) || sctx.Err() != nil && rctx.Err() == nil) {
+		return // stopping, or the role's deadline passed: the delivery stays pending
 	}
 	ctx = rctx
 	var rl *RateLimitedError

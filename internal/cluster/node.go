@@ -40,7 +40,9 @@ type Config struct {
 	Clock   clock.Clock
 	Log     *slog.Logger
 	// Roles are the roles the node competes for (e.g. "webhooks");
-	// OnRole is told when this node gains or loses one.
+	// OnRole is told when this node gains or loses one. OnRole runs in
+	// the node's loop: it must return quickly (hand slow work to a
+	// goroutine), or the leases' renewals wait for it.
 	Roles  []string
 	OnRole func(name string, held bool)
 	// OnDeadline, when set, is told after every renewal and every lease
@@ -89,7 +91,9 @@ type Manager struct {
 	// renewed is the until of the last successful renewal.
 	renewed time.Time
 	live    []Node // the live nodes at the last look
-	roles   map[string]bool
+	// roles holds the roles this node holds, each with its deadline
+	// (like a lease's until: past it another node may hold the role).
+	roles map[string]time.Time
 
 	wakes chan string
 	host  Host
@@ -119,7 +123,7 @@ func New(pg *postgres.DB, cfg Config) *Manager {
 		log:   cfg.Log,
 		inc:   uuid.NewString(),
 		held:  map[string]lease{},
-		roles: map[string]bool{},
+		roles: map[string]time.Time{},
 		wakes: make(chan string, 1024),
 	}
 }
@@ -147,6 +151,9 @@ func (m *Manager) nextTick(now time.Time) time.Duration {
 	defer m.mu.Unlock()
 	for _, l := range m.held {
 		d = min(d, max(l.until.Sub(now), time.Millisecond))
+	}
+	for _, until := range m.roles {
+		d = min(d, max(until.Sub(now), time.Millisecond))
 	}
 	return d
 }
@@ -337,17 +344,15 @@ func (m *Manager) Stop(ctx context.Context) {
 	}
 	m.held = map[string]lease{}
 	roles := m.roles
-	m.roles = map[string]bool{}
+	m.roles = map[string]time.Time{}
 	m.mu.Unlock()
 	if err := m.db.Release(ctx, held); err != nil {
 		m.log.Warn("cluster: release leases at shutdown (they expire after the ttl)", "err", err)
 	}
-	for r, on := range roles {
-		if on {
-			_ = m.db.ReleaseRole(ctx, r)
-			if m.cfg.OnRole != nil {
-				m.cfg.OnRole(r, false)
-			}
+	for r := range roles {
+		_ = m.db.ReleaseRole(ctx, r)
+		if m.cfg.OnRole != nil {
+			m.cfg.OnRole(r, false)
 		}
 	}
 	_ = m.db.Stopped(ctx)
@@ -401,12 +406,43 @@ func (m *Manager) expire(now time.Time) {
 			delete(m.held, c)
 		}
 	}
+	var roles []string
+	for r, until := range m.roles {
+		if !now.Before(until) {
+			roles = append(roles, r)
+			delete(m.roles, r)
+		}
+	}
 	m.mu.Unlock()
 	for _, c := range gone {
 		m.lost.Add(1)
 		m.log.Warn("lease not renewed in time: stopping the chat's agent", "chat", c)
 		m.host.Drop(c, "lease expired")
 	}
+	for _, r := range roles {
+		m.log.Warn("role not renewed in time: giving it up", "role", r)
+		if m.cfg.OnRole != nil {
+			m.cfg.OnRole(r, false)
+		}
+	}
+}
+
+// RoleUntil is when this node stops counting on role (by its own clock):
+// like a lease's deadline, a margin before the role can expire in the
+// database and another node take it. Zero when the node does not hold
+// it. Work done under a role (a message sent to a chat platform) is
+// started only before this moment and bounded by it, so that two nodes
+// never do it at once.
+func (m *Manager) RoleUntil(role string) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.roles[role]
+}
+
+// RoleHolders returns each held role's node (roles whose lease has not
+// expired, by the database's clock), for status.
+func (m *Manager) RoleHolders(ctx context.Context) (map[string]string, error) {
+	return m.db.RoleHolders(ctx)
 }
 
 // renew records the heartbeat, renews the held leases and roles, and reads
@@ -463,11 +499,18 @@ func (m *Manager) renew(ctx context.Context) bool {
 	for _, r := range m.cfg.Roles {
 		on, err := m.db.TakeRole(rctx, r)
 		if err != nil {
-			on = false
+			// Not known: a held role keeps its deadline (expire gives it
+			// up then), one not held stays so.
+			m.log.Warn("cluster: role renewal failed", "role", r, "err", err)
+			continue
 		}
 		m.mu.Lock()
-		was := m.roles[r]
-		m.roles[r] = on
+		_, was := m.roles[r]
+		if on {
+			m.roles[r] = until
+		} else {
+			delete(m.roles, r)
+		}
 		m.mu.Unlock()
 		if on != was {
 			m.log.Info("cluster role changed", "role", r, "held", on)

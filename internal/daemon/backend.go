@@ -26,7 +26,7 @@ type backend struct {
 
 // Channels lists the chat-app channels (GET /v1/channels).
 func (b backend) Channels(ctx context.Context) ([]wire.ChannelStatus, error) {
-	return b.ch.status(ctx, b.st)
+	return b.ch.status(ctx, b.st, b.node)
 }
 
 // Status adds the webhook endpoints' delivery state to the supervisor's.

@@ -13,6 +13,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/api"
 	"github.com/dispatchd/dispatch/internal/channel"
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
+	"github.com/dispatchd/dispatch/internal/cluster"
 	"github.com/dispatchd/dispatch/internal/config"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/supervisor"
@@ -22,18 +23,30 @@ import (
 // channels are the configured chat-app channels of this daemon.
 type channels []*telegram.Channel
 
-// openChannels makes the configured channels (not started). Their token
-// files are checked like the API's: a file group or others may read is
-// refused. With several nodes, a channel would need one node to hold it
-// (a role with a lease), which is not there yet: channels are refused.
-func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Supervisor, reg prometheus.Registerer, log *slog.Logger) (channels, error) {
+// channelRole is the cluster role of the node that runs the channel
+// name: one node at a time polls a bot and sends its messages.
+func channelRole(name string) string { return "channel:" + name }
+
+// channelRoles are the roles of the configured channels.
+func channelRoles(cfg config.Config) []string {
+	out := make([]string, len(cfg.Channels))
+	for i, c := range cfg.Channels {
+		out[i] = channelRole(c.Name)
+	}
+	return out
+}
+
+// openChannels makes the configured channels (not started: each runs
+// while this daemon holds its role). Their token files are checked like
+// the API's: a file group or others may read is refused. On a cluster
+// node (node not nil) a channel sends and polls only while its role is
+// held, and never past the role's deadline, so that two nodes never
+// send or poll for one bot at once.
+func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Supervisor, node *cluster.Manager, reg prometheus.Registerer, log *slog.Logger) (channels, error) {
 	if len(cfg.Channels) == 0 {
 		return nil, nil
 	}
 	m := channel.NewMetrics(reg)
-	if cfg.Store.Postgres() {
-		return nil, errors.New("channels: not available yet with store.driver postgres (one node must hold each channel); use them with the embedded store")
-	}
 	var out channels
 	for i, c := range cfg.Channels {
 		key := fmt.Sprintf("channels[%d].token_file", i)
@@ -51,7 +64,7 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 		}
 		ch, err := telegram.New(telegram.Config{
 			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: sup.Accepted, Control: chatControl{sup}, Permissions: sup.Permissions(),
-			Metrics: m, Log: log.With("component", "channel"),
+			Metrics: m, Log: log.With("component", "channel"), Until: roleUntil(node, channelRole(c.Name)),
 			Folders: chatFolders{cfg.WorkDir()}, MaxAttachment: int64(c.MaxAttachment),
 		})
 		if err != nil {
@@ -62,20 +75,36 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 	return out, nil
 }
 
-func (cs channels) start() {
+// roleUntil is the deadline of role on node (nil on a single node: no
+// deadline).
+func roleUntil(node *cluster.Manager, role string) func() time.Time {
+	if node == nil {
+		return nil
+	}
+	return func() time.Time { return node.RoleUntil(role) }
+}
+
+// addRoles makes each channel the work of its role.
+func (cs channels) addRoles(r *roles) {
 	for _, c := range cs {
-		c.Start()
+		r.add(channelRole(c.Name()), c.Start, c.Stop)
 	}
 }
 
-func (cs channels) stop() {
-	for _, c := range cs {
-		c.Stop()
+// roles are the channels' roles.
+func (cs channels) roles() []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = channelRole(c.Name())
 	}
+	return out
 }
 
-// status lists the channels with their deliveries.
-func (cs channels) status(ctx context.Context, st store.Backend) ([]wire.ChannelStatus, error) {
+// status lists the channels with their deliveries. On a cluster node
+// (node not nil) each names the node holding it; one held by another
+// node shows what the database knows (its deliveries), not this node's
+// stale view of its connection.
+func (cs channels) status(ctx context.Context, st store.Backend, node *cluster.Manager) ([]wire.ChannelStatus, error) {
 	if len(cs) == 0 {
 		return nil, nil
 	}
@@ -83,12 +112,27 @@ func (cs channels) status(ctx context.Context, st store.Backend) ([]wire.Channel
 	if err != nil {
 		return nil, err
 	}
+	var holders map[string]string
+	if node != nil {
+		if holders, err = node.RoleHolders(ctx); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]wire.ChannelStatus, 0, len(cs))
 	for _, c := range cs {
 		s := c.Status()
 		n := counts[s.Name]
 		w := wire.ChannelStatus{Name: s.Name, Kind: s.Kind, Bot: s.Bot, Connected: s.Connected, Error: s.Error,
-			Backlog: n.Pending, Failed: n.Failed, Delivered: n.Done}
+			Conflict: s.Conflict, Backlog: n.Pending, Failed: n.Failed, Delivered: n.Done}
+		if node != nil {
+			w.Node = holders[channelRole(s.Name)]
+			if w.Node != node.NodeID() {
+				// Not run here: this node's view of the connection is
+				// stale (or it never had one).
+				w.Remote = w.Node != ""
+				w.Connected, w.Error, w.Conflict, s.LastUpdate = false, "", false, time.Time{}
+			}
+		}
 		if !s.LastUpdate.IsZero() {
 			w.LastUpdate = s.LastUpdate.UTC().Format(time.RFC3339)
 		}

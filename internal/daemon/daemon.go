@@ -94,6 +94,7 @@ type Daemon struct {
 	node      *cluster.Manager
 	sup       *supervisor.Supervisor
 	chans     channels
+	roles     *roles
 	sched     *schedules
 	servers   []*http.Server
 	listeners []net.Listener
@@ -157,29 +158,15 @@ func (d *Daemon) Open(ctx context.Context) error {
 
 	// Several nodes on one PostgreSQL database: chats are owned through
 	// leases whose fencing tokens the store checks on every write for a
-	// chat; webhooks are delivered by the one node holding that role.
-	// Schedules are fired by the one node holding the schedules role.
-	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
-	var sched *schedules    // likewise
+	// chat; webhooks are delivered, schedules fired and each chat-app
+	// channel run by the one node holding that role. The roles' work is
+	// added below; the node's loop, started after it, switches it.
+	roles := newRoles(log)
+	d.roles = roles
 	node := cluster.Config{
 		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks, cluster.RoleSchedules},
-		OnRole: func(r string, held bool) {
-			switch {
-			case r == cluster.RoleWebhooks && held:
-				log.Info("this node delivers the webhooks now")
-				wh.Start()
-			case r == cluster.RoleWebhooks:
-				log.Info("this node no longer delivers the webhooks")
-				wh.Stop()
-			case r == cluster.RoleSchedules && held:
-				log.Info("this node fires the schedules now")
-				sched.loop.Start()
-			case r == cluster.RoleSchedules:
-				log.Info("this node no longer fires the schedules")
-				sched.loop.Stop()
-			}
-		},
+		Clock: clock.Real{}, Log: log, Roles: append([]string{cluster.RoleWebhooks, cluster.RoleSchedules}, channelRoles(cfg)...),
+		OnRole: roles.set,
 	}
 	// A cluster node's agents are watched by a process of their own, which
 	// kills them when the node stops renewing their deadline (a daemon
@@ -239,28 +226,31 @@ func (d *Daemon) Open(ctx context.Context) error {
 	d.sup = sup
 	// Webhook delivery: every new event is queued for its endpoints in
 	// its own commit, so the fanout is set before anything is written.
-	wh, err = webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
+	wh, err := webhook.New(st, webhookEndpoints(cfg.Webhooks), webhook.Options{
 		Log: log, Registry: sup.Metrics().Registry,
 	})
 	if err != nil {
 		return err
 	}
 	st.SetWebhookFanout(wh.Fanout)
-	if d.node == nil {
-		wh.Start()
-	} else {
+	if d.node != nil {
 		clusterMetrics(sup.Metrics().Registry, d.node)
 	}
-	d.onClose(func() error { wh.Stop(); return nil }) // before the store closes
-	chans, err := openChannels(cfg, st, sup, sup.Metrics().Registry, log)
+	d.onClose(func() error { roles.closeAll(); return nil }) // before the store closes
+	roles.add(cluster.RoleWebhooks,
+		func() { log.Info("this node delivers the webhooks now"); wh.Start() },
+		func() { log.Info("this node no longer delivers the webhooks"); wh.Stop() })
+	chans, err := openChannels(cfg, st, sup, d.node, sup.Metrics().Registry, log)
 	if err != nil {
 		return err
 	}
 	d.chans = chans
-	d.onClose(func() error { chans.stop(); return nil }) // before the store closes
-	sched = newSchedules(cfg, st, sup.Accepted, log)
+	chans.addRoles(roles)
+	sched := newSchedules(cfg, st, sup.Accepted, log)
 	d.sched = sched
-	d.onClose(func() error { sched.loop.Stop(); return nil }) // before the store closes
+	roles.add(cluster.RoleSchedules,
+		func() { log.Info("this node fires the schedules now"); sched.loop.Start() },
+		func() { log.Info("this node no longer fires the schedules"); sched.loop.Stop() })
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -302,9 +292,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.started = true
-	d.chans.start()
 	if d.node == nil {
-		sched.loop.Start() // with several nodes, the schedules role starts it
+		roles.holdAll() // one node does all the work
 	}
 	if d.node != nil {
 		if err := d.node.Start(ctx, sup); err != nil {
@@ -363,8 +352,8 @@ func (d *Daemon) Close() error {
 	d.closed = true
 	cfg := d.cfg
 	if d.started {
-		d.chans.stop() // stop taking messages in first
-		d.sched.loop.Stop()
+		// stop taking messages in first
+		d.roles.close(append(d.chans.roles(), cluster.RoleSchedules)...)
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)

@@ -20,7 +20,8 @@
 // exchanges, the event feed as Server-Sent Events (read by the page with
 // fetch, so that it carries the header), the two dead-letter actions, the
 // open permission requests and a person's answer to one, the schedules
-// and a pause, resume or removal of one — never an arbitrary path. Every answer carries a strict
+// and a pause, resume or removal of one, the chat-app channels' state —
+// never an arbitrary path. Every answer carries a strict
 // Content-Security-Policy (scripts, styles and connections from this
 // origin only, no inline script), X-Content-Type-Options: nosniff and
 // Referrer-Policy: no-referrer.
@@ -267,6 +268,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.action(w, r, "/v1/queue/drop")
 	case "GET /api/permissions":
 		s.forward(w, r, "/v1/permissions")
+	case "GET /api/channels":
+		s.forward(w, r, "/v1/channels")
 	case "POST /api/permission":
 		s.decide(w, r)
 	case "GET /api/schedules":

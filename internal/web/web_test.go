@@ -219,7 +219,7 @@ func TestRefusedWithoutToken(t *testing.T) {
 	}
 	cases := []struct{ method, path string }{
 		{"GET", "/api/session"}, {"GET", "/api/message?id=m1"},
-		{"GET", "/api/status"}, {"GET", "/api/dead"}, {"GET", "/api/chat?chat=a"}, {"GET", "/api/events"},
+		{"GET", "/api/status"}, {"GET", "/api/dead"}, {"GET", "/api/chat?chat=a"}, {"GET", "/api/events"}, {"GET", "/api/channels"},
 		{"POST", "/api/retry"}, {"POST", "/api/drop"}, {"GET", "/v1/status"}, {"GET", "/nope"},
 		{"POST", "/?secret=" + url.QueryEscape(r.srv.Secret())},
 		{"GET", "/api/status?secret=" + url.QueryEscape(r.srv.Secret())},

@@ -11,6 +11,15 @@ type ChannelStatus struct {
 	LastUpdate string `json:"last_update,omitempty"`
 	// Error is the last polling error, while not connected.
 	Error string `json:"error,omitempty"`
+	// Conflict: Telegram said another poller is using the bot (409
+	// Conflict); the channel backs off and tries again.
+	Conflict bool `json:"conflict,omitempty"`
+	// Node is the cluster node that holds the channel and runs it (""
+	// when none does, and on a single node). Remote: another node holds
+	// it, so connected, last_update and error are not known here; the
+	// deliveries' figures come from the shared database.
+	Node   string `json:"node"`
+	Remote bool   `json:"remote,omitempty"`
 	// Backlog counts the replies and notices not yet delivered; Failed
 	// those given up; Delivered those delivered and still kept.
 	Backlog   int `json:"backlog"`

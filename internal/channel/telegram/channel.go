@@ -71,6 +71,11 @@ type Config struct {
 	// MaxAttachment is the largest attachment taken in (0:
 	// DefaultMaxAttachment).
 	MaxAttachment int64
+	// Until, if set, is when the channel's right to run ends (by Clock):
+	// the deadline of the cluster role under which it runs, zero when the
+	// role is not held. No poll or send starts at or after it and none
+	// goes on past it (see channel.OutboxConfig.Until).
+	Until func() time.Time
 }
 
 // Control is what the in-chat commands do to a chat.
@@ -107,6 +112,7 @@ type Channel struct {
 	lastPoll time.Time           // the last getUpdates answered
 	lastUpd  time.Time           // the last update taken in
 	lastErr  string
+	conflict bool // lastErr is a 409 Conflict: another poller
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
@@ -142,7 +148,7 @@ func New(cfg Config) (*Channel, error) {
 	cfg.Metrics.Init(cfg.Name)
 	c.out = channel.NewOutbox(channel.OutboxConfig{
 		Channel: cfg.Name, Prefix: ChatPrefix, Store: cfg.Store, Sender: sender{c}, Clock: cfg.Clock, Log: cfg.Log,
-		Metrics:  cfg.Metrics,
+		Metrics: cfg.Metrics, Until: cfg.Until,
 		Enqueued: c.enqueued,
 		Progress: c.progress.step,
 	})
@@ -191,6 +197,7 @@ type Status struct {
 	LastPoll   time.Time // when
 	LastUpdate time.Time // the last update taken in
 	Error      string    // the last error, while not connected
+	Conflict   bool      // Error is Telegram's 409: another poller uses the bot
 	Bot        string    // the bot's @username
 }
 
@@ -199,18 +206,39 @@ func (c *Channel) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return Status{Name: c.cfg.Name, Kind: "telegram", Connected: c.lastErr == "" && !c.lastPoll.IsZero(),
-		LastPoll: c.lastPoll, LastUpdate: c.lastUpd, Error: c.lastErr, Bot: c.me.Username}
+		LastPoll: c.lastPoll, LastUpdate: c.lastUpd, Error: c.lastErr, Conflict: c.conflict, Bot: c.me.Username}
 }
 
 func (c *Channel) setErr(err error) {
 	c.cfg.Metrics.SetConnected(c.cfg.Name, err == nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.conflict = errors.As(err, new(*ConflictError))
 	if err == nil {
 		c.lastErr, c.lastPoll = "", c.cfg.Clock.Now()
 	} else {
 		c.lastErr = err.Error()
 	}
+}
+
+// ConflictError is Telegram's 409 Conflict to getUpdates: another
+// process polls the same bot (Telegram ends the earlier of two long polls
+// with it, so two pollers take turns failing). The channel backs off and
+// tries again; its status shows the conflict.
+type ConflictError struct{ Description string }
+
+func (e *ConflictError) Error() string {
+	return "another poller is using this bot (getUpdates: 409 " + e.Description + ")"
+}
+
+// heldFor is how long the channel may still poll (its role's deadline);
+// ok is false when it may not poll now.
+func (c *Channel) heldFor() (left time.Duration, ok bool) {
+	if c.cfg.Until == nil {
+		return c.cfg.PollTimeout, true
+	}
+	left = c.cfg.Until().Sub(c.cfg.Clock.Now())
+	return left, left > 0
 }
 
 // sleep waits d or until ctx ends.
@@ -255,6 +283,15 @@ func (c *Channel) intake(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
+		left, held := c.heldFor()
+		if !held {
+			// The role's deadline passed: the channel is stopped, or the
+			// role renewed, in a moment.
+			if !c.sleep(ctx, 100*time.Millisecond) {
+				return
+			}
+			continue
+		}
 		cur, err := c.cfg.Store.ChannelCursor(ctx, c.cfg.Name)
 		if err != nil {
 			if !backoff(err) {
@@ -262,7 +299,7 @@ func (c *Channel) intake(ctx context.Context) {
 			}
 			continue
 		}
-		ups, err := c.getUpdates(ctx, cur.Inbound)
+		ups, err := c.getUpdates(ctx, cur.Inbound, min(left, c.cfg.PollTimeout))
 		if err != nil {
 			if ctx.Err() != nil || !backoff(err) {
 				return
@@ -272,6 +309,9 @@ func (c *Channel) intake(ctx context.Context) {
 		fail = 0
 		c.setErr(nil)
 		for _, u := range ups {
+			if _, held := c.heldFor(); !held {
+				break // left to the next holder: the offset did not move
+			}
 			for ctx.Err() == nil {
 				err := c.handle(ctx, u)
 				if err == nil {
@@ -424,11 +464,21 @@ func (c *Channel) registerCommands(ctx context.Context) {
 	}
 }
 
-// getUpdates asks for the updates from offset on, long-polling.
-func (c *Channel) getUpdates(ctx context.Context, offset int64) ([]*models.Update, error) {
+// getUpdates asks for the updates from offset on, long-polling for up to
+// wait (whole seconds; the request ends at wait in any case).
+func (c *Channel) getUpdates(ctx context.Context, offset int64, wait time.Duration) ([]*models.Update, error) {
+	poll := wait
+	if wait < c.cfg.PollTimeout {
+		// Bounded by the role's deadline: Telegram answers a second
+		// before the request is cut off.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+		poll = max(wait-time.Second, 0)
+	}
 	q := url.Values{}
 	q.Set("offset", strconv.FormatInt(offset, 10))
-	q.Set("timeout", strconv.Itoa(int(c.cfg.PollTimeout/time.Second)))
+	q.Set("timeout", strconv.Itoa(int(poll/time.Second)))
 	q.Set("allowed_updates", `["message","callback_query"]`)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.APIURL+"/bot"+c.cfg.Token+"/getUpdates",
 		strings.NewReader(q.Encode()))
@@ -454,6 +504,9 @@ func (c *Channel) getUpdates(ctx context.Context, offset int64) ([]*models.Updat
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("getUpdates: HTTP %d, not a Bot API answer", resp.StatusCode)
+	}
+	if !r.OK && r.ErrorCode == http.StatusConflict {
+		return nil, &ConflictError{Description: r.Description}
 	}
 	if !r.OK {
 		return nil, fmt.Errorf("getUpdates: %d %s", r.ErrorCode, r.Description)

@@ -59,7 +59,7 @@ func (t *Tx) InsertDelivery(ctx context.Context, d store.ChannelDelivery, now in
 func (t *Tx) DeliverySent(ctx context.Context, d store.ChannelDelivery, now int64) error {
 	_, err := t.Exec(ctx, `UPDATE channel_deliveries
 		SET state = $1, sent = $2, platform_ids = $3, attempts = 0, next_at = 0, error = '', updated_at = $4
-		WHERE channel = $5 AND seq = $6 AND state = 'pending'`,
+		WHERE channel = $5 AND seq = $6 AND state = 'pending' AND sent <= $2`,
 		d.State, d.Sent, store.JoinPlatformIDs(d.PlatformIDs), now, d.Channel, d.Seq)
 	return err
 }

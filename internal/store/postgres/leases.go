@@ -354,6 +354,25 @@ func (d Leases) ReleaseRole(ctx context.Context, name string) error {
 	return err
 }
 
+// RoleHolders returns each role's node, for the roles whose lease has not
+// expired.
+func (d Leases) RoleHolders(ctx context.Context) (map[string]string, error) {
+	rows, err := d.db.pool.Query(ctx, `SELECT name, owner FROM roles WHERE expires_at > clock_timestamp()`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, owner string
+		if err := rows.Scan(&name, &owner); err != nil {
+			return nil, err
+		}
+		out[name] = owner
+	}
+	return out, rows.Err()
+}
+
 // Waiting returns those of chats with a message waiting since before
 // cutoff (unix nanoseconds).
 func (d Leases) Waiting(ctx context.Context, chats []string, cutoff int64) ([]string, error) {

@@ -58,8 +58,8 @@ func (t *Tx) InsertDelivery(ctx context.Context, d store.ChannelDelivery, now in
 func (t *Tx) DeliverySent(ctx context.Context, d store.ChannelDelivery, now int64) error {
 	_, err := t.ExecContext(ctx, `UPDATE channel_deliveries
 		SET state = ?, sent = ?, platform_ids = ?, attempts = 0, next_at = 0, error = '', updated_at = ?
-		WHERE channel = ? AND seq = ? AND state = 'pending'`,
-		d.State, d.Sent, store.JoinPlatformIDs(d.PlatformIDs), now, d.Channel, d.Seq)
+		WHERE channel = ? AND seq = ? AND state = 'pending' AND sent <= ?`,
+		d.State, d.Sent, store.JoinPlatformIDs(d.PlatformIDs), now, d.Channel, d.Seq, d.Sent)
 	return err
 }
 

@@ -219,6 +219,21 @@ func testChannelDeliveries(t *testing.T, s Suite) {
 	if c := counts["telegram"]; c.Pending != 1 || c.Failed != 1 || c.Done != 1 || !c.HeldUntil.IsZero() {
 		t.Fatalf("counts = %+v", c)
 	}
+	// A late record of fewer parts (a node that lost the channel's role
+	// records a part after the next holder recorded more) never moves the
+	// count back: those parts would be sent again.
+	e := p[0]
+	e.Sent, e.PlatformIDs = 2, []string{"201", "202"}
+	if err := st.DeliverySent(bg, e); err != nil {
+		t.Fatal(err)
+	}
+	e.Sent, e.PlatformIDs = 1, []string{"201"}
+	if err := st.DeliverySent(bg, e); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.PendingDeliveries(bg, "telegram", 10); len(got) != 1 || got[0].Sent != 2 || !slices.Equal(got[0].PlatformIDs, []string{"201", "202"}) {
+		t.Fatalf("after a late record of fewer parts = %+v", got)
+	}
 	// Done deliveries are purged once old; the others stay.
 	clk.Advance(time.Hour)
 	if n, err := st.PurgeDelivered(bg, clk.Now(), 0); err != nil || n != 1 {

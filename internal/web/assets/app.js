@@ -551,6 +551,41 @@ async function session() {
   return !!state.token;
 }
 
+// --- chat-app channels ---
+
+// refreshChannels shows the configured channels (the section is hidden
+// when there are none): connected green or red; with several nodes the
+// node holding each, and "on <node>" where another node runs it (its
+// connection is known there, not here).
+async function refreshChannels() {
+  let page;
+  try { page = await getJSON('/api/channels'); } catch (e) { return; }
+  const chs = page.channels || [];
+  $('#channels-section').hidden = chs.length === 0;
+  $('#channel-count').textContent = chs.length ? '(' + chs.length + ')' : '';
+  const cluster = chs.some((c) => c.node);
+  $('#channels th.node').hidden = !cluster;
+  $('#channels tbody').replaceChildren(...chs.map((c) => {
+    let conn;
+    if (c.remote) conn = el('td', { 'data-label': 'connected', class: 'muted' }, c.node ? 'on ' + c.node : 'no node holds it');
+    else if (cluster && !c.node) conn = el('td', { 'data-label': 'connected', class: 'bad' }, '✗ no node holds it');
+    else conn = el('td', { 'data-label': 'connected', class: c.connected ? 'ok' : 'bad', title: c.error || '' },
+      c.connected ? '✓ connected' : '✗ ' + (c.conflict ? 'another poller is using the bot' : (c.error || 'not connected')));
+    const tr = el('tr', { class: c.connected || c.remote ? '' : 'unhealthy' },
+      el('td', { 'data-label': 'name' }, c.name),
+      el('td', { 'data-label': 'kind' }, c.kind),
+      el('td', { 'data-label': 'bot' }, c.bot ? '@' + c.bot : ''),
+      conn,
+      el('td', { 'data-label': 'last update', class: 'num' }, c.last_update ? clock(c.last_update) : '–'),
+      el('td', { 'data-label': 'backlog', class: 'num' + (c.backlog ? ' warn' : '') }, c.backlog || 0),
+      el('td', { 'data-label': 'failed', class: 'num' + (c.failed ? ' bad' : '') }, c.failed || 0),
+      el('td', { 'data-label': 'rate-limited until', class: 'num' }, c.rate_limited_until ? clock(c.rate_limited_until) : '–'));
+    if (cluster) tr.append(el('td', { 'data-label': 'node' }, c.node || '–'));
+    tr.dataset.channel = c.name;
+    return tr;
+  }));
+}
+
 async function start() {
   for (const th of document.querySelectorAll('#sessions th')) {
     th.onclick = () => {
@@ -573,11 +608,13 @@ async function start() {
   refreshDead();
   refreshPerms();
   refreshSchedules();
+  refreshChannels();
   connect();
   setInterval(refreshStatus, 2000);
   setInterval(refreshDead, 10000);
   setInterval(refreshPerms, 5000);
   setInterval(refreshSchedules, 10000);
+  setInterval(refreshChannels, 5000);
   setInterval(() => { if (state.chat !== null) refreshChat(); }, 10000);
 }
 
