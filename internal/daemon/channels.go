@@ -20,7 +20,14 @@ import (
 )
 
 // channels are the configured chat-app channels of this daemon.
-type channels []*telegram.Channel
+type channels []chatChannel
+
+// chatChannel is one running chat-app channel, whatever its platform.
+type chatChannel interface {
+	Start()
+	Stop()
+	Status() telegram.Status
+}
 
 // openChannels makes the configured channels (not started). Their token
 // files are checked like the API's: a file group or others may read is
@@ -36,6 +43,14 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 	}
 	var out channels
 	for i, c := range cfg.Channels {
+		if c.Kind == config.ChannelSlack {
+			ch, err := openSlack(i, c, st, sup, m, log)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ch)
+			continue
+		}
 		key := fmt.Sprintf("channels[%d].token_file", i)
 		tok, err := api.LoadToken(key, c.TokenFile)
 		if err != nil {
