@@ -91,7 +91,12 @@ func (r *rig) agent(ctx context.Context) {
 				if err != nil || len(batch) == 0 {
 					break
 				}
-				if err := r.db.Complete(ctx, []string{batch[0].ID}, r.reply(batch[0].Text)); err != nil {
+				ids := []string{batch[0].ID}
+				if out := r.reply(batch[0].Text); strings.HasPrefix(out, "FAIL:") {
+					if _, err := r.db.Fail(ctx, ids, strings.TrimPrefix(out, "FAIL:"), 1); err != nil {
+						r.t.Error(err)
+					}
+				} else if err := r.db.Complete(ctx, ids, out); err != nil {
 					r.t.Error(err)
 				}
 			}
@@ -512,4 +517,24 @@ func testLog() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestDeadLetterNotice: a message that gave up reaches the person as a
+// short notice, in its thread, and its reaction is taken off.
+func TestDeadLetterNotice(t *testing.T) {
+	r := newRig(t, func(string) string { return "FAIL:the agent crashed <twice>" })
+	p := r.post(fakeslack.Incoming{User: ann, Channel: "C0TEAM", Text: "try this", Mention: true})
+	sent := r.botMessages("C0TEAM", 1)
+	if sent[0].Text != "I could not answer this: the agent crashed &lt;twice&gt;" || sent[0].ThreadTS != p.TS {
+		t.Fatalf("notice %+v", sent[0])
+	}
+	r.waitFor("the reaction removed", func() bool {
+		m, _ := r.fake.Message("C0TEAM", p.TS)
+		for _, op := range r.fake.Ops("C0TEAM") {
+			if op.Method == "reactions.remove" && op.TS == p.TS {
+				return len(m.Reactions) == 0
+			}
+		}
+		return false
+	})
 }
