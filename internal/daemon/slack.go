@@ -28,7 +28,7 @@ func openSlack(i int, c config.Channel, st store.Backend, sup *supervisor.Superv
 	}
 	ch, err := slack.New(slack.Config{
 		Name: c.Name, BotToken: bot, AppToken: app, APIURL: c.APIURL, Allow: c.Allow, Store: st,
-		Accepted: sup.Accepted, Control: slackControl{chatControl{sup}}, Metrics: m, Log: log.With("component", "channel"),
+		Accepted: sup.Accepted, Control: slackControl{chatControl{sup}}, Permissions: sup.Permissions(), Metrics: m, Log: log.With("component", "channel"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("channels[%d]: %w", i, err)

@@ -68,9 +68,12 @@ type Config struct {
 	// Control carries out the in-chat commands (nil: they answer that
 	// they are not available).
 	Control Control
-	Clock   clock.Clock
-	Log     *slog.Logger
-	Metrics *channel.Metrics
+	// Permissions decides permission requests from button presses (nil:
+	// the buttons answer that they are not available).
+	Permissions Permissions
+	Clock       clock.Clock
+	Log         *slog.Logger
+	Metrics     *channel.Metrics
 	// Reaction is the emoji put on a person's message while its turn
 	// runs (default "eyes").
 	Reaction string
@@ -84,6 +87,7 @@ const (
 	methodEphemeral      = "chat.postEphemeral"
 	methodReactionAdd    = "reactions.add"
 	methodReactionRemove = "reactions.remove"
+	methodUpdate         = "chat.update"
 )
 
 // Channel is one Slack app inside the daemon.
@@ -93,17 +97,20 @@ type Channel struct {
 	allow map[string]bool
 	out   *channel.Outbox
 
-	mu      sync.Mutex
-	me      Bot
-	team    string
-	held    map[string]time.Time // method + channel: rate limited until
-	threads map[string]bool      // channel/root: the bot answers there (known so far)
-	handled map[string]bool      // channel/ts of refusals and commands answered (the same message comes as two events)
-	lastEv  time.Time
-	connAt  time.Time
-	lastErr string
-	cancel  context.CancelFunc
-	done    chan struct{}
+	mu       sync.Mutex
+	me       Bot
+	team     string
+	held     map[string]time.Time // method + channel: rate limited until
+	threads  map[string]bool      // channel/root: the bot answers there (known so far)
+	handled  map[string]bool      // channel/ts of refusals and commands answered (the same message comes as two events)
+	roots    map[string]string    // chat: the thread of its last message taken in
+	perms    map[string]shown     // permission requests shown, by id
+	progress map[string]*progress // chat: its running turn's progress message
+	lastEv   time.Time
+	connAt   time.Time
+	lastErr  string
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // New makes a channel; Start runs it.
@@ -132,6 +139,7 @@ func New(cfg Config) (*Channel, error) {
 	c := &Channel{
 		cfg: cfg, allow: map[string]bool{},
 		held: map[string]time.Time{}, threads: map[string]bool{}, handled: map[string]bool{},
+		roots: map[string]string{}, perms: map[string]shown{}, progress: map[string]*progress{},
 	}
 	for _, u := range cfg.Allow {
 		c.allow[u] = true
@@ -158,9 +166,10 @@ func (c *Channel) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.done = cancel, make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); c.intake(ctx) }()
 	go func() { defer wg.Done(); c.out.Run(ctx) }()
+	go func() { defer wg.Done(); c.follow(ctx) }()
 	done := c.done
 	go func() { wg.Wait(); close(done) }()
 }
@@ -399,6 +408,12 @@ func (c *Channel) handle(ctx context.Context, api slackevents.EventsAPIEvent) er
 		if d.Root != "" {
 			c.remember(c.threads, d.Channel+"/"+d.Root)
 		}
+		c.mu.Lock()
+		if len(c.roots) >= maxRemembered {
+			clear(c.roots)
+		}
+		c.roots[d.Chat] = d.Root
+		c.mu.Unlock()
 		go c.react(context.WithoutCancel(ctx), d.Channel, d.TS, true)
 		if c.cfg.Accepted != nil {
 			c.cfg.Accepted(d.Chat)
@@ -550,11 +565,6 @@ func (c *Channel) react(ctx context.Context, ch, ts string, add bool) {
 		c.hold(method, ch, err)
 		c.cfg.Log.Debug("slack: reaction", "channel", c.cfg.Name, "add", add, "err", err)
 	}
-}
-
-// interaction handles a button press (permission requests).
-func (c *Channel) interaction(ctx context.Context, cb slackapi.InteractionCallback) {
-	_, _ = ctx, cb
 }
 
 // heldFor is how long method is still rate limited in Slack channel ch.

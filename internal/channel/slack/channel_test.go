@@ -14,7 +14,9 @@ import (
 
 	"github.com/dispatchd/dispatch/internal/channel/slack"
 	"github.com/dispatchd/dispatch/internal/clock"
+	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/fakeslack"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
@@ -28,6 +30,7 @@ type rig struct {
 	db    *sqlite.Store
 	ch    *slack.Channel
 	ctl   *control
+	perms *permission.Broker
 	reply func(text string) string
 	wake  chan string
 }
@@ -50,7 +53,9 @@ func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}}
+	n := 0
+	broker := permission.NewBroker(db, clock.Real{}, time.Minute, func() string { n++; return fmt.Sprintf("req-%d", n) })
+	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}, perms: broker}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -64,6 +69,7 @@ func (r *rig) start() {
 	ch, err := slack.New(slack.Config{
 		Name: "slack", BotToken: r.fake.BotToken(), AppToken: r.fake.AppToken(), APIURL: r.fake.APIURL(),
 		Allow: []string{ann, bob}, Store: r.st, Log: testLog(), Accepted: func(chat string) { r.wake <- chat }, Control: r.ctl,
+		Permissions: r.perms,
 	})
 	if err != nil {
 		r.t.Fatal(err)
@@ -92,11 +98,13 @@ func (r *rig) agent(ctx context.Context) {
 					break
 				}
 				ids := []string{batch[0].ID}
+				err = nil
 				if out := r.reply(batch[0].Text); strings.HasPrefix(out, "FAIL:") {
-					if _, err := r.db.Fail(ctx, ids, strings.TrimPrefix(out, "FAIL:"), 1); err != nil {
-						r.t.Error(err)
-					}
-				} else if err := r.db.Complete(ctx, ids, out); err != nil {
+					_, err = r.db.Fail(ctx, ids, strings.TrimPrefix(out, "FAIL:"), 1)
+				} else {
+					err = r.db.Complete(ctx, ids, out)
+				}
+				if err != nil && ctx.Err() == nil {
 					r.t.Error(err)
 				}
 			}
@@ -537,4 +545,100 @@ func TestDeadLetterNotice(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestPermissionButtons: a permission request is shown as buttons in the
+// chat's thread; a stranger's press is refused, only to them; an allowed
+// person's press decides it, and the buttons give way to who decided.
+func TestPermissionButtons(t *testing.T) {
+	r := newRig(t, echo)
+	p := r.post(fakeslack.Incoming{User: ann, Channel: "C0TEAM", Text: "deploy", Mention: true})
+	r.botMessages("C0TEAM", 1)
+	chat := slack.ChatID(r.fake.TeamID(), "C0TEAM")
+	got := make(chan permission.Request, 1)
+	go func() {
+		req, err := r.perms.Ask(context.Background(), chat, permission.Question{Tool: "Bash", Summary: "touch x"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- req
+	}()
+	sent := r.botMessages("C0TEAM", 2)
+	ask := sent[1]
+	if ask.ThreadTS != p.TS || !strings.Contains(string(ask.Blocks), `"action_id":"perm:allow:req-1"`) || !strings.Contains(ask.Text, "Bash: touch x") {
+		t.Fatalf("the request's message %+v", ask)
+	}
+	if _, err := r.fake.Press("C0TEAM", ask.TS, eve, "perm:allow:req-1"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitFor("the stranger told", func() bool {
+		for _, e := range r.fake.Ephemerals("C0TEAM") {
+			if e.User == eve && strings.Contains(e.Text, eve) {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case req := <-got:
+		t.Fatalf("a stranger decided: %+v", req)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := r.fake.Press("C0TEAM", ask.TS, ann, "perm:allow:req-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if req.Decision != permission.Allow || req.DecidedBy != "slack:"+ann {
+			t.Fatalf("decided %+v", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the press did not decide")
+	}
+	r.waitFor("the buttons gone", func() bool {
+		m, _ := r.fake.Message("C0TEAM", ask.TS)
+		return !strings.Contains(string(m.Blocks), "button") && strings.Contains(string(m.Blocks), "Allowed once by ") &&
+			strings.Contains(string(m.Blocks), ann) && strings.HasPrefix(m.Text, "Allowed once")
+	})
+}
+
+// TestProgressOneMessage: the tools a turn uses are one message, edited at
+// most once every 2 s, in the chat's thread.
+func TestProgressOneMessage(t *testing.T) {
+	r := newRig(t, echo)
+	p := r.post(fakeslack.Incoming{User: ann, Channel: "C0TEAM", Text: "work", Mention: true})
+	r.botMessages("C0TEAM", 1)
+	chat := slack.ChatID(r.fake.TeamID(), "C0TEAM")
+	ctx := context.Background()
+	for i := range 6 {
+		if err := r.db.AppendProgress(ctx, events.Event{Type: events.Progress, ChatID: chat, TurnID: "turn-x", Tool: "Bash", Summary: fmt.Sprintf("step %d", i)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	r.waitFor("every step shown", func() bool {
+		ms := r.fake.BotMessages("C0TEAM")
+		return len(ms) == 2 && strings.Contains(ms[1].Text, "step 5")
+	})
+	prog := r.fake.BotMessages("C0TEAM")[1]
+	if prog.ThreadTS != p.TS || !strings.Contains(prog.Text, "step 0") {
+		t.Fatalf("progress %+v", prog)
+	}
+	var last time.Time
+	edits := 0
+	for _, op := range r.fake.Ops("C0TEAM") {
+		if op.TS != prog.TS || (op.Method != "chat.postMessage" && op.Method != "chat.update") {
+			continue
+		}
+		if !last.IsZero() && op.Time.Sub(last) < slack.ProgressEvery-50*time.Millisecond {
+			t.Fatalf("edited %v after the last", op.Time.Sub(last))
+		}
+		last = op.Time
+		if op.Method == "chat.update" {
+			edits++
+		}
+	}
+	if edits == 0 || edits > 2 {
+		t.Fatalf("%d edits for 6 steps in 1.8 s", edits)
+	}
 }
