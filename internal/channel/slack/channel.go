@@ -39,7 +39,7 @@ type Store interface {
 	channel.Store
 	Accept(ctx context.Context, chatID, text, clientID string) (id string, dup bool, err error)
 	Get(ctx context.Context, id string) (store.Message, error)
-	List(ctx context.Context, f store.Filter) ([]store.Message, error)
+	ByClient(ctx context.Context, chatID, clientID string) (id string, ok bool, err error)
 	EventsBySeq(ctx context.Context, seqs []int64) (map[int64]events.Event, error)
 }
 
@@ -463,30 +463,33 @@ func (c *Channel) remember(set map[string]bool, key string) {
 }
 
 // ownThread reports whether the bot answers in thread root of Slack
-// channel ch (chat): it does when it took in a message of that thread
-// before, which the messages' client ids (root/ts) record in the store, so
-// this survives a restart (as long as the messages are kept).
+// channel ch (chat): it does when it took in the message the thread hangs
+// from (a mention it answered under, the common case), which the store
+// knows by that message's client id (root/root), so this survives a
+// restart; or when it took in a message of that thread since it started
+// (a mention inside someone else's thread). The answer is kept in memory
+// either way (a message taken in later makes it yes).
 func (c *Channel) ownThread(ctx context.Context, chat, ch, root string) (bool, error) {
 	key := ch + "/" + root
 	c.mu.Lock()
-	known := c.threads[key]
+	known, seen := c.threads[key]
 	c.mu.Unlock()
-	if known {
-		return true, nil
+	if seen {
+		return known, nil
 	}
-	for _, state := range []store.State{"", store.Done} {
-		ms, err := c.cfg.Store.List(ctx, store.Filter{ChatID: chat, State: state, Limit: store.DefaultListLimit})
-		if err != nil {
-			return false, err
-		}
-		for _, m := range ms {
-			if r, _, ok := ParseClientID(m.ClientID); ok && r == root {
-				c.remember(c.threads, key)
-				return true, nil
-			}
-		}
+	_, ok, err := c.cfg.Store.ByClient(ctx, chat, Intent{Root: root, TS: root}.ClientID())
+	if err != nil {
+		return false, err
 	}
-	return false, nil
+	c.mu.Lock()
+	if _, set := c.threads[key]; !set {
+		if len(c.threads) >= maxRemembered {
+			clear(c.threads)
+		}
+		c.threads[key] = ok
+	}
+	c.mu.Unlock()
+	return ok, nil
 }
 
 // command carries out an in-chat command and returns its answer.

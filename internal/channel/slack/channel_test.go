@@ -163,11 +163,11 @@ func (r *rig) botMessages(channel string, n int) []fakeslack.Message {
 
 func (r *rig) messages(chat string) []store.Message {
 	r.t.Helper()
-	ms, err := r.st.List(context.Background(), store.Filter{ChatID: chat, State: store.Done})
+	ms, err := r.db.List(context.Background(), store.Filter{ChatID: chat, State: store.Done})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	all, _ := r.st.List(context.Background(), store.Filter{ChatID: chat})
+	all, _ := r.db.List(context.Background(), store.Filter{ChatID: chat})
 	return append(ms, all...)
 }
 
