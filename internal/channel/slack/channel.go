@@ -111,6 +111,7 @@ type Channel struct {
 	lastErr  string
 	cancel   context.CancelFunc
 	done     chan struct{}
+	bg       sync.WaitGroup // reactions under way
 }
 
 // New makes a channel; Start runs it.
@@ -185,6 +186,7 @@ func (c *Channel) Stop() {
 	}
 	cancel()
 	<-done
+	c.bg.Wait()
 }
 
 // Status is the channel at a glance.
@@ -414,7 +416,7 @@ func (c *Channel) handle(ctx context.Context, api slackevents.EventsAPIEvent) er
 		}
 		c.roots[d.Chat] = d.Root
 		c.mu.Unlock()
-		go c.react(context.WithoutCancel(ctx), d.Channel, d.TS, true)
+		c.bg.Go(func() { c.react(context.WithoutCancel(ctx), d.Channel, d.TS, true) })
 		if c.cfg.Accepted != nil {
 			c.cfg.Accepted(d.Chat)
 		}
