@@ -11,6 +11,7 @@ run() { echo "== $2 ($1): ${n} executions"; go test -run '^$' -fuzz "^$2\$" -fuz
 run ./internal/agent/claude FuzzStreamLine
 run ./internal/agent/claude FuzzReadLine
 run ./internal/api FuzzPostMessage
+run ./internal/api FuzzPostSchedule
 run ./internal/channel/slack FuzzRenderSplit
 run ./internal/channel/telegram FuzzRenderSplit
 run ./internal/config FuzzParse

@@ -196,12 +196,24 @@ func printEvent(w io.Writer, ev events.Event, asJSON bool) error {
 		}
 	case events.Progress:
 		detail = fmt.Sprintf("%s: %s", ev.Tool, clipText(ev.Summary, 200))
+	case events.ScheduleFired:
+		detail = fmt.Sprintf("schedule %s, the firing of %s: message %s", ev.ScheduleID, utcTime(ev.ScheduledAt), ev.MessageID)
+	case events.ScheduleMissed:
+		detail = fmt.Sprintf("schedule %s: %d firing(s) not made, %s to %s: %s", ev.ScheduleID, ev.Count, utcTime(ev.First), utcTime(ev.Last), ev.Reason)
 	default:
 		detail = ev.Reason
 	}
 	_, err := fmt.Fprintf(w, "%d  %s  %s  %s  %s\n", ev.Seq, ev.At.UTC().Format(time.RFC3339),
 		ev.Type, termsafe.Line(ev.ChatID), termsafe.Line(detail))
 	return err
+}
+
+// utcTime is t in UTC, RFC 3339 ("?" when nil).
+func utcTime(t *time.Time) string {
+	if t == nil {
+		return "?"
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // clipText cuts s to at most n characters (whole runes), with an ellipsis.

@@ -27,6 +27,10 @@ func TestPrintEventDetail(t *testing.T) {
 			"request r2: Write expired by dispatch (timeout)"},
 		{events.Event{Seq: 5, At: at, Type: events.Progress, ChatID: "bob", Tool: "Read", Summary: "README.md"},
 			"Read: README.md"},
+		{events.Event{Seq: 6, At: at, Type: events.ScheduleFired, ChatID: "alice", ScheduleID: "s-1", ScheduledAt: &at, MessageID: "m9"},
+			"schedule s-1, the firing of 2026-12-07T20:00:00Z: message m9"},
+		{events.Event{Seq: 7, At: exp, Type: events.ScheduleMissed, ChatID: "alice", ScheduleID: "s-1", Count: 3, First: &at, Last: &exp, Reason: "coalesced"},
+			"schedule s-1: 3 firing(s) not made, 2026-12-07T20:00:00Z to 2026-12-07T20:30:00Z: coalesced"},
 	} {
 		var b strings.Builder
 		if err := printEvent(&b, tc.ev, false); err != nil {

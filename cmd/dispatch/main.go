@@ -3,8 +3,8 @@
 // its control socket (or its TCP address) with internal/client.
 //
 // One command per file: daemon.go, status.go, send.go, sessions.go,
-// queue.go, logs.go, events.go, webhooks.go, doctor.go, bench.go,
-// config.go, version.go; completion.go completes chat and message ids from
+// queue.go, logs.go, events.go, webhooks.go, permissions.go, channels.go,
+// schedule.go, doctor.go, bench.go, config.go, version.go; completion.go completes chat and message ids from
 // the running daemon; table.go prints the tables.
 package main
 
@@ -168,6 +168,7 @@ control socket (<state_dir>/dispatch.sock), or over TCP with --url.`,
 		webhooksCmd(g),
 		permissionsCmd(g),
 		channelsCmd(g),
+		scheduleCmd(g),
 		configCmd(g),
 		versionCmd(),
 		webCmd(g),

@@ -63,16 +63,9 @@ A daemon that is still starting is waited for (see --wait-ready).`,
 			if cmd.Flags().Changed("timeout") && !wait {
 				return errors.New("--timeout needs --wait")
 			}
-			text := args[1]
-			if text == "-" {
-				b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), wire.MaxText+1))
-				if err != nil {
-					return fmt.Errorf("read standard input: %w", err)
-				}
-				if len(b) > wire.MaxText {
-					return fmt.Errorf("standard input holds more than %d bytes, the limit of a text", wire.MaxText)
-				}
-				text = string(b)
+			text, err := textArg(cmd, args[1])
+			if err != nil {
+				return err
 			}
 			c, err := connect(g, 30*time.Second, sendWaitReady)
 			if err != nil {

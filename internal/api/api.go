@@ -54,6 +54,8 @@ type Backend interface {
 	// Permissions is the broker that asks people for the agents (nil:
 	// the permission routes answer 404).
 	Permissions() *permission.Broker
+	// The schedules fire into the queue.
+	SchedulesBackend
 }
 
 // Handler returns the API's routes. feed serves the event feed and the
@@ -76,6 +78,7 @@ func Handler(b Backend, feed EventsBackend, reg *prometheus.Registry, log *slog.
 	mux.HandleFunc("POST /v1/queue/retry", h.retry)
 	mux.HandleFunc("POST /v1/queue/drop", h.drop)
 	registerPermissions(mux, h)
+	registerSchedules(mux, h)
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
 	if feed != nil {

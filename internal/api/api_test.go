@@ -23,6 +23,7 @@ type backend struct {
 	mu       sync.Mutex
 	accepted []MessageIn
 	perms    *permission.Broker
+	*fakeSchedules
 }
 
 func (b *backend) Submit(_ context.Context, chat, text, clientID string) (string, bool, error) {
@@ -70,7 +71,7 @@ func (b *backend) Healthy() bool                                          { retu
 func (b *backend) Ready(context.Context) error                            { return nil }
 
 func newTestHandler() (http.Handler, *backend) {
-	b := &backend{}
+	b := &backend{fakeSchedules: newFakeSchedules()}
 	return Handler(b, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil))), b
 }
 

@@ -45,6 +45,24 @@ func (b *feedBackend) EventsVisible() (int64, <-chan struct{}) {
 // Channels: no chat-app channels.
 func (b *feedBackend) Channels(context.Context) ([]wire.ChannelStatus, error) { return nil, nil }
 
+// The schedule routes are the test backend's: the store has methods of
+// those names of its own.
+func (b *feedBackend) Schedules(ctx context.Context, chat string) ([]wire.Schedule, error) {
+	return b.backend.Schedules(ctx, chat)
+}
+func (b *feedBackend) Schedule(ctx context.Context, id string) (wire.Schedule, error) {
+	return b.backend.Schedule(ctx, id)
+}
+func (b *feedBackend) AddSchedule(ctx context.Context, in wire.ScheduleIn) (wire.Schedule, error) {
+	return b.backend.AddSchedule(ctx, in)
+}
+func (b *feedBackend) RemoveSchedule(ctx context.Context, id string) error {
+	return b.backend.RemoveSchedule(ctx, id)
+}
+func (b *feedBackend) PauseSchedule(ctx context.Context, id string, paused bool) (wire.Schedule, error) {
+	return b.backend.PauseSchedule(ctx, id, paused)
+}
+
 // watching empties watched: the next signal is a new reader's.
 func (b *feedBackend) watching() {
 	for {

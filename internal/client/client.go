@@ -416,3 +416,47 @@ func (c *Client) PermissionRules(ctx context.Context, chat string) ([]wire.RuleO
 func (c *Client) RemovePermissionRule(ctx context.Context, chat, tool string) error {
 	return c.Do(ctx, "POST", "/v1/permissions/rules/remove", wire.RuleRequest{ChatID: chat, Tool: tool}, nil)
 }
+
+// Schedules is GET /v1/schedules: the schedules (of chat, when given),
+// oldest first.
+func (c *Client) Schedules(ctx context.Context, chat string) ([]wire.Schedule, error) {
+	path := "/v1/schedules"
+	if chat != "" {
+		path += "?chat=" + url.QueryEscape(chat)
+	}
+	var out wire.SchedulesOut
+	err := c.Do(ctx, "GET", path, nil, &out)
+	return out.Schedules, err
+}
+
+// Schedule is GET /v1/schedules/{id}; a 404 is an *Error.
+func (c *Client) Schedule(ctx context.Context, id string) (wire.Schedule, error) {
+	var out wire.Schedule
+	err := c.Do(ctx, "GET", "/v1/schedules/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// AddSchedule is POST /v1/schedules: the new schedule. A refused input is
+// an *Error with status 400 and the reason.
+func (c *Client) AddSchedule(ctx context.Context, in wire.ScheduleIn) (wire.Schedule, error) {
+	var out wire.Schedule
+	err := c.Do(ctx, "POST", "/v1/schedules", in, &out)
+	return out, err
+}
+
+// RemoveSchedule is DELETE /v1/schedules/{id}; a 404 is an *Error.
+func (c *Client) RemoveSchedule(ctx context.Context, id string) error {
+	return c.Do(ctx, "DELETE", "/v1/schedules/"+url.PathEscape(id), nil, nil)
+}
+
+// PauseSchedule is POST /v1/schedules/{id}/pause (or /resume when not
+// paused): the schedule as it is now.
+func (c *Client) PauseSchedule(ctx context.Context, id string, paused bool) (wire.Schedule, error) {
+	op := "resume"
+	if paused {
+		op = "pause"
+	}
+	var out wire.Schedule
+	err := c.Do(ctx, "POST", "/v1/schedules/"+url.PathEscape(id)+"/"+op, nil, &out)
+	return out, err
+}

@@ -54,6 +54,9 @@ type Config struct {
 // RoleWebhooks is the role of the node that delivers webhooks.
 const RoleWebhooks = "webhooks"
 
+// RoleSchedules is the role of the node that fires schedules.
+const RoleSchedules = "schedules"
+
 // Stats are the node's counters (metrics).
 type Stats struct {
 	Held       int

@@ -11,18 +11,19 @@ import (
 
 // Config is the whole configuration. Field tags name the YAML keys.
 type Config struct {
-	StateDir string   `yaml:"state_dir"`
-	Health   Health   `yaml:"health"`
-	Queue    Queue    `yaml:"queue"`
-	Restart  Restart  `yaml:"restart"`
-	Sessions Sessions `yaml:"sessions"`
-	Agent    Agent    `yaml:"agent"`
-	Outage   Outage   `yaml:"outage"`
-	API      API      `yaml:"api"`
-	Log      Log      `yaml:"log"`
-	Events   Events   `yaml:"events"`
-	Store    Store    `yaml:"store"`
-	Node     Node     `yaml:"node"`
+	StateDir  string    `yaml:"state_dir"`
+	Health    Health    `yaml:"health"`
+	Queue     Queue     `yaml:"queue"`
+	Restart   Restart   `yaml:"restart"`
+	Sessions  Sessions  `yaml:"sessions"`
+	Agent     Agent     `yaml:"agent"`
+	Outage    Outage    `yaml:"outage"`
+	API       API       `yaml:"api"`
+	Log       Log       `yaml:"log"`
+	Events    Events    `yaml:"events"`
+	Schedules Schedules `yaml:"schedules"`
+	Store     Store     `yaml:"store"`
+	Node      Node      `yaml:"node"`
 	// Webhooks are the endpoints that receive the event feed.
 	Webhooks []Webhook `yaml:"webhooks"`
 	// Channels are the person's own chat apps the daemon talks to.
@@ -91,6 +92,13 @@ type Sessions struct {
 type Events struct {
 	// Retain is how long events are kept.
 	Retain time.Duration `yaml:"retain"`
+}
+
+// Schedules configures the schedules' firing.
+type Schedules struct {
+	// CatchUpWindow is how old a firing missed while nobody could fire it
+	// may be and still be fired late, under catch-up policy "one".
+	CatchUpWindow time.Duration `yaml:"catch_up_window"`
 }
 
 // Store chooses the durable store: the embedded SQLite database in
@@ -222,6 +230,7 @@ func Default() Config {
 			Sandbox: Sandbox{Mode: "auto", Writable: []string{}}},
 		Log:             Log{Level: "info", MaxSizeMB: 20, MaxFiles: 5},
 		Events:          Events{Retain: 7 * 24 * time.Hour},
+		Schedules:       Schedules{CatchUpWindow: time.Hour},
 		Store:           Store{Driver: "sqlite"},
 		Node:            Node{LeaseTTL: 15 * time.Second},
 		ShutdownTimeout: 15 * time.Second,

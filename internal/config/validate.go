@@ -210,6 +210,9 @@ func (c Config) Validate() error {
 		bad("sessions.carry_over", "must be from 0 to 100, got %d", c.Sessions.CarryOver)
 	}
 	positive("events.retain", c.Events.Retain)
+	if c.Schedules.CatchUpWindow < time.Minute {
+		bad("schedules.catch_up_window", "must be at least 1m (a firing up to a minute late is on time anyway), got %s", c.Schedules.CatchUpWindow)
+	}
 	switch c.Store.Driver {
 	case "sqlite":
 		if c.Store.DSN != "" {

@@ -20,6 +20,8 @@ type backend struct {
 	wh   *webhook.Manager
 	node *cluster.Manager // nil on SQLite
 	ch   channels
+	// sched keeps and fires the schedules (schedules.go).
+	sched *schedules
 }
 
 // Channels lists the chat-app channels (GET /v1/channels).

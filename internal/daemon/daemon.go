@@ -94,6 +94,7 @@ type Daemon struct {
 	node      *cluster.Manager
 	sup       *supervisor.Supervisor
 	chans     channels
+	sched     *schedules
 	servers   []*http.Server
 	listeners []net.Listener
 	// started: the supervisor runs (Close shuts it down); served: Serve
@@ -157,20 +158,26 @@ func (d *Daemon) Open(ctx context.Context) error {
 	// Several nodes on one PostgreSQL database: chats are owned through
 	// leases whose fencing tokens the store checks on every write for a
 	// chat; webhooks are delivered by the one node holding that role.
+	// Schedules are fired by the one node holding the schedules role.
 	var wh *webhook.Manager // made below; the node's loop, started after it, calls OnRole
+	var sched *schedules    // likewise
 	node := cluster.Config{
 		Node: cfg.NodeID(), TTL: cfg.Node.LeaseTTL, MaxLive: cfg.Sessions.MaxLive,
-		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks},
+		Clock: clock.Real{}, Log: log, Roles: []string{cluster.RoleWebhooks, cluster.RoleSchedules},
 		OnRole: func(r string, held bool) {
-			if r != cluster.RoleWebhooks {
-				return
-			}
-			if held {
+			switch {
+			case r == cluster.RoleWebhooks && held:
 				log.Info("this node delivers the webhooks now")
 				wh.Start()
-			} else {
+			case r == cluster.RoleWebhooks:
 				log.Info("this node no longer delivers the webhooks")
 				wh.Stop()
+			case r == cluster.RoleSchedules && held:
+				log.Info("this node fires the schedules now")
+				sched.loop.Start()
+			case r == cluster.RoleSchedules:
+				log.Info("this node no longer fires the schedules")
+				sched.loop.Stop()
 			}
 		},
 	}
@@ -251,6 +258,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.chans = chans
 	d.onClose(func() error { chans.stop(); return nil }) // before the store closes
+	sched = newSchedules(cfg, st, sup.Accepted, log)
+	d.sched = sched
+	d.onClose(func() error { sched.loop.Stop(); return nil }) // before the store closes
 
 	if cfg.API.Socket != "" {
 		// A socket outside the state dir is not covered by its lock: two
@@ -266,7 +276,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans}
+	b := backend{Supervisor: sup, st: st, wh: wh, node: d.node, ch: chans, sched: sched}
 	handler := api.Handler(b, b, sup.Metrics().Registry, log)
 	local := newServer(api.GuardPeers(handler))
 	gate := &agentGate{agents: sup.AgentPids, trusted: cfg.Sessions.Trusted, mark: mark, log: log}
@@ -293,6 +303,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.started = true
 	d.chans.start()
+	if d.node == nil {
+		sched.loop.Start() // with several nodes, the schedules role starts it
+	}
 	if d.node != nil {
 		if err := d.node.Start(ctx, sup); err != nil {
 			return err
@@ -351,6 +364,7 @@ func (d *Daemon) Close() error {
 	cfg := d.cfg
 	if d.started {
 		d.chans.stop() // stop taking messages in first
+		d.sched.loop.Stop()
 		notify := d.notify
 		_ = notify.Stopping(fmt.Sprintf("stopping: in-flight turns may finish for %s, then agents stop", cfg.ShutdownTimeout))
 		_ = notify.ExtendTimeout(cfg.ShutdownTimeout + 3*cfg.Agent.StopGrace + 15*time.Second)

@@ -90,6 +90,9 @@ const (
 	// MissedOverCap: policy all, and more firings were due than it makes
 	// at once; these are the oldest.
 	MissedOverCap MissReason = "over_cap"
+	// MissedPaused: the firings fell while the schedule was paused; they
+	// are reported when it is resumed, and not caught up.
+	MissedPaused MissReason = "paused"
 )
 
 // Missed is what a Plan did not fire: Count firings, scheduled from First
@@ -168,6 +171,25 @@ func Due(s *Schedule, last, now time.Time, c CatchUp) Plan {
 	} else {
 		p.Missed.Reason = ""
 	}
+	return p
+}
+
+// Skip is what resuming a paused schedule does with the firings that fell
+// during the pause: every firing scheduled after last and at or before now
+// is reported missed with MissedPaused, none is fired. Through and Next are
+// as in Due.
+func Skip(s *Schedule, last, now time.Time) Plan {
+	if last.Before(s.spec.Created) {
+		last = s.spec.Created
+	}
+	d := due(s, last, now, 1)
+	var p Plan
+	p.Next, p.HasNext = s.Next(now)
+	if d.count == 0 {
+		return p
+	}
+	p.Through = d.tail[0].At
+	p.Missed = Missed{Count: d.count, First: d.first.At, Last: d.tail[0].At, Reason: MissedPaused}
 	return p
 }
 

@@ -219,3 +219,37 @@ func TestEvents(t *testing.T) {
 		t.Errorf("missed event %+v", m)
 	}
 }
+
+// TestSkip: resuming a paused schedule reports every firing of the pause
+// as missed (reason paused) and fires none, whatever the policy.
+func TestSkip(t *testing.T) {
+	created := time.Date(2026, 3, 2, 10, 7, 12, 0, time.UTC)
+	s := mustParse(t, Spec{Kind: Cron, Expr: "0 * * * *", Created: created})
+	at := func(h, m int) time.Time { return time.Date(2026, 3, 2, h, m, 0, 0, time.UTC) }
+	tests := []struct {
+		name       string
+		last, now  time.Time
+		count      int
+		first, thr time.Time
+	}{
+		{"nothing fell", created, at(10, 59), 0, time.Time{}, time.Time{}},
+		{"one, at the resume itself", created, at(11, 0), 1, at(11, 0), at(11, 0)},
+		{"three", created, at(13, 30), 3, at(11, 0), at(13, 0)},
+		{"after a firing", at(12, 0), at(14, 5), 2, at(13, 0), at(14, 0)},
+		{"zero last is the creation", time.Time{}, at(11, 30), 1, at(11, 0), at(11, 0)},
+	}
+	for _, tc := range tests {
+		p := Skip(s, tc.last, tc.now)
+		if len(p.Fire) != 0 || p.Missed.Count != tc.count || !p.Through.Equal(tc.thr) || !p.HasNext {
+			t.Errorf("%s: %+v", tc.name, p)
+			continue
+		}
+		if tc.count > 0 && (p.Missed.Reason != MissedPaused || !p.Missed.First.Equal(tc.first) || !p.Missed.Last.Equal(tc.thr)) {
+			t.Errorf("%s: missed %+v", tc.name, p.Missed)
+		}
+	}
+	once := mustParse(t, Spec{Kind: At, Expr: "2026-03-02T12:00", Created: created})
+	if p := Skip(once, created, at(13, 0)); p.HasNext || p.Missed.Count != 1 {
+		t.Errorf("one-off: %+v", p)
+	}
+}

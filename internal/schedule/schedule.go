@@ -94,6 +94,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e.Spec.Kind == "" && e.Spec.Expr == "" {
+		return e.Reason // not about the expression (a chat id, a text)
+	}
 	what := string(e.Spec.Kind)
 	if what == "" {
 		what = "schedule"

@@ -87,6 +87,9 @@ type Backend interface {
 	// Channels (channels.go).
 	ChannelBackend
 
+	// Schedules (schedules.go).
+	ScheduleBackend
+
 	// Health and lifecycle.
 	Ping(ctx context.Context) error
 	Check(ctx context.Context) error

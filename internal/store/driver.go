@@ -147,7 +147,8 @@ type Tx interface {
 	// SetMeta sets the bookkeeping value k.
 	SetMeta(ctx context.Context, k string, v int64) error
 
-	ChannelTx // channels.go
+	ChannelTx  // channels.go
+	ScheduleTx // schedules.go
 }
 
 // Reader is the dialect's one-query reads, outside any write.
@@ -201,7 +202,8 @@ type Reader interface {
 	// each file's size), by path and offset.
 	ConversationChunks(ctx context.Context, chat string) ([]ConvChunk, error)
 
-	ChannelReader // channels.go
+	ChannelReader  // channels.go
+	ScheduleReader // schedules.go
 }
 
 // NewMessage is a message Accept stores.

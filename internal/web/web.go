@@ -19,8 +19,8 @@
 // webhook section), the dead letters, one message, one chat's recent
 // exchanges, the event feed as Server-Sent Events (read by the page with
 // fetch, so that it carries the header), the two dead-letter actions, the
-// open permission requests and a person's answer to one — never an
-// arbitrary path. Every answer carries a strict
+// open permission requests and a person's answer to one, the schedules
+// and a pause, resume or removal of one — never an arbitrary path. Every answer carries a strict
 // Content-Security-Policy (scripts, styles and connections from this
 // origin only, no inline script), X-Content-Type-Options: nosniff and
 // Referrer-Policy: no-referrer.
@@ -269,6 +269,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.forward(w, r, "/v1/permissions")
 	case "POST /api/permission":
 		s.decide(w, r)
+	case "GET /api/schedules":
+		s.forward(w, r, "/v1/schedules")
+	case "POST /api/schedule":
+		s.scheduleAction(w, r)
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 	}
@@ -423,6 +427,48 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request) {
 	code, resp, err := s.send(r.Context(), http.MethodPost, "/v1/permissions/"+url.PathEscape(in.ID), strings.NewReader(string(body)))
 	if err != nil {
 		s.unreachable(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(resp)
+}
+
+// scheduleAction forwards a pause, resume or removal of one schedule:
+// {"id": "…", "action": "pause"|"resume"|"remove"}. The daemon's answer
+// (404 for an unknown schedule) comes back as it is.
+func (s *Server) scheduleAction(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		ID     string `json:"id"`
+		Action string `json:"action"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || !validKey(in.ID) {
+		writeError(w, http.StatusBadRequest, `the body must be {"id": "<schedule id>", "action": "pause|resume|remove"}`)
+		return
+	}
+	method, path := http.MethodPost, "/v1/schedules/"+url.PathEscape(in.ID)
+	switch in.Action {
+	case "pause", "resume":
+		path += "/" + in.Action
+	case "remove":
+		method = http.MethodDelete
+	default:
+		writeError(w, http.StatusBadRequest, "action must be pause, resume or remove")
+		return
+	}
+	var body io.Reader
+	if method == http.MethodPost {
+		body = strings.NewReader("{}")
+	}
+	code, resp, err := s.send(r.Context(), method, path, body)
+	if err != nil {
+		s.unreachable(w, err)
+		return
+	}
+	if code == http.StatusNoContent {
+		writeJSON(w, http.StatusOK, map[string]bool{"removed": true})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -39,6 +39,12 @@ func (f *fakeDaemon) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"messages":[]}`)
 	case r.URL.Path == "/v1/queue/retry", r.URL.Path == "/v1/queue/drop":
 		io.WriteString(w, `{"ok":true}`)
+	case r.URL.Path == "/v1/schedules" && r.Method == "GET":
+		io.WriteString(w, `{"schedules":[{"id":"s-1","chat_id":"a","kind":"cron","expr":"0 8 * * 1-5","tz":"Europe/Berlin","text":"hi","catch_up":"one","paused":false,"created_at":"2026-12-07T10:00:00Z","next":"2026-12-08T07:00:00Z"}]}`)
+	case r.URL.Path == "/v1/schedules/s-1" && r.Method == "DELETE":
+		w.WriteHeader(http.StatusNoContent)
+	case r.URL.Path == "/v1/schedules/s-1/pause", r.URL.Path == "/v1/schedules/s-1/resume":
+		io.WriteString(w, `{"id":"s-1","paused":true}`)
 	case r.URL.Path == "/v1/queue/m1":
 		io.WriteString(w, `{"id":"m1","text":"hello","state":"done"}`)
 	case r.URL.Path == "/v1/events" && r.Header.Get("Accept") == "text/event-stream":
@@ -435,5 +441,47 @@ func TestDaemonDown(t *testing.T) {
 		if resp, body := do(t, c, "GET", hs.URL+p, nil, ""); resp.StatusCode != 502 || !strings.Contains(body, "not reachable") {
 			t.Errorf("%s: %d %q", p, resp.StatusCode, body)
 		}
+	}
+}
+
+// The schedules pass through; a pause, resume or removal reaches the
+// daemon's route for that one schedule, and nothing else does.
+func TestScheduleActions(t *testing.T) {
+	r := newRig(t)
+	c := r.login(t)
+	if resp, body := do(t, c, "GET", r.url+"/api/schedules", nil, ""); resp.StatusCode != 200 || !strings.Contains(body, `"expr":"0 8 * * 1-5"`) {
+		t.Fatalf("schedules: %d %s", resp.StatusCode, body)
+	}
+	js := map[string]string{"Content-Type": "application/json"}
+	for _, tc := range []struct {
+		name, body string
+		status     int
+	}{
+		{"pause", `{"id":"s-1","action":"pause"}`, 200},
+		{"resume", `{"id":"s-1","action":"resume"}`, 200},
+		{"remove", `{"id":"s-1","action":"remove"}`, 200},
+		{"unknown", `{"id":"s-2","action":"pause"}`, 404},
+		{"bad action", `{"id":"s-1","action":"fire"}`, 400},
+		{"no id", `{"action":"pause"}`, 400},
+		{"path in id", `{"id":"../../v1/status","action":"pause"}`, 404},
+		{"extra field", `{"id":"s-1","action":"pause","x":1}`, 400},
+	} {
+		if resp, body := do(t, c, "POST", r.url+"/api/schedule", js, tc.body); resp.StatusCode != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, body, tc.status)
+		}
+	}
+	var acts []string
+	for _, s := range r.daemon.forwarded() {
+		if !strings.HasPrefix(s, "GET") {
+			acts = append(acts, s)
+		}
+	}
+	want := []string{"POST /v1/schedules/s-1/pause {}", "POST /v1/schedules/s-1/resume {}", "DELETE /v1/schedules/s-1 ",
+		"POST /v1/schedules/s-2/pause {}", "POST /v1/schedules/..%2F..%2Fv1%2Fstatus/pause {}"}
+	if strings.Join(acts, "|") != strings.Join(want, "|") {
+		t.Errorf("forwarded %q, want %q", acts, want)
+	}
+	if resp, _ := do(t, client(t), "GET", r.url+"/api/schedules", nil, ""); resp.StatusCode != 401 {
+		t.Errorf("schedules without the token: %d", resp.StatusCode)
 	}
 }

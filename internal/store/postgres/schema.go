@@ -164,6 +164,8 @@ CREATE INDEX events_progress ON events (chat_id) WHERE type = 'progress';
 `,
 	// 5: channels' cursors and deliveries (channels.go).
 	channelsSchema,
+	// 6: schedules (schedules.go).
+	schedulesSchema,
 }
 
 // migrateLock is the session-level advisory lock key under which a node

@@ -147,6 +147,8 @@ CREATE INDEX events_type ON events (type) WHERE type = 'progress';
 `,
 	// 8: channels' cursors and deliveries (channels.go).
 	channelsSchema,
+	// 9: schedules (schedules.go).
+	schedulesSchema,
 }
 
 // migrate applies the migrations the database has not seen yet, each in its

@@ -1068,6 +1068,7 @@ func TestMigrationMakesOldIDsClientIDs(t *testing.T) {
 	// store a message under a client-chosen id the way it allowed.
 	err = s.write(ctx, func(ctx context.Context, tx *Tx) error {
 		for _, q := range []string{
+			`DROP TABLE schedules`,
 			`DROP TABLE channel_deliveries`,
 			`DROP TABLE channel_cursors`,
 			`DROP TABLE permission_requests`,

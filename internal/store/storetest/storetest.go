@@ -68,6 +68,11 @@ func Run(t *testing.T, s Suite) {
 		{"ChannelAccept", testChannelAccept},
 		{"ChannelAcceptRace", testChannelAcceptRace},
 		{"ChannelDeliveries", testChannelDeliveries},
+		{"Schedules", testSchedules},
+		{"ScheduleFire", testScheduleFire},
+		{"ScheduleDuplicate", testScheduleDuplicate},
+		{"SchedulePause", testSchedulePause},
+		{"ScheduleRace", testScheduleRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })

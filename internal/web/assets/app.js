@@ -309,6 +309,77 @@ async function decide(q, decision) {
   refreshPerms();
 }
 
+// --- schedules ---
+
+// schedWhen is a schedule's times as written: "cron 0 8 * * 1-5 ·
+// Europe/Berlin", "every 30m", "at 2026-12-24T17:00 · Europe/Berlin".
+function schedWhen(s) {
+  return s.kind + ' ' + s.expr + (s.tz && s.kind !== 'every' ? ' · ' + s.tz : '');
+}
+
+// schedNext is an instant on this browser's clock and, for a schedule
+// with a zone, on the zone's clock too: "Tue 8 Dec, 08:00 (08:00 CET
+// Europe/Berlin)".
+function schedNext(at, tz) {
+  const d = new Date(at);
+  if (isNaN(d)) return '';
+  const local = d.toLocaleString([], { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
+  if (!tz) return local;
+  let there = '';
+  try { there = d.toLocaleTimeString([], { timeZone: tz, hour: '2-digit', minute: '2-digit', timeZoneName: 'short' }); } catch (e) { there = ''; }
+  return there ? local + ' (' + there + ' ' + tz + ')' : local;
+}
+
+async function refreshSchedules() {
+  let page;
+  try { page = await getJSON('/api/schedules'); } catch (e) { $('#sched-section').hidden = true; return; }
+  const all = page.schedules || [];
+  $('#sched-section').hidden = all.length === 0;
+  $('#sched-count').textContent = all.length ? '(' + all.length + ')' : '';
+  $('#schedules tbody').replaceChildren(...all.map((s) => {
+    const st = s.finished ? 'finished' : s.paused ? 'paused' : 'active';
+    const acts = el('td', { class: 'actions' });
+    if (!s.finished) {
+      acts.append(s.paused
+        ? el('button', { type: 'button', class: 'small resume', onclick: () => schedAct(s, 'resume') }, 'resume')
+        : el('button', { type: 'button', class: 'small pause', onclick: () => schedAct(s, 'pause') }, 'pause'));
+    }
+    const rm = el('button', { type: 'button', class: 'small danger remove' }, 'remove');
+    rm.onclick = () => {
+      if (!rm.classList.contains('confirm')) {
+        rm.classList.add('confirm');
+        rm.textContent = 'remove for good?';
+        setTimeout(() => { rm.classList.remove('confirm'); rm.textContent = 'remove'; }, 5000);
+        return;
+      }
+      schedAct(s, 'remove');
+    };
+    acts.append(rm);
+    const tr = el('tr', {},
+      el('td', { 'data-label': 'chat' },
+        el('button', { class: 'link chat-id', type: 'button', title: 'recent messages', onclick: () => openChat(s.chat_id) }, s.chat_id)),
+      el('td', { 'data-label': 'when' }, el('div', { class: 'when' }, s.kind + ' ' + s.expr),
+        s.tz && s.kind !== 'every' ? el('div', { class: 'zone' }, s.tz) : null,
+        el('div', { class: 'text meta' }, clip(s.text, 200))),
+      el('td', { 'data-label': 'next' }, s.next ? schedNext(s.next, s.tz) : '–'),
+      el('td', { 'data-label': 'last fired' }, s.last_fired ? dur((Date.now() - new Date(s.last_fired)) / 1000) + ' ago' : '–'),
+      el('td', { 'data-label': 'state', class: 'state' + (s.paused ? ' warn' : '') }, st),
+      acts);
+    tr.dataset.id = s.id;
+    return tr;
+  }));
+}
+
+async function schedAct(s, action) {
+  try {
+    await post('/api/schedule', { id: s.id, action });
+    notice('schedule ' + s.chat_id + ', ' + schedWhen(s) + ': ' + (action === 'remove' ? 'removed' : action + 'd'));
+  } catch (e) {
+    notice(action + ' failed: ' + e.message, true);
+  }
+  refreshSchedules();
+}
+
 // --- one chat's recent messages ---
 
 function openChat(chat) {
@@ -353,7 +424,7 @@ async function refreshChat() {
 // BAD are the event types that are bad news (shown in red).
 const BAD = ['dead_letter', 'session_failed', 'api_down'];
 const TYPES = ['reply', 'dead_letter', 'session_failed', 'session_recovered', 'session_reset', 'api_down', 'api_up',
-  'permission_request', 'permission_decided'];
+  'permission_request', 'permission_decided', 'schedule_fired', 'schedule_missed'];
 
 function streamState(live, text) {
   const p = $('#stream');
@@ -434,8 +505,10 @@ function onEvent(msg) {
     : ev.type === 'dead_letter' ? ev.error
       : ev.type === 'permission_request' ? ev.tool + ': ' + ev.summary
       : ev.type === 'permission_decided' ? ev.tool + ': ' + ev.decision + ' by ' + ev.by + (ev.reason ? ' (' + ev.reason + ')' : '')
+      : ev.type === 'schedule_fired' ? 'schedule ' + ev.schedule_id + ', the firing of ' + clock(ev.scheduled_at) + ': message ' + ev.message_id
+      : ev.type === 'schedule_missed' ? 'schedule ' + ev.schedule_id + ': ' + ev.count + ' not fired (' + ev.reason + '), ' + clock(ev.first) + '–' + clock(ev.last)
       : ev.reason || '';
-  const tone = BAD.includes(ev.type) ? ' err' : ev.type === 'session_reset' ? ' warn' : '';
+  const tone = BAD.includes(ev.type) ? ' err' : ev.type === 'session_reset' || ev.type === 'schedule_missed' ? ' warn' : '';
   const li = el('li', { 'data-seq': String(ev.seq), 'data-type': ev.type },
     el('div', { class: 'meta' },
       el('span', {}, clock(ev.at)),
@@ -452,6 +525,7 @@ function onEvent(msg) {
   refreshSoon = setTimeout(() => { refreshStatus(); if (ev.type === 'dead_letter') refreshDead(); }, 150);
   if (ev.type === 'dead_letter') refreshDead();
   if (ev.type === 'permission_request' || ev.type === 'permission_decided') refreshPerms();
+  if (ev.type === 'schedule_fired' || ev.type === 'schedule_missed') refreshSchedules();
 }
 
 // --- start ---
@@ -498,10 +572,12 @@ async function start() {
   refreshStatus();
   refreshDead();
   refreshPerms();
+  refreshSchedules();
   connect();
   setInterval(refreshStatus, 2000);
   setInterval(refreshDead, 10000);
   setInterval(refreshPerms, 5000);
+  setInterval(refreshSchedules, 10000);
   setInterval(() => { if (state.chat !== null) refreshChat(); }, 10000);
 }
 
