@@ -382,6 +382,9 @@ func TestCommitBeforeAck(t *testing.T) {
 	r.ch.Stop()
 	r.st = bs
 	r.start()
+	var once sync.Once
+	release := func() { once.Do(func() { close(bs.release) }) }
+	t.Cleanup(release) // before the channel's Stop: a failed check does not leave it blocked
 	p := r.post(fakeslack.Incoming{User: ann, Text: "commit me"})
 	<-bs.entered
 	time.Sleep(200 * time.Millisecond)
@@ -391,7 +394,7 @@ func TestCommitBeforeAck(t *testing.T) {
 	if ms := r.messages(slack.ChatID(r.fake.TeamID(), p.Channel)); len(ms) != 0 {
 		t.Fatalf("stored early %+v", ms)
 	}
-	close(bs.release)
+	release()
 	r.waitFor("the acknowledgement", func() bool {
 		e, _ := r.fake.Envelope(p.Envelopes[0])
 		return e.Acked
