@@ -14,6 +14,7 @@ run ./internal/api FuzzPostMessage
 run ./internal/api FuzzPostSchedule
 run ./internal/channel/slack FuzzRenderSplit
 run ./internal/channel/telegram FuzzRenderSplit
+run ./internal/channel/telegram FuzzInboxName
 run ./internal/config FuzzParse
 run ./internal/faketelegram FuzzParseHTML
 run ./internal/logging FuzzSafeName

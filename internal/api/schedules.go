@@ -35,10 +35,6 @@ type SchedulesBackend interface {
 	PauseSchedule(ctx context.Context, id string, paused bool) (wire.Schedule, error)
 }
 
-// ErrSchedulesUnavailable is a backend's answer when it keeps no schedules
-// (503).
-var ErrSchedulesUnavailable = errors.New("schedules not available")
-
 // maxSchedExpr bounds a schedule's expression and zone: the longest real
 // ones ("America/Argentina/ComodRivadavia", a cron list of every minute)
 // are far below it.
@@ -163,8 +159,7 @@ func scheduleInProblem(in wire.ScheduleIn) (int, string) {
 }
 
 // scheduleFail maps a schedules backend error: a refused input is 400
-// with its reason, an unknown id 404, a backend without schedules 503, the
-// rest as every route does.
+// with its reason, an unknown id 404, the rest as every route does.
 func (h *handler) scheduleFail(w http.ResponseWriter, what, id string, err error) {
 	if e, ok := schedule.IsError(err); ok {
 		writeError(w, http.StatusBadRequest, e.Error())
@@ -173,8 +168,6 @@ func (h *handler) scheduleFail(w http.ResponseWriter, what, id string, err error
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, "no schedule "+quoteID(id))
-	case errors.Is(err, ErrSchedulesUnavailable):
-		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:
 		h.fail(w, what, err)
 	}

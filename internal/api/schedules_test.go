@@ -183,15 +183,13 @@ func TestScheduleRoutes(t *testing.T) {
 	}
 }
 
-// A storage error is a 503 with what failed; a daemon without schedules
-// says so with a 503 too.
+// A storage error is a 503 saying what failed.
 func TestScheduleRoutesUnavailable(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
 		{fmt.Errorf("insert: %w", store.ErrIO), "database cannot be written"},
-		{ErrSchedulesUnavailable, "schedules not available"},
 	} {
 		h, b := newTestHandler()
 		b.fakeSchedules.err = tc.err

@@ -67,6 +67,7 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 		ch, err := telegram.New(telegram.Config{
 			Name: c.Name, Token: tok, APIURL: c.APIURL, Allow: allow, Store: st, Accepted: sup.Accepted, Control: chatControl{sup},
 			Metrics: m, Log: log.With("component", "channel"),
+			Folders: chatFolders{cfg.WorkDir()}, MaxAttachment: int64(c.MaxAttachment),
 		})
 		if err != nil {
 			return nil, err

@@ -534,7 +534,7 @@ func (s *Server) getFile(_ context.Context, p *params) (any, *apiError) {
 }
 
 // serveFile answers GET /file/bot<token>/<file_path>.
-func (s *Server) serveFile(w http.ResponseWriter, rest string) {
+func (s *Server) serveFile(ctx context.Context, w http.ResponseWriter, rest string) {
 	token, fpath, _ := strings.Cut(rest, "/")
 	var data []byte
 	found := false
@@ -559,7 +559,7 @@ func (s *Server) serveFile(w http.ResponseWriter, rest string) {
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	w.WriteHeader(http.StatusOK)
-	w.Write(data)
+	s.writeFile(ctx, w, data)
 }
 
 func (s *Server) sendDocument(_ context.Context, p *params) (any, *apiError) {

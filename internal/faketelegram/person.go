@@ -22,13 +22,17 @@ type Incoming struct {
 	Entities []MessageEntity
 	// ReplyTo is the id of a message in the chat this one answers.
 	ReplyTo int64
-	// Photo, if not nil, makes this a photo message (one size).
+	// Photo, if not nil, makes this a photo message, in two sizes: a
+	// thumbnail (its first thumbBytes bytes) and the photo itself.
 	Photo []byte
 	// Document, if not nil, makes this a document message.
 	Document []byte
 	FileName string // of the document
 	MimeType string // of the document
 }
+
+// thumbBytes is the size of the fake's photo thumbnails.
+const thumbBytes = 64
 
 // Send delivers a person's message to the bot as a "message" update and
 // returns the update. It fails only on a bad Incoming (no sender, a reply
@@ -76,8 +80,17 @@ func (s *Server) Send(in Incoming) (Update, error) {
 	}
 	switch {
 	case in.Photo != nil:
+		// Telegram sends a photo in several sizes, smallest first; the
+		// fake's smaller one is a thumbnail of the first bytes (a
+		// different file), so a bot that takes the first size, not the
+		// largest, gets the wrong bytes.
+		thumb := in.Photo[:min(len(in.Photo), thumbBytes)]
+		t := s.storeFileLocked("photos", "photo.jpg", thumb)
 		f := s.storeFileLocked("photos", "photo.jpg", in.Photo)
-		msg.Photo = []PhotoSize{{FileID: f.id, FileUniqueID: f.uniqueID, Width: 1280, Height: 960, FileSize: int64(len(in.Photo))}}
+		msg.Photo = []PhotoSize{
+			{FileID: t.id, FileUniqueID: t.uniqueID, Width: 90, Height: 68, FileSize: int64(len(thumb))},
+			{FileID: f.id, FileUniqueID: f.uniqueID, Width: 1280, Height: 960, FileSize: int64(len(in.Photo))},
+		}
 		msg.Caption, msg.CaptionEntities = in.Text, entities
 	case in.Document != nil:
 		name := in.FileName

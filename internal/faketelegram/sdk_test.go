@@ -190,10 +190,10 @@ func TestSDKConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	u = h.next()
-	if len(u.Message.Photo) != 1 || u.Message.Caption != "look" {
+	if len(u.Message.Photo) != 2 || u.Message.Caption != "look" || u.Message.Photo[0].FileSize >= u.Message.Photo[1].FileSize {
 		t.Fatalf("photo update %+v", u.Message)
 	}
-	f, err := h.bot.GetFile(c, &bot.GetFileParams{FileID: u.Message.Photo[0].FileID})
+	f, err := h.bot.GetFile(c, &bot.GetFileParams{FileID: u.Message.Photo[1].FileID})
 	if err != nil || f.FileSize != int64(len(photo)) {
 		t.Fatalf("getFile %+v %v", f, err)
 	}

@@ -162,7 +162,9 @@ type Server struct {
 	faults       []*fault
 	limits       map[int64]time.Time
 	calls        []Call
-	hanging      int // requests held by ModeHang
+	hanging      int  // requests held by ModeHang
+	holdFiles    bool // file downloads stop half way (HoldFiles)
+	filesHeld    int  // downloads stopped half way
 	closed       bool
 	done         chan struct{}
 	active       sync.WaitGroup
@@ -455,7 +457,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/file/bot"); ok {
-		s.serveFile(w, rest)
+		s.serveFile(r.Context(), w, rest)
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, "/bot")

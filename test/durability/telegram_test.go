@@ -21,6 +21,13 @@ import (
 // with a Telegram channel on it that allows users.
 func telegramDaemon(t *testing.T, users ...int64) (*faketelegram.Server, *daemontest.Daemon) {
 	t.Helper()
+	return telegramDaemonWith(t, "", users...)
+}
+
+// telegramDaemonWith is telegramDaemon with more of the channel's keys
+// (YAML lines indented for the channel's map, e.g. "    max_attachment: 1KiB").
+func telegramDaemonWith(t *testing.T, keys string, users ...int64) (*faketelegram.Server, *daemontest.Daemon) {
+	t.Helper()
 	fake := faketelegram.New()
 	if err := fake.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
@@ -42,7 +49,7 @@ channels:
     token_file: %s
     api_url: %s
     allow: [%s]
-`, tok, fake.URL(), strings.Join(allow, ", ")),
+%s`, tok, fake.URL(), strings.Join(allow, ", "), keys),
 	})
 	return fake, d
 }

@@ -60,6 +60,12 @@ type Config struct {
 	Metrics *channel.Metrics
 	// PollTimeout is getUpdates' long-poll timeout (default 25 s).
 	PollTimeout time.Duration
+	// Folders gives each chat's working directory, for attachments in
+	// and files out (nil: neither).
+	Folders Folders
+	// MaxAttachment is the largest attachment taken in (0:
+	// DefaultMaxAttachment).
+	MaxAttachment int64
 }
 
 // Control is what the in-chat commands do to a chat.
@@ -286,7 +292,19 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 	switch d.Action {
 	case Accept:
 		chat := ChatID(d.Chat)
-		_, dup, err := c.cfg.Store.AcceptFromChannel(ctx, c.cfg.Name, next, chat, d.Text, strconv.FormatInt(u.ID, 10))
+		text := d.Text
+		if d.File.ID != "" {
+			// Downloaded before the accept commits (see attach.go).
+			var err error
+			if text, err = c.attach(ctx, u.ID, d); err != nil {
+				var r *refusal
+				if errors.As(err, &r) {
+					return c.acceptRefused(ctx, next, d.Chat, r)
+				}
+				return err
+			}
+		}
+		_, dup, err := c.cfg.Store.AcceptFromChannel(ctx, c.cfg.Name, next, chat, text, strconv.FormatInt(u.ID, 10))
 		if err != nil {
 			return err
 		}
@@ -449,12 +467,25 @@ func Parts(d store.ChannelDelivery) ([]string, error) {
 	case "dead_letter":
 		h = html.EscapeString(DeadLetterText(d.Text))
 	default:
-		h = HTML(d.Text)
+		text, files := FileMarkers(d.Text)
+		if strings.TrimSpace(text) == "" && len(files) > 0 {
+			return nil, nil // only files: no text part
+		}
+		h = HTML(text)
 	}
 	if strings.TrimSpace(h) == "" {
 		h = html.EscapeString("(empty reply)")
 	}
 	return Split(h, MaxMessageLen)
+}
+
+// Files are the paths of the files a delivery sends after its text parts.
+func Files(d store.ChannelDelivery) []string {
+	if d.Kind == "dead_letter" {
+		return nil
+	}
+	_, files := FileMarkers(d.Text)
+	return files
 }
 
 func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(string) error) error {
@@ -487,7 +518,7 @@ func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(str
 			return err
 		}
 	}
-	return nil
+	return s.sendFiles(ctx, d.ChatID, chat, Files(d), len(parts), d.Sent, sent)
 }
 
 // classify maps a Bot API error to the outbox's kinds.

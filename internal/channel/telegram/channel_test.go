@@ -32,9 +32,16 @@ type rig struct {
 	ch    *telegram.Channel
 	reply func(text string) string
 	wake  chan string
+	// mod, if set, changes the channel's configuration before it starts.
+	mod func(*telegram.Config)
 }
 
 func newRig(t *testing.T, reply func(string) string) *rig {
+	t.Helper()
+	return newRigWith(t, reply, nil)
+}
+
+func newRigWith(t *testing.T, reply func(string) string, mod func(*telegram.Config)) *rig {
 	t.Helper()
 	fake := faketelegram.New()
 	if err := fake.Start("127.0.0.1:0"); err != nil {
@@ -46,7 +53,7 @@ func newRig(t *testing.T, reply func(string) string) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100)}
+	r := &rig{t: t, fake: fake, st: st, reply: reply, wake: make(chan string, 100), mod: mod}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -57,10 +64,14 @@ func newRig(t *testing.T, reply func(string) string) *rig {
 }
 
 func (r *rig) start() {
-	ch, err := telegram.New(telegram.Config{
+	cfg := telegram.Config{
 		Name: "telegram", Token: r.fake.Token(), APIURL: r.fake.URL(), Allow: []int64{42, 43},
 		Store: r.st, Accepted: func(chat string) { r.wake <- chat }, PollTimeout: time.Second,
-	})
+	}
+	if r.mod != nil {
+		r.mod(&cfg)
+	}
+	ch, err := telegram.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}

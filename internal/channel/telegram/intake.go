@@ -31,7 +31,7 @@ const (
 	Ignore      Action = iota // not for the bot (another bot's command, a group message not addressed to it, not a message)
 	Accept                    // queue its text for the chat's agent
 	Refuse                    // a stranger: tell them their user id, queue nothing
-	Unsupported               // from an allowed person, but nothing dispatch reads yet (a sticker, a photo)
+	Unsupported               // from an allowed person, but nothing dispatch reads yet (a sticker, a voice note)
 	Command                   // an in-chat command of dispatch's own (Decision.Command)
 )
 
@@ -55,6 +55,10 @@ type Decision struct {
 	Text   string // Accept: the text to queue
 	// Command is the command's name without its slash (Action Command).
 	Command string
+	// File is the photo or document that comes with an accepted message
+	// (Text is then its caption, maybe empty); its ID is "" when there is
+	// none.
+	File FileRef
 }
 
 // Bot is the bot as Intake needs it (from getMe).
@@ -72,7 +76,9 @@ type Bot struct {
 //     /cmd@its_username; a command for another bot is not for it);
 //   - a sender not in allow is refused (in private, or when addressing
 //     the bot in a group), and nothing is queued;
-//   - the text queued is the message's text or caption.
+//   - the text queued is the message's text or caption; a photo (its
+//     largest size) or document comes with it as File, even without a
+//     caption (a command in a caption is text for the agent).
 func Intake(u *models.Update, bot Bot, allow map[int64]bool) Decision {
 	m := u.Message
 	if m == nil || m.From == nil || m.From.IsBot {
@@ -90,7 +96,11 @@ func Intake(u *models.Update, bot Bot, allow map[int64]bool) Decision {
 		d.Action = Refuse
 		return d
 	}
-	if strings.TrimSpace(text) == "" || m.Photo != nil || m.Document != nil {
+	if f, ok := attachment(m); ok {
+		d.Action, d.Text, d.File = Accept, text, f
+		return d
+	}
+	if strings.TrimSpace(text) == "" {
 		d.Action = Unsupported
 		return d
 	}
@@ -167,7 +177,7 @@ func RefusalText(user int64) string {
 }
 
 // UnsupportedText answers a message with nothing dispatch reads yet.
-const UnsupportedText = "I can read only text messages for now."
+const UnsupportedText = "I can read only text, photos and documents for now."
 
 // DeadLetterText is the short notice for a message that gave up.
 func DeadLetterText(errText string) string {

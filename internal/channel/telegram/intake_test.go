@@ -53,7 +53,17 @@ func TestIntake(t *testing.T) {
 		{"mention after an emoji (UTF-16 offsets)", &models.Message{From: ann, Chat: group, Text: "🙂 @dispatch_bot", Entities: ent(models.MessageEntityTypeMention, 3, 13)},
 			Decision{Action: Accept, Chat: -100, User: 42, Text: "🙂 @dispatch_bot"}},
 		{"sticker", &models.Message{From: ann, Chat: private}, Decision{Action: Unsupported, Chat: 42, User: 42}},
-		{"photo with caption", &models.Message{From: ann, Chat: private, Caption: "look", Photo: []models.PhotoSize{{FileID: "f"}}}, Decision{Action: Unsupported, Chat: 42, User: 42}},
+		{"photo with caption", &models.Message{From: ann, Chat: private, Caption: "look", Photo: []models.PhotoSize{{FileID: "s", FileSize: 10}, {FileID: "f", FileSize: 900}, {FileID: "m", FileSize: 90}}},
+			Decision{Action: Accept, Chat: 42, User: 42, Text: "look", File: FileRef{ID: "f", Name: "photo.jpg", Size: 900}}},
+		{"photo without caption", &models.Message{From: ann, Chat: private, Photo: []models.PhotoSize{{FileID: "f", Width: 10, Height: 10}}},
+			Decision{Action: Accept, Chat: 42, User: 42, File: FileRef{ID: "f", Name: "photo.jpg"}}},
+		{"document", &models.Message{From: ann, Chat: private, Document: &models.Document{FileID: "d", FileName: "../../etc/passwd", FileSize: 5}},
+			Decision{Action: Accept, Chat: 42, User: 42, File: FileRef{ID: "d", Name: "../../etc/passwd", Size: 5}}},
+		{"document with a command caption", &models.Message{From: ann, Chat: private, Caption: "/new", Document: &models.Document{FileID: "d"},
+			CaptionEntities: []models.MessageEntity{{Type: models.MessageEntityTypeBotCommand, Offset: 0, Length: 4}}},
+			Decision{Action: Accept, Chat: 42, User: 42, Text: "/new", File: FileRef{ID: "d"}}},
+		{"document from a stranger", &models.Message{From: &models.User{ID: 9}, Chat: models.Chat{ID: 9, Type: models.ChatTypePrivate}, Document: &models.Document{FileID: "d"}},
+			Decision{Action: Refuse, Chat: 9, User: 9}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
