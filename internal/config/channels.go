@@ -9,9 +9,9 @@ import (
 )
 
 // Channel is one of the person's own chat apps the daemon talks to
-// directly (today: Telegram).
+// directly: Telegram or Slack.
 type Channel struct {
-	// Kind is the platform: telegram.
+	// Kind is the platform: telegram or slack.
 	Kind string `yaml:"kind"`
 	// Name identifies the channel in status and names its state in the
 	// database (default: the kind).
@@ -19,6 +19,12 @@ type Channel struct {
 	// TokenFile holds the bot's token; a file group or others may read is
 	// refused.
 	TokenFile string `yaml:"token_file"`
+	// BotTokenFile (Slack) holds the bot token (xoxb-…) the Web API is
+	// called with; AppTokenFile the app-level token (xapp-…) that opens
+	// Socket Mode connections. Both are refused when group or others may
+	// read them.
+	BotTokenFile string `yaml:"bot_token_file"`
+	AppTokenFile string `yaml:"app_token_file"`
 	// APIURL is the platform's base URL (a self-hosted Bot API server, a
 	// fake in tests).
 	APIURL string `yaml:"api_url"`
@@ -29,11 +35,15 @@ type Channel struct {
 }
 
 // Channel kinds.
-const ChannelTelegram = "telegram"
+const (
+	ChannelTelegram = "telegram"
+	ChannelSlack    = "slack"
+)
 
 // Channel defaults.
 const (
 	DefaultTelegramAPI   = "https://api.telegram.org"
+	DefaultSlackAPI      = "https://slack.com/api/"
 	DefaultMaxAttachment = 20 * MiB
 )
 
@@ -45,8 +55,13 @@ func (c *Config) channelDefaults() {
 		if ch.Name == "" {
 			ch.Name = ch.Kind
 		}
-		if ch.APIURL == "" && ch.Kind == ChannelTelegram {
-			ch.APIURL = DefaultTelegramAPI
+		if ch.APIURL == "" {
+			switch ch.Kind {
+			case ChannelTelegram:
+				ch.APIURL = DefaultTelegramAPI
+			case ChannelSlack:
+				ch.APIURL = DefaultSlackAPI
+			}
 		}
 		if ch.MaxAttachment == 0 {
 			ch.MaxAttachment = DefaultMaxAttachment
@@ -54,15 +69,20 @@ func (c *Config) channelDefaults() {
 	}
 }
 
-// resolveChannelPaths expands "~" in and makes absolute each token_file.
+// resolveChannelPaths expands "~" in and makes absolute each token file.
 func (c *Config) resolveChannelPaths() error {
 	for i := range c.Channels {
-		p := &c.Channels[i].TokenFile
-		if *p == "" {
-			continue
-		}
-		if err := resolvePath(fmt.Sprintf("channels[%d].token_file", i), p); err != nil {
-			return err
+		ch := &c.Channels[i]
+		for _, f := range []struct {
+			key string
+			p   *string
+		}{{"token_file", &ch.TokenFile}, {"bot_token_file", &ch.BotTokenFile}, {"app_token_file", &ch.AppTokenFile}} {
+			if *f.p == "" {
+				continue
+			}
+			if err := resolvePath(fmt.Sprintf("channels[%d].%s", i, f.key), f.p); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -73,18 +93,40 @@ func (c Config) validateChannels(bad func(key, format string, a ...any)) {
 	names := map[string]int{}
 	for i, ch := range c.Channels {
 		key := fmt.Sprintf("channels[%d]", i)
-		if ch.Kind != ChannelTelegram {
-			bad(key+".kind", `must be "telegram"`)
-		}
-		if ch.TokenFile == "" {
-			bad(key+".token_file", "required: a file (mode 0600) holding the bot's token")
+		switch ch.Kind {
+		case ChannelTelegram:
+			if ch.TokenFile == "" {
+				bad(key+".token_file", "required: a file (mode 0600) holding the bot's token")
+			}
+			if ch.BotTokenFile != "" || ch.AppTokenFile != "" {
+				bad(key+".bot_token_file", "is for Slack; a Telegram channel takes token_file")
+			}
+		case ChannelSlack:
+			if ch.BotTokenFile == "" {
+				bad(key+".bot_token_file", "required: a file (mode 0600) holding the bot token (xoxb-…)")
+			}
+			if ch.AppTokenFile == "" {
+				bad(key+".app_token_file", "required: a file (mode 0600) holding the app-level token (xapp-…) for Socket Mode")
+			}
+			if ch.TokenFile != "" {
+				bad(key+".token_file", "is for Telegram; a Slack channel takes bot_token_file and app_token_file")
+			}
+		default:
+			bad(key+".kind", `must be "telegram" or "slack"`)
 		}
 		if u, err := url.Parse(ch.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad(key+".api_url", "must be an http or https URL")
 		}
 		for j, id := range ch.Allow {
-			if n, err := strconv.ParseInt(id, 10, 64); err != nil || n <= 0 {
-				bad(fmt.Sprintf("%s.allow[%d]", key, j), "must be a user id (a positive integer), got %q", id)
+			switch ch.Kind {
+			case ChannelSlack:
+				if !slackUserID(id) {
+					bad(fmt.Sprintf("%s.allow[%d]", key, j), "must be a Slack user id (U… or W…, letters and digits), got %q", id)
+				}
+			default:
+				if n, err := strconv.ParseInt(id, 10, 64); err != nil || n <= 0 {
+					bad(fmt.Sprintf("%s.allow[%d]", key, j), "must be a user id (a positive integer), got %q", id)
+				}
 			}
 		}
 		if ch.MaxAttachment < 0 {
@@ -98,6 +140,20 @@ func (c Config) validateChannels(bad func(key, format string, a ...any)) {
 		}
 		names[ch.Name] = i
 	}
+}
+
+// slackUserID: Slack's user ids are U… (or W… in Enterprise Grid), upper
+// case letters and digits.
+func slackUserID(s string) bool {
+	if len(s) < 2 || len(s) > 30 || (s[0] != 'U' && s[0] != 'W') {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // channelNameOK: a channel's name is a plain word (it appears in chat

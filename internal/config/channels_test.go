@@ -27,8 +27,22 @@ func TestChannelKeys(t *testing.T) {
 	if ch := cfg.Channels[0]; ch.Name != "work" || ch.APIURL != "http://127.0.0.1:8081" || ch.MaxAttachment != MiB || ch.Allow != nil {
 		t.Fatalf("given: %+v", ch)
 	}
+	cfg, err = Parse([]byte("channels:\n  - kind: slack\n    bot_token_file: bot.token\n    app_token_file: ~/app.token\n    allow: [U0ANN, W012AB]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch := cfg.Channels[0]; ch.Name != "slack" || ch.APIURL != DefaultSlackAPI || !filepath.IsAbs(ch.BotTokenFile) ||
+		!filepath.IsAbs(ch.AppTokenFile) || len(ch.Allow) != 2 || ch.MaxAttachment != DefaultMaxAttachment {
+		t.Fatalf("slack defaults: %+v", ch)
+	}
 	for _, tc := range []struct{ yaml, key string }{
-		{"channels:\n  - kind: slack\n    token_file: /x\n", "channels[0].kind"},
+		{"channels:\n  - kind: irc\n    token_file: /x\n", "channels[0].kind"},
+		{"channels:\n  - kind: slack\n    app_token_file: /a\n", "channels[0].bot_token_file"},
+		{"channels:\n  - kind: slack\n    bot_token_file: /b\n", "channels[0].app_token_file"},
+		{"channels:\n  - kind: slack\n    bot_token_file: /b\n    app_token_file: /a\n    token_file: /x\n", "channels[0].token_file"},
+		{"channels:\n  - kind: slack\n    bot_token_file: /b\n    app_token_file: /a\n    allow: [\"42\"]\n", "channels[0].allow[0]"},
+		{"channels:\n  - kind: slack\n    bot_token_file: /b\n    app_token_file: /a\n    allow: [U0ANN, u0bob]\n", "channels[0].allow[1]"},
+		{"channels:\n  - kind: telegram\n    token_file: /x\n    bot_token_file: /b\n", "channels[0].bot_token_file"},
 		{"channels:\n  - token_file: /x\n", "channels[0].kind"},
 		{"channels:\n  - kind: telegram\n", "channels[0].token_file"},
 		{"channels:\n  - kind: telegram\n    token_file: /x\n    api_url: ftp://x\n", "channels[0].api_url"},

@@ -34,8 +34,8 @@ func TestExampleConfigHasEveryKey(t *testing.T) {
 	if len(cfg.Webhooks) != 1 {
 		t.Fatalf("the example webhook did not load: %+v", cfg.Webhooks)
 	}
-	if len(cfg.Channels) != 1 {
-		t.Fatalf("the example channel did not load: %+v", cfg.Channels)
+	if len(cfg.Channels) != 2 {
+		t.Fatalf("the example channels (Telegram, Slack) did not load: %+v", cfg.Channels)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(full), &doc); err != nil {

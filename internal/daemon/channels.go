@@ -21,7 +21,15 @@ import (
 )
 
 // channels are the configured chat-app channels of this daemon.
-type channels []*telegram.Channel
+type channels []chatChannel
+
+// chatChannel is one running chat-app channel, whatever its platform.
+type chatChannel interface {
+	Name() string
+	Start()
+	Stop()
+	Status() telegram.Status
+}
 
 // channelRole is the cluster role of the node that runs the channel
 // name: one node at a time polls a bot and sends its messages.
@@ -49,6 +57,14 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 	m := channel.NewMetrics(reg)
 	var out channels
 	for i, c := range cfg.Channels {
+		if c.Kind == config.ChannelSlack {
+			ch, err := openSlack(i, c, st, sup, m, log)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ch)
+			continue
+		}
 		key := fmt.Sprintf("channels[%d].token_file", i)
 		tok, err := api.LoadToken(key, c.TokenFile)
 		if err != nil {

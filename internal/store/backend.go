@@ -39,6 +39,7 @@ type Backend interface {
 	Retry(ctx context.Context, id string) error
 	Drop(ctx context.Context, id string) error
 	Get(ctx context.Context, id string) (Message, error)
+	ByClient(ctx context.Context, chatID, clientID string) (id string, ok bool, err error)
 	List(ctx context.Context, f Filter) ([]Message, error)
 	ListPage(ctx context.Context, f Filter, after int64, limit, clip int) (page []Listed, more bool, err error)
 	Counts(ctx context.Context) (Counts, error)

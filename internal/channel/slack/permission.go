@@ -95,8 +95,9 @@ func plainLine(r PermissionRequest) string {
 }
 
 // AnsweredMessage builds the same message once decided: the request, no
-// buttons, and who decided what. by is the deciding user's id ("" when
-// nobody answered in time and the request was denied for them).
+// buttons, and who decided what. by is the deciding user's id, or who
+// else decided (the CLI, a rule), or "" when nobody answered in time and
+// the request was denied for them.
 func AnsweredMessage(r PermissionRequest, d Decision, by string) (text string, blocks []slackapi.Block) {
 	var outcome string
 	switch d {
@@ -108,12 +109,29 @@ func AnsweredMessage(r PermissionRequest, d Decision, by string) (text string, b
 		outcome = "Denied"
 	}
 	who := " (no answer in time)"
-	if by != "" {
+	switch {
+	case isUserID(by):
 		who = " by <@" + by + ">"
+	case by != "":
+		who = " by " + Escape(by) // the CLI, the API, a standing rule
 	}
 	section := slackapi.NewSectionBlock(slackapi.NewTextBlockObject(slackapi.MarkdownType, requestLine(r), false, false), nil, nil)
 	ctx := slackapi.NewContextBlock("perm:"+r.ID, slackapi.NewTextBlockObject(slackapi.MarkdownType, outcome+who, false, false))
 	return outcome + ": " + plainLine(r), []slackapi.Block{section, ctx}
+}
+
+// isUserID reports whether s is a Slack user id (U… or W…, upper case
+// letters and digits).
+func isUserID(s string) bool {
+	if len(s) < 2 || (s[0] != 'U' && s[0] != 'W') {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // Answer is a permission button press.

@@ -65,6 +65,7 @@ func TestAnsweredMessage(t *testing.T) {
 		{AllowAlways, "U1", "Always allowed here by <@U1>"},
 		{Deny, "U2", "Denied by <@U2>"},
 		{Deny, "", "Denied (no answer in time)"},
+		{Allow, "cli", "Allowed once by cli"},
 	} {
 		text, blocks := AnsweredMessage(r, tc.d, tc.by)
 		got := blocksJSON(t, blocks)

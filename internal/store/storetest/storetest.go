@@ -206,6 +206,15 @@ func testIdempotencyPerChat(t *testing.T, s Suite) {
 	if m := get(t, st, id); m.ClientID != "k1" {
 		t.Fatalf("client id = %q", m.ClientID)
 	}
+	// ByClient finds a message by its client id, in its chat only.
+	for _, tc := range []struct {
+		chat, client, id string
+		ok               bool
+	}{{"a", "k1", id, true}, {"b", "k1", other, true}, {"a", "k9", "", false}, {"z", "k1", "", false}, {"a", "", "", false}} {
+		if got, ok, err := st.ByClient(bg, tc.chat, tc.client); err != nil || ok != tc.ok || got != tc.id {
+			t.Fatalf("ByClient(%q, %q) = %q %v %v, want %q %v", tc.chat, tc.client, got, ok, err, tc.id, tc.ok)
+		}
+	}
 	// A duplicate is recognised in any state, done included.
 	claim(t, st, "a", 10)
 	if err := st.Complete(bg, []string{id}, "r"); err != nil {
