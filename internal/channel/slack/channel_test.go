@@ -32,6 +32,7 @@ type rig struct {
 	perms *permission.Broker
 	reply func(text string) string
 	wake  chan string
+	tweak func(*slack.Config) // changes the channel's configuration (files_test.go)
 }
 
 const (
@@ -65,11 +66,15 @@ func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *
 }
 
 func (r *rig) start() {
-	ch, err := slack.New(slack.Config{
+	cfg := slack.Config{
 		Name: "slack", BotToken: r.fake.BotToken(), AppToken: r.fake.AppToken(), APIURL: r.fake.APIURL(),
 		Allow: []string{ann, bob}, Store: r.st, Log: testLog(), Accepted: func(chat string) { r.wake <- chat }, Control: r.ctl,
 		Permissions: r.perms,
-	})
+	}
+	if r.tweak != nil {
+		r.tweak(&cfg)
+	}
+	ch, err := slack.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
