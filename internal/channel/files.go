@@ -176,7 +176,9 @@ func OwnDir(d string) error {
 
 // Saved reports whether inbox holds name already (a download finished
 // before a crash): a regular file is it; anything else in its place (a
-// symbolic link, a folder) is refused.
+// symbolic link, a folder) is refused. A temporary file left beside a
+// saved one (the daemon killed between the link and the removal) is
+// removed.
 func Saved(inbox *os.Root, name string) (bool, error) {
 	fi, err := inbox.Lstat(name)
 	switch {
@@ -187,8 +189,12 @@ func Saved(inbox *os.Root, name string) (bool, error) {
 	case !fi.Mode().IsRegular():
 		return false, fmt.Errorf("%s/%s exists and is not a regular file", InboxDir, name)
 	}
+	_ = inbox.Remove(partName(name))
 	return true, nil
 }
+
+// partName is the temporary file name is downloaded into.
+func partName(name string) string { return "." + name + ".part" }
 
 // TooBigError is a download that went past the limit.
 type TooBigError struct{ Size int64 }
@@ -228,7 +234,7 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 // as they are.
 func SaveInbox(inbox *os.Root, name string, limit int64, fetch func(io.Writer) error) error {
 	fsErr := func(err error) error { return &SaveError{err} }
-	tmp := "." + name + ".part"
+	tmp := partName(name)
 	if err := inbox.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fsErr(err)
 	}

@@ -2,6 +2,8 @@ package channel_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -88,5 +90,28 @@ func TestInboxNameKey(t *testing.T) {
 		if got != tt.want || strings.ContainsAny(got, "/\\\x00") {
 			t.Errorf("InboxNameKey(%q, %q) = %q, want %q", tt.key, tt.name, got, tt.want)
 		}
+	}
+}
+
+// TestSavedRemovesLeftPart: a daemon killed between the link and the
+// removal of the temporary file leaves both; finding the file saved
+// removes the temporary one.
+func TestSavedRemovesLeftPart(t *testing.T) {
+	dir := t.TempDir()
+	inbox, err := channel.EnsureInbox(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inbox.Close()
+	for _, n := range []string{"a.txt", ".a.txt.part"} {
+		if err := os.WriteFile(filepath.Join(dir, channel.InboxDir, n), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := channel.Saved(inbox, "a.txt"); !ok || err != nil {
+		t.Fatalf("saved %v %v", ok, err)
+	}
+	if es, _ := os.ReadDir(filepath.Join(dir, channel.InboxDir)); len(es) != 1 || es[0].Name() != "a.txt" {
+		t.Fatalf("inbox %v", es)
 	}
 }
