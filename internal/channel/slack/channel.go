@@ -71,7 +71,7 @@ type Config struct {
 	Control Control
 	// Permissions decides permission requests from button presses (nil:
 	// the buttons answer that they are not available).
-	Permissions Permissions
+	Permissions channel.Permissions
 	Clock       clock.Clock
 	Log         *slog.Logger
 	Metrics     *channel.Metrics
@@ -105,7 +105,6 @@ type Channel struct {
 	threads  map[string]bool      // channel/root: the bot answers there (known so far)
 	handled  map[string]bool      // channel/ts of refusals and commands answered (the same message comes as two events)
 	roots    map[string]string    // chat: the thread of its last message taken in
-	perms    map[string]shown     // permission requests shown, by id
 	progress map[string]*progress // chat: its running turn's progress message
 	lastEv   time.Time
 	connAt   time.Time
@@ -141,7 +140,7 @@ func New(cfg Config) (*Channel, error) {
 	c := &Channel{
 		cfg: cfg, allow: map[string]bool{},
 		held: map[string]time.Time{}, threads: map[string]bool{}, handled: map[string]bool{},
-		roots: map[string]string{}, perms: map[string]shown{}, progress: map[string]*progress{},
+		roots: map[string]string{}, progress: map[string]*progress{},
 	}
 	for _, u := range cfg.Allow {
 		c.allow[u] = true
