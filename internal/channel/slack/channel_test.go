@@ -32,6 +32,7 @@ type rig struct {
 	perms *permission.Broker
 	reply func(text string) string
 	wake  chan string
+	until func() time.Time // the role's deadline (nil: none)
 }
 
 const (
@@ -41,6 +42,13 @@ const (
 )
 
 func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *rig {
+	t.Helper()
+	return newRigUntil(t, reply, nil, opts...)
+}
+
+// newRigUntil is newRig with a channel under a role whose deadline is
+// until.
+func newRigUntil(t *testing.T, reply func(string) string, until func() time.Time, opts ...fakeslack.Option) *rig {
 	t.Helper()
 	fake := fakeslack.New(append([]fakeslack.Option{fakeslack.WithAckTimeout(300 * time.Millisecond)}, opts...)...)
 	if err := fake.Start("127.0.0.1:0"); err != nil {
@@ -54,7 +62,7 @@ func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *
 	t.Cleanup(func() { _ = db.Close() })
 	n := 0
 	broker := permission.NewBroker(db, clock.Real{}, time.Minute, func() string { n++; return fmt.Sprintf("req-%d", n) })
-	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}, perms: broker}
+	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}, perms: broker, until: until}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -68,7 +76,7 @@ func (r *rig) start() {
 	ch, err := slack.New(slack.Config{
 		Name: "slack", BotToken: r.fake.BotToken(), AppToken: r.fake.AppToken(), APIURL: r.fake.APIURL(),
 		Allow: []string{ann, bob}, Store: r.st, Log: testLog(), Accepted: func(chat string) { r.wake <- chat }, Control: r.ctl,
-		Permissions: r.perms,
+		Permissions: r.perms, Until: r.until,
 	})
 	if err != nil {
 		r.t.Fatal(err)

@@ -156,6 +156,12 @@ func (c *Channel) flushProgress(ctx context.Context) time.Duration {
 
 // showProgress posts p's message, or edits it, with its lines now.
 func (c *Channel) showProgress(ctx context.Context, p *progress) {
+	left, held := c.roleLeft()
+	if !held {
+		return // past the role's deadline nothing is sent; progress is best effort
+	}
+	ctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
 	c.mu.Lock()
 	text := "Working on it:\n" + strings.Join(p.lines, "\n")
 	ts, ch, root := p.ts, p.channel, p.root
