@@ -339,7 +339,10 @@ func (c *Channel) consume(ctx context.Context, sm *socketmode.Client, errc <-cha
 		// The deadline is looked at again when it comes (it may have
 		// been renewed by then), and every roleRecheck (the role may be
 		// given up before it).
-		timer := c.cfg.Clock.NewTimer(min(left, roleRecheck))
+		if c.cfg.Until != nil {
+			left = min(left, roleRecheck)
+		}
+		timer := c.cfg.Clock.NewTimer(left)
 		var ev socketmode.Event
 		select {
 		case <-ctx.Done():
