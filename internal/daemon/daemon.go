@@ -411,7 +411,7 @@ func openStore(ctx context.Context, cfg config.Config, node cluster.Config) (sto
 	if cfg.Store.Postgres() {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		db, err := postgres.Open(octx, cfg.Store.DSN, postgres.Options{AppName: "dispatch"})
+		db, err := postgres.Open(octx, cfg.Store.DSN, postgres.Options{AppName: "dispatch", LeaseTTL: node.TTL})
 		if err != nil {
 			return storage{}, fmt.Errorf("store (postgres): %w", err)
 		}

@@ -71,7 +71,7 @@ type Config struct {
 	Control Control
 	// Permissions decides permission requests from button presses (nil:
 	// the buttons answer that they are not available).
-	Permissions Permissions
+	Permissions channel.Permissions
 	Clock       clock.Clock
 	Log         *slog.Logger
 	Metrics     *channel.Metrics
@@ -86,6 +86,14 @@ type Config struct {
 	// MaxAttachment is the largest file taken in (0:
 	// channel.DefaultMaxAttachment).
 	MaxAttachment int64
+	// Until, if set, is when the channel's right to run ends (by Clock):
+	// the deadline of the cluster role under which it runs, zero when
+	// the role is not held. Past it the Socket Mode connection is
+	// closed, no envelope is taken in or acknowledged (Slack sends an
+	// envelope not acknowledged again, to whichever connection the app
+	// has then: the next holder's), and nothing is sent (see
+	// channel.OutboxConfig.Until).
+	Until func() time.Time
 }
 
 // Methods the channel calls, as rate limits are kept per method.
@@ -111,7 +119,6 @@ type Channel struct {
 	threads  map[string]bool      // channel/root: the bot answers there (known so far)
 	handled  map[string]bool      // channel/ts of refusals and commands answered (the same message comes as two events)
 	roots    map[string]string    // chat: the thread of its last message taken in
-	perms    map[string]shown     // permission requests shown, by id
 	progress map[string]*progress // chat: its running turn's progress message
 	lastEv   time.Time
 	connAt   time.Time
@@ -147,7 +154,7 @@ func New(cfg Config) (*Channel, error) {
 	c := &Channel{
 		cfg: cfg, allow: map[string]bool{},
 		held: map[string]time.Time{}, threads: map[string]bool{}, handled: map[string]bool{},
-		roots: map[string]string{}, perms: map[string]shown{}, progress: map[string]*progress{},
+		roots: map[string]string{}, progress: map[string]*progress{},
 	}
 	for _, u := range cfg.Allow {
 		c.allow[u] = true
@@ -156,7 +163,7 @@ func New(cfg Config) (*Channel, error) {
 	cfg.Metrics.Init(cfg.Name)
 	c.out = channel.NewOutbox(channel.OutboxConfig{
 		Channel: cfg.Name, Prefix: ChatPrefix, Store: cfg.Store, Sender: sender{c}, Clock: cfg.Clock, Log: cfg.Log,
-		Metrics: cfg.Metrics,
+		Metrics: cfg.Metrics, Until: cfg.Until,
 	})
 	return c, nil
 }
@@ -225,6 +232,28 @@ func (c *Channel) setErr(err error) {
 	}
 }
 
+// roleLeft is how long the channel may still run (its role's deadline);
+// ok is false when it may not now.
+func (c *Channel) roleLeft() (left time.Duration, ok bool) {
+	if c.cfg.Until == nil {
+		return time.Hour, true
+	}
+	left = c.cfg.Until().Sub(c.cfg.Clock.Now())
+	return left, left > 0
+}
+
+// errRoleLost ends a Socket Mode connection whose role's deadline passed.
+var errRoleLost = errors.New("the channel's role is not held (another node may hold it)")
+
+// notHeldWait is how often a channel whose role's deadline passed looks
+// again (it is stopped, or the role renewed, soon after).
+const notHeldWait = 100 * time.Millisecond
+
+// roleRecheck is how often a connected channel looks at its role's
+// deadline between envelopes: a role given up early (its deadline
+// cleared) closes the connection within it.
+const roleRecheck = 250 * time.Millisecond
+
 // sleep waits d or until ctx ends.
 func (c *Channel) sleep(ctx context.Context, d time.Duration) bool {
 	t := c.cfg.Clock.NewTimer(d)
@@ -267,6 +296,15 @@ func (c *Channel) intake(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
+		if _, held := c.roleLeft(); !held {
+			// The role's deadline passed: no connection, so Slack sends
+			// the app's envelopes to the next holder's.
+			c.setErr(errRoleLost)
+			if !c.sleep(ctx, notHeldWait) {
+				return
+			}
+			continue
+		}
 		app := slackapi.New(c.cfg.BotToken, slackapi.OptionAppLevelToken(c.cfg.AppToken), slackapi.OptionAPIURL(c.cfg.APIURL), slackapi.OptionHTTPClient(c.cfg.HTTP))
 		sm := socketmode.New(app, socketmode.OptionLog(stdlog.New(discard{}, "", 0)))
 		rctx, cancel := context.WithCancel(ctx)
@@ -276,6 +314,10 @@ func (c *Channel) intake(ctx context.Context) {
 		cancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errRoleLost) {
+			log.Info("slack: the role's deadline passed; the Socket Mode connection is closed")
+			continue
 		}
 		if err == nil {
 			err = errors.New("socket mode stopped")
@@ -290,63 +332,120 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// consume handles sm's events until its run ends (its error) or ctx does.
+// consume handles sm's events until its run ends (its error), ctx does,
+// or the role's deadline passes (errRoleLost: the caller closes the
+// connection). Past the deadline an envelope is neither taken in nor
+// acknowledged.
 func (c *Channel) consume(ctx context.Context, sm *socketmode.Client, errc <-chan error, log *slog.Logger) error {
 	for {
+		left, held := c.roleLeft()
+		if !held {
+			return errRoleLost
+		}
+		// The deadline is looked at again when it comes (it may have
+		// been renewed by then), and every roleRecheck (the role may be
+		// given up before it).
+		if c.cfg.Until != nil {
+			left = min(left, roleRecheck)
+		}
+		timer := c.cfg.Clock.NewTimer(left)
+		var ev socketmode.Event
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return nil
 		case err := <-errc:
+			timer.Stop()
 			return err
-		case ev := <-sm.Events:
-			switch ev.Type {
-			case socketmode.EventTypeConnected, socketmode.EventTypeHello:
-				c.setErr(nil)
-			case socketmode.EventTypeConnectionError:
-				if ce, ok := ev.Data.(*slackapi.ConnectionErrorEvent); ok {
-					c.setErr(ce.ErrorObj)
-				}
-			case socketmode.EventTypeEventsAPI:
-				if ev.Request == nil {
-					continue
-				}
-				api, ok := ev.Data.(slackevents.EventsAPIEvent)
-				if !ok {
-					_ = sm.Ack(*ev.Request)
-					continue
-				}
-				// Never acknowledged before it is committed: a store error
-				// is retried; Slack sends the envelope again meanwhile if
-				// it must, and that copy is a duplicate.
-				fail := 0
-				for {
-					err := c.handle(ctx, api)
-					if err == nil {
-						break
-					}
-					if ctx.Err() != nil {
-						return nil
-					}
-					fail++
-					d := webhook.Backoff(fail, 100*time.Millisecond, 10*time.Second, rand.Float64)
-					log.Warn("slack: taking in an event failed, retrying", "err", err, "in", d)
-					if !c.sleep(ctx, d) {
-						return nil
-					}
-				}
-				if err := sm.Ack(*ev.Request); err != nil {
-					log.Warn("slack: acknowledging an envelope failed (Slack sends it again; it is a duplicate then)", "err", err)
-				}
-			case socketmode.EventTypeInteractive, socketmode.EventTypeSlashCommand:
-				if ev.Request != nil {
-					if cb, ok := ev.Data.(slackapi.InteractionCallback); ok {
-						c.interaction(ctx, cb)
-					}
-					_ = sm.Ack(*ev.Request)
-				}
-			}
+		case <-timer.C():
+			continue
+		case ev = <-sm.Events:
+			timer.Stop()
+		}
+		// A handled envelope is acknowledged only under the role: one
+		// not acknowledged comes again, to the next holder.
+		hctx, cancel := c.underRole(ctx)
+		err := c.consumeOne(hctx, sm, ev, log)
+		cancel()
+		if err != nil || ctx.Err() != nil {
+			return err
 		}
 	}
+}
+
+// underRole is ctx cut off at the role's deadline (as it is now).
+func (c *Channel) underRole(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.Until == nil {
+		return context.WithCancel(ctx)
+	}
+	return context.WithDeadline(ctx, c.cfg.Until())
+}
+
+// ack acknowledges req if the role is still held; past the deadline it
+// is left to Slack to send again (errRoleLost).
+func (c *Channel) ack(sm *socketmode.Client, req *socketmode.Request, log *slog.Logger) error {
+	if _, held := c.roleLeft(); !held {
+		return errRoleLost
+	}
+	if err := sm.Ack(*req); err != nil {
+		log.Warn("slack: acknowledging an envelope failed (Slack sends it again; it is a duplicate then)", "err", err)
+	}
+	return nil
+}
+
+// consumeOne handles one event of sm under ctx (cut off at the role's
+// deadline).
+func (c *Channel) consumeOne(ctx context.Context, sm *socketmode.Client, ev socketmode.Event, log *slog.Logger) error {
+	switch ev.Type {
+	case socketmode.EventTypeConnected, socketmode.EventTypeHello:
+		c.setErr(nil)
+	case socketmode.EventTypeConnectionError:
+		if ce, ok := ev.Data.(*slackapi.ConnectionErrorEvent); ok {
+			c.setErr(ce.ErrorObj)
+		}
+	case socketmode.EventTypeEventsAPI:
+		if ev.Request == nil {
+			return nil
+		}
+		api, ok := ev.Data.(slackevents.EventsAPIEvent)
+		if !ok {
+			return c.ack(sm, ev.Request, log)
+		}
+		// Never acknowledged before it is committed: a store error
+		// is retried; Slack sends the envelope again meanwhile if
+		// it must, and that copy is a duplicate.
+		fail := 0
+		for {
+			err := c.handle(ctx, api)
+			if err == nil {
+				break
+			}
+			if _, held := c.roleLeft(); !held {
+				return errRoleLost
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			fail++
+			d := webhook.Backoff(fail, 100*time.Millisecond, 10*time.Second, rand.Float64)
+			log.Warn("slack: taking in an event failed, retrying", "err", err, "in", d)
+			if !c.sleep(ctx, d) {
+				if _, held := c.roleLeft(); !held {
+					return errRoleLost
+				}
+				return nil
+			}
+		}
+		return c.ack(sm, ev.Request, log)
+	case socketmode.EventTypeInteractive, socketmode.EventTypeSlashCommand:
+		if ev.Request != nil {
+			if cb, ok := ev.Data.(slackapi.InteractionCallback); ok {
+				c.interaction(ctx, cb)
+			}
+			return c.ack(sm, ev.Request, log)
+		}
+	}
+	return nil
 }
 
 // eventOf is what Intake reads of an Events API event.
@@ -572,7 +671,11 @@ func (c *Channel) ephemeral(ctx context.Context, d Intent, text string) {
 // react adds (or removes) the channel's reaction on a person's message,
 // best effort: it only shows that the turn runs.
 func (c *Channel) react(ctx context.Context, ch, ts string, add bool) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	left, held := c.roleLeft()
+	if !held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(left, 10*time.Second))
 	defer cancel()
 	method := methodReactionAdd
 	if !add {

@@ -33,6 +33,7 @@ type rig struct {
 	reply func(text string) string
 	wake  chan string
 	tweak func(*slack.Config) // changes the channel's configuration (files_test.go)
+	until func() time.Time    // the role's deadline (nil: none)
 }
 
 const (
@@ -42,6 +43,13 @@ const (
 )
 
 func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *rig {
+	t.Helper()
+	return newRigUntil(t, reply, nil, opts...)
+}
+
+// newRigUntil is newRig with a channel under a role whose deadline is
+// until.
+func newRigUntil(t *testing.T, reply func(string) string, until func() time.Time, opts ...fakeslack.Option) *rig {
 	t.Helper()
 	fake := fakeslack.New(append([]fakeslack.Option{fakeslack.WithAckTimeout(300 * time.Millisecond)}, opts...)...)
 	if err := fake.Start("127.0.0.1:0"); err != nil {
@@ -55,7 +63,7 @@ func newRig(t *testing.T, reply func(string) string, opts ...fakeslack.Option) *
 	t.Cleanup(func() { _ = db.Close() })
 	n := 0
 	broker := permission.NewBroker(db, clock.Real{}, time.Minute, func() string { n++; return fmt.Sprintf("req-%d", n) })
-	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}, perms: broker}
+	r := &rig{t: t, fake: fake, st: db, db: db, reply: reply, wake: make(chan string, 1000), ctl: &control{}, perms: broker, until: until}
 	r.start()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -69,7 +77,7 @@ func (r *rig) start() {
 	cfg := slack.Config{
 		Name: "slack", BotToken: r.fake.BotToken(), AppToken: r.fake.AppToken(), APIURL: r.fake.APIURL(),
 		Allow: []string{ann, bob}, Store: r.st, Log: testLog(), Accepted: func(chat string) { r.wake <- chat }, Control: r.ctl,
-		Permissions: r.perms,
+		Permissions: r.perms, Until: r.until,
 	}
 	if r.tweak != nil {
 		r.tweak(&cfg)
@@ -648,4 +656,97 @@ func TestProgressOneMessage(t *testing.T) {
 	if edits == 0 {
 		t.Fatal("the progress message was never edited")
 	}
+}
+
+// askAfterReply has ann mention the bot, waits for the reply, then asks a
+// permission in that chat and waits for the request's message; the
+// decision arrives on the returned channel.
+func (r *rig) askAfterReply() (thread string, ask fakeslack.Message, got chan permission.Request) {
+	r.t.Helper()
+	p := r.post(fakeslack.Incoming{User: ann, Channel: "C0TEAM", Text: "deploy", Mention: true})
+	r.botMessages("C0TEAM", 1)
+	chat := slack.ChatID(r.fake.TeamID(), "C0TEAM")
+	got = make(chan permission.Request, 1)
+	go func() {
+		req, err := r.perms.Ask(context.Background(), chat, permission.Question{Tool: "Bash", Summary: "touch x"})
+		if err != nil {
+			r.t.Error(err)
+		}
+		got <- req
+	}()
+	return p.TS, r.botMessages("C0TEAM", 2)[1], got
+}
+
+// closedWith waits until the request's message ts shows want and no
+// button, then checks nothing else was posted: each message once.
+func (r *rig) closedWith(ts, want string) {
+	r.t.Helper()
+	r.waitFor("the buttons replaced by "+want, func() bool {
+		m, _ := r.fake.Message("C0TEAM", ts)
+		return !strings.Contains(string(m.Blocks), "button") && strings.Contains(string(m.Blocks), want)
+	})
+	settle()
+	if ms := r.fake.BotMessages("C0TEAM"); len(ms) != 2 {
+		r.t.Fatalf("%d bot messages, want the reply and the request once: %+v", len(ms), ms)
+	}
+	updates := 0
+	for _, op := range r.fake.Ops("C0TEAM") {
+		if op.Method == "chat.update" && op.TS == ts {
+			updates++
+		}
+	}
+	if updates != 1 {
+		r.t.Fatalf("the request's message was updated %d times, want once", updates)
+	}
+}
+
+// TestPermissionDecidedElsewhere: a request decided outside Slack (the
+// CLI) loses its buttons all the same, and a press after that decides
+// nothing and says so.
+func TestPermissionDecidedElsewhere(t *testing.T) {
+	r := newRig(t, echo)
+	_, ask, got := r.askAfterReply()
+	if _, err := r.perms.Decide(context.Background(), "req-1", permission.Deny, "cli"); err != nil {
+		t.Fatal(err)
+	}
+	if req := <-got; req.Decision != permission.Deny {
+		t.Fatalf("decided %+v", req)
+	}
+	r.closedWith(ask.TS, "Denied by cli")
+}
+
+// TestPermissionAcrossRestart: the channel restarts between showing a
+// request and its decision; the request is not shown again, and the press
+// after the restart decides it and closes the message shown before.
+func TestPermissionAcrossRestart(t *testing.T) {
+	r := newRig(t, echo)
+	thread, ask, got := r.askAfterReply()
+	if ask.ThreadTS != thread {
+		t.Fatalf("the request is not in the thread: %+v", ask)
+	}
+	r.restart()
+	settle()
+	if _, err := r.fake.Press("C0TEAM", ask.TS, bob, "perm:allow_always:req-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		if req.Decision != permission.AllowAlways || req.DecidedBy != "slack:"+bob {
+			t.Fatalf("decided %+v", req)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the press did not decide")
+	}
+	r.closedWith(ask.TS, "Always allowed here by ")
+	if m, _ := r.fake.Message("C0TEAM", ask.TS); !strings.Contains(string(m.Blocks), "@"+bob) {
+		t.Fatalf("the decision does not name bob: %s", m.Blocks)
+	}
+	r.waitFor("bob told", func() bool {
+		for _, e := range r.fake.Ephemerals("C0TEAM") {
+			if e.User == bob && strings.Contains(e.Text, "Always allowed here") {
+				return true
+			}
+		}
+		return false
+	})
 }

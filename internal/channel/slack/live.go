@@ -2,28 +2,20 @@ package slack
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/dispatchd/dispatch/internal/events"
-	"github.com/dispatchd/dispatch/internal/permission"
 )
 
-// The live side of a chat: a permission request shown as buttons, and the
-// tools a running turn uses as one message edited as it goes. Neither
-// needs to outlive the daemon (a restart closes every open request, and
-// progress is kept only while its turn runs), so the channel follows them
-// on the event feed from where the feed is when it starts, in memory,
-// beside the outbox's durable deliveries.
-
-// Permissions is what a button press does: a person's decision on a
-// request (permission.Broker).
-type Permissions interface {
-	Decide(ctx context.Context, id string, d permission.Decision, by string) (permission.Request, error)
-}
+// The live side of a chat: the tools a running turn uses, as one message
+// edited as it goes. It need not outlive the daemon (progress is kept only
+// while its turn runs), so the channel follows it on the event feed from
+// where the feed is when it starts, in memory, beside the outbox's durable
+// deliveries. (Permission requests are not live: the outbox delivers them,
+// see prompt.go.)
 
 // ProgressEvery bounds the edits of a turn's progress message (Slack's
 // chat.update allows about one a second per channel; one every 2 s leaves
@@ -34,15 +26,6 @@ const ProgressEvery = 2 * time.Second
 // message shows.
 const maxProgressLines = 10
 
-// byPrefix marks a decision made in Slack: slack:<user id>.
-const byPrefix = "slack:"
-
-// shown is a permission request's message.
-type shown struct {
-	req         PermissionRequest
-	channel, ts string
-}
-
 // progress is a running turn's progress message.
 type progress struct {
 	turn, channel, root, ts string
@@ -52,7 +35,7 @@ type progress struct {
 }
 
 // liveKinds are the feed events the live side follows.
-var liveKinds = []events.Type{events.PermissionRequest, events.PermissionDecided, events.Progress, events.Reply, events.DeadLetter}
+var liveKinds = []events.Type{events.Progress, events.Reply, events.DeadLetter}
 
 // follow reads the feed from its end at start and shows what the live
 // side follows, until ctx ends.
@@ -111,34 +94,6 @@ func (c *Channel) live(ctx context.Context, ev events.Event) {
 		return
 	}
 	switch ev.Type {
-	case events.PermissionRequest:
-		req := PermissionRequest{ID: ev.RequestID, Tool: ev.Tool, Summary: ev.Summary}
-		text, blocks, err := PermissionMessage(req)
-		if err != nil {
-			c.cfg.Log.Warn("slack: permission request not shown", "channel", c.cfg.Name, "chat", ev.ChatID, "err", err)
-			return
-		}
-		opts := []slackapi.MsgOption{slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...)}
-		if root := c.rootOf(ev.ChatID); root != "" {
-			opts = append(opts, slackapi.MsgOptionTS(root))
-		}
-		_, ts, err := c.api.PostMessageContext(ctx, ch, opts...)
-		if err != nil {
-			c.hold(methodPost, ch, err)
-			c.cfg.Log.Warn("slack: permission request not shown", "channel", c.cfg.Name, "chat", ev.ChatID, "err", err)
-			return
-		}
-		c.mu.Lock()
-		c.perms[ev.RequestID] = shown{req: req, channel: ch, ts: ts}
-		c.mu.Unlock()
-	case events.PermissionDecided:
-		c.mu.Lock()
-		s, ok := c.perms[ev.RequestID]
-		delete(c.perms, ev.RequestID)
-		c.mu.Unlock()
-		if ok {
-			c.answered(ctx, s.req, s.channel, s.ts, permission.Decision(ev.Decision), ev.By)
-		}
 	case events.Progress:
 		line := "• *" + Escape(strings.ReplaceAll(ev.Tool, "*", "∗")) + "*"
 		if sum := strings.Join(strings.Fields(ev.Summary), " "); sum != "" {
@@ -172,25 +127,6 @@ func (c *Channel) live(ctx context.Context, ev events.Event) {
 	}
 }
 
-// answered replaces a permission request's buttons with its decision.
-func (c *Channel) answered(ctx context.Context, req PermissionRequest, ch, ts string, d permission.Decision, by string) {
-	dec := Deny
-	switch d {
-	case permission.Allow:
-		dec = Allow
-	case permission.AllowAlways:
-		dec = AllowAlways
-	}
-	if d == permission.Expired {
-		by = ""
-	}
-	by = strings.TrimPrefix(by, byPrefix)
-	text, blocks := AnsweredMessage(req, dec, by)
-	if _, _, _, err := c.api.UpdateMessageContext(ctx, ch, ts, slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...)); err != nil {
-		c.cfg.Log.Warn("slack: could not close a permission request's message", "channel", c.cfg.Name, "request", req.ID, "err", err)
-	}
-}
-
 // flushProgress posts or edits every progress message with lines not yet
 // shown whose last edit is ProgressEvery old, and returns how long until
 // the next one is due (0: none waits).
@@ -220,6 +156,12 @@ func (c *Channel) flushProgress(ctx context.Context) time.Duration {
 
 // showProgress posts p's message, or edits it, with its lines now.
 func (c *Channel) showProgress(ctx context.Context, p *progress) {
+	left, held := c.roleLeft()
+	if !held {
+		return // past the role's deadline nothing is sent; progress is best effort
+	}
+	ctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
 	c.mu.Lock()
 	text := "Working on it:\n" + strings.Join(p.lines, "\n")
 	ts, ch, root := p.ts, p.channel, p.root
@@ -246,52 +188,6 @@ func (c *Channel) showProgress(ctx context.Context, p *progress) {
 			p.dirty, p.edited = true, c.cfg.Clock.Now().Add(rl.After-ProgressEvery)
 			c.mu.Unlock()
 		}
-	}
-}
-
-// interaction handles a permission button press: from a person on the
-// allow list, the decision goes to the broker (the message is updated
-// when the decision reaches the feed); anyone else is told, only them.
-func (c *Channel) interaction(ctx context.Context, cb slackapi.InteractionCallback) {
-	a, err := ParseAnswer(cb)
-	if errors.Is(err, ErrNotPermission) {
-		return
-	}
-	if err != nil {
-		c.cfg.Log.Warn("slack: a permission button press that does not hold together", "channel", c.cfg.Name, "err", err)
-		return
-	}
-	tell := func(text string) {
-		opts := []slackapi.MsgOption{slackapi.MsgOptionText(Escape(text), false)}
-		if a.ThreadTS != "" {
-			opts = append(opts, slackapi.MsgOptionTS(a.ThreadTS))
-		}
-		if _, err := c.api.PostEphemeralContext(ctx, a.Channel, a.User, opts...); err != nil {
-			c.cfg.Log.Warn("slack: could not answer a button press", "channel", c.cfg.Name, "err", err)
-		}
-	}
-	if !c.allow[a.User] {
-		c.cfg.Log.Info("slack: a stranger pressed a permission button", "channel", c.cfg.Name, "user", a.User)
-		tell("Only the people on this bot's allow list may answer. Your Slack user id is " + a.User + ".")
-		return
-	}
-	if c.cfg.Permissions == nil {
-		tell("Permission requests cannot be answered from Slack here.")
-		return
-	}
-	closed, err := c.cfg.Permissions.Decide(ctx, a.RequestID, permission.Decision(a.Decision), byPrefix+a.User)
-	switch {
-	case errors.Is(err, permission.ErrClosed):
-		// Decided elsewhere, or expired (a restart closes open requests):
-		// the buttons go.
-		req := PermissionRequest{ID: closed.ID, Tool: closed.Tool, Summary: closed.Summary}
-		c.answered(ctx, req, a.Channel, a.MessageTS, closed.Decision, closed.DecidedBy)
-		tell("This request is already closed (" + string(closed.Decision) + ").")
-	case errors.Is(err, permission.ErrNotFound):
-		tell("This permission request is gone.")
-	case err != nil:
-		c.cfg.Log.Warn("slack: deciding a permission request failed", "channel", c.cfg.Name, "request", a.RequestID, "err", err)
-		tell("Your answer could not be recorded; press again.")
 	}
 }
 

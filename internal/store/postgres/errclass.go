@@ -26,8 +26,10 @@ import (
 //   - the server is going away or out of resources: SQLSTATE classes 08
 //     (connection exception), 28 (invalid authorization), 53
 //     (insufficient resources), 57 (operator intervention: shutdown,
-//     crash, terminated backend), 58 (system error), and 25006 (a
-//     read-only standby);
+//     crash, terminated backend), 58 (system error), 25006 (a
+//     read-only standby) and 25P03 (the server ended a transaction left
+//     idle past idle_in_transaction_session_timeout — this node was
+//     paused — and closed the connection: nothing of it was committed);
 //   - EIO, EROFS.
 //
 // Anything else — a constraint, a syntax error, a wrong schema — is a
@@ -53,7 +55,9 @@ func classify(err error) error {
 		switch code := pe.Code; {
 		case code == "53100": // disk_full
 			return store.Classify(store.ErrNoSpace, err)
-		case len(code) == 5 && unavailableClass[code[:2]], code == "25006": // 25006: read_only_sql_transaction (a standby)
+		case len(code) == 5 && unavailableClass[code[:2]], code == "25006", code == "25P03":
+			// 25006: read_only_sql_transaction (a standby);
+			// 25P03: idle_in_transaction_session_timeout
 			return store.Classify(store.ErrIO, err)
 		}
 		return err

@@ -37,6 +37,8 @@ func TestClassify(t *testing.T) {
 		{"cannot connect now (57P03)", pg("57P03"), store.ErrIO},
 		{"too many connections (53300)", pg("53300"), store.ErrIO},
 		{"read-only standby (25006)", pg("25006"), store.ErrIO},
+		{"idle in transaction too long (25P03)", pg("25P03"), store.ErrIO},
+		{"other invalid transaction state (25P02)", pg("25P02"), nil},
 		{"conn closed", fmt.Errorf("begin: %w", pgconn.ErrConnClosed), store.ErrIO},
 		{"tx closed", pgx.ErrTxClosed, store.ErrIO},
 		{"connection cut", io.ErrUnexpectedEOF, store.ErrIO},

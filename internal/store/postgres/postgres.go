@@ -65,6 +65,34 @@ type Options struct {
 	MaxConns int32
 	// AppName is the connections' application_name (default "dispatch").
 	AppName string
+	// LeaseTTL is the cluster's node.lease_ttl. A connection left idle
+	// inside a transaction for half of it is ended by the server (see
+	// idleInTransaction); zero: for as long as a write may take.
+	LeaseTTL time.Duration
+}
+
+// idleInTransaction is the idle_in_transaction_session_timeout every
+// connection runs with: how long the server lets a transaction sit with
+// no statement running before it ends the session, rolling back and
+// releasing its locks. A node paused (SIGSTOP, a frozen VM) between two
+// statements of a transaction would otherwise keep its row and advisory
+// locks for as long as the pause lasts, and the node that takes over its
+// chats or roles would wait on them until its own statements time out.
+//
+// Half the lease ttl: leases are renewed every third of a ttl, so a node
+// paused at time P renewed them no earlier than P - ttl/3 and they are
+// free to another node from P + 2/3 ttl on; its transaction went idle no
+// later than P, so the server has ended it by P + ttl/2, before anyone can
+// take the leases. A running node's transactions never wait between
+// statements on anything but this process (no network calls, no agents),
+// so the limit only ends transactions of a process that stopped running;
+// if a stall of a busy machine trips it, the write fails as a storage
+// error and is retried. Without a ttl (a single node), writeTimeout.
+func idleInTransaction(leaseTTL time.Duration) time.Duration {
+	if leaseTTL <= 0 {
+		return writeTimeout
+	}
+	return leaseTTL / 2
 }
 
 // Store is the store on PostgreSQL: the store's policy over this dialect.
@@ -123,6 +151,9 @@ func Open(ctx context.Context, dsn string, opt Options) (*DB, error) {
 	if _, ok := rp["statement_timeout"]; !ok {
 		rp["statement_timeout"] = strconv.Itoa(int(writeTimeout / time.Millisecond))
 	}
+	// Always ours, whatever the dsn says: a longer one would let a paused
+	// node stall the others (see idleInTransaction).
+	rp["idle_in_transaction_session_timeout"] = strconv.Itoa(int(idleInTransaction(opt.LeaseTTL) / time.Millisecond))
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
