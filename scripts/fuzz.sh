@@ -14,7 +14,7 @@ run ./internal/api FuzzPostMessage
 run ./internal/api FuzzPostSchedule
 run ./internal/channel/slack FuzzRenderSplit
 run ./internal/channel/telegram FuzzRenderSplit
-run ./internal/channel/telegram FuzzInboxName
+run ./internal/channel FuzzInboxName
 run ./internal/channel/telegram FuzzParseCallbackData
 run ./internal/config FuzzParse
 run ./internal/faketelegram FuzzParseHTML

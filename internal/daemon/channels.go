@@ -58,7 +58,7 @@ func openChannels(cfg config.Config, st store.Backend, sup *supervisor.Superviso
 	var out channels
 	for i, c := range cfg.Channels {
 		if c.Kind == config.ChannelSlack {
-			ch, err := openSlack(i, c, st, sup, m, log, roleUntil(node, channelRole(c.Name)))
+			ch, err := openSlack(i, c, st, sup, m, log, roleUntil(node, channelRole(c.Name)), chatFolders{cfg.WorkDir()})
 			if err != nil {
 				return nil, err
 			}

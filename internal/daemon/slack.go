@@ -17,8 +17,9 @@ import (
 // openSlack makes channels[i], a Slack channel (not started). Its two
 // token files are checked like the API's. until is its role's deadline
 // (nil on a single node): past it the channel neither takes envelopes in
-// nor sends.
-func openSlack(i int, c config.Channel, st store.Backend, sup *supervisor.Supervisor, m *channel.Metrics, log *slog.Logger, until func() time.Time) (chatChannel, error) {
+// nor sends. folders gives each chat's working directory, for files in
+// and out.
+func openSlack(i int, c config.Channel, st store.Backend, sup *supervisor.Supervisor, m *channel.Metrics, log *slog.Logger, until func() time.Time, folders channel.Folders) (chatChannel, error) {
 	bot, err := api.LoadToken(fmt.Sprintf("channels[%d].bot_token_file", i), c.BotTokenFile)
 	if err != nil {
 		return nil, err
@@ -30,7 +31,7 @@ func openSlack(i int, c config.Channel, st store.Backend, sup *supervisor.Superv
 	ch, err := slack.New(slack.Config{
 		Name: c.Name, BotToken: bot, AppToken: app, APIURL: c.APIURL, Allow: c.Allow, Store: st,
 		Accepted: sup.Accepted, Control: chatControl{sup}, Permissions: sup.Permissions(), Metrics: m, Log: log.With("component", "channel"),
-		Until: until,
+		Until: until, Folders: folders, MaxAttachment: int64(c.MaxAttachment),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("channels[%d]: %w", i, err)

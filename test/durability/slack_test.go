@@ -21,6 +21,13 @@ import (
 // a Slack channel on it that allows users.
 func slackDaemon(t *testing.T, users ...string) (*fakeslack.Server, *daemontest.Daemon) {
 	t.Helper()
+	return slackDaemonWith(t, "", users...)
+}
+
+// slackDaemonWith is slackDaemon with extra lines (indented four spaces)
+// in the channel's configuration.
+func slackDaemonWith(t *testing.T, extra string, users ...string) (*fakeslack.Server, *daemontest.Daemon) {
+	t.Helper()
 	// Slack's own acknowledgement timeout (3 s) and retries: an envelope
 	// lost with a killed daemon comes again on its next connection.
 	fake := fakeslack.New()
@@ -44,7 +51,7 @@ channels:
     app_token_file: %s
     api_url: %s
     allow: [%s]
-`, bot, app, fake.APIURL(), strings.Join(users, ", ")),
+%s`, bot, app, fake.APIURL(), strings.Join(users, ", "), extra),
 	})
 	return fake, d
 }

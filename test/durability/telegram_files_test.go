@@ -180,6 +180,7 @@ func TestTelegramAttachmentKill9BeforeCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSent(t, fake, 42, func(s []faketelegram.SentMessage) bool { return len(s) == 1 }, "the first echo")
+	waitDone(t, d, "tg:42", 1) // else the kill may come before it is recorded, and it is sent again
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(d.StateDir, "dispatch.db")+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)

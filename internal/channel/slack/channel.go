@@ -80,6 +80,12 @@ type Config struct {
 	Reaction string
 	// HTTP is the Web API's client (default: a 30 s timeout).
 	HTTP *http.Client
+	// Folders gives each chat's working directory, for files in and out
+	// (nil: files are answered as not readable, and not sent).
+	Folders channel.Folders
+	// MaxAttachment is the largest file taken in (0:
+	// channel.DefaultMaxAttachment).
+	MaxAttachment int64
 	// Until, if set, is when the channel's right to run ends (by Clock):
 	// the deadline of the cluster role under which it runs, zero when
 	// the role is not held. Past it the Socket Mode connection is
@@ -452,12 +458,14 @@ func eventOf(api slackevents.EventsAPIEvent) (Event, bool) {
 		if m := in.Message; m != nil {
 			e.Edited = m.Edited != nil
 			e.HasFiles = len(m.Files) > 0
+			e.Files = filesOf(m.Files)
 		}
 		e.HasFiles = e.HasFiles || in.SubType == "file_share"
 	case *slackevents.AppMentionEvent:
 		e.Type, e.Channel = "app_mention", in.Channel
 		e.User, e.BotID, e.Text, e.TS, e.ThreadTS = in.User, in.BotID, in.Text, in.TimeStamp, in.ThreadTimeStamp
 		e.Edited, e.HasFiles = in.Edited != nil, len(in.Files) > 0
+		e.Files = filesOf(in.Files)
 	default:
 		return Event{}, false
 	}
@@ -495,6 +503,13 @@ func (c *Channel) handle(ctx context.Context, api slackevents.EventsAPIEvent) er
 	}
 	switch d.Action {
 	case Accept:
+		if len(d.Files) > 0 {
+			text, answered, err := c.acceptFiles(ctx, d)
+			if err != nil || answered {
+				return err
+			}
+			d.Text = text
+		}
 		_, dup, err := c.cfg.Store.Accept(ctx, d.Chat, d.Text, d.ClientID())
 		if errors.Is(err, store.ErrConflict) {
 			dup, err = true, nil // the same ts with another text: Slack's copy of a message already taken in
@@ -723,7 +738,11 @@ func Parts(d store.ChannelDelivery) []string {
 	case events.DeadLetter:
 		parts = Split(telegram.DeadLetterText(d.Text), MaxPartLen)
 	default:
-		parts = Split(d.Text, MaxPartLen)
+		text, files := channel.FileMarkers(d.Text)
+		if strings.TrimSpace(text) == "" && len(files) > 0 {
+			return nil // only files: no text part
+		}
+		parts = Split(text, MaxPartLen)
 	}
 	if len(parts) == 0 {
 		parts = []string{"(empty reply)"}
@@ -784,7 +803,7 @@ func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(str
 			return err
 		}
 	}
-	return nil
+	return sender{c}.sendFiles(ctx, d.ChatID, ch, root, Files(d), len(parts), d.Sent, sent)
 }
 
 // turn finds where d answers: the thread of the last message of its turn

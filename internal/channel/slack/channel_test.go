@@ -32,7 +32,8 @@ type rig struct {
 	perms *permission.Broker
 	reply func(text string) string
 	wake  chan string
-	until func() time.Time // the role's deadline (nil: none)
+	tweak func(*slack.Config) // changes the channel's configuration (files_test.go)
+	until func() time.Time    // the role's deadline (nil: none)
 }
 
 const (
@@ -73,11 +74,15 @@ func newRigUntil(t *testing.T, reply func(string) string, until func() time.Time
 }
 
 func (r *rig) start() {
-	ch, err := slack.New(slack.Config{
+	cfg := slack.Config{
 		Name: "slack", BotToken: r.fake.BotToken(), AppToken: r.fake.AppToken(), APIURL: r.fake.APIURL(),
 		Allow: []string{ann, bob}, Store: r.st, Log: testLog(), Accepted: func(chat string) { r.wake <- chat }, Control: r.ctl,
 		Permissions: r.perms, Until: r.until,
-	})
+	}
+	if r.tweak != nil {
+		r.tweak(&cfg)
+	}
+	ch, err := slack.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -38,6 +38,7 @@ type Event struct {
 	ThreadTS    string // the thread's parent, for a reply in a thread
 	Edited      bool
 	HasFiles    bool
+	Files       []FileRef // the files to take in (those Slack hosts)
 }
 
 // Bot is the bot as Intake needs it (from auth.test).
@@ -78,6 +79,9 @@ type Intent struct {
 	// conversation).
 	Root    string
 	Command string // Action Command: its name, without a slash
+	// Files are the files of an accepted message, saved into the chat's
+	// inbox before Text is queued (the channel adds a line naming each).
+	Files []FileRef
 }
 
 // ClientID is the message's key in its chat: the same message reaches the
@@ -139,6 +143,10 @@ func Intake(ev Event, bot Bot, allow map[string]bool, ownThread func(channel, ro
 		d.Action, d.Command = Command, cmd
 		return d
 	}
+	if len(ev.Files) > 0 {
+		d.Action, d.Text, d.Files = Accept, text, ev.Files
+		return d
+	}
 	if ev.HasFiles || strings.TrimSpace(text) == "" {
 		d.Action = Unsupported
 		return d
@@ -197,5 +205,6 @@ func RefusalText(user string) string {
 		"; the bot's owner can add it (channels[].allow)."
 }
 
-// UnsupportedText answers a message with nothing dispatch reads yet.
+// UnsupportedText answers a message with nothing dispatch reads (no text,
+// or files where the channel has no folders).
 const UnsupportedText = "I can read only text messages for now."

@@ -1,6 +1,9 @@
 package slack
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestIntake(t *testing.T) {
 	bot := Bot{UserID: "UBOT", BotID: "BBOT"}
@@ -55,12 +58,20 @@ func TestIntake(t *testing.T) {
 		{"/STOP", dm(" /STOP "), Intent{Action: Command, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", TS: "200.1", Command: CmdStop}},
 		{"bare word without mention is text", dm("status"), Intent{Action: Accept, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", Text: "status", TS: "200.1"}},
 		{"other slash words are text", dm("/deploy now"), Intent{Action: Accept, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", Text: "/deploy now", TS: "200.1"}},
-		{"files", with(dm("see this"), func(e *Event) { e.Subtype, e.HasFiles = "file_share", true }),
+		{"files Slack does not host", with(dm("see this"), func(e *Event) { e.Subtype, e.HasFiles = "file_share", true }),
 			Intent{Action: Unsupported, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", TS: "200.1"}},
+		{"files", with(dm("see this"), func(e *Event) {
+			e.Subtype, e.HasFiles, e.Files = "file_share", true, []FileRef{{ID: "F1", Name: "a.txt", Size: 3}}
+		}),
+			Intent{Action: Accept, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", Text: "see this", TS: "200.1", Files: []FileRef{{ID: "F1", Name: "a.txt", Size: 3}}}},
+		{"files without text", with(dm(""), func(e *Event) { e.Subtype, e.HasFiles, e.Files = "file_share", true, []FileRef{{ID: "F1"}} }),
+			Intent{Action: Accept, Chat: "slack:T1:D1", Channel: "D1", User: "UANN", TS: "200.1", Files: []FileRef{{ID: "F1"}}}},
+		{"a stranger's files", with(dm("x"), func(e *Event) { e.User, e.HasFiles, e.Files = "UEVE", true, []FileRef{{ID: "F1"}} }),
+			Intent{Action: Refuse, Chat: "slack:T1:D1", Channel: "D1", User: "UEVE", TS: "200.1"}},
 		{"a bare mention", ch("<@UBOT>"), Intent{Action: Unsupported, Chat: "slack:T1:C1", Channel: "C1", User: "UANN", TS: "300.1", Root: "300.1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Intake(tc.ev, bot, allow, own); got != tc.want {
+			if got := Intake(tc.ev, bot, allow, own); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
 			}
 		})

@@ -67,9 +67,9 @@ type Config struct {
 	PollTimeout time.Duration
 	// Folders gives each chat's working directory, for attachments in
 	// and files out (nil: neither).
-	Folders Folders
+	Folders channel.Folders
 	// MaxAttachment is the largest attachment taken in (0:
-	// DefaultMaxAttachment).
+	// channel.DefaultMaxAttachment).
 	MaxAttachment int64
 	// Until, if set, is when the channel's right to run ends (by Clock):
 	// the deadline of the cluster role under which it runs, zero when the
@@ -579,7 +579,7 @@ func Parts(d store.ChannelDelivery) ([]string, error) {
 	case "dead_letter":
 		h = html.EscapeString(DeadLetterText(d.Text))
 	default:
-		text, files := FileMarkers(d.Text)
+		text, files := channel.FileMarkers(d.Text)
 		if strings.TrimSpace(text) == "" && len(files) > 0 {
 			return nil, nil // only files: no text part
 		}
@@ -596,7 +596,7 @@ func Files(d store.ChannelDelivery) []string {
 	if d.Kind == "dead_letter" {
 		return nil
 	}
-	_, files := FileMarkers(d.Text)
+	_, files := channel.FileMarkers(d.Text)
 	return files
 }
 

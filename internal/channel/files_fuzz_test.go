@@ -1,4 +1,4 @@
-package telegram_test
+package channel_test
 
 import (
 	"path/filepath"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/dispatchd/dispatch/internal/channel/telegram"
+	"github.com/dispatchd/dispatch/internal/channel"
 )
 
 // FuzzInboxName: whatever name a sender gives a file, the inbox name is one
@@ -17,7 +17,7 @@ func FuzzInboxName(f *testing.F) {
 		f.Add(int64(7), s)
 	}
 	f.Fuzz(func(t *testing.T, update int64, name string) {
-		got := telegram.InboxName("telegram", update, name)
+		got := channel.InboxName("telegram", update, name)
 		rest := strings.TrimPrefix(got, "telegram-")
 		_, safe, ok := strings.Cut(strings.TrimPrefix(rest, "-"), "-")
 		if !ok || safe == "" || len(safe) > 100 || strings.HasPrefix(safe, ".") || strings.HasPrefix(safe, "-") {
