@@ -123,8 +123,7 @@ type Channel struct {
 	lastEv   time.Time
 	connAt   time.Time
 	lastErr  string
-	cancel   context.CancelFunc
-	done     chan struct{}
+	loops    channel.Loops  // its own lock: not under mu
 	bg       sync.WaitGroup // reactions under way
 }
 
@@ -173,33 +172,14 @@ func (c *Channel) Name() string { return c.cfg.Name }
 
 // Start runs the channel (Socket Mode intake and outbox) until Stop.
 func (c *Channel) Start() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancel != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel, c.done = cancel, make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); c.intake(ctx) }()
-	go func() { defer wg.Done(); c.out.Run(ctx) }()
-	go func() { defer wg.Done(); c.follow(ctx) }()
-	done := c.done
-	go func() { wg.Wait(); close(done) }()
+	c.loops.Start(c.intake, c.out.Run, c.follow)
 }
 
 // Stop stops the channel and waits for it.
 func (c *Channel) Stop() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.cancel = nil
-	c.mu.Unlock()
-	if cancel == nil {
+	if !c.loops.Stop() {
 		return
 	}
-	cancel()
-	<-done
 	c.bg.Wait()
 }
 

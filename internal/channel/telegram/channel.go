@@ -112,9 +112,8 @@ type Channel struct {
 	lastPoll time.Time           // the last getUpdates answered
 	lastUpd  time.Time           // the last update taken in
 	lastErr  string
-	conflict bool // lastErr is a 409 Conflict: another poller
-	cancel   context.CancelFunc
-	done     chan struct{}
+	conflict bool          // lastErr is a 409 Conflict: another poller
+	loops    channel.Loops // its own lock: not under mu
 }
 
 // New makes a channel; Start runs it.
@@ -160,34 +159,12 @@ func (c *Channel) Name() string { return c.cfg.Name }
 
 // Start runs the channel (intake, outbox, typing) until Stop.
 func (c *Channel) Start() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancel != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel, c.done = cancel, make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(4)
-	go func() { defer wg.Done(); c.progressLoop(ctx) }()
-	go func() { defer wg.Done(); c.intake(ctx) }()
-	go func() { defer wg.Done(); c.out.Run(ctx) }()
-	go func() { defer wg.Done(); c.typingLoop(ctx) }()
-	done := c.done
-	go func() { wg.Wait(); close(done) }()
+	c.loops.Start(c.progressLoop, c.intake, c.out.Run, c.typingLoop)
 }
 
 // Stop stops the channel and waits for it.
 func (c *Channel) Stop() {
-	c.mu.Lock()
-	cancel, done := c.cancel, c.done
-	c.cancel = nil
-	c.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
+	c.loops.Stop()
 }
 
 // Status is the channel at a glance.
