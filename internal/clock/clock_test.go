@@ -63,3 +63,23 @@ func TestWaitNextIgnoresTimersFurtherOff(t *testing.T) {
 		t.Fatal("WaitNext returned with only a far timer armed")
 	}
 }
+
+// TestSleep: the whole wait passes on the clock (true), or the context
+// ends it first (false).
+func TestSleep(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	done := make(chan bool, 1)
+	go func() { done <- Sleep(context.Background(), f, time.Minute) }()
+	if err := f.BlockUntil(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Advance(time.Minute)
+	if !<-done {
+		t.Fatal("Sleep reported false after its whole wait")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, f, time.Minute) {
+		t.Fatal("Sleep reported true with its context ended")
+	}
+}

@@ -399,14 +399,7 @@ func (l *loop) logFired(f store.Fired) {
 }
 
 func (l *loop) sleep(ctx context.Context, d time.Duration) bool {
-	t := l.cfg.Clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
+	return clock.Sleep(ctx, l.cfg.Clock, d)
 }
 
 // backoff is the delay before attempt n+1 after n failed ones.

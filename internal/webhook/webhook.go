@@ -756,12 +756,7 @@ func (d *dispatcher) giveUp(ctx context.Context, row *store.OutboxRow, why strin
 
 // sleep waits d on the manager's clock, or until ctx ends.
 func (d *dispatcher) sleep(ctx context.Context, wait time.Duration) {
-	t := d.m.clk.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C():
-	}
+	clock.Sleep(ctx, d.m.clk, wait)
 }
 
 func (d *dispatcher) count(outcome, why string) {

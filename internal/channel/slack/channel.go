@@ -236,14 +236,7 @@ const roleRecheck = 250 * time.Millisecond
 
 // sleep waits d or until ctx ends.
 func (c *Channel) sleep(ctx context.Context, d time.Duration) bool {
-	t := c.cfg.Clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
+	return clock.Sleep(ctx, c.cfg.Clock, d)
 }
 
 // intake learns who the bot is, then keeps a Socket Mode connection and

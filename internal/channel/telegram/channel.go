@@ -220,14 +220,7 @@ func (c *Channel) heldFor() (left time.Duration, ok bool) {
 
 // sleep waits d or until ctx ends.
 func (c *Channel) sleep(ctx context.Context, d time.Duration) bool {
-	t := c.cfg.Clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C():
-		return true
-	}
+	return clock.Sleep(ctx, c.cfg.Clock, d)
 }
 
 // intake long-polls getUpdates and accepts each update exactly once.
