@@ -55,7 +55,7 @@ func TestBenchTelegram(t *testing.T) {
 	for i := range chats {
 		allow = append(allow, first+int64(i))
 	}
-	r := newRigWith(t, func(text string) string {
+	r := newRig(t, func(text string) string {
 		now := time.Now()
 		mu.Lock()
 		claimed[text] = now

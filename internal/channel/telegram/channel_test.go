@@ -38,11 +38,6 @@ type rig struct {
 
 func newRig(t *testing.T, reply func(string) string, opts ...func(*telegram.Config)) *rig {
 	t.Helper()
-	return newRigWith(t, reply, opts...)
-}
-
-func newRigWith(t *testing.T, reply func(string) string, opts ...func(*telegram.Config)) *rig {
-	t.Helper()
 	fake := faketelegram.New()
 	if err := fake.Start("127.0.0.1:0"); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func (f folders) ChatDir(chat string) (string, error) {
 // attachment limit.
 func filesRig(t *testing.T, reply func(string) string, limit int64) (*rig, string) {
 	base := filepath.Join(t.TempDir(), "work")
-	r := newRigWith(t, reply, func(c *telegram.Config) {
+	r := newRig(t, reply, func(c *telegram.Config) {
 		c.Folders, c.MaxAttachment = folders{base}, limit
 	})
 	return r, filepath.Join(base, safename.Of("tg:42"))
