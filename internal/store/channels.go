@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/dispatchd/dispatch/internal/events"
 )
 
@@ -135,7 +133,7 @@ func (s *Store[T]) AcceptFromChannel(ctx context.Context, channel string, next i
 	if chatID == "" || channel == "" || clientID == "" {
 		return "", false, errors.New("store: accept from channel: empty chat, channel or client id")
 	}
-	newID := uuid.NewString()
+	newID := NewMessageID()
 	now := Nanos(s.clk.Now())
 	m := NewMessage{ID: newID, ChatID: chatID, Text: text, ClientID: clientID, At: now}
 	err = s.write(ctx, false, func(ctx context.Context, tx T) error {

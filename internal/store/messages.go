@@ -114,7 +114,7 @@ const PurgeChunk = 2000
 // client's resend is idempotent), unless its text differs, which is
 // ErrConflict. The same clientID in another chat is another message.
 func (s *Store[T]) Accept(ctx context.Context, chatID, text, clientID string) (id string, dup bool, err error) {
-	return s.AcceptID(ctx, chatID, text, clientID, uuid.NewString())
+	return s.AcceptID(ctx, chatID, text, clientID, NewMessageID())
 }
 
 // AcceptID is Accept with the new message's id given (for tests that name
@@ -267,6 +267,20 @@ func (s *Store[T]) Complete(ctx context.Context, ids []string, reply string) err
 		return fmt.Errorf("store: complete %d messages: %w", len(ids), err)
 	}
 	return nil
+}
+
+// NewMessageID makes a message's id: a version 7 UUID, whose leading bits
+// are the time (and, within a millisecond, a counter), so the ids of
+// messages accepted one after another sort in that order. Each new id then
+// lands at the end of the id index, on the page the previous one dirtied,
+// where a random (version 4) id dirtied a page of its own: about four of a
+// group commit's 18 pages. The 74 bits after the time are random.
+func NewMessageID() string {
+	id, err := uuid.NewV7()
+	if err != nil { // the system's random source failed
+		return uuid.NewString()
+	}
+	return id.String()
 }
 
 // NewTurnID makes a turn's id.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/dispatchd/dispatch/internal/schedule"
 )
 
@@ -232,7 +230,7 @@ func (s *Store[T]) FireSchedule(ctx context.Context, id string, now time.Time, w
 			}
 		}
 		for _, f := range p.Fire {
-			m := NewMessage{ID: uuid.NewString(), ChatID: r.ChatID, Text: r.Text,
+			m := NewMessage{ID: NewMessageID(), ChatID: r.ChatID, Text: r.Text,
 				ClientID: schedule.ClientID(r.ID, f.At), At: at}
 			mid, dup, err := acceptInTx(ctx, tx, m)
 			if err != nil {
