@@ -86,6 +86,7 @@ broke, and with --check 1 when a target is missed.`,
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the measured phases here (implies --in-process)")
 	f.StringVar(&o.MutexProfile, "mutexprofile", "", "write a mutex contention profile of the measured phases here (implies --in-process)")
 	f.StringVar(&o.BlockProfile, "blockprofile", "", "write a blocking profile of the measured phases here (implies --in-process)")
+	f.StringVar(&o.Trace, "trace", "", "write an execution trace of the measured phases here, for go tool trace (implies --in-process)")
 	f.StringVar(&o.StoreDSN, "store-dsn", "", "start the daemon on this PostgreSQL database instead of SQLite")
 	f.IntVar(&o.Chats, "chats", 0, "spread the throughput phase's messages over this many fresh chats (0: one chat per client)")
 	f.IntVar(&o.Clients, "clients", 8, "concurrent clients (throughput and session creation)")

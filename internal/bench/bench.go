@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"sync"
@@ -58,6 +59,9 @@ type Options struct {
 	// and blocking profiles of the measured phases (in process).
 	MutexProfile string
 	BlockProfile string
+	// Trace, when set, writes an execution trace of the measured phases
+	// (in process): where each goroutine waited, for how long, on what.
+	Trace string
 	// StoreDSN, when set, puts the started daemon's store on this
 	// PostgreSQL database instead of SQLite in its state dir.
 	StoreDSN string
@@ -127,7 +131,10 @@ func (o *Options) defaults() error {
 	if o.Socket != "" && o.StoreDSN != "" {
 		return errors.New("--store-dsn configures a daemon the bench starts; with --socket the running daemon's config decides")
 	}
-	if o.CPUProfile != "" || o.MutexProfile != "" || o.BlockProfile != "" {
+	if o.Socket != "" && o.Trace != "" {
+		return errors.New("--trace traces an in-process daemon; it cannot trace one behind --socket")
+	}
+	if o.CPUProfile != "" || o.MutexProfile != "" || o.BlockProfile != "" || o.Trace != "" {
 		o.InProcess = true
 	}
 	if o.Socket == "" && !o.InProcess && o.Executable == "" {
@@ -315,6 +322,17 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			return nil, err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if o.Trace != "" {
+		f, err := os.Create(o.Trace)
+		if err != nil {
+			return nil, err
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		defer func() { trace.Stop(); f.Close() }()
 	}
 	if o.MutexProfile != "" {
 		prev := runtime.SetMutexProfileFraction(10)
