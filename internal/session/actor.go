@@ -20,6 +20,9 @@ import (
 // loop is the actor. Every state change happens here.
 func (s *Session) loop(a *actor, start bool) {
 	defer close(s.done)
+	// The agent is stopped by then, so nothing reports progress any more;
+	// what it reported is written before the session is done.
+	defer s.progress.wait()
 	if start {
 		s.guard(a, func() { a.startProc(); a.pump() })
 		s.publish(a)

@@ -169,8 +169,13 @@ func (q *progressQueue) run() {
 	}
 }
 
-// wait returns once nothing is queued or being written.
+// wait returns once nothing is queued or being written (at once for a
+// nil queue: progress not kept). The session's loop waits for it before it
+// ends, so the writer never outlives its session.
 func (q *progressQueue) wait() {
+	if q == nil {
+		return
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for q.running {

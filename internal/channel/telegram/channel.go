@@ -112,8 +112,9 @@ type Channel struct {
 	lastPoll time.Time           // the last getUpdates answered
 	lastUpd  time.Time           // the last update taken in
 	lastErr  string
-	conflict bool          // lastErr is a 409 Conflict: another poller
-	loops    channel.Loops // its own lock: not under mu
+	conflict bool           // lastErr is a 409 Conflict: another poller
+	loops    channel.Loops  // its own lock: not under mu
+	bg       sync.WaitGroup // "typing" actions under way
 }
 
 // New makes a channel; Start runs it.
@@ -164,7 +165,10 @@ func (c *Channel) Start() {
 
 // Stop stops the channel and waits for it.
 func (c *Channel) Stop() {
-	c.loops.Stop()
+	if !c.loops.Stop() {
+		return
+	}
+	c.bg.Wait()
 }
 
 // Status is the channel at a glance.
@@ -345,7 +349,7 @@ func (c *Channel) handle(ctx context.Context, u *models.Update) error {
 			c.mu.Lock()
 			c.typing[d.Chat] = c.cfg.Clock.Now()
 			c.mu.Unlock()
-			go c.action(context.WithoutCancel(ctx), d.Chat)
+			c.bg.Go(func() { c.action(context.WithoutCancel(ctx), d.Chat) })
 			if c.cfg.Accepted != nil {
 				c.cfg.Accepted(chat)
 			}
@@ -532,7 +536,15 @@ func (c *Channel) typingLoop(ctx context.Context) {
 
 // action shows "typing" in chat once (best effort).
 func (c *Channel) action(ctx context.Context, chat int64) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	limit := 10 * time.Second
+	if c.cfg.Until != nil { // nothing is sent past the role's deadline
+		left, ok := c.heldFor()
+		if !ok {
+			return
+		}
+		limit = min(left, limit)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	_, _ = c.bot.SendChatAction(ctx, &bot.SendChatActionParams{ChatID: chat, Action: models.ChatActionTyping})
 }
