@@ -41,6 +41,9 @@ type Store interface {
 	Get(ctx context.Context, id string) (store.Message, error)
 	ByClient(ctx context.Context, chatID, clientID string) (id string, ok bool, err error)
 	EventsBySeq(ctx context.Context, seqs []int64) (map[int64]events.Event, error)
+	// List finds a chat's messages still in line (a permission request's
+	// thread after a restart).
+	List(ctx context.Context, f store.Filter) ([]store.Message, error)
 }
 
 // Control is what the in-chat commands do to a chat.

@@ -750,3 +750,36 @@ func TestPermissionAcrossRestart(t *testing.T) {
 		return false
 	})
 }
+
+// TestPermissionAfterRestartInThread: a channel started again (a restart,
+// or the role taken over by another node) knows no thread yet, so the
+// request of the turn in flight goes to the thread of that turn's message,
+// found in the store, not to the conversation.
+func TestPermissionAfterRestartInThread(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, func(s string) string {
+		if strings.Contains(s, "deploy") {
+			<-release // in flight until the request is shown
+		}
+		return s
+	})
+	defer close(release)
+	p := r.post(fakeslack.Incoming{User: ann, Channel: "C0TEAM", Text: "deploy", Mention: true})
+	chat := slack.ChatID(r.fake.TeamID(), "C0TEAM")
+	r.waitFor("the message in flight", func() bool {
+		ms, err := r.db.List(context.Background(), store.Filter{ChatID: chat, State: store.Inflight})
+		return err == nil && len(ms) == 1
+	})
+	r.restart()
+	ctx, cancel := context.WithCancel(context.Background())
+	asked := make(chan struct{})
+	go func() {
+		defer close(asked)
+		_, _ = r.perms.Ask(ctx, chat, permission.Question{Tool: "Bash", Summary: "touch x"})
+	}()
+	defer func() { cancel(); <-asked }()
+	ask := r.botMessages("C0TEAM", 1)[0]
+	if ask.ThreadTS != p.TS || !strings.Contains(ask.Text, "Bash: touch x") {
+		t.Fatalf("the request after the restart: thread %q, text %q; want thread %s", ask.ThreadTS, ask.Text, p.TS)
+	}
+}

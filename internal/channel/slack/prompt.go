@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/dispatchd/dispatch/internal/channel"
 	"github.com/dispatchd/dispatch/internal/permission"
+	"github.com/dispatchd/dispatch/internal/store"
 )
 
 // Permission requests as Block Kit buttons, delivered by the outbox
@@ -57,8 +59,10 @@ func closedMessage(p channel.Prompt) (string, []slackapi.Block) {
 }
 
 // SendPrompt shows p in chat with its buttons (channel.PromptSender), in
-// the thread of the chat's last message taken in since the start (after
-// a restart, before any new message, in the conversation itself).
+// the thread of the chat's last message taken in; after a restart, before
+// any new message, in the thread of the newest of the chat's messages
+// still in line (the turn that asks has its messages in flight), and only
+// when none is, in the conversation itself.
 func (s sender) SendPrompt(ctx context.Context, chat string, p channel.Prompt) (string, error) {
 	c := s.c
 	_, ch, ok := ParseChatID(chat)
@@ -73,7 +77,13 @@ func (s sender) SendPrompt(ctx context.Context, chat string, p channel.Prompt) (
 		return "", channel.Permanent(err)
 	}
 	opts := []slackapi.MsgOption{slackapi.MsgOptionText(text, false), slackapi.MsgOptionBlocks(blocks...)}
-	if root := c.rootOf(chat); root != "" {
+	root := c.rootOf(chat)
+	if root == "" {
+		if root, err = c.liveRoot(ctx, chat); err != nil {
+			return "", err // the store's: retried
+		}
+	}
+	if root != "" {
 		opts = append(opts, slackapi.MsgOptionTS(root))
 	}
 	_, ts, err := c.api.PostMessageContext(ctx, ch, opts...)
@@ -81,6 +91,21 @@ func (s sender) SendPrompt(ctx context.Context, chat string, p channel.Prompt) (
 		return "", c.classify(methodPost, ch, err)
 	}
 	return ts, nil
+}
+
+// liveRoot is the thread of the newest of chat's messages still in line
+// (pending, in flight or dead-lettered), "" when none came from Slack.
+func (c *Channel) liveRoot(ctx context.Context, chat string) (string, error) {
+	ms, err := c.cfg.Store.List(ctx, store.Filter{ChatID: chat})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range slices.Backward(ms) {
+		if root, _, ok := ParseClientID(m.ClientID); ok {
+			return root, nil
+		}
+	}
+	return "", nil
 }
 
 // ClosePrompt replaces the buttons of message ts with p's decision
