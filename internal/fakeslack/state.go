@@ -374,11 +374,16 @@ func (s *Server) ClearRateLimits() {
 }
 
 // FailNext answers the next n calls of method with {"ok":false,"error":code}.
-func (s *Server) FailNext(method string, n int, code string) {
+func (s *Server) FailNext(method string, n int, code string) { s.FailAfter(method, 0, n, code) }
+
+// FailAfter lets the next skip calls of method through, then answers the
+// n after them with {"ok":false,"error":code} (the second file of a
+// message refused, say).
+func (s *Server) FailAfter(method string, skip, n int, code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if n > 0 {
-		s.failures = append(s.failures, &failure{method: method, left: n, code: code})
+		s.failures = append(s.failures, &failure{method: method, skip: skip, left: n, code: code})
 	}
 }
 
@@ -391,6 +396,7 @@ type limit struct {
 
 type failure struct {
 	method string
+	skip   int // calls still let through before the failures
 	left   int
 	code   string
 }
@@ -424,6 +430,10 @@ func (s *Server) injected(method string) *apiError {
 	}
 	for i, f := range s.failures {
 		if f.method == method {
+			if f.skip > 0 {
+				f.skip--
+				continue
+			}
 			f.left--
 			if f.left <= 0 {
 				s.failures = slices.Delete(s.failures, i, i+1)

@@ -118,16 +118,27 @@ func (c *Channel) attach(ctx context.Context, d Intent) (string, error) {
 	}
 	defer inbox.Close()
 	text := d.Text
+	var names []string // this message's files saved so far
 	for _, f := range d.Files {
 		name := channel.InboxNameKey(c.cfg.Name, d.TS+"-"+f.ID, f.Name)
 		rel := channel.InboxDir + "/" + name
-		if done, err := channel.Saved(inbox, name); err != nil {
-			return "", &refusal{channel.SaveFailedText(err.Error())}
+		done, err := channel.Saved(inbox, name)
+		if err != nil {
+			err = &refusal{channel.SaveFailedText(err.Error())}
 		} else if !done {
-			if err := c.download(ctx, inbox, name, f.ID, limit); err != nil {
-				return "", err
-			}
+			err = c.download(ctx, inbox, name, f.ID, limit)
 		}
+		if err != nil {
+			// Refused: nothing is queued, so the files saved for it go
+			// too. (Any other error is retried, and the retry finds them.)
+			if r := (*refusal)(nil); errors.As(err, &r) {
+				for _, n := range names {
+					_ = inbox.Remove(n)
+				}
+			}
+			return "", err
+		}
+		names = append(names, name)
 		text = channel.AttachedText(text, rel)
 	}
 	return text, nil

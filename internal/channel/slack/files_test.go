@@ -198,3 +198,32 @@ func TestFilesOutResume(t *testing.T) {
 		t.Fatalf("messages %+v uploads %+v", ms, r.fake.Uploads())
 	}
 }
+
+// TestFilesInLaterRefusal: when a later file of a message is refused
+// (Slack will not hand it over), the answer says so, nothing is queued,
+// and the files saved for that message before it are removed.
+func TestFilesInLaterRefusal(t *testing.T) {
+	r, base := newFilesRig(t, echo, 0)
+	r.fake.FailAfter("files.info", 1, 1, "file_deleted")
+	p := r.post(fakeslack.Incoming{User: ann, Text: "two", Files: []fakeslack.FileIn{
+		{Name: "first.txt", Data: []byte("first")}, {Name: "second.txt", Data: []byte("second")}}})
+	chat := slack.ChatID(r.fake.TeamID(), p.Channel)
+	msgs := r.botMessages(p.Channel, 1)
+	if !strings.Contains(msgs[0].Text, "file_deleted") {
+		t.Fatalf("answer %q", msgs[0].Text)
+	}
+	r.waitFor("the acknowledgement", func() bool {
+		e, _ := r.fake.Envelope(p.Envelopes[0])
+		return e.Acked
+	})
+	if ms := r.messages(chat); len(ms) != 0 {
+		t.Fatalf("stored %+v", ms)
+	}
+	if es := inbox(t, base, chat); len(es) != 0 {
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("inbox keeps %v", names)
+	}
+}
