@@ -11,6 +11,9 @@ type Metrics struct {
 	Deliveries *prometheus.CounterVec // channel, result
 	// Connected is 1 while the platform answers the channel's polls.
 	Connected *prometheus.GaugeVec // channel
+	// Conflicts counts polls the platform refused because another client
+	// uses the same bot (Telegram's 409 Conflict).
+	Conflicts *prometheus.CounterVec // channel
 }
 
 // Update outcomes and delivery results (label values).
@@ -45,9 +48,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dispatch_channel_connected",
 			Help: "1 while the platform answers the channel's polls.",
 		}, []string{"channel"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatch_channel_conflicts_total",
+			Help: "Polls the platform refused because another client uses the same bot (Telegram's 409 Conflict).",
+		}, []string{"channel"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Updates, m.Deliveries, m.Connected)
+		reg.MustRegister(m.Updates, m.Deliveries, m.Connected, m.Conflicts)
 	}
 	return m
 }
@@ -64,6 +71,14 @@ func (m *Metrics) Init(channel string) {
 		m.Deliveries.WithLabelValues(channel, r)
 	}
 	m.Connected.WithLabelValues(channel).Set(0)
+	m.Conflicts.WithLabelValues(channel)
+}
+
+// Conflict counts a poll refused because another client uses the bot.
+func (m *Metrics) Conflict(channel string) {
+	if m != nil {
+		m.Conflicts.WithLabelValues(channel).Inc()
+	}
 }
 
 // Update counts an update taken in.

@@ -195,6 +195,9 @@ func (c *Channel) setErr(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.conflict = errors.As(err, new(*ConflictError))
+	if c.conflict {
+		c.cfg.Metrics.Conflict(c.cfg.Name)
+	}
 	if err == nil {
 		c.lastErr, c.lastPoll = "", c.cfg.Clock.Now()
 	} else {

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dispatchd/dispatch/internal/channel"
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/faketelegram"
@@ -110,7 +113,8 @@ func TestNothingSentPastTheRoleDeadline(t *testing.T) {
 // reports it (not connected, conflict) and backs off, and is connected
 // again once the other poller is gone.
 func TestSecondPollerIsAConflict(t *testing.T) {
-	r := newRig(t, echo)
+	m := channel.NewMetrics(nil)
+	r := newRig(t, echo, func(c *telegram.Config) { c.Metrics = m })
 	waitStatus(t, r.ch, func(s telegram.Status) bool { return s.Connected }, "connected")
 	waitPolling(t, r.fake)
 	q := url.Values{"timeout": {"3"}}
@@ -122,6 +126,9 @@ func TestSecondPollerIsAConflict(t *testing.T) {
 	waitStatus(t, r.ch, func(s telegram.Status) bool {
 		return s.Conflict && !s.Connected && strings.Contains(s.Error, "another poller") && strings.Contains(s.Error, "409")
 	}, "the conflict reported")
+	if n := testutil.ToFloat64(m.Conflicts.WithLabelValues("telegram")); n < 1 {
+		t.Fatalf("dispatch_channel_conflicts_total = %v, want at least 1", n)
+	}
 	waitStatus(t, r.ch, func(s telegram.Status) bool { return s.Connected && !s.Conflict && s.Error == "" }, "connected again")
 }
 
