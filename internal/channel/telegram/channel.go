@@ -41,6 +41,10 @@ type Store interface {
 	channel.Store
 	AcceptFromChannel(ctx context.Context, channel string, next int64, chatID, text, clientID string) (id string, dup bool, err error)
 	ChannelAdvance(ctx context.Context, channel string, next int64) error
+	// List and OpenRequests find the chats whose turn runs when the
+	// channel starts (typing shown again after a restart or a takeover).
+	List(ctx context.Context, f store.Filter) ([]store.Message, error)
+	OpenRequests(ctx context.Context, chat string) ([]permission.Request, error)
 }
 
 // Config configures a Channel.
@@ -519,6 +523,9 @@ func (c *Channel) enqueued(d store.ChannelDelivery) {
 
 // typingLoop renews "typing" in every chat whose turn runs.
 func (c *Channel) typingLoop(ctx context.Context) {
+	for _, id := range c.resumeTyping(ctx) {
+		c.action(ctx, id)
+	}
 	for c.sleep(ctx, TypingEvery) {
 		now := c.cfg.Clock.Now()
 		c.mu.Lock()
@@ -535,6 +542,41 @@ func (c *Channel) typingLoop(ctx context.Context) {
 			c.action(ctx, id)
 		}
 	}
+}
+
+// resumeTyping marks the chats whose turn was running when the channel
+// started (a restart, or the role taken over from another node): those
+// with messages in flight and no permission request waiting for a person.
+// What happened before the start was told to the channel that ran then,
+// so without this their "typing" would be gone until the reply. It
+// returns the chats it marked.
+func (c *Channel) resumeTyping(ctx context.Context) (marked []int64) {
+	ms, err := c.cfg.Store.List(ctx, store.Filter{State: store.Inflight})
+	if err != nil {
+		c.cfg.Log.Warn("telegram: could not find the turns running (no typing shown for them)", "channel", c.cfg.Name, "err", err)
+		return nil
+	}
+	running := map[int64]bool{}
+	for _, m := range ms {
+		id, ok := ParseChatID(m.ChatID)
+		if !ok || running[id] {
+			continue
+		}
+		if open, err := c.cfg.Store.OpenRequests(ctx, m.ChatID); err != nil || len(open) > 0 {
+			continue // waiting for a person (or unknown): no typing
+		}
+		running[id] = true
+	}
+	now := c.cfg.Clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range running {
+		if _, set := c.typing[id]; !set {
+			c.typing[id] = now
+			marked = append(marked, id)
+		}
+	}
+	return marked
 }
 
 // action shows "typing" in chat once (best effort).

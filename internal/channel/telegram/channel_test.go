@@ -13,6 +13,7 @@ import (
 	"github.com/dispatchd/dispatch/internal/channel/telegram"
 	"github.com/dispatchd/dispatch/internal/clock"
 	"github.com/dispatchd/dispatch/internal/faketelegram"
+	"github.com/dispatchd/dispatch/internal/permission"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 )
@@ -391,5 +392,63 @@ func TestFakeDownAndBack(t *testing.T) {
 	}
 	if ms := r.messages("tg:42"); len(ms) != 4 {
 		t.Fatalf("%d messages stored for 4 updates", len(ms))
+	}
+}
+
+// A channel started again while a chat's turn runs (a restart, or the
+// role taken over from another node) shows "typing" there at once, as the
+// channel before it did; a chat whose turn waits for a person's decision
+// gets none.
+func TestTypingResumedAfterRestart(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, func(s string) string {
+		if s == "work" {
+			<-release
+		}
+		return echo(s)
+	})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the rig's own clean-up, which waits for the agent
+	ctx := context.Background()
+	r.send(faketelegram.Incoming{From: ann, Text: "work"})
+	waitFor(t, "the message in flight", func() bool {
+		ms, err := r.st.List(ctx, store.Filter{ChatID: "tg:42", State: store.Inflight})
+		return err == nil && len(ms) == 1
+	})
+	// Bob's turn (the agent is busy with Ann's: it is claimed here) waits
+	// for his decision.
+	r.send(faketelegram.Incoming{From: bob, Text: "asks"})
+	waitFor(t, "bob's message", func() bool { return len(r.messages("tg:43")) == 1 })
+	if b, _, err := r.st.Claim(ctx, "tg:43", 1); err != nil || len(b) != 1 {
+		t.Fatalf("claim: %v %v", b, err)
+	}
+	if err := r.st.CreateRequest(ctx, permission.Request{ID: "p1", ChatID: "tg:43", Tool: "Bash",
+		CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	r.ch.Stop()
+	before, before43 := len(r.fake.ChatActions(42)), len(r.fake.ChatActions(43))
+	if before43 == 0 {
+		t.Fatal("bob's chat never showed typing: the check below would prove nothing")
+	}
+	r.start()
+	waitFor(t, "typing again", func() bool { return len(r.fake.ChatActions(42)) > before })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(r.fake.ChatActions(43)); n != before43 {
+		t.Fatalf("typing shown in a chat waiting for a decision (%d actions, %d before)", n, before43)
+	}
+	free()
+	r.waitSent(42, 1)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
