@@ -237,6 +237,32 @@ func (b *browser) must(what string, actions ...chromedp.Action) {
 	}
 }
 
+// clickUntil clicks the element sel in one script run (finding it and
+// clicking it together, so a redraw of the list between the two cannot
+// swallow the click) and clicks again while cond (a JavaScript expression)
+// does not hold within 2 s, until timeout. For clicks that are harmless
+// to repeat (opening a chat), not toggles.
+func (b *browser) clickUntil(sel, cond string, timeout time.Duration, what string) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	click := `(() => { const e = document.querySelector(` + jsString(sel) + `); if (e) e.click(); return !!e })()`
+	for {
+		var found bool
+		_ = b.eval(click, &found)
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+			var ok bool
+			if err := b.eval("!!("+cond+")", &ok); err == nil && ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			var body string
+			_ = b.eval("document.body ? document.body.innerText.slice(0, 3000) : ''", &body)
+			b.t.Fatalf("timed out after %s clicking %s for %s (found: %v); the page says:\n%s", timeout, sel, what, found, body)
+		}
+	}
+}
+
 // eval evaluates a JavaScript expression (awaiting a promise) into out.
 func (b *browser) eval(expr string, out any) error {
 	return b.run(10*time.Second, chromedp.Evaluate(expr, out, func(p *runtime.EvaluateParams) *runtime.EvaluateParams {
