@@ -312,27 +312,19 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		rep.Warnings = append(rep.Warnings, err.Error())
 	}
 
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
+	for _, rec := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{o.CPUProfile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {o.Trace, trace.Start, trace.Stop}} {
+		if rec.path == "" {
+			continue
+		}
+		stop, err := record(rec.path, rec.start, rec.stop)
 		if err != nil {
 			return nil, err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return nil, err
-		}
-		defer func() { pprof.StopCPUProfile(); f.Close() }()
-	}
-	if o.Trace != "" {
-		f, err := os.Create(o.Trace)
-		if err != nil {
-			return nil, err
-		}
-		if err := trace.Start(f); err != nil {
-			f.Close()
-			return nil, err
-		}
-		defer func() { trace.Stop(); f.Close() }()
+		defer stop()
 	}
 	if o.MutexProfile != "" {
 		prev := runtime.SetMutexProfileFraction(10)
@@ -742,6 +734,20 @@ func figures(rep *Report) []Figure {
 		atLeast("webhook deliveries to a loopback receiver", "/s",
 			wh.PerSec, TargetWebhookRPS, rep.Webhooks != nil),
 	}
+}
+
+// record starts a recording (a CPU profile, an execution trace) into a
+// new file at path; the function it returns stops it and closes the file.
+func record(path string, start func(io.Writer) error, stop func()) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { stop(); f.Close() }, nil
 }
 
 // writeProfile writes the named runtime profile to path, keeping the first
