@@ -60,9 +60,9 @@ func closedMessage(p channel.Prompt) (string, []slackapi.Block) {
 
 // SendPrompt shows p in chat with its buttons (channel.PromptSender), in
 // the thread of the chat's last message taken in; after a restart, before
-// any new message, in the thread of the newest of the chat's messages
-// still in line (the turn that asks has its messages in flight), and only
-// when none is, in the conversation itself.
+// any new message, in the thread of the newest of the chat's messages in
+// flight (the turn that asks) or else still in line, and only when none
+// is, in the conversation itself.
 func (s sender) SendPrompt(ctx context.Context, chat string, p channel.Prompt) (string, error) {
 	c := s.c
 	_, ch, ok := ParseChatID(chat)
@@ -93,16 +93,19 @@ func (s sender) SendPrompt(ctx context.Context, chat string, p channel.Prompt) (
 	return ts, nil
 }
 
-// liveRoot is the thread of the newest of chat's messages still in line
-// (pending, in flight or dead-lettered), "" when none came from Slack.
+// liveRoot is the thread of the newest of chat's messages in flight (the
+// turn that asks), else of those still in line (pending or
+// dead-lettered); "" when none came from Slack.
 func (c *Channel) liveRoot(ctx context.Context, chat string) (string, error) {
-	ms, err := c.cfg.Store.List(ctx, store.Filter{ChatID: chat})
-	if err != nil {
-		return "", err
-	}
-	for _, m := range slices.Backward(ms) {
-		if root, _, ok := ParseClientID(m.ClientID); ok {
-			return root, nil
+	for _, state := range []store.State{store.Inflight, ""} {
+		ms, err := c.cfg.Store.List(ctx, store.Filter{ChatID: chat, State: state})
+		if err != nil {
+			return "", err
+		}
+		for _, m := range slices.Backward(ms) {
+			if root, _, ok := ParseClientID(m.ClientID); ok {
+				return root, nil
+			}
 		}
 	}
 	return "", nil
