@@ -308,6 +308,11 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 				// put down to an outage (uncharged); the probe then proves
 				// the API up, so the next silent turns are the message's
 				// own: charged twice, dead.
+				// Turns of erin's the agent had when the last one was
+				// seen: counted before that turn can start, or a turn that
+				// reached the agent before the count would be waited for
+				// again, and it hangs until the clock moves.
+				seen := 0
 				for try := 0; h.msg(bad).State != store.Dead; try++ {
 					if try == 10 {
 						t.Fatalf("poison not dead after %d silent turns", try)
@@ -315,10 +320,10 @@ func TestPoisonMessageGoesDeadAndChatContinues(t *testing.T) {
 					// wait (through probes and backoffs) until the next
 					// silent turn has reached the agent, then let it be
 					// stuck for longer than a first turn may be
-					turns := len(h.ag.TurnsFor("erin"))
 					h.runUntil("the next silent turn", time.Minute, func() bool {
-						return len(h.ag.TurnsFor("erin")) > turns || h.msg(bad).State == store.Dead
+						return len(h.ag.TurnsFor("erin")) > seen || h.msg(bad).State == store.Dead
 					})
+					seen = len(h.ag.TurnsFor("erin"))
 					if h.msg(bad).State == store.Dead {
 						break
 					}
