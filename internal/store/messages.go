@@ -274,7 +274,8 @@ func (s *Store[T]) Complete(ctx context.Context, ids []string, reply string) err
 // messages accepted one after another sort in that order. Each new id then
 // lands at the end of the id index, on the page the previous one dirtied,
 // where a random (version 4) id dirtied a page of its own: about four of a
-// group commit's 18 pages. The 74 bits after the time are random.
+// group commit's 18 pages. After the time come a 12-bit sequence and 62
+// random bits.
 func NewMessageID() string {
 	id, err := uuid.NewV7()
 	if err != nil { // the system's random source failed
