@@ -736,6 +736,20 @@ var permanentCodes = map[string]bool{
 	"no_text": true, "restricted_action": true, "thread_not_found": true, "cannot_reply_to_message": true,
 }
 
+// classify turns a Web API error into the outbox's kinds: a rate limit
+// holds the chat, a refusal no retry changes gives the delivery up,
+// anything else is retried.
+func (c *Channel) classify(method, ch string, err error) error {
+	if rl := c.hold(method, ch, err); rl != nil {
+		return rl
+	}
+	var se slackapi.SlackErrorResponse
+	if errors.As(err, &se) && permanentCodes[se.Err] {
+		return channel.Permanent(err)
+	}
+	return err
+}
+
 func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(string) error) error {
 	c := s.c
 	_, ch, ok := ParseChatID(d.ChatID)
@@ -767,13 +781,7 @@ func (s sender) Send(ctx context.Context, d store.ChannelDelivery, sent func(str
 			_, ts, err = c.api.PostMessageContext(ctx, ch, append(opts, slackapi.MsgOptionDisableMarkdown())...)
 		}
 		if err != nil {
-			if rl := c.hold(methodPost, ch, err); rl != nil {
-				return rl
-			}
-			if errors.As(err, &se) && permanentCodes[se.Err] {
-				return channel.Permanent(err)
-			}
-			return err
+			return c.classify(methodPost, ch, err)
 		}
 		if err := sent(ts); err != nil {
 			return err

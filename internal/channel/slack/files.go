@@ -234,7 +234,7 @@ func (s sender) sendFile(ctx context.Context, chat, ch, root, path string) (stri
 		}
 		_, ts, err := c.api.PostMessageContext(ctx, ch, opts...)
 		if err != nil {
-			return "", c.sendErr(methodPost, ch, err)
+			return "", c.classify(methodPost, ch, err)
 		}
 		return ts, nil
 	}
@@ -262,20 +262,7 @@ func (s sender) sendFile(ctx context.Context, chat, ch, root, path string) (stri
 		if errors.As(err, &se) && uploadCodes[se.Err] {
 			return note("Slack refused it (" + se.Err + ")")
 		}
-		return "", c.sendErr(methodUpload, ch, err)
+		return "", c.classify(methodUpload, ch, err)
 	}
 	return sum.ID, nil
-}
-
-// sendErr is err of method in ch as the outbox's kinds: rate limited,
-// permanent, or retried.
-func (c *Channel) sendErr(method, ch string, err error) error {
-	if rl := c.hold(method, ch, err); rl != nil {
-		return rl
-	}
-	var se slackapi.SlackErrorResponse
-	if errors.As(err, &se) && permanentCodes[se.Err] {
-		return channel.Permanent(err)
-	}
-	return err
 }

@@ -139,20 +139,6 @@ func (s sender) ClosePrompt(ctx context.Context, chat, ts string, p channel.Prom
 // left to do to.
 var goneCodes = map[string]bool{"message_not_found": true, "cant_update_message": true, "channel_not_found": true, "is_archived": true}
 
-// classify turns a Web API error into the outbox's kinds: a rate limit
-// holds the chat, a refusal no retry changes gives the delivery up,
-// anything else is retried.
-func (c *Channel) classify(method, ch string, err error) error {
-	if rl := c.hold(method, ch, err); rl != nil {
-		return rl
-	}
-	var se slackapi.SlackErrorResponse
-	if errors.As(err, &se) && permanentCodes[se.Err] {
-		return channel.Permanent(err)
-	}
-	return err
-}
-
 // interaction handles a permission button press: a stranger is told,
 // only them, and nothing is decided; a person on the allow list decides
 // through channel.Answer (a request of another chat, or one already
