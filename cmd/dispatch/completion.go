@@ -16,9 +16,10 @@ import (
 
 const completionTimeout = 2 * time.Second
 
-// completeChats completes the chat ids of the daemon's sessions as the
-// positional argument number pos (-1: a flag's value).
-func completeChats(g *globals, pos int) cobra.CompletionFunc {
+// completeFrom completes with what list returns from the running daemon,
+// when the command has exactly pos positional arguments already (-1: a
+// flag's value, any number). No daemon, or a slow one, completes nothing.
+func completeFrom(g *globals, pos int, list func(ctx context.Context, c *client.Client) ([]string, error)) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 		if pos >= 0 && len(args) != pos {
 			return nil, cobra.ShellCompDirectiveNoFileComp
@@ -30,40 +31,42 @@ func completeChats(g *globals, pos int) cobra.CompletionFunc {
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
 		defer cancel()
-		st, err := c.Status(ctx)
+		out, err := list(ctx, c)
 		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		var out []string
-		for _, s := range st.Sessions {
-			out = append(out, cobra.CompletionWithDesc(s.ChatID, s.State))
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
 }
 
+// completeChats completes the chat ids of the daemon's sessions as the
+// positional argument number pos (-1: a flag's value).
+func completeChats(g *globals, pos int) cobra.CompletionFunc {
+	return completeFrom(g, pos, func(ctx context.Context, c *client.Client) ([]string, error) {
+		st, err := c.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, s := range st.Sessions {
+			out = append(out, cobra.CompletionWithDesc(s.ChatID, s.State))
+		}
+		return out, nil
+	})
+}
+
 // completeMessages completes the ids of the daemon's messages in state
 // ("" any), the first page of them.
 func completeMessages(g *globals, state string) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		if len(args) != 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := connect(g, completionTimeout, 0)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
-		defer cancel()
+	return completeFrom(g, 0, func(ctx context.Context, c *client.Client) ([]string, error) {
 		page, err := c.QueuePage(ctx, client.QueueFilter{State: state}, "", wire.MaxQueuePage)
 		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+			return nil, err
 		}
 		var out []string
 		for _, m := range page.Messages {
 			out = append(out, cobra.CompletionWithDesc(m.ID, m.ChatID+" "+m.State))
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return out, nil
+	})
 }

@@ -338,27 +338,17 @@ func scheduleIDCmd(g *globals, op, short, example string) *cobra.Command {
 
 // completeSchedules completes the ids of the daemon's schedules.
 func completeSchedules(g *globals) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
-		if len(args) != 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := connect(g, completionTimeout, 0)
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), completionTimeout)
-		defer cancel()
+	return completeFrom(g, 0, func(ctx context.Context, c *client.Client) ([]string, error) {
 		ss, err := c.Schedules(ctx, "")
 		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
+			return nil, err
 		}
 		var out []string
 		for _, s := range ss {
 			out = append(out, cobra.CompletionWithDesc(s.ID, s.ChatID+" "+scheduleWhen(s)))
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return out, nil
+	})
 }
 
 // completeZones completes --tz with a few common zones (any IANA name is
