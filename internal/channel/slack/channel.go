@@ -513,15 +513,10 @@ func (c *Channel) handle(ctx context.Context, api slackevents.EventsAPIEvent) er
 		}
 		return nil
 	case Refuse, Command, Unsupported:
-		key := d.Channel + "/" + d.TS
-		c.mu.Lock()
-		seen := c.handled[key]
-		c.mu.Unlock()
-		if seen {
+		if !c.firstTime(d) {
 			c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateDuplicate)
 			return nil
 		}
-		c.remember(c.handled, key)
 		outcome := channel.UpdateUnsupported
 		switch d.Action {
 		case Refuse:
@@ -551,10 +546,28 @@ const maxRemembered = 10000
 func (c *Channel) remember(set map[string]bool, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rememberLocked(set, key)
+}
+
+func rememberLocked(set map[string]bool, key string) {
 	if len(set) >= maxRemembered {
 		clear(set)
 	}
 	set[key] = true
+}
+
+// firstTime reports whether message d is answered here for the first time,
+// and records that it is: a redelivered envelope of a message that is
+// answered rather than queued (a refusal, a command) is answered once.
+func (c *Channel) firstTime(d Intent) bool {
+	key := d.Channel + "/" + d.TS
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handled[key] {
+		return false
+	}
+	rememberLocked(c.handled, key)
+	return true
 }
 
 // ownThread reports whether the bot answers in thread root of Slack

@@ -77,15 +77,10 @@ func (c *Channel) acceptFiles(ctx context.Context, d Intent) (text string, answe
 	if !errors.As(err, &r) {
 		return text, false, err
 	}
-	key := d.Channel + "/" + d.TS
-	c.mu.Lock()
-	seen := c.handled[key]
-	c.mu.Unlock()
-	if seen {
+	if !c.firstTime(d) {
 		c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateDuplicate)
 		return "", true, nil
 	}
-	c.remember(c.handled, key)
 	c.cfg.Log.Info("slack: refused a message's files", "channel", c.cfg.Name, "chat", d.Chat, "why", r.text)
 	c.answer(ctx, d, r.text)
 	c.cfg.Metrics.Update(c.cfg.Name, channel.UpdateRefused)
