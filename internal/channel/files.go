@@ -137,6 +137,16 @@ func HumanSize(n int64) string {
 	return strconv.FormatInt(n, 10) + " bytes"
 }
 
+// OpenInbox opens the inbox of chat's folder (EnsureInbox), where a
+// message's files are saved before it is queued.
+func OpenInbox(f Folders, chat string) (*os.Root, error) {
+	dir, err := f.ChatDir(chat)
+	if err != nil {
+		return nil, err
+	}
+	return EnsureInbox(dir)
+}
+
 // EnsureInbox opens dir/inbox, making dir and it (0700) when missing. A
 // folder that is a symbolic link, not a directory or not the daemon
 // user's own is refused, never followed.

@@ -103,11 +103,7 @@ func (c *Channel) attach(ctx context.Context, d Intent) (string, error) {
 			return "", &refusal{channel.TooBigText(f.Size, limit)}
 		}
 	}
-	dir, err := c.cfg.Folders.ChatDir(d.Chat)
-	if err != nil {
-		return "", &refusal{channel.SaveFailedText(err.Error())}
-	}
-	inbox, err := channel.EnsureInbox(dir)
+	inbox, err := channel.OpenInbox(c.cfg.Folders, d.Chat)
 	if err != nil {
 		return "", &refusal{channel.SaveFailedText(err.Error())}
 	}

@@ -71,11 +71,7 @@ func (c *Channel) attach(ctx context.Context, update int64, d Decision) (string,
 	if d.File.Size > limit {
 		return "", &refusal{channel.TooBigText(d.File.Size, limit)}
 	}
-	dir, err := c.cfg.Folders.ChatDir(ChatID(d.Chat))
-	if err != nil {
-		return "", &refusal{channel.SaveFailedText(err.Error())}
-	}
-	inbox, err := channel.EnsureInbox(dir)
+	inbox, err := channel.OpenInbox(c.cfg.Folders, ChatID(d.Chat))
 	if err != nil {
 		return "", &refusal{channel.SaveFailedText(err.Error())}
 	}
