@@ -8,12 +8,12 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
-	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/schedule"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/postgres"
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
 	"github.com/dispatchd/dispatch/internal/testutil/pgtest"
+	"github.com/dispatchd/dispatch/internal/testutil/schedtest"
 )
 
 // Schedules are fired by one node of several (the holder of the schedules
@@ -86,39 +86,5 @@ func TestClusterSchedulesOneNode(t *testing.T) {
 		t.Error("the other node did not log taking the role")
 	}
 
-	byClient := map[string]int{}
-	for _, chat := range []string{"sched-a", "sched-b"} {
-		for _, state := range []store.State{store.Pending, store.Inflight, store.Done, store.Dead} {
-			ms, err := st.List(ctx, store.Filter{ChatID: chat, State: state})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range ms {
-				byClient[m.ClientID]++
-			}
-		}
-	}
-	evs, _, err := st.Events(ctx, events.Query{Types: []events.Type{events.ScheduleFired, events.ScheduleMissed}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fired := map[string]int{}
-	for _, e := range evs {
-		if e.Type == events.ScheduleMissed {
-			t.Errorf("missed: %+v", e)
-			continue
-		}
-		fired[e.ScheduleID]++
-	}
-	for id, at := range ats {
-		if c := byClient[schedule.ClientID(id, at)]; c != 1 {
-			t.Errorf("%s at %s: %d messages", id, at.Format(time.TimeOnly), c)
-		}
-		if fired[id] != 1 {
-			t.Errorf("%s: %d schedule_fired events", id, fired[id])
-		}
-	}
-	if len(byClient) != len(ats) {
-		t.Errorf("%d distinct messages, want %d", len(byClient), len(ats))
-	}
+	schedtest.FiredOnce(t, st, []string{"sched-a", "sched-b"}, ats)
 }

@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/dispatchd/dispatch/internal/clock"
-	"github.com/dispatchd/dispatch/internal/events"
 	"github.com/dispatchd/dispatch/internal/schedule"
 	"github.com/dispatchd/dispatch/internal/store"
 	"github.com/dispatchd/dispatch/internal/store/sqlite"
 	"github.com/dispatchd/dispatch/internal/testutil/daemontest"
+	"github.com/dispatchd/dispatch/internal/testutil/schedtest"
 )
 
 // openDB opens the stopped daemon's database from the test, and closes it
@@ -86,41 +86,11 @@ func TestScheduleKill9(t *testing.T) {
 	st, closeDB = openDB(t, d)
 	defer closeDB()
 	ctx := context.Background()
-	byClient := map[string]int{}
-	for _, state := range []store.State{store.Pending, store.Inflight, store.Done, store.Dead} {
-		ms, err := st.List(ctx, store.Filter{ChatID: "sched-kill", State: state})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			byClient[m.ClientID]++
-		}
-	}
-	evs, _, err := st.Events(ctx, events.Query{Types: []events.Type{events.ScheduleFired, events.ScheduleMissed}, Limit: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fired := map[string]int{}
-	for _, e := range evs {
-		if e.Type == events.ScheduleMissed {
-			t.Errorf("missed: %+v", e)
-			continue
-		}
-		fired[e.ScheduleID]++
-	}
+	schedtest.FiredOnce(t, st, []string{"sched-kill"}, ats)
 	for id, at := range ats {
-		if c := byClient[schedule.ClientID(id, at)]; c != 1 {
-			t.Errorf("%s at %s: %d messages", id, at.Format(time.TimeOnly), c)
-		}
-		if fired[id] != 1 {
-			t.Errorf("%s: %d schedule_fired events", id, fired[id])
-		}
 		r, err := st.Schedule(ctx, id)
 		if err != nil || !r.Finished || !r.LastFired.Equal(at) {
 			t.Errorf("%s: %+v, %v", id, r, err)
 		}
-	}
-	if len(byClient) != n {
-		t.Errorf("%d distinct messages, want %d", len(byClient), n)
 	}
 }
