@@ -393,6 +393,22 @@ func (d *Daemon) Get(path string) (int, []byte) {
 	return st, data
 }
 
+// HasMetrics reports whether GET /metrics holds every one of lines, each a
+// series with its value as Prometheus prints it
+// (`dispatch_channel_connected{channel="slack"} 1`).
+func (d *Daemon) HasMetrics(lines ...string) bool {
+	code, body := d.Get("/metrics")
+	if code != http.StatusOK {
+		return false
+	}
+	for _, want := range lines {
+		if !strings.Contains(string(body), want) {
+			return false
+		}
+	}
+	return true
+}
+
 // getJSON GETs path, requires 200 and decodes the answer into out.
 func (d *Daemon) getJSON(path string, out any) {
 	d.t.Helper()
